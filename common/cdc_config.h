@@ -9,6 +9,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "cdc_buf.h"
+
 typedef enum cdc_opt_type {
     CDC_OPT_STRING,   /* any text */
     CDC_OPT_INT,      /* integer within [min, max] */
@@ -26,10 +28,17 @@ typedef struct cdc_option {
     const char *choices;  /* CDC_OPT_ENUM: "a|b|c" */
     const char *help;     /* one line */
     bool secret;          /* never printed in clear (passwords, API keys) */
+    const char *metavar;  /* placeholder of the value in --help, e.g. "CONNINFO"; optional */
+    /* Optional extra validation of each value (each item of a list) after the
+     * type check: returns 0, or -1 with a predicate in err ("is not an LSN
+     * like 16/B374D848"); the caller prefixes the option name and, unless the
+     * option is secret, the quoted value. */
+    int (*check)(const char *value, char *err, size_t errlen);
 } cdc_option;
 
-/* Terminates a table. */
-#define CDC_OPTION_END {NULL, NULL, CDC_OPT_STRING, NULL, 0, 0, NULL, NULL, false}
+/* Tables are written with designated initializers ({.name = "slot", ...});
+ * fields left out are zero. This terminates a table. */
+#define CDC_OPTION_END {.name = NULL}
 
 typedef struct cdc_config cdc_config;
 
@@ -42,8 +51,19 @@ enum {
 
 /* Parses argv then the environment (flags win over environment, environment
  * over defaults). `table` is the binary's own options; the common ones
- * (--log-level, --log-format, -X, --help, --version) are added to it.
- * `program` and `summary` head --help. */
+ * (--log-level, --log-format, -X, --help/-h, --version/-V) are added to it.
+ * `program` and `summary` head --help.
+ *
+ * Accepted forms: "--name value", "--name=value", "--name" / "--no-name" for
+ * booleans, "-X key=value" / "-Xkey=value" (repeatable; never split at
+ * commas, the value reaches librdkafka untouched), "--" ends the options.
+ * A list option given as flags replaces its environment value; -X pairs from
+ * PGCDC_X ("k=v,k2=v2", split only at a comma followed by "key=") come
+ * before those of the flags, so a flag overrides the environment.
+ * An empty environment variable counts as unset.
+ *
+ * --help and --version are written to stdout (the one place common/ prints,
+ * because the answer to --help is the program's output). */
 int cdc_config_parse(const cdc_option *table, const char *program, const char *summary,
                      int argc, char **argv, cdc_config **out, char *err, size_t errlen);
 
@@ -63,6 +83,17 @@ int cdc_config_apply_kafka(const cdc_config *cfg, rd_kafka_conf_t *conf, char *e
 
 /* Logs every setting at info level, secrets masked. */
 void cdc_config_log(const cdc_config *cfg);
+
+/* The `program` given to cdc_config_parse. */
+const char *cdc_config_program(const cdc_config *cfg);
+
+/* cdc_log_setup() from --log-level and --log-format. */
+void cdc_config_setup_log(const cdc_config *cfg);
+
+/* The --help text for `table` (plus the common options), as printed by
+ * cdc_config_parse. Returns 0, or -1 when memory runs out. */
+int cdc_config_help(const cdc_option *table, const char *program, const char *summary,
+                    cdc_buf *out);
 
 void cdc_config_free(cdc_config *cfg);
 
