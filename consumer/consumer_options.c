@@ -1,0 +1,132 @@
+/* consumer_options.c: the option table of pgcdc-consumer, with the syntax
+ * checks of its structured values (URLs, offsets, TTLs) so that a typo is a
+ * usage error at start rather than a failure later. */
+#include "consumer_options.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static bool all_digits(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t k = 0; k < len; k++)
+        if (s[k] < '0' || s[k] > '9')
+            return false;
+    return true;
+}
+
+static int check_es_url(const char *value, char *err, size_t errlen)
+{
+    if (strncmp(value, "http://", 7) == 0 || strncmp(value, "https://", 8) == 0)
+        return 0;
+    snprintf(err, errlen, "is not an http:// or https:// URL");
+    return -1;
+}
+
+static int check_redis_url(const char *value, char *err, size_t errlen)
+{
+    if (strncmp(value, "redis://", 8) == 0)
+        return 0;
+    snprintf(err, errlen, "is not a redis://[user:password@]host:port/db URL");
+    return -1;
+}
+
+/* earliest | latest | <offset> | @<epoch_ms>, optionally after
+ * "<topic>:<partition>=" (topic names cannot contain '=' or ':'). */
+static int check_reset_offset(const char *value, char *err, size_t errlen)
+{
+    const char *v = value;
+    const char *eq = strchr(value, '=');
+    if (eq) {
+        const char *colon = memchr(value, ':', (size_t)(eq - value));
+        if (!colon || colon == value || !all_digits(colon + 1, (size_t)(eq - colon - 1)))
+            goto bad;
+        v = eq + 1;
+    }
+    if (strcmp(v, "earliest") == 0 || strcmp(v, "latest") == 0 || all_digits(v, strlen(v)) ||
+        (v[0] == '@' && all_digits(v + 1, strlen(v + 1))))
+        return 0;
+bad:
+    snprintf(err, errlen,
+             "is not earliest|latest|<offset>|@<epoch_ms>, optionally after <topic>:<partition>=");
+    return -1;
+}
+
+/* SECONDS, or schema.table=SECONDS */
+static int check_ttl(const char *value, char *err, size_t errlen)
+{
+    const char *eq = strchr(value, '=');
+    const char *n = eq ? eq + 1 : value;
+    const char *dot = eq ? memchr(value, '.', (size_t)(eq - value)) : NULL;
+    if ((!eq || (dot && dot > value && dot + 1 < eq)) && all_digits(n, strlen(n)) &&
+        strlen(n) <= 9 && strspn(n, "0") != strlen(n))
+        return 0;
+    snprintf(err, errlen, "is not SECONDS or <schema>.<table>=SECONDS (1..999999999)");
+    return -1;
+}
+
+const char consumer_summary[] =
+    "Kafka (pgcdc events) to Elasticsearch/OpenSearch and Redis, idempotent by LSN, "
+    "offsets committed only after the sinks have applied.";
+
+const cdc_option consumer_options[] = {
+    {.name = "brokers", .env = "PGCDC_BROKERS", .type = CDC_OPT_STRING,
+     .def = "127.0.0.1:9092", .metavar = "HOST:PORT[,...]", .help = "Kafka bootstrap servers"},
+    {.name = "group", .env = "PGCDC_GROUP", .type = CDC_OPT_STRING, .def = "pgcdc-consumer",
+     .metavar = "ID", .help = "Kafka consumer group"},
+    {.name = "topics", .env = "PGCDC_TOPICS", .type = CDC_OPT_LIST, .def = "^pgcdc\\..*",
+     .metavar = "TOPIC|^REGEX[,...]",
+     .help = "topics to read; an item starting with ^ is a regular expression"},
+    {.name = "batch-records", .env = "PGCDC_BATCH_RECORDS", .type = CDC_OPT_INT,
+     .def = "5000", .min = 1, .max = 1000000, .help = "most records in one batch"},
+    {.name = "batch-bytes", .env = "PGCDC_BATCH_BYTES", .type = CDC_OPT_INT,
+     .def = "8388608", .min = 1024, .max = 1073741824, .metavar = "BYTES",
+     .help = "most bytes of record values in one batch"},
+    {.name = "batch-ms", .env = "PGCDC_BATCH_MS", .type = CDC_OPT_INT, .def = "200", .min = 1,
+     .max = 600000, .metavar = "MS", .help = "longest wait to fill a batch"},
+    {.name = "reset-offsets", .env = "PGCDC_RESET_OFFSETS", .type = CDC_OPT_LIST,
+     .metavar = "[TOPIC:PARTITION=]earliest|latest|OFFSET|@EPOCH_MS[,...]",
+     .check = check_reset_offset,
+     .help = "move the group's offsets before reading (replay, backfill)"},
+    {.name = "until-end", .env = "PGCDC_UNTIL_END", .type = CDC_OPT_BOOL, .def = "false",
+     .help = "exit 0 once every assigned partition is applied and committed up to its "
+             "end offset at start"},
+    {.name = "dlq-topic", .env = "PGCDC_DLQ_TOPIC", .type = CDC_OPT_STRING,
+     .def = "pgcdc.dlq", .metavar = "TOPIC",
+     .help = "dead-letter topic for records that are not valid events or that a sink rejects"},
+    {.name = "es", .env = "PGCDC_ES", .type = CDC_OPT_LIST, .metavar = "URL[,URL...]",
+     .check = check_es_url,
+     .help = "Elasticsearch/OpenSearch nodes; no search sink when unset"},
+    {.name = "es-user", .env = "PGCDC_ES_USER", .type = CDC_OPT_STRING, .metavar = "USER",
+     .help = "basic authentication user"},
+    {.name = "es-password", .env = "PGCDC_ES_PASSWORD", .type = CDC_OPT_STRING,
+     .metavar = "PASSWORD", .secret = true, .help = "basic authentication password"},
+    {.name = "es-api-key", .env = "PGCDC_ES_API_KEY", .type = CDC_OPT_STRING, .metavar = "KEY",
+     .secret = true, .help = "API key (sent as Authorization: ApiKey KEY)"},
+    {.name = "es-cacert", .env = "PGCDC_ES_CACERT", .type = CDC_OPT_STRING, .metavar = "FILE",
+     .help = "CA certificates (PEM) to verify the nodes' TLS certificates"},
+    {.name = "es-index-prefix", .env = "PGCDC_ES_INDEX_PREFIX", .type = CDC_OPT_STRING,
+     .def = "pgcdc.", .metavar = "PREFIX",
+     .help = "indices are named <prefix><schema>.<table> (made a valid index name)"},
+    {.name = "redis", .env = "PGCDC_REDIS", .type = CDC_OPT_STRING,
+     .metavar = "redis://[USER:PASSWORD@]HOST:PORT/DB", .check = check_redis_url,
+     .help = "Redis server; no Redis sink when unset"},
+    {.name = "redis-prefix", .env = "PGCDC_REDIS_PREFIX", .type = CDC_OPT_STRING,
+     .def = "pgcdc", .metavar = "PREFIX",
+     .help = "row keys are <prefix>:<schema>.<table>:<id>"},
+    {.name = "redis-format", .env = "PGCDC_REDIS_FORMAT", .type = CDC_OPT_ENUM,
+     .def = "hash", .choices = "hash|json",
+     .help = "a hash per row (columns as fields) or one JSON string per row"},
+    {.name = "redis-tombstone-ttl", .env = "PGCDC_REDIS_TOMBSTONE_TTL", .type = CDC_OPT_INT,
+     .def = "604800", .min = 1, .max = 315360000, .metavar = "SECONDS",
+     .help = "how long a deleted row's version marker is kept (replays older than this "
+             "could bring the row back; default: Kafka's default retention, 7 days)"},
+    {.name = "redis-ttl", .env = "PGCDC_REDIS_TTL", .type = CDC_OPT_LIST,
+     .metavar = "SECONDS|SCHEMA.TABLE=SECONDS[,...]", .check = check_ttl,
+     .help = "expire row keys (cache mode), renewed on every write; globally or per table"},
+    {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
+     .metavar = "HOST:PORT",
+     .help = "serve /metrics and /health over HTTP here; off when unset"},
+    CDC_OPTION_END,
+};

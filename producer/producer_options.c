@@ -1,0 +1,70 @@
+/* producer_options.c: the option table of pgcdc-producer. Names, defaults
+ * and bounds are the user interface; the runtime reads them by name with
+ * cdc_config_str/int/bool/list. */
+#include "producer_options.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cdc_lsn.h"
+
+static int check_lsn(const char *value, char *err, size_t errlen)
+{
+    uint64_t lsn;
+    if (cdc_lsn_parse(value, &lsn) < 0) {
+        snprintf(err, errlen, "is not an LSN like 16/B374D848");
+        return -1;
+    }
+    return 0;
+}
+
+const char producer_summary[] =
+    "PostgreSQL logical replication (pgoutput) to Kafka, one topic per table, "
+    "keyed by primary key.";
+
+const cdc_option producer_options[] = {
+    {.name = "pg", .env = "PGCDC_PG", .type = CDC_OPT_STRING, .metavar = "CONNINFO",
+     .help = "PostgreSQL connection string (key=value or postgresql:// URI); "
+             "PG* environment variables fill in what it leaves out"},
+    {.name = "slot", .env = "PGCDC_SLOT", .type = CDC_OPT_STRING, .def = "pgcdc",
+     .metavar = "NAME", .help = "logical replication slot to read"},
+    {.name = "publication", .env = "PGCDC_PUBLICATION", .type = CDC_OPT_STRING,
+     .def = "pgcdc", .metavar = "NAME", .help = "publication whose tables are streamed"},
+    {.name = "create-slot", .env = "PGCDC_CREATE_SLOT", .type = CDC_OPT_BOOL, .def = "false",
+     .help = "create the slot (plugin pgoutput) when it does not exist"},
+    {.name = "create-publication", .env = "PGCDC_CREATE_PUBLICATION", .type = CDC_OPT_BOOL,
+     .def = "false",
+     .help = "create the publication when it does not exist (for --tables, or all tables)"},
+    {.name = "tables", .env = "PGCDC_TABLES", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE[,...]",
+     .help = "tables of a publication made by --create-publication; all tables when unset"},
+    {.name = "brokers", .env = "PGCDC_BROKERS", .type = CDC_OPT_STRING,
+     .def = "127.0.0.1:9092", .metavar = "HOST:PORT[,...]",
+     .help = "Kafka bootstrap servers"},
+    {.name = "topic-prefix", .env = "PGCDC_TOPIC_PREFIX", .type = CDC_OPT_STRING,
+     .def = "pgcdc", .metavar = "PREFIX",
+     .help = "topics are named <prefix>.<schema>.<table>"},
+    {.name = "partitions", .env = "PGCDC_PARTITIONS", .type = CDC_OPT_INT, .def = "6",
+     .min = 1, .max = 10000, .help = "partitions of a topic created when missing"},
+    {.name = "replication-factor", .env = "PGCDC_REPLICATION_FACTOR", .type = CDC_OPT_INT,
+     .def = "1", .min = 1, .max = 1000,
+     .help = "replication factor of a topic created when missing"},
+    {.name = "tombstones", .env = "PGCDC_TOMBSTONES", .type = CDC_OPT_BOOL, .def = "false",
+     .help = "follow each delete with a tombstone (null value) for log compaction"},
+    {.name = "endpos", .env = "PGCDC_ENDPOS", .type = CDC_OPT_STRING, .metavar = "LSN",
+     .check = check_lsn,
+     .help = "stop once this WAL position is reached and everything before it is in Kafka"},
+    {.name = "status-interval", .env = "PGCDC_STATUS_INTERVAL", .type = CDC_OPT_INT,
+     .def = "10", .min = 1, .max = 3600, .metavar = "SECONDS",
+     .help = "longest time between two status updates to PostgreSQL"},
+    {.name = "on-oversize", .env = "PGCDC_ON_OVERSIZE", .type = CDC_OPT_ENUM, .def = "fail",
+     .choices = "fail|dlq",
+     .help = "a record Kafka refuses for good: stop (fail) or write a marker to --dlq-topic"},
+    {.name = "dlq-topic", .env = "PGCDC_DLQ_TOPIC", .type = CDC_OPT_STRING,
+     .def = "pgcdc.dlq", .metavar = "TOPIC",
+     .help = "dead-letter topic for --on-oversize=dlq markers"},
+    {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
+     .metavar = "HOST:PORT",
+     .help = "serve /metrics and /health over HTTP here; off when unset"},
+    CDC_OPTION_END,
+};

@@ -1,0 +1,13 @@
+/* producer_options.h: pgcdc-producer's option table (every flag, its
+ * environment variable, default and bounds) and its one-line summary. */
+#ifndef PGCDC_PRODUCER_OPTIONS_H
+#define PGCDC_PRODUCER_OPTIONS_H
+
+#include "cdc_config.h"
+
+#define PRODUCER_PROGRAM "pgcdc-producer"
+
+extern const cdc_option producer_options[];
+extern const char producer_summary[];
+
+#endif
