@@ -15,7 +15,15 @@
 
 /* One column of a row: its name and its value as JSON text, already mapped
  * per EVENTS.md ("null", "42", "\"19.90\"", "{\"k\":1}", ...). The JSON text
- * is embedded as is, so it must be valid JSON. */
+ * is embedded as is, so it must be valid JSON; json == NULL stands for SQL
+ * NULL and is written as null.
+ *
+ * Every value is checked with cdc_json_validate() before it is embedded, in
+ * every build: the check is a single allocation-free pass over the bytes
+ * (no tree, no copy, no yajl parser handle per value), measured at well
+ * under a tenth of the encoding cost (bench/event_encode.c), so trusting the
+ * producer's type mapping blindly was not worth the risk of one malformed
+ * jsonb or array text breaking every consumer of the topic. */
 typedef struct cdc_column {
     const char *name;
     const char *json;
@@ -28,7 +36,7 @@ typedef struct cdc_row {
 } cdc_row;
 
 typedef struct cdc_source {
-    const char *db;
+    const char *db;                /* NULL when null or absent */
     const char *schema;
     const char *table;
     uint64_t lsn;          /* the row's version */
@@ -49,15 +57,48 @@ typedef struct cdc_event {
     int64_t ts_ms;                      /* when the event was made */
 } cdc_event;
 
-/* Appends the event's JSON value to `out`. Returns 0, or -1 with err set
- * (unknown op, a column value that is not valid JSON, out of memory). */
+/* Deepest nesting of arrays/objects accepted in a JSON text, in column values
+ * and in decoded records. Bounds the recursion of yajl_tree_free() on the
+ * consumer side; PostgreSQL's json/jsonb values deeper than this cannot be
+ * encoded (the producer gets an error naming the column). */
+#define CDC_JSON_MAX_DEPTH 1024
+
+/* Checks that s[0..len) is exactly one JSON value (RFC 8259), optionally
+ * surrounded by whitespace: strict UTF-8 (no overlong forms, no surrogates),
+ * no raw control characters in strings, \u escapes with surrogates paired,
+ * no comments, no trailing data, nesting at most CDC_JSON_MAX_DEPTH.
+ * Everything it accepts, yajl accepts too (the fuzz targets check that).
+ * Returns 0, or -1 with "at offset N: <what is wrong>" in err. */
+int cdc_json_validate(const char *s, size_t len, char *err, size_t errlen);
+
+/* Appends the event's JSON value to `out`, compact, fields in the order of
+ * EVENTS.md: op, before, after, unchanged_toast (only when n > 0), source
+ * {db, schema, table, lsn, commit_lsn, txid, seq, ts_ms, snapshot}, ts_ms.
+ * lsn and commit_lsn are written as unsigned 64-bit JSON integers; a NULL db
+ * is written as null.
+ *
+ * Names (columns, schema, table, db, unchanged_toast) are written as JSON
+ * strings: '"', '\\' and U+0000..U+001F (JSON's control characters) are
+ * escaped by yajl; DEL and C1 controls are valid UTF-8 and stay as they are.
+ * A byte sequence that is not valid UTF-8 is replaced by U+FFFD, one per
+ * maximal invalid subsequence, so the output is always valid UTF-8.
+ *
+ * The event must match its op, as cdc_event_decode() requires: after for
+ * c/u/r, no after for d/t, no before for c/r/t, schema and table set.
+ * Returns 0, or -1 with err set (unknown op, an event that does not match
+ * its op, a column value that is not valid JSON, out of memory); on -1 `out`
+ * is left as it was. */
 int cdc_event_encode(const cdc_event *ev, cdc_buf *out, char *err, size_t errlen);
 
 /* Appends the record key, a JSON object of the given columns in order
- * ({"id":42}). */
+ * ({"id":42}), with the same rules for names and values as above. A table
+ * without replica identity has a null Kafka key, which is not encoded: key
+ * NULL or without columns is an error. On -1 `out` is left as it was. */
 int cdc_key_encode(const cdc_row *key, cdc_buf *out, char *err, size_t errlen);
 
-/* A decoded event. Strings and trees point into `root`, which it owns. */
+/* A decoded event. Strings and trees point into `root`, which it owns.
+ * Numbers in before/after keep their exact text in u.number.r (use it to
+ * write numerics and bigints without going through a double). */
 typedef struct cdc_decoded_event {
     yajl_val root;
     char op;
@@ -65,7 +106,7 @@ typedef struct cdc_decoded_event {
     yajl_val after;                /* object, or NULL when null */
     const char **unchanged_toast;  /* owned array of pointers into root */
     size_t n_unchanged_toast;
-    const char *db;
+    const char *db;                /* NULL when null or absent */
     const char *schema;
     const char *table;
     uint64_t lsn;
@@ -77,21 +118,38 @@ typedef struct cdc_decoded_event {
     int64_t ts_ms;
 } cdc_decoded_event;
 
-/* Decodes one record value (not NUL-terminated). Rejects, with a reason in
- * err: text that is not JSON, a value that is not an object, an unknown op,
- * a missing or mistyped field that the op needs (source.schema/table/lsn,
- * after for c/u/r). Returns 0 or -1. On -1 *ev needs no freeing. */
+/* Decodes one record value (not NUL-terminated; a tombstone, i.e. a null
+ * Kafka value, is the caller's business). Rejects, with a reason in err
+ * ("cannot decode event: ..."): text that is not JSON (as cdc_json_validate),
+ * a value that is not an object, a missing or unknown op, source missing or
+ * not an object, source.schema/table missing or not strings, source.lsn
+ * missing or not a non-negative integer that fits in 64 bits, after missing
+ * for c/u/r, before/after neither object nor null, after not null for d/t,
+ * before not null for c/r/t, unchanged_toast not an array of strings, a
+ * known field given twice, and a present but mistyped optional field
+ * (source.db string, commit_lsn like lsn, txid/seq/ts_ms integers, snapshot
+ * boolean; each may be null or absent, reading as NULL/0/false). Unknown
+ * fields are ignored, so the format can grow. Returns 0 or -1. On -1 *ev is
+ * zeroed and needs no freeing; cdc_decoded_event_free() accepts it anyway. */
 int cdc_event_decode(const char *json, size_t len, cdc_decoded_event *ev,
                      char *err, size_t errlen);
 void cdc_decoded_event_free(cdc_decoded_event *ev);
 
-/* Decodes a record key: it must be a JSON object. *key is freed with
- * yajl_tree_free. */
+/* Decodes a record key: it must be a JSON object ("cannot decode key: ...").
+ * *key is freed with yajl_tree_free; on -1 it is NULL. */
 int cdc_key_decode(const char *json, size_t len, yajl_val *key, char *err, size_t errlen);
 
 /* The topic of a table: "<prefix>.<schema>.<table>", every character outside
  * [a-zA-Z0-9._-] replaced by '_', cut to Kafka's 249 characters. Sets
- * *changed when the name had to be altered (callers log that once). */
+ * *changed when the name had to be altered (callers log that once).
+ * Details: one '_' per UTF-8 character (per byte where the bytes are not
+ * valid UTF-8); a NULL or empty prefix gives "<schema>.<table>"; a name
+ * longer than 249 keeps its first 240 characters followed by '-' and 8 hex
+ * digits of a hash (FNV-1a) of the unmapped "<prefix>.<schema>.<table>", so
+ * two long names that share a beginning still get two topics; the names
+ * Kafka refuses, "." and "..", become "_" and "__". The name is appended to
+ * `out`. Returns 0, or -1 when schema or table is NULL or memory runs out
+ * (out left as it was). */
 int cdc_topic_name(const char *prefix, const char *schema, const char *table,
                    cdc_buf *out, bool *changed);
 
