@@ -1,0 +1,282 @@
+/* change.c: decoded row changes to cdc_events (see change.h). All values of
+ * a change are appended to one buffer and the column pointers are set only
+ * once it stops growing, so a change costs no allocation once the buffers
+ * have reached their working size. */
+#include "change.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void change_builder_init(change_builder *b, relcache *rc,
+                         pgvalue_resolve_fn resolve, void *resolve_ctx)
+{
+    memset(b, 0, sizeof *b);
+    b->rc = rc;
+    b->resolve = resolve;
+    b->resolve_ctx = resolve_ctx;
+}
+
+void change_builder_free(change_builder *b)
+{
+    if (!b)
+        return;
+    cdc_buf_free(&b->values);
+    cdc_buf_free(&b->scratch);
+    free(b->cols);
+    free(b->offs);
+    free(b->pos_old);
+    free(b->pos_new);
+    free(b->toast);
+    b->cols = NULL;
+    b->offs = NULL;
+    b->pos_old = b->pos_new = NULL;
+    b->toast = NULL;
+    b->cols_cap = b->pos_cap = b->toast_cap = 0;
+}
+
+int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type **type,
+                       char *err, size_t errlen)
+{
+    if (!col->type_resolved) {
+        pgvalue_type t = {false, PGVALUE_TEXT, ',', 0};
+        if (!pgvalue_builtin_type(col->type_oid, &t) &&
+            !relcache_type_get(b->rc, col->type_oid, &t) && b->resolve) {
+            if (b->resolve(b->resolve_ctx, col->type_oid, &t, err, errlen) < 0)
+                return -1;
+            if (relcache_type_put(b->rc, col->type_oid, &t) < 0) {
+                snprintf(err, errlen, "out of memory caching type %u", col->type_oid);
+                return -1;
+            }
+        }
+        col->type = t;
+        col->type_resolved = true;
+    }
+    *type = &col->type;
+    return 0;
+}
+
+static int reserve(change_builder *b, size_t ncols, size_t nrel)
+{
+    if (ncols > b->cols_cap) {
+        cdc_column *c = realloc(b->cols, ncols * sizeof *c);
+        if (!c)
+            return -1;
+        b->cols = c;
+        size_t *o = realloc(b->offs, ncols * sizeof *o);
+        if (!o)
+            return -1;
+        b->offs = o;
+        b->cols_cap = ncols;
+    }
+    if (nrel > b->pos_cap) {
+        int *po = realloc(b->pos_old, nrel * sizeof *po);
+        if (!po)
+            return -1;
+        b->pos_old = po;
+        int *pn = realloc(b->pos_new, nrel * sizeof *pn);
+        if (!pn)
+            return -1;
+        b->pos_new = pn;
+        const char **t = realloc(b->toast, nrel * sizeof *t);
+        if (!t)
+            return -1;
+        b->toast = t;
+        b->pos_cap = b->toast_cap = nrel;
+    }
+    return 0;
+}
+
+/* Appends the columns of a tuple to b->cols. only_identity: keep only
+ * replica identity columns (an old key tuple, whose other columns are sent
+ * as nulls). Unchanged-TOAST columns are skipped, and listed in *ntoast when
+ * toast is given. */
+static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t,
+                   bool only_identity, size_t *ncols, int *pos, size_t *ntoast,
+                   char *err, size_t errlen)
+{
+    for (uint16_t i = 0; i < t->ncols; i++) {
+        relcache_col *col = &rel->cols[i];
+        const pgoutput_value *v = &t->cols[i];
+        pos[i] = -1;
+        if (only_identity && !col->is_identity)
+            continue;
+        if (v->kind == PGOUTPUT_COL_UNCHANGED) {
+            if (ntoast)
+                b->toast[(*ntoast)++] = col->name;
+            continue;
+        }
+        size_t at = b->values.len;
+        if (v->kind == PGOUTPUT_COL_NULL) {
+            if (cdc_buf_append(&b->values, "null", 4) < 0)
+                goto oom;
+        } else if (v->kind == PGOUTPUT_COL_TEXT) {
+            const pgvalue_type *type;
+            char verr[160];
+            if (change_column_type(b, col, &type, verr, sizeof verr) < 0 ||
+                pgvalue_append_json(&b->values, type, v->data, v->len, &b->scratch,
+                                    verr, sizeof verr) < 0) {
+                snprintf(err, errlen, "cannot convert column \"%s\" (type %u) of %s.%s: %s",
+                         col->name, col->type_oid, rel->nspname, rel->relname, verr);
+                return -1;
+            }
+        } else {
+            snprintf(err, errlen, "cannot convert column \"%s\" of %s.%s: binary tuple data "
+                     "(the producer asks for text)", col->name, rel->nspname, rel->relname);
+            return -1;
+        }
+        pos[i] = (int)*ncols;
+        b->cols[*ncols].name = col->name;
+        b->offs[*ncols] = at;
+        (*ncols)++;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory converting a row of %s.%s", rel->nspname,
+             rel->relname);
+    return -1;
+}
+
+static const char *op_name(char op)
+{
+    return op == 'c' ? "insert" : op == 'u' ? "update" : "delete";
+}
+
+int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src,
+                 cdc_event *ev, const cdc_row **key, char *err, size_t errlen)
+{
+    uint32_t relid;
+    char op, old_kind = 0;
+    const pgoutput_tuple *oldtup = NULL, *newtup = NULL;
+    switch (m->type) {
+    case PGOUTPUT_INSERT:
+        op = 'c';
+        relid = m->u.insert.relid;
+        newtup = &m->u.insert.newtup;
+        break;
+    case PGOUTPUT_UPDATE:
+        op = 'u';
+        relid = m->u.update.relid;
+        newtup = &m->u.update.newtup;
+        old_kind = m->u.update.old_kind;
+        if (old_kind)
+            oldtup = &m->u.update.oldtup;
+        break;
+    case PGOUTPUT_DELETE:
+        op = 'd';
+        relid = m->u.delete_.relid;
+        old_kind = m->u.delete_.old_kind;
+        oldtup = &m->u.delete_.oldtup;
+        break;
+    default:
+        snprintf(err, errlen, "cannot build a change from a %s message",
+                 pgoutput_msg_name(m->type));
+        return -1;
+    }
+
+    relcache_rel *rel = relcache_get(b->rc, relid);
+    if (!rel) {
+        snprintf(err, errlen, "cannot build %s: relation %u was not described by a "
+                 "Relation message", op_name(op), relid);
+        return -1;
+    }
+    if ((newtup && newtup->ncols != rel->ncols) || (oldtup && oldtup->ncols != rel->ncols)) {
+        snprintf(err, errlen, "cannot build %s of %s.%s: tuple has %u columns, the "
+                 "relation %u", op_name(op), rel->nspname, rel->relname,
+                 newtup && newtup->ncols != rel->ncols ? newtup->ncols : oldtup->ncols,
+                 rel->ncols);
+        return -1;
+    }
+    if (reserve(b, 2 * (size_t)rel->ncols + rel->nkey, rel->ncols ? rel->ncols : 1) < 0) {
+        snprintf(err, errlen, "out of memory building %s of %s.%s", op_name(op),
+                 rel->nspname, rel->relname);
+        return -1;
+    }
+    cdc_buf_reset(&b->values);
+
+    size_t n = 0, nbefore = 0, nafter = 0, ntoast = 0;
+    if (oldtup) {
+        if (add_row(b, rel, oldtup, old_kind == 'K', &n, b->pos_old, NULL, err, errlen) < 0)
+            return -1;
+        nbefore = n;
+    }
+    if (newtup) {
+        if (add_row(b, rel, newtup, false, &n, b->pos_new, &ntoast, err, errlen) < 0)
+            return -1;
+        nafter = n - nbefore;
+    }
+
+    size_t nkey = 0;
+    for (uint16_t k = 0; k < rel->nkey; k++) {
+        uint16_t i = rel->key[k];
+        int p = newtup ? b->pos_new[i] : -1;
+        if (p < 0 && oldtup)
+            p = b->pos_old[i];
+        if (p < 0) {
+            snprintf(err, errlen, "cannot build %s of %s.%s: key column \"%s\" has no value "
+                     "(unchanged TOAST without an old key)", op_name(op), rel->nspname,
+                     rel->relname, rel->cols[i].name);
+            return -1;
+        }
+        b->cols[n + nkey] = b->cols[p];
+        b->offs[n + nkey] = b->offs[p];
+        nkey++;
+    }
+
+    /* The values buffer is complete: now its addresses are stable. */
+    for (size_t i = 0; i < n + nkey; i++)
+        b->cols[i].json = b->values.data + b->offs[i];
+    /* Lengths: values were appended in order, key columns reuse them. */
+    for (size_t i = 0; i < n; i++) {
+        size_t end = i + 1 < n ? b->offs[i + 1] : b->values.len;
+        b->cols[i].json_len = end - b->offs[i];
+    }
+    for (size_t k = 0; k < nkey; k++) {
+        uint16_t i = rel->key[k];
+        int p = newtup && b->pos_new[i] >= 0 ? b->pos_new[i] : b->pos_old[i];
+        b->cols[n + k].json_len = b->cols[p].json_len;
+    }
+
+    b->before.columns = b->cols;
+    b->before.ncolumns = nbefore;
+    b->after.columns = b->cols + nbefore;
+    b->after.ncolumns = nafter;
+    b->key.columns = b->cols + n;
+    b->key.ncolumns = nkey;
+
+    memset(ev, 0, sizeof *ev);
+    ev->op = op;
+    ev->before = oldtup ? &b->before : NULL;
+    ev->after = newtup ? &b->after : NULL;
+    ev->unchanged_toast = ntoast ? b->toast : NULL;
+    ev->n_unchanged_toast = ntoast;
+    ev->source = *src;
+    ev->source.schema = rel->nspname;
+    ev->source.table = rel->relname;
+    if (key)
+        *key = nkey ? &b->key : NULL;
+    return 0;
+}
+
+int change_build_truncate(change_builder *b, const pgoutput_msg *m, size_t i,
+                          const cdc_source *src, cdc_event *ev,
+                          char *err, size_t errlen)
+{
+    if (m->type != PGOUTPUT_TRUNCATE || i >= m->u.truncate.nrelids) {
+        snprintf(err, errlen, "cannot build truncate %zu of a %s message", i,
+                 pgoutput_msg_name(m->type));
+        return -1;
+    }
+    relcache_rel *rel = relcache_get(b->rc, m->u.truncate.relids[i]);
+    if (!rel) {
+        snprintf(err, errlen, "cannot build truncate: relation %u was not described by a "
+                 "Relation message", m->u.truncate.relids[i]);
+        return -1;
+    }
+    memset(ev, 0, sizeof *ev);
+    ev->op = 't';
+    ev->source = *src;
+    ev->source.schema = rel->nspname;
+    ev->source.table = rel->relname;
+    return 0;
+}

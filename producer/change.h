@@ -1,0 +1,64 @@
+/* change.h: a decoded Insert/Update/Delete/Truncate plus its cached relation
+ * turned into the cdc_event (and record key) of EVENTS.md, column values
+ * mapped by pgvalue. Pure; storage is reused from one change to the next. */
+#ifndef PGCDC_CHANGE_H
+#define PGCDC_CHANGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cdc_buf.h"
+#include "cdc_event.h"
+#include "pgoutput.h"
+#include "pgvalue.h"
+#include "relcache.h"
+
+typedef struct change_builder {
+    relcache *rc;
+    pgvalue_resolve_fn resolve;   /* user types; NULL maps them to text */
+    void *resolve_ctx;
+    cdc_buf values;               /* the JSON text of all values of a change */
+    cdc_buf scratch;
+    cdc_column *cols;             /* before, after and key columns */
+    size_t *offs;                 /* their value offsets in `values` */
+    size_t cols_cap;
+    int *pos_old, *pos_new;       /* relation column -> index in cols, or -1 */
+    size_t pos_cap;
+    const char **toast;
+    size_t toast_cap;
+    cdc_row before, after, key;
+} change_builder;
+
+void change_builder_init(change_builder *b, relcache *rc,
+                         pgvalue_resolve_fn resolve, void *resolve_ctx);
+void change_builder_free(change_builder *b);
+
+/* Builds the event of an Insert ('c'), Update ('u') or Delete ('d'):
+ * - after: the new row, without unchanged-TOAST columns, which are listed
+ *   in unchanged_toast instead;
+ * - before: the old key columns ('K', REPLICA IDENTITY DEFAULT/INDEX) or
+ *   the whole old row ('O', FULL); NULL when PostgreSQL sent no old tuple
+ *   (an update that did not change the key);
+ * - *key: the relation's key columns (relcache_rel.key) taken from the new
+ *   row (from the old one for a delete, or where the new one has an
+ *   unchanged-TOAST key value); NULL when the relation has no key.
+ * ev->source is a copy of *src with schema and table filled in; ev->ts_ms
+ * is 0 for the caller to set. Pointers in *ev and *key stay valid until the
+ * next call on b, or until the relation is replaced in the cache.
+ * Returns 0, or -1 with err naming the table and column (unknown relation,
+ * binary tuple data, a key value missing, a malformed value, memory). */
+int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src,
+                 cdc_event *ev, const cdc_row **key, char *err, size_t errlen);
+
+/* Builds the 't' event of relation i of a Truncate message (before and
+ * after null, key null). Returns 0, or -1 with err set (unknown relation). */
+int change_build_truncate(change_builder *b, const pgoutput_msg *m, size_t i,
+                          const cdc_source *src, cdc_event *ev,
+                          char *err, size_t errlen);
+
+/* The type mapping of one column, resolving and caching it on first use:
+ * built-in, then the relcache's type cache, then b->resolve. */
+int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type **type,
+                       char *err, size_t errlen);
+
+#endif
