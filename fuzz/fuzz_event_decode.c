@@ -1,0 +1,186 @@
+/* fuzz_event_decode.c: libFuzzer target for the event format (common/cdc_event.c).
+ * Checks, on any input: decode never crashes or leaks; what the validator
+ * accepts yajl accepts; every decoded event re-encodes to an equal event. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+
+#include "cdc_event.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void gen_tree(yajl_gen g, yajl_val v)
+{
+    switch (v->type) {
+    case yajl_t_string:
+        yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
+        break;
+    case yajl_t_number:
+        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+        break;
+    case yajl_t_object:
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            const char *k = v->u.object.keys[i];
+            yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+            gen_tree(g, v->u.object.values[i]);
+        }
+        yajl_gen_map_close(g);
+        break;
+    case yajl_t_array:
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            gen_tree(g, v->u.array.values[i]);
+        yajl_gen_array_close(g);
+        break;
+    case yajl_t_true: yajl_gen_bool(g, 1); break;
+    case yajl_t_false: yajl_gen_bool(g, 0); break;
+    default: yajl_gen_null(g); break;
+    }
+}
+
+/* Compact text of a tree (numbers as their text); "" for NULL. */
+static char *compact(yajl_val v)
+{
+    if (!v)
+        return strdup("");
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *buf = NULL;
+    size_t len = 0;
+    gen_tree(g, v);
+    yajl_gen_get_buf(g, &buf, &len);
+    char *s = strndup(buf ? (const char *)buf : "", len);
+    yajl_gen_free(g);
+    return s;
+}
+
+/* yajl_gen, used here to turn decoded values back into text, stops at depth
+ * 128 (the encoder itself embeds text and has no such limit). */
+static size_t depth(yajl_val v)
+{
+    size_t d = 0, m = 0;
+    if (YAJL_IS_OBJECT(v))
+        for (size_t i = 0; i < v->u.object.len; i++)
+            if ((d = depth(v->u.object.values[i])) > m)
+                m = d;
+    if (YAJL_IS_ARRAY(v))
+        for (size_t i = 0; i < v->u.array.len; i++)
+            if ((d = depth(v->u.array.values[i])) > m)
+                m = d;
+    return (YAJL_IS_OBJECT(v) || YAJL_IS_ARRAY(v)) ? m + 1 : 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The columns of a decoded row, each value as JSON text. */
+typedef struct row_copy {
+    cdc_column *cols;
+    char **texts;
+    size_t n;
+    cdc_row row;
+} row_copy;
+
+static const cdc_row *row_from_tree(yajl_val obj, row_copy *rc)
+{
+    memset(rc, 0, sizeof *rc);
+    if (!obj)
+        return NULL;
+    rc->n = obj->u.object.len;
+    rc->cols = calloc(rc->n + 1, sizeof *rc->cols);
+    rc->texts = calloc(rc->n + 1, sizeof *rc->texts);
+    for (size_t i = 0; i < rc->n; i++) {
+        rc->texts[i] = compact(obj->u.object.values[i]);
+        rc->cols[i].name = obj->u.object.keys[i];
+        rc->cols[i].json = rc->texts[i];
+        rc->cols[i].json_len = strlen(rc->texts[i]);
+    }
+    rc->row.columns = rc->cols;
+    rc->row.ncolumns = rc->n;
+    return &rc->row;
+}
+
+static void row_copy_free(row_copy *rc)
+{
+    for (size_t i = 0; i < rc->n; i++)
+        free(rc->texts[i]);
+    free(rc->texts);
+    free(rc->cols);
+}
+
+static void check_round_trip(const cdc_decoded_event *d)
+{
+    char err[256];
+    row_copy rb, ra;
+    cdc_event ev = {
+        d->op, row_from_tree(d->before, &rb), row_from_tree(d->after, &ra),
+        d->unchanged_toast, d->n_unchanged_toast,
+        {d->db, d->schema, d->table, d->lsn, d->commit_lsn, d->txid, d->seq,
+         d->source_ts_ms, d->snapshot},
+        d->ts_ms,
+    };
+    cdc_buf out = CDC_BUF_INIT;
+    if (cdc_event_encode(&ev, &out, err, sizeof err) < 0)
+        abort();
+    cdc_decoded_event e;
+    if (cdc_event_decode(out.data, out.len, &e, err, sizeof err) < 0)
+        abort();
+    char *b1 = compact(d->before), *b2 = compact(e.before);
+    char *a1 = compact(d->after), *a2 = compact(e.after);
+    bool same = e.op == d->op && e.lsn == d->lsn && e.commit_lsn == d->commit_lsn &&
+                e.txid == d->txid && e.seq == d->seq && e.source_ts_ms == d->source_ts_ms &&
+                e.snapshot == d->snapshot && e.ts_ms == d->ts_ms && same_str(e.db, d->db) &&
+                same_str(e.schema, d->schema) && same_str(e.table, d->table) &&
+                e.n_unchanged_toast == d->n_unchanged_toast && strcmp(b1, b2) == 0 &&
+                strcmp(a1, a2) == 0;
+    for (size_t i = 0; same && i < e.n_unchanged_toast; i++)
+        same = strcmp(e.unchanged_toast[i], d->unchanged_toast[i]) == 0;
+    if (!same)
+        abort();
+    free(b1), free(b2), free(a1), free(a2);
+    cdc_decoded_event_free(&e);
+    cdc_buf_free(&out);
+    row_copy_free(&rb);
+    row_copy_free(&ra);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *text = (const char *)data;
+    char err[256];
+
+    /* The validator must never accept what yajl refuses: the encoder embeds
+     * what the validator accepted, and consumers parse it with yajl. */
+    bool valid = cdc_json_validate(text, size, err, sizeof err) == 0;
+    if (valid) {
+        char *copy = malloc(size + 1);
+        memcpy(copy, data, size);
+        copy[size] = '\0';
+        yajl_val v = yajl_tree_parse(copy, err, sizeof err);
+        if (!v)
+            abort();
+        yajl_tree_free(v);
+        free(copy);
+    }
+
+    cdc_decoded_event ev;
+    err[0] = '\0';
+    if (cdc_event_decode(text, size, &ev, err, sizeof err) == 0) {
+        if (!valid)
+            abort();
+        if (depth(ev.root) < 100)
+            check_round_trip(&ev);
+        cdc_decoded_event_free(&ev);
+    } else if (strncmp(err, "cannot decode event: ", 21) != 0 || ev.root) {
+        abort();
+    }
+
+    yajl_val key;
+    if (cdc_key_decode(text, size, &key, err, sizeof err) == 0)
+        yajl_tree_free(key);
+    return 0;
+}
