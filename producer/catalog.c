@@ -1,0 +1,277 @@
+/* catalog.c: catalog queries over an ordinary libpq connection (see
+ * catalog.h). Every query is parameterized or uses quote_ident/regclass on
+ * the server, so names from users or the catalog never change a statement. */
+#include "catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "cdc_buf.h"
+#include "cdc_lsn.h"
+#include "cdc_mask.h"
+
+struct catalog {
+    PGconn *pg;
+};
+
+static void pg_error(PGconn *pg, const char *what, char *err, size_t errlen)
+{
+    cdc_buf masked = CDC_BUF_INIT;
+    const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
+    if (cdc_mask_secrets(msg, &masked) == 0 && masked.data)
+        msg = masked.data;
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
+    cdc_buf_free(&masked);
+}
+
+/* A dropped catalog connection is re-established once per query. */
+static PGresult *query(catalog *cat, const char *sql, int nparams, const char *const *params,
+                       ExecStatusType want)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGresult *res = PQexecParams(cat->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) == want)
+            return res;
+        if (PQstatus(cat->pg) == CONNECTION_OK || attempt == 1)
+            return res;
+        PQclear(res);
+        PQreset(cat->pg);
+    }
+    return NULL;
+}
+
+int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    catalog *cat = calloc(1, sizeof *cat);
+    if (!cat) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: out of memory");
+        return -1;
+    }
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {conninfo ? conninfo : "", "pgcdc-producer-catalog", NULL};
+    cat->pg = PQconnectdbParams(keys, vals, 1);
+    if (!cat->pg || PQstatus(cat->pg) != CONNECTION_OK) {
+        pg_error(cat->pg, "cannot connect to PostgreSQL", err, errlen);
+        catalog_close(cat);
+        return -1;
+    }
+    PQclear(PQexec(cat->pg, "SET search_path = pg_catalog"));
+    *out = cat;
+    return 0;
+}
+
+void catalog_close(catalog *cat)
+{
+    if (!cat)
+        return;
+    if (cat->pg)
+        PQfinish(cat->pg);
+    free(cat);
+}
+
+int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err, size_t errlen)
+{
+    const char *params[] = {slot};
+    PGresult *res = query(cat,
+        "SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots "
+        "WHERE slot_name = $1 AND database = current_database()",
+        1, params, PGRES_TUPLES_OK);
+    int rc = -1;
+    *confirmed = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(cat->pg, "cannot look up the replication slot", err, errlen);
+    } else if (PQntuples(res) == 0) {
+        rc = 0;
+    } else if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0) {
+        snprintf(err, errlen, "replication slot %s uses plugin %s, not pgoutput", slot,
+                 PQgetvalue(res, 0, 0));
+    } else {
+        if (!PQgetisnull(res, 0, 1))
+            cdc_lsn_parse(PQgetvalue(res, 0, 1), confirmed);
+        rc = 1;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int catalog_ensure_publication(catalog *cat, const char *publication,
+                               const char *const *tables, size_t ntables,
+                               char *err, size_t errlen)
+{
+    const char *params[] = {publication};
+    PGresult *res = query(cat, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params,
+                          PGRES_TUPLES_OK);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(cat->pg, "cannot look up the publication", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    int exists = PQntuples(res) > 0;
+    PQclear(res);
+    if (exists)
+        return 0;
+
+    /* The statement is built by the server from quote_ident and regclass,
+     * so a table list can only ever name tables. */
+    cdc_buf list = CDC_BUF_INIT;
+    for (size_t i = 0; i < ntables; i++) {
+        if (i)
+            cdc_buf_putc(&list, '\n');
+        cdc_buf_puts(&list, tables[i]);
+    }
+    const char *p2[] = {publication, ntables ? list.data : ""};
+    res = query(cat,
+        "SELECT 'CREATE PUBLICATION ' || quote_ident($1) || "
+        "CASE WHEN $2 = '' THEN ' FOR ALL TABLES' ELSE ' FOR TABLE ' || "
+        "(SELECT string_agg(t::regclass::text, ', ') FROM unnest(string_to_array($2, E'\\n')) t) END",
+        2, p2, PGRES_TUPLES_OK);
+    cdc_buf_free(&list);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(cat->pg, "cannot prepare CREATE PUBLICATION (is every --tables entry an existing table?)",
+                 err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    char *sql = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (!sql) {
+        snprintf(err, errlen, "cannot create publication: out of memory");
+        return -1;
+    }
+    res = query(cat, sql, 0, NULL, PGRES_COMMAND_OK);
+    free(sql);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (!state || strcmp(state, "42710") != 0) { /* someone else made it meanwhile */
+            pg_error(cat->pg, "cannot create publication", err, errlen);
+            rc = -1;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Follows domains to their base type and arrays to their element, each
+ * step one query, until a built-in type or a non-container type is met. */
+int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t errlen)
+{
+    catalog *cat = ctx;
+    memset(out, 0, sizeof *out);
+    out->cls = PGVALUE_TEXT;
+    out->delim = ',';
+    bool in_array = false;
+    for (int depth = 0; depth < 16; depth++) {
+        pgvalue_type builtin;
+        if (pgvalue_builtin_type(oid, &builtin)) {
+            if (in_array) {
+                /* An array of a domain over a built-in scalar. */
+                out->cls = builtin.cls;
+                return 0;
+            }
+            *out = builtin;
+            return 0;
+        }
+        char oidtext[16];
+        snprintf(oidtext, sizeof oidtext, "%u", oid);
+        const char *params[] = {oidtext};
+        PGresult *res = query(cat,
+            "SELECT t.typtype, t.typbasetype, t.typelem, t.typdelim, "
+            "       t.typsubscript = 'array_subscript_handler'::regproc "
+            "FROM pg_type t WHERE t.oid = $1::oid", 1, params, PGRES_TUPLES_OK);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            pg_error(cat->pg, "cannot look up a column type", err, errlen);
+            PQclear(res);
+            return -1;
+        }
+        if (PQntuples(res) == 0) {
+            PQclear(res);
+            return 0; /* dropped meanwhile: its text form as a string */
+        }
+        char typtype = PQgetvalue(res, 0, 0)[0];
+        uint32_t base = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+        uint32_t elem = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+        char delim = PQgetvalue(res, 0, 3)[0];
+        bool is_array = PQgetvalue(res, 0, 4)[0] == 't';
+        PQclear(res);
+        if (typtype == 'd') {
+            oid = base;
+            continue;
+        }
+        if (is_array && elem != 0 && !in_array) {
+            in_array = true;
+            out->is_array = true;
+            out->elem_oid = elem;
+            oid = elem;
+            /* The delimiter is the element type's: look it up on the next step. */
+            char elemtext[16];
+            snprintf(elemtext, sizeof elemtext, "%u", elem);
+            const char *p2[] = {elemtext};
+            PGresult *r2 = query(cat, "SELECT typdelim FROM pg_type WHERE oid = $1::oid", 1, p2,
+                                 PGRES_TUPLES_OK);
+            if (PQresultStatus(r2) == PGRES_TUPLES_OK && PQntuples(r2) == 1)
+                out->delim = PQgetvalue(r2, 0, 0)[0];
+            PQclear(r2);
+            continue;
+        }
+        (void)delim;
+        /* enum, composite, range, extension base type: text form. */
+        out->cls = PGVALUE_TEXT;
+        return 0;
+    }
+    snprintf(err, errlen, "type %u: domain or array nesting deeper than 16", oid);
+    return -1;
+}
+
+int catalog_primary_key(catalog *cat, uint32_t relid, char ***names, char *err, size_t errlen)
+{
+    *names = NULL;
+    char oidtext[16];
+    snprintf(oidtext, sizeof oidtext, "%u", relid);
+    const char *params[] = {oidtext};
+    PGresult *res = query(cat,
+        "SELECT a.attname FROM pg_index i "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY a.attnum",
+        1, params, PGRES_TUPLES_OK);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(cat->pg, "cannot look up a primary key", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    int n = PQntuples(res);
+    if (n > 0) {
+        *names = calloc((size_t)n, sizeof **names);
+        for (int i = 0; *names && i < n; i++)
+            (*names)[i] = strdup(PQgetvalue(res, i, 0));
+        for (int i = 0; *names && i < n; i++) {
+            if (!(*names)[i]) {
+                catalog_free_names(*names, n);
+                *names = NULL;
+            }
+        }
+        if (!*names) {
+            PQclear(res);
+            snprintf(err, errlen, "cannot look up a primary key: out of memory");
+            return -1;
+        }
+    }
+    PQclear(res);
+    return n;
+}
+
+void catalog_free_names(char **names, int n)
+{
+    if (!names)
+        return;
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}

@@ -1,0 +1,39 @@
+/* catalog.h: the producer's ordinary (non-replication) connection: slot and
+ * publication management, user type look-ups for pgvalue, and the primary
+ * key of REPLICA IDENTITY FULL tables. */
+#ifndef PGCDC_CATALOG_H
+#define PGCDC_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgvalue.h"
+
+typedef struct catalog catalog;
+
+int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errlen);
+void catalog_close(catalog *cat);
+
+/* Whether the slot exists; its confirmed_flush_lsn in *confirmed (0 when
+ * it has none yet). Returns 1 exists, 0 missing, -1 error. */
+int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err, size_t errlen);
+
+/* Creates the publication when missing: for the listed tables
+ * ("schema.table"), or for all tables when ntables == 0. Returns 0 when it
+ * exists afterwards, -1 on error. */
+int catalog_ensure_publication(catalog *cat, const char *publication,
+                               const char *const *tables, size_t ntables,
+                               char *err, size_t errlen);
+
+/* pgvalue_resolve_fn with a catalog as ctx: one query per type; domains and
+ * array elements are followed to a built-in or to text. */
+int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t errlen);
+
+/* The primary key column names of relation `relid`, in column order.
+ * *names is an array of strings to free with catalog_free_names.
+ * Returns the count (0 when the table has no primary key), or -1. */
+int catalog_primary_key(catalog *cat, uint32_t relid, char ***names, char *err, size_t errlen);
+void catalog_free_names(char **names, int n);
+
+#endif

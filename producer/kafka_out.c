@@ -1,0 +1,318 @@
+/* kafka_out.c: librdkafka producer setup, topic creation and produce calls
+ * (see kafka_out.h). Settings that the guarantees rest on are set before
+ * -X so users may tune anything, at their own risk. */
+#include "kafka_out.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cdc_log.h"
+
+struct kafka_topic {
+    kafka_topic *next;
+    char *name;
+    rd_kafka_topic_t *rkt;
+    int32_t partitions;
+};
+
+struct kafka_out {
+    rd_kafka_t *rk;
+    kafka_topic *topics;
+    int partitions;
+    int replication_factor;
+    kafka_out_delivered_fn delivered;
+    void *ctx;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kafka_out *k = opaque;
+    k->delivered(k->ctx, m);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    /* Broker connection errors are retried by librdkafka itself; they are
+     * worth a line but not an action. */
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        cdc_log_error("kafka: fatal error: %s", reason);
+    else
+        cdc_log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    cdc_log(level <= 3 ? CDC_LOG_ERROR : level <= 4 ? CDC_LOG_WARN : level <= 6 ? CDC_LOG_INFO
+                                                                               : CDC_LOG_DEBUG,
+            "kafka %s: %s", fac, buf);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                    char *err, size_t errlen)
+{
+    char reason[256];
+    if (rd_kafka_conf_set(conf, key, value, reason, sizeof reason) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka setting %s=%s: %s", key, value, reason);
+        return -1;
+    }
+    return 0;
+}
+
+int kafka_out_new(const cdc_config *cfg, kafka_out_delivered_fn cb, void *ctx,
+                  kafka_out **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    kafka_out *k = calloc(1, sizeof *k);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!k || !conf) {
+        snprintf(err, errlen, "cannot create the Kafka producer: out of memory");
+        goto fail;
+    }
+    k->delivered = cb;
+    k->ctx = ctx;
+    k->partitions = (int)cdc_config_int(cfg, "partitions");
+    k->replication_factor = (int)cdc_config_int(cfg, "replication-factor");
+
+    /* No record is ever given up on (message.timeout.ms=0): while Kafka is
+     * away the client queue fills and the producer stops reading WAL,
+     * rather than dropping a change it would have to re-read. The queue
+     * size bounds memory whatever the backlog. */
+    if (conf_set(conf, "bootstrap.servers", cdc_config_str(cfg, "brokers"), err, errlen) < 0 ||
+        conf_set(conf, "enable.idempotence", "true", err, errlen) < 0 ||
+        conf_set(conf, "acks", "all", err, errlen) < 0 ||
+        conf_set(conf, "message.timeout.ms", "0", err, errlen) < 0 ||
+        conf_set(conf, "partitioner", "murmur2_random", err, errlen) < 0 ||
+        conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0 ||
+        conf_set(conf, "queue.buffering.max.kbytes", "32768", err, errlen) < 0 ||
+        conf_set(conf, "queue.buffering.max.messages", "200000", err, errlen) < 0 ||
+        conf_set(conf, "linger.ms", "5", err, errlen) < 0 ||
+        conf_set(conf, "client.id", "pgcdc-producer", err, errlen) < 0)
+        goto fail;
+    if (cdc_config_apply_kafka(cfg, conf, err, errlen) < 0)
+        goto fail;
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+
+    char reason[512];
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof reason);
+    if (!k->rk) {
+        snprintf(err, errlen, "cannot create the Kafka producer: %s", reason);
+        goto fail;
+    }
+    *out = k;
+    return 0;
+fail:
+    if (conf && !(k && k->rk))
+        rd_kafka_conf_destroy(conf);
+    kafka_out_destroy(k);
+    return -1;
+}
+
+void kafka_out_destroy(kafka_out *k)
+{
+    if (!k)
+        return;
+    kafka_topic *t = k->topics;
+    while (t) {
+        kafka_topic *next = t->next;
+        if (t->rkt)
+            rd_kafka_topic_destroy(t->rkt);
+        free(t->name);
+        free(t);
+        t = next;
+    }
+    if (k->rk)
+        rd_kafka_destroy(k->rk);
+    free(k);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Partition count from the cluster's metadata: >0, 0 when the topic does
+ * not exist, -1 on error. */
+static int topic_partitions(kafka_out *k, rd_kafka_topic_t *rkt, int timeout_ms,
+                            char *err, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 0, rkt, &md, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "cannot read metadata of topic %s: %s", rd_kafka_topic_name(rkt),
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    int n = 0;
+    if (md->topic_cnt == 1) {
+        rd_kafka_resp_err_t te = md->topics[0].err;
+        if (te == RD_KAFKA_RESP_ERR_NO_ERROR)
+            n = md->topics[0].partition_cnt;
+        else if (te != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+                 te != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+            snprintf(err, errlen, "topic %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(te));
+            n = -1;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+static int create_topic(kafka_out *k, const char *name, int timeout_ms, char *err, size_t errlen)
+{
+    char reason[512];
+    int rc = -1;
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, k->partitions, k->replication_factor,
+                                                    reason, sizeof reason);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_event_t *ev = NULL;
+    if (!nt) {
+        snprintf(err, errlen, "cannot create topic %s: %s", name, reason);
+        goto done;
+    }
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, reason, sizeof reason);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, reason, sizeof reason);
+    rd_kafka_CreateTopics(k->rk, &nt, 1, opts, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    if (!ev) {
+        snprintf(err, errlen, "cannot create topic %s: no answer within %d ms", name, timeout_ms);
+        goto done;
+    }
+    if (rd_kafka_event_error(ev)) {
+        snprintf(err, errlen, "cannot create topic %s: %s", name, rd_kafka_event_error_string(ev));
+        goto done;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            snprintf(err, errlen, "cannot create topic %s: %s", name,
+                     rd_kafka_topic_result_error_string(results[i]));
+            goto done;
+        }
+    }
+    cdc_log_info("created topic %s (%d partitions, replication factor %d)", name, k->partitions,
+                 k->replication_factor);
+    rc = 0;
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (nt)
+        rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+int kafka_out_topic(kafka_out *k, const char *name, int timeout_ms, kafka_topic **out,
+                    char *err, size_t errlen)
+{
+    for (kafka_topic *t = k->topics; t; t = t->next) {
+        if (strcmp(t->name, name) == 0) {
+            *out = t;
+            return 0;
+        }
+    }
+    *out = NULL;
+    kafka_topic *t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strdup(name)) || !(t->rkt = rd_kafka_topic_new(k->rk, name, NULL))) {
+        snprintf(err, errlen, "cannot open topic %s: %s", name,
+                 t && t->name ? rd_kafka_err2str(rd_kafka_last_error()) : "out of memory");
+        goto fail;
+    }
+    int64_t deadline = now_ms() + timeout_ms;
+    bool created = false;
+    for (;;) {
+        int left = (int)(deadline - now_ms());
+        if (left <= 0) {
+            snprintf(err, errlen, "topic %s has no partitions after %d ms", name, timeout_ms);
+            goto fail;
+        }
+        int n = topic_partitions(k, t->rkt, left, err, errlen);
+        if (n < 0)
+            goto fail;
+        if (n > 0) {
+            t->partitions = n;
+            break;
+        }
+        if (!created) {
+            if (create_topic(k, name, left, err, errlen) < 0)
+                goto fail;
+            created = true;
+        } else {
+            kafka_out_poll(k, 100); /* the new topic's leader is being elected */
+        }
+    }
+    t->next = k->topics;
+    k->topics = t;
+    *out = t;
+    return 0;
+fail:
+    if (t) {
+        if (t->rkt)
+            rd_kafka_topic_destroy(t->rkt);
+        free(t->name);
+        free(t);
+    }
+    return -1;
+}
+
+int32_t kafka_topic_partitions(const kafka_topic *t)
+{
+    return t->partitions;
+}
+
+const char *kafka_topic_name(const kafka_topic *t)
+{
+    return t->name;
+}
+
+rd_kafka_resp_err_t kafka_out_produce(kafka_out *k, kafka_topic *t, int32_t partition,
+                                      const void *key, size_t keylen,
+                                      const void *value, size_t valuelen,
+                                      uint64_t lsn, void *opaque)
+{
+    char lsntext[24];
+    int n = snprintf(lsntext, sizeof lsntext, "%" PRIu64, lsn);
+    return rd_kafka_producev(k->rk,
+                             RD_KAFKA_V_RKT(t->rkt),
+                             RD_KAFKA_V_PARTITION(partition),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_KEY(key, keylen),
+                             RD_KAFKA_V_VALUE((void *)value, valuelen),
+                             RD_KAFKA_V_HEADER("pgcdc-lsn", lsntext, (ssize_t)n),
+                             RD_KAFKA_V_OPAQUE(opaque),
+                             RD_KAFKA_V_END);
+}
+
+void kafka_out_poll(kafka_out *k, int timeout_ms)
+{
+    rd_kafka_poll(k->rk, timeout_ms);
+}
+
+int kafka_out_in_flight(kafka_out *k)
+{
+    return rd_kafka_outq_len(k->rk);
+}
+
+rd_kafka_resp_err_t kafka_out_fatal(kafka_out *k, char *err, size_t errlen)
+{
+    return rd_kafka_fatal_error(k->rk, err, errlen);
+}

@@ -1,0 +1,708 @@
+/* producer.c: pgcdc-producer's main loop. Reads the pgoutput stream,
+ * turns each row change into an EVENTS.md record, hands it to Kafka, and
+ * reports to PostgreSQL as flushed only what Kafka has acknowledged (with
+ * everything before it), so a crash re-sends and never skips.
+ *
+ * The loop has explicit deadlines in the manner of pg_recvlogical: the next
+ * status update, an immediate reply when the server asks for one, and a
+ * stop reason. When librdkafka's queue is full the loop stops reading WAL
+ * (the walsender then waits on TCP) and only serves Kafka and status
+ * updates, which bounds memory whatever the transaction size. */
+#include "producer.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog.h"
+#include "cdc_buf.h"
+#include "cdc_event.h"
+#include "cdc_log.h"
+#include "cdc_lsn.h"
+#include "cdc_signal.h"
+#include "change.h"
+#include "flushpos.h"
+#include "kafka_out.h"
+#include "pgoutput.h"
+#include "relcache.h"
+#include "replication.h"
+
+#define PG_EPOCH_MS 946684800000LL
+#define TOPIC_TIMEOUT_MS 30000
+#define SHUTDOWN_FLUSH_MS 30000
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+
+typedef enum stop_reason {
+    RUNNING = 0,
+    STOP_SIGNAL,      /* SIGTERM/SIGINT: clean exit 0 */
+    STOP_ENDPOS,      /* --endpos reached: clean exit 0 */
+    STOP_FATAL,       /* a record Kafka refuses for good, a decoding error: exit 1 */
+    STOP_RECONNECT,   /* connection lost: reconnect with backoff */
+} stop_reason;
+
+/* What a produced record needs to find its way back in the delivery
+ * report: its transaction, and what to say if Kafka refuses it. */
+typedef struct record_ref {
+    flushpos_txn *txn;
+    uint64_t lsn;
+    bool is_marker;          /* a --on-oversize=dlq marker */
+} record_ref;
+
+typedef struct producer {
+    const cdc_config *cfg;
+    const char *slot;
+    const char *publication;
+    const char *prefix;
+    const char *dlq_topic;
+    bool tombstones;
+    bool oversize_to_dlq;
+    uint64_t endpos;         /* 0: none */
+    int64_t status_interval_ms;
+
+    catalog *cat;
+    repl_conn *repl;
+    kafka_out *kafka;
+    relcache *rels;
+    change_builder builder;
+    pgoutput_decoder decoder;
+    flushpos flush;
+
+    char dbname[256];
+    uint64_t received;       /* highest WAL position seen from the server */
+    uint64_t reported;       /* flush position last sent */
+    int64_t next_status_ms;
+
+    /* The transaction being received. */
+    bool in_txn;
+    uint64_t txn_final_lsn;
+    int64_t txn_commit_ms;
+    uint32_t txn_xid;
+    int64_t txn_seq;
+
+    cdc_buf value;
+    cdc_buf key;
+    cdc_buf topic;
+
+    stop_reason stop;
+    char stop_err[1024];
+
+    uint64_t changes;
+    uint64_t txns;
+} producer;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fail(producer *p, stop_reason why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(producer *p, stop_reason why, const char *fmt, ...)
+{
+    if (p->stop == STOP_FATAL)
+        return; /* keep the first fatal reason */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->stop_err, sizeof p->stop_err, fmt, ap);
+    va_end(ap);
+    p->stop = why;
+}
+
+static const char *header_lsn(const rd_kafka_message_t *m, char *buf, size_t len)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val;
+    size_t vlen;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "pgcdc-lsn", &val, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(buf, len, "%.*s", (int)vlen, (const char *)val);
+        return buf;
+    }
+    return "?";
+}
+
+/* Kafka refuses this record whatever we do: retrying cannot help. */
+static bool permanent_refusal(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
+                       size_t keylen, size_t size, const char *reason);
+
+static void on_delivered(void *ctx, const rd_kafka_message_t *m)
+{
+    producer *p = ctx;
+    record_ref *ref = m->_private;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        flushpos_ack(&p->flush, ref->txn);
+        free(ref);
+        return;
+    }
+    char lsnbuf[24];
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (!ref->is_marker && p->oversize_to_dlq && permanent_refusal(m->err)) {
+        /* The marker takes over the record's place in its transaction. */
+        if (send_marker(p, ref, topic, m->key, m->key_len, m->len, rd_kafka_err2str(m->err)) == 0)
+            return;
+    }
+    fail(p, STOP_FATAL, "Kafka refused the record of topic %s, key %.*s, lsn %s: %s%s",
+         topic, m->key ? (int)m->key_len : 4, m->key ? (const char *)m->key : "null",
+         header_lsn(m, lsnbuf, sizeof lsnbuf), rd_kafka_err2str(m->err),
+         p->oversize_to_dlq ? "" : " (--on-oversize=dlq would dead-letter it)");
+    /* Never acknowledged: the position stays before it. */
+    free(ref);
+}
+
+/* A small JSON marker in place of a record Kafka would not take. */
+static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
+                       size_t keylen, size_t size, const char *reason)
+{
+    char err[512];
+    kafka_topic *dlq;
+    if (kafka_out_topic(p->kafka, p->dlq_topic, TOPIC_TIMEOUT_MS, &dlq, err, sizeof err) < 0) {
+        fail(p, STOP_FATAL, "cannot dead-letter a refused record: %s", err);
+        return -1;
+    }
+    cdc_buf marker = CDC_BUF_INIT;
+    cdc_buf_printf(&marker, "{\"topic\":");
+    pgvalue_append_json_string(&marker, topic, strlen(topic));
+    cdc_buf_puts(&marker, ",\"key\":");
+    if (key)
+        pgvalue_append_json_string(&marker, key, keylen);
+    else
+        cdc_buf_puts(&marker, "null");
+    cdc_buf_printf(&marker, ",\"lsn\":%" PRIu64 ",\"size\":%zu,\"reason\":", ref->lsn, size);
+    pgvalue_append_json_string(&marker, reason, strlen(reason));
+    cdc_buf_putc(&marker, '}');
+    ref->is_marker = true;
+    rd_kafka_resp_err_t e;
+    while ((e = kafka_out_produce(p->kafka, dlq, RD_KAFKA_PARTITION_UA, key, keylen,
+                                  marker.data, marker.len, ref->lsn, ref)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        kafka_out_poll(p->kafka, 10);
+    cdc_buf_free(&marker);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fail(p, STOP_FATAL, "cannot dead-letter a refused record: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    cdc_log_warn("record of topic %s, lsn %" PRIu64 " (%zu bytes) refused by Kafka (%s): "
+                 "marker written to %s", topic, ref->lsn, size, reason, p->dlq_topic);
+    return 0;
+}
+
+static void send_status(producer *p, bool reply_requested)
+{
+    char err[512];
+    if (p->repl && repl_send_status(p->repl, p->received > p->flush.confirmed ? p->received
+                                                                              : p->flush.confirmed,
+                                    p->flush.confirmed, reply_requested, err, sizeof err) < 0) {
+        fail(p, STOP_RECONNECT, "%s", err);
+        return;
+    }
+    if (p->flush.confirmed != p->reported) {
+        char lsn[CDC_LSN_BUFSZ];
+        cdc_log_debug("confirmed %s to PostgreSQL", cdc_lsn_format(p->flush.confirmed, lsn));
+    }
+    p->reported = p->flush.confirmed;
+    p->next_status_ms = mono_ms() + p->status_interval_ms;
+}
+
+/* Hands one record to Kafka, waiting (serving delivery reports and status
+ * updates) while the client queue is full. */
+static int produce(producer *p, kafka_topic *t, int32_t partition, const cdc_buf *key,
+                   const cdc_buf *value, uint64_t lsn)
+{
+    record_ref *ref = malloc(sizeof *ref);
+    if (!ref) {
+        fail(p, STOP_FATAL, "out of memory");
+        return -1;
+    }
+    ref->lsn = lsn;
+    ref->is_marker = false;
+    ref->txn = flushpos_sent(&p->flush);
+    if (!ref->txn) {
+        free(ref);
+        fail(p, STOP_FATAL, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        rd_kafka_resp_err_t e = kafka_out_produce(p->kafka, t, partition,
+                                                  key ? key->data : NULL, key ? key->len : 0,
+                                                  value ? value->data : NULL, value ? value->len : 0,
+                                                  lsn, ref);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            kafka_out_poll(p->kafka, 50);
+            if (mono_ms() >= p->next_status_ms)
+                send_status(p, false);
+            if (p->stop == STOP_FATAL)
+                return -1;
+            continue; /* a signal waits until the record is queued */
+        }
+        if (permanent_refusal(e) && p->oversize_to_dlq) {
+            char reason[160];
+            snprintf(reason, sizeof reason, "%s", rd_kafka_err2str(e));
+            return send_marker(p, ref, kafka_topic_name(t), key ? key->data : NULL,
+                               key ? key->len : 0, value ? value->len : 0, reason);
+        }
+        fail(p, STOP_FATAL, "Kafka refused the record of topic %s, key %s, lsn %" PRIu64 " (%zu bytes): %s",
+             kafka_topic_name(t), key && key->data ? key->data : "null", lsn,
+             value ? value->len : 0, rd_kafka_err2str(e));
+        /* Never acknowledged: the position stays before it. */
+        free(ref);
+        return -1;
+    }
+}
+
+static kafka_topic *topic_for(producer *p, relcache_rel *rel)
+{
+    if (rel->user)
+        return rel->user;
+    bool changed = false;
+    cdc_buf_reset(&p->topic);
+    if (cdc_topic_name(p->prefix, rel->nspname, rel->relname, &p->topic, &changed) < 0) {
+        fail(p, STOP_FATAL, "cannot name the topic of %s.%s", rel->nspname, rel->relname);
+        return NULL;
+    }
+    if (changed)
+        cdc_log_warn("table %s.%s streams to topic %s: Kafka does not accept its name as is",
+                     rel->nspname, rel->relname, p->topic.data);
+    char err[512];
+    kafka_topic *t;
+    if (kafka_out_topic(p->kafka, p->topic.data, TOPIC_TIMEOUT_MS, &t, err, sizeof err) < 0) {
+        fail(p, STOP_RECONNECT, "%s", err);
+        return NULL;
+    }
+    rel->user = t; /* the topic outlives the relation entry; not owned */
+    return t;
+}
+
+static void fill_source(producer *p, cdc_source *src, uint64_t lsn)
+{
+    *src = (cdc_source){
+        .db = p->dbname,
+        .lsn = lsn,
+        .commit_lsn = p->txn_final_lsn,
+        .txid = p->txn_xid,
+        .seq = p->txn_seq++,
+        .ts_ms = p->txn_commit_ms,
+        .snapshot = false,
+    };
+}
+
+static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
+{
+    char err[1024];
+    cdc_source src;
+    fill_source(p, &src, lsn);
+    cdc_event ev;
+    const cdc_row *key = NULL;
+    if (change_build(&p->builder, m, &src, &ev, &key, err, sizeof err) < 0) {
+        fail(p, STOP_FATAL, "cannot build the event at %" PRIu64 ": %s", lsn, err);
+        return -1;
+    }
+    ev.ts_ms = wall_ms();
+    uint32_t relid = m->type == PGOUTPUT_INSERT ? m->u.insert.relid
+                   : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
+                                                : m->u.delete_.relid;
+    relcache_rel *rel = relcache_get(p->rels, relid);
+    kafka_topic *t = topic_for(p, rel);
+    if (!t)
+        return -1;
+    cdc_buf_reset(&p->value);
+    cdc_buf_reset(&p->key);
+    if (cdc_event_encode(&ev, &p->value, err, sizeof err) < 0 ||
+        (key && cdc_key_encode(key, &p->key, err, sizeof err) < 0)) {
+        fail(p, STOP_FATAL, "cannot encode the event of %s.%s at %" PRIu64 ": %s",
+             rel->nspname, rel->relname, lsn, err);
+        return -1;
+    }
+    if (produce(p, t, RD_KAFKA_PARTITION_UA, key ? &p->key : NULL, &p->value, lsn) < 0)
+        return -1;
+    if (ev.op == 'd' && p->tombstones && key &&
+        produce(p, t, RD_KAFKA_PARTITION_UA, &p->key, NULL, lsn) < 0)
+        return -1;
+    p->changes++;
+    return 0;
+}
+
+/* A truncate is written to every partition so that each partition sees it
+ * in order with the changes around it. */
+static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
+{
+    char err[1024];
+    for (size_t i = 0; i < m->u.truncate.nrelids; i++) {
+        cdc_source src;
+        fill_source(p, &src, lsn);
+        cdc_event ev;
+        if (change_build_truncate(&p->builder, m, i, &src, &ev, err, sizeof err) < 0) {
+            fail(p, STOP_FATAL, "cannot build the truncate event at %" PRIu64 ": %s", lsn, err);
+            return -1;
+        }
+        ev.ts_ms = wall_ms();
+        relcache_rel *rel = relcache_get(p->rels, m->u.truncate.relids[i]);
+        kafka_topic *t = topic_for(p, rel);
+        if (!t)
+            return -1;
+        cdc_buf_reset(&p->value);
+        if (cdc_event_encode(&ev, &p->value, err, sizeof err) < 0) {
+            fail(p, STOP_FATAL, "cannot encode the truncate of %s.%s: %s", rel->nspname,
+                 rel->relname, err);
+            return -1;
+        }
+        for (int32_t part = 0; part < kafka_topic_partitions(t); part++)
+            if (produce(p, t, part, NULL, &p->value, lsn) < 0)
+                return -1;
+        p->changes++;
+    }
+    return 0;
+}
+
+static int on_relation(producer *p, const pgoutput_msg *m)
+{
+    char err[512];
+    relcache_rel *rel;
+    if (relcache_put(p->rels, m, &rel, err, sizeof err) < 0) {
+        fail(p, STOP_FATAL, "%s", err);
+        return -1;
+    }
+    if (rel->replident == 'f') {
+        /* FULL flags every column; the record key is still the primary key. */
+        char **names = NULL;
+        int n = catalog_primary_key(p->cat, rel->oid, &names, err, sizeof err);
+        if (n < 0) {
+            fail(p, STOP_RECONNECT, "%s", err);
+            return -1;
+        }
+        int rc = relcache_set_key(rel, (const char *const *)names, (size_t)n, err, sizeof err);
+        catalog_free_names(names, n);
+        if (rc < 0) {
+            fail(p, STOP_FATAL, "%s", err);
+            return -1;
+        }
+    }
+    cdc_log_debug("relation %u %s.%s: %u columns, replica identity %c, %u key columns",
+                  rel->oid, rel->nspname, rel->relname, rel->ncols, rel->replident, rel->nkey);
+    return 0;
+}
+
+static void handle_message(producer *p, const repl_frame *f)
+{
+    char err[1024];
+    pgoutput_msg m;
+    if (pgoutput_decode(&p->decoder, f->data, f->len, &m, err, sizeof err) < 0) {
+        char lsn[CDC_LSN_BUFSZ];
+        fail(p, STOP_FATAL, "at %s: %s", cdc_lsn_format(f->wal_start, lsn), err);
+        return;
+    }
+    switch (m.type) {
+    case PGOUTPUT_BEGIN:
+        if (p->endpos && m.u.begin.final_lsn > p->endpos) {
+            p->stop = STOP_ENDPOS;
+            return;
+        }
+        if (flushpos_begin(&p->flush) < 0) {
+            fail(p, STOP_FATAL, "out of memory");
+            return;
+        }
+        p->in_txn = true;
+        p->txn_final_lsn = m.u.begin.final_lsn;
+        p->txn_commit_ms = m.u.begin.commit_ts / 1000 + PG_EPOCH_MS;
+        p->txn_xid = m.u.begin.xid;
+        p->txn_seq = 0;
+        break;
+    case PGOUTPUT_COMMIT:
+        flushpos_commit(&p->flush, m.u.commit.end_lsn);
+        p->in_txn = false;
+        p->txns++;
+        if (p->endpos && m.u.commit.end_lsn >= p->endpos)
+            p->stop = STOP_ENDPOS;
+        break;
+    case PGOUTPUT_RELATION:
+        on_relation(p, &m);
+        break;
+    case PGOUTPUT_INSERT:
+    case PGOUTPUT_UPDATE:
+    case PGOUTPUT_DELETE:
+        emit_row_change(p, &m, f->wal_start);
+        break;
+    case PGOUTPUT_TRUNCATE:
+        emit_truncate(p, &m, f->wal_start);
+        break;
+    case PGOUTPUT_ORIGIN:
+    case PGOUTPUT_TYPE:   /* types are looked up in the catalog when first used */
+    case PGOUTPUT_MESSAGE: /* logical messages: not row changes */
+        break;
+    }
+}
+
+static void handle_frame(producer *p, const repl_frame *f)
+{
+    if (f->kind == 'w') {
+        if (f->wal_start > p->received)
+            p->received = f->wal_start;
+        handle_message(p, f);
+        return;
+    }
+    /* Keepalive. */
+    if (f->wal_end > p->received && !p->in_txn)
+        p->received = f->wal_end;
+    if (!p->in_txn)
+        flushpos_confirm_idle(&p->flush, f->wal_end);
+    if (f->reply_requested)
+        send_status(p, false);
+    if (p->endpos && !p->in_txn && f->wal_end >= p->endpos)
+        p->stop = STOP_ENDPOS;
+}
+
+/* Streams until a stop reason is set. */
+static void stream(producer *p)
+{
+    char err[1024];
+    p->next_status_ms = mono_ms() + p->status_interval_ms;
+    while (p->stop == RUNNING) {
+        if (cdc_signal_stop_requested()) {
+            p->stop = STOP_SIGNAL;
+            break;
+        }
+        kafka_out_poll(p->kafka, 0);
+        if (p->flush.confirmed != p->reported || mono_ms() >= p->next_status_ms)
+            send_status(p, false);
+        if (p->stop != RUNNING)
+            break;
+        char ferr[512];
+        if (kafka_out_fatal(p->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fail(p, STOP_RECONNECT, "the Kafka producer failed: %s", ferr);
+            break;
+        }
+        int64_t wait = p->next_status_ms - mono_ms();
+        if (wait > 100)
+            wait = 100;
+        if (wait < 0)
+            wait = 0;
+        repl_frame f;
+        int r = repl_read(p->repl, &f, (int)wait, err, sizeof err);
+        if (r < 0) {
+            fail(p, STOP_RECONNECT, "%s", err);
+            break;
+        }
+        if (r > 0)
+            handle_frame(p, &f);
+    }
+}
+
+/* Waits, serving Kafka and the server, until everything sent is
+ * acknowledged or the deadline passes. */
+static void drain(producer *p, int timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (p->flush.outstanding > 0 && mono_ms() < deadline) {
+        kafka_out_poll(p->kafka, 50);
+        if (p->flush.confirmed != p->reported || mono_ms() >= p->next_status_ms)
+            send_status(p, false);
+    }
+    kafka_out_poll(p->kafka, 0);
+}
+
+static int connect_and_start(producer *p, char *err, size_t errlen)
+{
+    if (!p->cat && catalog_connect(cdc_config_str(p->cfg, "pg"), &p->cat, err, errlen) < 0)
+        return -1;
+    if (cdc_config_bool(p->cfg, "create-publication")) {
+        const char *const *tables;
+        size_t n = cdc_config_list(p->cfg, "tables", &tables);
+        if (catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen) < 0)
+            return -1;
+    }
+    if (repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen) < 0)
+        return -1;
+    uint64_t xlogpos;
+    if (repl_identify(p->repl, &xlogpos, p->dbname, sizeof p->dbname, err, errlen) < 0)
+        return -1;
+    uint64_t confirmed;
+    int exists = catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
+    if (exists < 0)
+        return -1;
+    if (!exists) {
+        if (!cdc_config_bool(p->cfg, "create-slot")) {
+            snprintf(err, errlen, "replication slot %s does not exist (use --create-slot)", p->slot);
+            p->stop = STOP_FATAL;
+            return -1;
+        }
+        if (repl_create_slot(p->repl, p->slot, err, errlen) < 0)
+            return -1;
+        cdc_log_info("created replication slot %s", p->slot);
+        catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
+    }
+    if (confirmed > p->flush.confirmed)
+        p->flush.confirmed = confirmed;
+    p->reported = p->flush.confirmed;
+    if (repl_start(p->repl, p->slot, p->publication, 0, err, errlen) < 0)
+        return -1;
+    char lsn[CDC_LSN_BUFSZ];
+    cdc_log_info("streaming slot %s (publication %s, database %s) from %s", p->slot,
+                 p->publication, p->dbname, cdc_lsn_format(confirmed, lsn));
+    return 0;
+}
+
+static void disconnect(producer *p)
+{
+    repl_close(p->repl);
+    p->repl = NULL;
+    flushpos_abandon_open(&p->flush);
+    p->in_txn = false;
+}
+
+int producer_run(const cdc_config *cfg)
+{
+    producer p = {
+        .cfg = cfg,
+        .slot = cdc_config_str(cfg, "slot"),
+        .publication = cdc_config_str(cfg, "publication"),
+        .prefix = cdc_config_str(cfg, "topic-prefix"),
+        .dlq_topic = cdc_config_str(cfg, "dlq-topic"),
+        .tombstones = cdc_config_bool(cfg, "tombstones"),
+        .oversize_to_dlq = strcmp(cdc_config_str(cfg, "on-oversize"), "dlq") == 0,
+        .status_interval_ms = cdc_config_int(cfg, "status-interval") * 1000,
+    };
+    char err[1024];
+    int status = 1;
+    const char *endpos = cdc_config_str(cfg, "endpos");
+    if (endpos && cdc_lsn_parse(endpos, &p.endpos) < 0) {
+        cdc_log_error("--endpos: \"%s\" is not an LSN", endpos);
+        return 2;
+    }
+    flushpos_init(&p.flush, 0);
+    if (!(p.rels = relcache_new(NULL))) {
+        cdc_log_error("out of memory");
+        goto done;
+    }
+    pgoutput_decoder_init(&p.decoder, relcache_ncols, p.rels);
+    if (kafka_out_new(cfg, on_delivered, &p, &p.kafka, err, sizeof err) < 0) {
+        cdc_log_error("%s", err);
+        goto done;
+    }
+
+    int backoff = BACKOFF_MIN_MS;
+    while (p.stop == RUNNING || p.stop == STOP_RECONNECT) {
+        p.stop = RUNNING;
+        if (connect_and_start(&p, err, sizeof err) < 0) {
+            if (p.stop == STOP_FATAL) {
+                cdc_log_error("%s", err);
+                break;
+            }
+            cdc_log_warn("%s; retrying in %d ms", err, backoff);
+            disconnect(&p);
+            /* Kafka is served meanwhile so acknowledgements keep landing. */
+            for (int64_t until = mono_ms() + backoff; mono_ms() < until;) {
+                if (cdc_signal_stop_requested()) {
+                    p.stop = STOP_SIGNAL;
+                    break;
+                }
+                kafka_out_poll(p.kafka, 50);
+            }
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            if (p.stop == STOP_SIGNAL)
+                break;
+            p.stop = STOP_RECONNECT;
+            continue;
+        }
+        /* The catalog connection serves the type look-ups of the stream. */
+        change_builder_free(&p.builder);
+        change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
+        backoff = BACKOFF_MIN_MS;
+        stream(&p);
+        if (p.stop == STOP_RECONNECT) {
+            cdc_log_warn("%s; reconnecting", p.stop_err);
+            disconnect(&p);
+            if (strstr(p.stop_err, "Kafka producer failed")) {
+                /* A fatal idempotence error: a new producer, everything
+                 * unacknowledged is read again from the slot. */
+                drain(&p, 0);
+                kafka_out_destroy(p.kafka);
+                p.kafka = NULL;
+                flushpos_free(&p.flush);
+                flushpos_init(&p.flush, p.reported);
+                /* Relations point at the old producer's topics; the server
+                 * sends every Relation again on the new stream. */
+                relcache_free(p.rels);
+                pgoutput_decoder_free(&p.decoder);
+                if (!(p.rels = relcache_new(NULL))) {
+                    cdc_log_error("out of memory");
+                    goto done;
+                }
+                pgoutput_decoder_init(&p.decoder, relcache_ncols, p.rels);
+                if (kafka_out_new(cfg, on_delivered, &p, &p.kafka, err, sizeof err) < 0) {
+                    cdc_log_error("%s", err);
+                    goto done;
+                }
+            }
+        }
+    }
+
+    if (p.stop == STOP_SIGNAL || p.stop == STOP_ENDPOS) {
+        if (p.flush.outstanding > 0)
+            cdc_log_info("waiting for Kafka to acknowledge %" PRIu64 " records", p.flush.outstanding);
+        drain(&p, SHUTDOWN_FLUSH_MS);
+        if (p.repl && p.stop != STOP_FATAL)
+            send_status(&p, false);
+        char lsn[CDC_LSN_BUFSZ];
+        if (p.stop == STOP_FATAL) {
+            cdc_log_error("%s", p.stop_err);
+        } else if (p.flush.outstanding > 0) {
+            cdc_log_error("stopped with %" PRIu64 " records unacknowledged by Kafka; "
+                          "confirmed position %s (they will be sent again)",
+                          p.flush.outstanding, cdc_lsn_format(p.flush.confirmed, lsn));
+        } else {
+            cdc_log_info("stopped (%s): %" PRIu64 " changes in %" PRIu64 " transactions, "
+                         "confirmed position %s",
+                         p.stop == STOP_SIGNAL ? "signal" : "endpos reached",
+                         p.changes, p.txns, cdc_lsn_format(p.flush.confirmed, lsn));
+            status = 0;
+        }
+    } else if (p.stop == STOP_FATAL) {
+        cdc_log_error("%s", p.stop_err);
+        /* Deliver what can be delivered: the slot still re-sends it all. */
+        drain(&p, 5000);
+    }
+done:
+    repl_close(p.repl);
+    catalog_close(p.cat);
+    change_builder_free(&p.builder);
+    pgoutput_decoder_free(&p.decoder);
+    kafka_out_destroy(p.kafka);
+    relcache_free(p.rels);
+    flushpos_free(&p.flush);
+    cdc_buf_free(&p.value);
+    cdc_buf_free(&p.key);
+    cdc_buf_free(&p.topic);
+    return status;
+}

@@ -1,0 +1,308 @@
+/* replication.c: libpq side of the replication stream (see replication.h).
+ * The loop that drives it lives in producer.c; this file owns the protocol
+ * details: framing, byte order, quoting of names in commands. */
+#include "replication.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "cdc_buf.h"
+#include "cdc_lsn.h"
+#include "cdc_mask.h"
+
+/* Seconds between 1970-01-01 and 2000-01-01. */
+#define PG_EPOCH_OFFSET_S 946684800LL
+
+struct repl_conn {
+    PGconn *pg;
+    char *copybuf;          /* last frame from PQgetCopyData */
+};
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+int64_t repl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((int64_t)ts.tv_sec - PG_EPOCH_OFFSET_S) * 1000000 + ts.tv_nsec / 1000;
+}
+
+int repl_parse_frame(const uint8_t *buf, size_t len, repl_frame *f, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof *f);
+    if (len < 1) {
+        snprintf(err, errlen, "empty replication frame");
+        return -1;
+    }
+    f->kind = (char)buf[0];
+    switch (f->kind) {
+    case 'w':
+        if (len < 25) {
+            snprintf(err, errlen, "XLogData frame of %zu bytes is shorter than its 25-byte header", len);
+            return -1;
+        }
+        f->wal_start = get_u64(buf + 1);
+        f->wal_end = get_u64(buf + 9);
+        f->send_time = (int64_t)get_u64(buf + 17);
+        f->data = buf + 25;
+        f->len = len - 25;
+        return 0;
+    case 'k':
+        if (len < 18) {
+            snprintf(err, errlen, "keepalive frame of %zu bytes is shorter than 18 bytes", len);
+            return -1;
+        }
+        f->wal_end = get_u64(buf + 1);
+        f->send_time = (int64_t)get_u64(buf + 9);
+        f->reply_requested = buf[17] != 0;
+        return 0;
+    default:
+        snprintf(err, errlen, "unknown replication frame type 0x%02x", buf[0]);
+        return -1;
+    }
+}
+
+/* libpq messages end with a newline; a log line should not. */
+static void pg_error(PGconn *pg, const char *what, char *err, size_t errlen)
+{
+    cdc_buf masked = CDC_BUF_INIT;
+    const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
+    if (cdc_mask_secrets(msg, &masked) == 0 && masked.data)
+        msg = masked.data;
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
+    cdc_buf_free(&masked);
+}
+
+int repl_connect(const char *conninfo, repl_conn **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const char *keys[] = {"dbname", "replication", "options", "fallback_application_name", NULL};
+    const char *vals[] = {conninfo ? conninfo : "", "database",
+                          "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 "
+                          "-c extra_float_digits=3 -c bytea_output=hex",
+                          "pgcdc-producer", NULL};
+    repl_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "cannot connect for replication: out of memory");
+        return -1;
+    }
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        pg_error(c->pg, "cannot connect to PostgreSQL for replication", err, errlen);
+        repl_close(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamelen,
+                  char *err, size_t errlen)
+{
+    PGresult *res = PQexec(c->pg, "IDENTIFY_SYSTEM");
+    int rc = -1;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(c->pg, "IDENTIFY_SYSTEM failed", err, errlen);
+        goto done;
+    }
+    if (PQntuples(res) != 1 || PQnfields(res) < 4) {
+        snprintf(err, errlen, "IDENTIFY_SYSTEM returned %d rows and %d fields, expected 1 and 4",
+                 PQntuples(res), PQnfields(res));
+        goto done;
+    }
+    if (cdc_lsn_parse(PQgetvalue(res, 0, 2), xlogpos) < 0) {
+        snprintf(err, errlen, "IDENTIFY_SYSTEM returned an invalid xlogpos \"%s\"",
+                 PQgetvalue(res, 0, 2));
+        goto done;
+    }
+    if (PQgetisnull(res, 0, 3)) {
+        snprintf(err, errlen, "the replication connection is not bound to a database "
+                              "(replication=database was not honoured)");
+        goto done;
+    }
+    snprintf(dbname, dbnamelen, "%s", PQgetvalue(res, 0, 3));
+    rc = 0;
+done:
+    PQclear(res);
+    return rc;
+}
+
+/* Slot names are limited by PostgreSQL to [a-z0-9_]; checking here keeps
+ * them out of any quoting question in replication commands. */
+static int check_slot_name(const char *slot, char *err, size_t errlen)
+{
+    size_t n = strlen(slot);
+    if (n == 0 || n > 63) {
+        snprintf(err, errlen, "slot name \"%s\" must have 1 to 63 characters", slot);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = slot[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) {
+            snprintf(err, errlen, "slot name \"%s\" may contain only a-z, 0-9 and _", slot);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen)
+{
+    if (check_slot_name(slot, err, errlen) < 0)
+        return -1;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", slot);
+    PGresult *res = PQexec(c->pg, cmd);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "42710") == 0) { /* duplicate_object */
+            rc = 1;
+        } else {
+            pg_error(c->pg, "cannot create replication slot", err, errlen);
+            rc = -1;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* publication_names is a list of identifiers inside a string literal:
+ * the name is double-quoted as an identifier, then the whole is a literal. */
+static int append_publication_literal(cdc_buf *b, const char *name)
+{
+    cdc_buf ident = CDC_BUF_INIT;
+    int rc = cdc_buf_putc(&ident, '"');
+    for (const char *p = name; *p && rc == 0; p++)
+        rc = *p == '"' ? cdc_buf_puts(&ident, "\"\"") : cdc_buf_putc(&ident, *p);
+    rc |= cdc_buf_putc(&ident, '"');
+    rc |= cdc_buf_putc(b, '\'');
+    for (size_t i = 0; rc == 0 && i < ident.len; i++)
+        rc = ident.data[i] == '\'' ? cdc_buf_puts(b, "''") : cdc_buf_putc(b, ident.data[i]);
+    rc |= cdc_buf_putc(b, '\'');
+    cdc_buf_free(&ident);
+    return rc;
+}
+
+int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,
+               char *err, size_t errlen)
+{
+    if (check_slot_name(slot, err, errlen) < 0)
+        return -1;
+    char lsn[CDC_LSN_BUFSZ];
+    cdc_buf cmd = CDC_BUF_INIT;
+    int rc = cdc_buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %s "
+                                  "(proto_version '1', messages 'true', publication_names ",
+                            slot, cdc_lsn_format(startpos, lsn));
+    rc |= append_publication_literal(&cmd, publication);
+    rc |= cdc_buf_putc(&cmd, ')');
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start replication: out of memory");
+        cdc_buf_free(&cmd);
+        return -1;
+    }
+    PGresult *res = PQexec(c->pg, cmd.data);
+    cdc_buf_free(&cmd);
+    rc = 0;
+    if (PQresultStatus(res) != PGRES_COPY_BOTH) {
+        char what[256];
+        snprintf(what, sizeof what, "cannot start replication from slot %s, publication \"%s\"",
+                 slot, publication);
+        pg_error(c->pg, what, err, errlen);
+        rc = -1;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t errlen)
+{
+    if (c->copybuf) {
+        PQfreemem(c->copybuf);
+        c->copybuf = NULL;
+    }
+    for (;;) {
+        int n = PQgetCopyData(c->pg, &c->copybuf, 1);
+        if (n > 0)
+            return repl_parse_frame((const uint8_t *)c->copybuf, (size_t)n, f, err, errlen) < 0 ? -1 : 1;
+        if (n == -1) {
+            PGresult *res = PQgetResult(c->pg);
+            if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_COPY_OUT)
+                snprintf(err, errlen, "the server ended the replication stream");
+            else
+                pg_error(c->pg, "replication stream ended", err, errlen);
+            PQclear(res);
+            return -1;
+        }
+        if (n == -2) {
+            pg_error(c->pg, "cannot read the replication stream", err, errlen);
+            return -1;
+        }
+        if (timeout_ms <= 0)
+            return 0;
+        struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
+        int pr = poll(&pfd, 1, timeout_ms);
+        if (pr < 0 && errno != EINTR) {
+            snprintf(err, errlen, "cannot wait on the replication socket: %s", strerror(errno));
+            return -1;
+        }
+        if (pr <= 0)
+            return 0; /* timed out, or a signal: let the caller look at its deadlines */
+        if (!PQconsumeInput(c->pg)) {
+            pg_error(c->pg, "cannot read the replication stream", err, errlen);
+            return -1;
+        }
+        timeout_ms = 0; /* data arrived: one more non-blocking try */
+    }
+}
+
+int repl_send_status(repl_conn *c, uint64_t write, uint64_t flush, bool reply_requested,
+                     char *err, size_t errlen)
+{
+    uint8_t msg[34];
+    msg[0] = 'r';
+    put_u64(msg + 1, write);
+    put_u64(msg + 9, flush);
+    put_u64(msg + 17, flush); /* applied: nothing is applied beyond Kafka */
+    put_u64(msg + 25, (uint64_t)repl_now());
+    msg[33] = reply_requested ? 1 : 0;
+    if (PQputCopyData(c->pg, (const char *)msg, sizeof msg) <= 0 || PQflush(c->pg) < 0) {
+        pg_error(c->pg, "cannot send a status update", err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
+void repl_close(repl_conn *c)
+{
+    if (!c)
+        return;
+    if (c->copybuf)
+        PQfreemem(c->copybuf);
+    if (c->pg)
+        PQfinish(c->pg);
+    free(c);
+}
