@@ -29,9 +29,11 @@ CLI:
     python3 tests/pgcdc_services.py up [--keep] [--with-elasticsearch]
 starts PostgreSQL, Redis, Kafka and OpenSearch, prints their addresses and start times,
 and stops them on Ctrl-C or SIGTERM (used by the README's run command).
-    python3 tests/pgcdc_services.py reap DIR
-kills and reports any process still running inside DIR (scripts/test.sh runs the tests
-with TMPDIR=DIR and calls this at the end).
+    python3 tests/pgcdc_services.py prepare
+resolves the Maven projects under tests/services (jars stay in ~/.m2).
+    python3 tests/pgcdc_services.py reap DIR...
+kills and reports any process whose working directory or executable is inside a DIR
+(scripts/test.sh runs the tests with TMPDIR=DIR and calls this at the end).
 """
 
 import atexit
@@ -811,32 +813,40 @@ def _cli_up(argv):
     return 0
 
 
-def processes_under(root):
-    """(pid, command line) of every process whose working directory is inside root.
-    Every server started here runs with its temporary directory as working directory
-    (PostgreSQL backends in its data directory), so this finds leftovers reliably."""
-    root = os.path.realpath(root) + os.sep
+def processes_under(*roots):
+    """(pid, command line) of every process whose working directory or executable is
+    inside one of roots. Every server started here runs with its temporary directory as
+    working directory (PostgreSQL backends in its data directory), and pgcdc's own
+    binaries run from the build directory, so this finds leftovers reliably without
+    touching anyone else's processes."""
+    prefixes = tuple(os.path.realpath(r) + os.sep for r in roots)
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            cwd = os.readlink(f"/proc/{entry}/cwd") + os.sep
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            places = []
+            for link in ("cwd", "exe"):
+                try:
+                    places.append(os.readlink(f"/proc/{entry}/{link}") + os.sep)
+                except OSError:
+                    pass
         except OSError:
             continue
-        if cwd.startswith(root):
+        if cmd and any(p.startswith(prefixes) for p in places):
             found.append((int(entry), cmd))
     return found
 
 
 def _cli_reap(argv):
-    """reap DIR: report and SIGKILL processes left running inside DIR; exit 1 if any."""
-    if len(argv) != 1:
-        print("usage: pgcdc_services.py reap DIR", file=sys.stderr)
+    """reap DIR...: report and SIGKILL processes left running inside DIRs; exit 1 if
+    there were any."""
+    if not argv:
+        print("usage: pgcdc_services.py reap DIR...", file=sys.stderr)
         return 2
-    left = processes_under(argv[0])
+    left = processes_under(*argv)
     for pid, cmd in left:
         print(f"left behind: pid {pid}: {cmd[:200]}")
         try:
@@ -846,13 +856,29 @@ def _cli_reap(argv):
     return 1 if left else 0
 
 
+def _cli_prepare(argv):
+    """prepare: resolve the Maven projects (jars into ~/.m2, launchers compiled)."""
+    for project in ("kafka", "opensearch", "elasticsearch"):
+        t0 = time.monotonic()
+        try:
+            maven_classpath(project)
+        except ServiceError as e:
+            print(f"pgcdc_services: {e}", file=sys.stderr)
+            return 1
+        print(f"maven: {project} ready ({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
 def main(argv):
     if len(argv) >= 1 and argv[0] == "up":
         return _cli_up(argv[1:])
     if len(argv) >= 1 and argv[0] == "reap":
         return _cli_reap(argv[1:])
+    if len(argv) >= 1 and argv[0] == "prepare":
+        return _cli_prepare(argv[1:])
     print("usage: pgcdc_services.py up [--keep] [--with-elasticsearch]\n"
-          "       pgcdc_services.py reap DIR", file=sys.stderr)
+          "       pgcdc_services.py prepare\n"
+          "       pgcdc_services.py reap DIR...", file=sys.stderr)
     return 2
 
 
