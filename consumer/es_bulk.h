@@ -1,0 +1,131 @@
+/* es_bulk.h: what pgcdc sends to Elasticsearch/OpenSearch, built from
+ * decoded events: index names, document ids, documents, the _bulk NDJSON
+ * body, the _mget body and response for unchanged TOAST columns, and the
+ * truncate query. No I/O: the HTTP side lives in the sink.
+ *
+ * Every document carries, next to the row's columns:
+ *   _pgcdc_lsn      the event's source.lsn (also its external _version),
+ *                   queryable, unlike _version: truncate deletes by it;
+ *   _pgcdc_deleted  true only in deleted markers (below).
+ * Columns with those two names are left out of documents (the pgcdc field
+ * wins).
+ *
+ * Deletes: a versioned deleted marker, not an ES delete. A 'd' event is
+ * written as an `index` of {"_pgcdc_deleted":true,"_pgcdc_lsn":N} with
+ * version N, version_type=external. Why: an ES delete's version is only
+ * remembered for index.gc_deletes (60 s by default); after that an older
+ * replayed insert of the row finds no document and succeeds, and the row
+ * comes back. A marker is a real document, so its version is kept forever
+ * and every older write of the row gets a 409. A longer gc_deletes only
+ * moves the window. The price, which users must know (docs/consumer.md):
+ * a deleted row is still a document, so queries, counts and aggregations
+ * must filter out `_pgcdc_deleted: true` (a `must_not` term query, or a
+ * filtered alias), and markers take space until the table is truncated.
+ *
+ * Truncate: POST /<index>/_delete_by_query?conflicts=proceed with the body
+ * of es_truncate_body(): every document (rows and markers) whose
+ * _pgcdc_lsn is below the truncate's LSN. Rows written after the truncate
+ * have a larger LSN and stay; repeating it is harmless. */
+#ifndef PGCDC_CONSUMER_ES_BULK_H
+#define PGCDC_CONSUMER_ES_BULK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "cdc_buf.h"
+#include "cdc_event.h"
+
+#define ES_FIELD_LSN "_pgcdc_lsn"
+#define ES_FIELD_DELETED "_pgcdc_deleted"
+
+/* Longest index name and _id the engines accept, in bytes. */
+#define ES_INDEX_MAX 255
+#define ES_ID_MAX 512
+
+/* The index of a table: "<prefix><schema>.<table>" made valid:
+ *  1. ASCII uppercase letters become lowercase;
+ *  2. each byte of \ / * ? " < > | , # : space, each control character and
+ *     each byte of a non-ASCII (UTF-8) character becomes '_' (the engines
+ *     require lowercase and cannot lowercase for us: pgcdc has no Unicode
+ *     tables, so non-ASCII is replaced rather than guessed at);
+ *  3. a name starting with - _ + or . gets "x" in front ("." and ".." too);
+ *  4. when any of 1-3 changed the name, "-" and 8 hex digits of a FNV-1a
+ *     hash of the unmapped name are appended, so "Items" and "items", or
+ *     "a b" and "a_b", never share an index;
+ *  5. the name is cut so that the result fits ES_INDEX_MAX bytes (the hash
+ *     suffix is added whenever cutting was needed, and kept).
+ * Appends to out, sets *changed when the name differs from the unmapped one
+ * (the caller logs that once per table). Returns 0 or -1 (out of memory). */
+int es_index_name(const char *prefix, const char *schema, const char *table,
+                  cdc_buf *out, bool *changed);
+
+/* The _id of a row: row_id_text() of its key (the single value as text, or
+ * the JSON array of the values). An id longer than ES_ID_MAX bytes, or one
+ * that itself starts with "pgcdc-sha256:", becomes "pgcdc-sha256:" followed
+ * by the SHA-256 of the id in hex (77 bytes), so long keys still get one
+ * document each and no natural id can collide with a hashed one. Appends to
+ * out. Returns 0, or -1 with err set (key not an object, empty). */
+int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen);
+
+/* The document of a c/u/r event: the columns of `after`, then
+ * the unchanged TOAST columns taken from `current` (the stored document's
+ * _source from _mget, or the merged document of the same row written
+ * earlier in the batch; NULL when there is none), then _pgcdc_lsn.
+ * A TOAST column that `current` does not have (row never seen, deleted
+ * marker) is left out and counted in *toast_missing (may be NULL).
+ * Appends to out. Returns 0, or -1 with err set (op without after, out of
+ * memory). */
+int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
+                 size_t *toast_missing, char *err, size_t errlen);
+
+/* Appends one _bulk item (action line and document line, each ending with
+ * '\n') for a c/u/r/d event: `index` with version=lsn and
+ * version_type=external; for d the document is the deleted marker.
+ * `current` and `toast_missing` as in es_doc_build. A t event is not a bulk
+ * item (es_truncate_body) and is refused. On -1 body is left as it was. */
+int es_bulk_append(cdc_buf *body, const char *index, const char *id,
+                   const cdc_decoded_event *ev, yajl_val current,
+                   size_t *toast_missing, char *err, size_t errlen);
+
+/* Appends the _delete_by_query body removing documents older than lsn:
+ * {"query":{"range":{"_pgcdc_lsn":{"lt":<lsn>}}}}. Returns 0 or -1. */
+int es_truncate_body(uint64_t lsn, cdc_buf *out);
+
+/* One document to fetch for unchanged TOAST columns. Only the named
+ * fields (plus _pgcdc_lsn and _pgcdc_deleted) are asked for. */
+typedef struct es_mget_doc {
+    const char *index;
+    const char *id;
+    const char *const *fields;
+    size_t nfields;
+} es_mget_doc;
+
+/* Appends the body of POST /_mget: {"docs":[{"_index":..,"_id":..,
+ * "_source":[..]},..]}. Returns 0 or -1 (out of memory). */
+int es_mget_body(const es_mget_doc *docs, size_t n, cdc_buf *out);
+
+/* One document of an _mget response, in request order. */
+typedef struct es_mget_item {
+    bool found;
+    int64_t version;      /* _version, -1 when absent */
+    yajl_val source;      /* the _source object, or NULL */
+    const char *error;    /* error.reason (or type) when the engine failed
+                             to fetch this document, else NULL */
+} es_mget_item;
+
+typedef struct es_mget_result {
+    yajl_val root;        /* owns every tree and string above */
+    es_mget_item *items;
+    size_t n;
+} es_mget_result;
+
+/* Parses an _mget response body. Returns 0, or -1 with err set (not JSON,
+ * too deep, no "docs" array, a doc that is not an object); on -1 *out needs
+ * no freeing. */
+int es_mget_parse(const char *body, size_t len, es_mget_result *out, char *err, size_t errlen);
+void es_mget_result_free(es_mget_result *r);
+
+#endif

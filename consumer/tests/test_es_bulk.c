@@ -1,0 +1,276 @@
+/* test_es_bulk.c: index names, ids, documents and request bodies for the
+ * Elasticsearch/OpenSearch sink, byte for byte. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_bulk.h"
+#include "event_fixture.h"
+#include "row_json.h"
+#include "sha256.h"
+#include "tap.h"
+
+static char err[256];
+
+static const char *index_of(const char *prefix, const char *schema, const char *table, bool *changed)
+{
+    static cdc_buf b = CDC_BUF_INIT;
+    cdc_buf_reset(&b);
+    if (!schema) { /* release the buffer */
+        cdc_buf_free(&b);
+        return NULL;
+    }
+    es_index_name(prefix, schema, table, &b, changed);
+    return b.data;
+}
+
+static void index_name_rules(void)
+{
+    bool changed = true;
+    TAP_STREQ(index_of("", "public", "items", &changed), "public.items", "plain name kept");
+    TAP_OK(!changed, "plain name: not changed");
+    TAP_STREQ(index_of("pgcdc-", "shop", "order_lines", &changed), "pgcdc-shop.order_lines",
+              "prefix is put in front as is");
+
+    char upper[300], lower[300];
+    strcpy(upper, index_of("", "public", "Items", &changed));
+    TAP_OK(changed, "uppercase: changed");
+    TAP_OK(strncmp(upper, "public.items-", 13) == 0 && strlen(upper) == 21,
+           "uppercase lowered, 8 hex digits of hash appended");
+    strcpy(lower, index_of("", "public", "items", NULL));
+    TAP_OK(strcmp(upper, lower) != 0, "Items and items get different indices");
+
+    char a[300], b[300];
+    strcpy(a, index_of("", "public", "a b", &changed));
+    strcpy(b, index_of("", "public", "a_b", NULL));
+    TAP_OK(strncmp(a, "public.a_b-", 11) == 0, "space becomes _");
+    TAP_OK(strcmp(a, b) != 0, "'a b' and 'a_b' get different indices");
+
+    const char *bad = index_of("", "s", "\\/*?\"<>|,#: x", &changed);
+    TAP_OK(strncmp(bad, "s.____________x-", 16) == 0, "every forbidden byte becomes _");
+    const char *lead = index_of("_p", "s", "t", &changed);
+    TAP_OK(lead[0] == 'x' && strncmp(lead, "x_ps.t-", 7) == 0 && changed, "leading _ gets an x");
+    lead = index_of("-", "s", "t", &changed);
+    TAP_OK(strncmp(lead, "x-s.t-", 6) == 0, "leading - gets an x");
+    lead = index_of("+", "s", "t", &changed);
+    TAP_OK(strncmp(lead, "x+s.t-", 6) == 0, "leading + gets an x");
+    lead = index_of(".", "s", "t", &changed);
+    TAP_OK(strncmp(lead, "x.s.t-", 6) == 0, "leading . gets an x (hidden indices)");
+
+    const char *uni = index_of("", "public", "caf\xc3\xa9", &changed);
+    TAP_OK(strncmp(uni, "public.caf__-", 13) == 0 && changed, "non-ASCII bytes become _");
+
+    char long1[600], long2[600], t1[400], t2[400];
+    memset(t1, 'a', 300);
+    t1[300] = '\0';
+    strcpy(t2, t1);
+    t2[299] = 'b';
+    strcpy(long1, index_of("", "s", t1, &changed));
+    TAP_OK(strlen(long1) == ES_INDEX_MAX && changed, "long name cut to 255 bytes");
+    TAP_OK(long1[ES_INDEX_MAX - 9] == '-', "cut name ends with the hash suffix");
+    strcpy(long2, index_of("", "s", t2, NULL));
+    TAP_OK(strcmp(long1, long2) != 0, "two long names sharing their first 246 bytes differ");
+    memset(t1, 'a', 253 - 2);
+    t1[251] = '\0';
+    TAP_OK(strlen(index_of("", "s", t1, &changed)) == 253 && !changed, "253-byte name kept");
+    index_of(NULL, NULL, NULL, NULL);
+}
+
+static void id_of(const char *key_json, cdc_buf *out)
+{
+    cdc_buf_reset(out);
+    yajl_val key = fixture_json(key_json);
+    if (es_doc_id(key, out, err, sizeof err) < 0)
+        cdc_buf_puts(out, "ERROR");
+    yajl_tree_free(key);
+}
+
+static void doc_ids(void)
+{
+    cdc_buf id = CDC_BUF_INIT;
+    id_of("{\"id\":42}", &id);
+    TAP_STREQ(id.data, "42", "single integer key: its text");
+    id_of("{\"id\":\"abc \\\"q\\\" \\u00e9\"}", &id);
+    TAP_STREQ(id.data, "abc \"q\" \xc3\xa9", "single string key: the string itself, unquoted");
+    id_of("{\"n\":123456789012345678901234567890.10}", &id);
+    TAP_STREQ(id.data, "123456789012345678901234567890.10", "number keeps its exact text");
+    id_of("{\"tenant\":\"a\",\"id\":7}", &id);
+    TAP_STREQ(id.data, "[\"a\",7]", "composite key: JSON array in key order");
+    id_of("{\"a\":\"x\\ny\",\"b\":null,\"c\":true}", &id);
+    TAP_STREQ(id.data, "[\"x\\ny\",null,true]", "composite key values are JSON, escaped");
+    id_of("{}", &id);
+    TAP_STREQ(id.data, "ERROR", "empty key is refused");
+
+    char key[700], hex[65];
+    strcpy(key, "{\"k\":\"");
+    size_t p = strlen(key);
+    memset(key + p, 'z', 512);
+    strcpy(key + p + 512, "\"}");
+    id_of(key, &id);
+    TAP_OK(id.len == 512 && id.data[0] == 'z', "512-byte id kept as is");
+    memset(key + p, 'z', 513);
+    strcpy(key + p + 513, "\"}");
+    id_of(key, &id);
+    char zs[514];
+    memset(zs, 'z', 513);
+    cdc_sha256_hex(zs, 513, hex);
+    char want[100];
+    snprintf(want, sizeof want, "pgcdc-sha256:%s", hex);
+    TAP_STREQ(id.data, want, "513-byte id becomes pgcdc-sha256:<hex of the id>");
+    id_of("{\"k\":\"pgcdc-sha256:abc\"}", &id);
+    cdc_sha256_hex("pgcdc-sha256:abc", 16, hex);
+    snprintf(want, sizeof want, "pgcdc-sha256:%s", hex);
+    TAP_STREQ(id.data, want, "an id that looks hashed is hashed too (no collision)");
+    cdc_buf_free(&id);
+}
+
+static void sha256_vectors(void)
+{
+    char hex[65];
+    cdc_sha256_hex("abc", 3, hex);
+    TAP_STREQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "sha256(abc)");
+    cdc_sha256_hex("", 0, hex);
+    TAP_STREQ(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sha256('')");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    cdc_sha256_hex(m, strlen(m), hex);
+    TAP_STREQ(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+              "sha256 of 56 bytes (two padding blocks)");
+    char *a = malloc(1000000);
+    memset(a, 'a', 1000000);
+    cdc_sha256_hex(a, 1000000, hex);
+    free(a);
+    TAP_STREQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+              "sha256 of a million a");
+}
+
+static void bulk_of(const char *event, const char *current_json, cdc_buf *body, size_t *missing)
+{
+    cdc_decoded_event ev;
+    cdc_buf_reset(body);
+    if (fixture_event(event, &ev) < 0) {
+        cdc_buf_puts(body, "BAD FIXTURE");
+        return;
+    }
+    yajl_val cur = current_json ? fixture_json(current_json) : NULL;
+    if (es_bulk_append(body, "public.items", "42", &ev, cur, missing, err, sizeof err) < 0)
+        cdc_buf_printf(body, "ERROR %s", err);
+    yajl_tree_free(cur);
+    fixture_event_free(&ev);
+}
+
+static void bulk_items(void)
+{
+    cdc_buf body = CDC_BUF_INIT;
+    size_t missing = 99;
+    bulk_of("{\"op\":\"c\",\"after\":{\"id\":42,\"name\":\"lamp\",\"price\":\"19.90\",\"big\":18446744073709551616,"
+            "\"f\":1.5e300,\"tags\":[\"a\",\"b\"],\"attrs\":{\"k\":1},\"n\":null},"
+            "\"source\":{\"schema\":\"public\",\"table\":\"items\",\"lsn\":24337816}}",
+            NULL, &body, &missing);
+    TAP_STREQ(body.data,
+              "{\"index\":{\"_index\":\"public.items\",\"_id\":\"42\",\"version\":24337816,\"version_type\":\"external\"}}\n"
+              "{\"id\":42,\"name\":\"lamp\",\"price\":\"19.90\",\"big\":18446744073709551616,\"f\":1.5e300,"
+              "\"tags\":[\"a\",\"b\"],\"attrs\":{\"k\":1},\"n\":null,\"_pgcdc_lsn\":24337816}\n",
+              "insert: index action with external version, columns exact, lsn field");
+    TAP_OK(missing == 0, "insert: nothing missing");
+
+    bulk_of("{\"op\":\"d\",\"before\":{\"id\":42},\"after\":null,"
+            "\"source\":{\"schema\":\"public\",\"table\":\"items\",\"lsn\":30}}",
+            NULL, &body, NULL);
+    TAP_STREQ(body.data,
+              "{\"index\":{\"_index\":\"public.items\",\"_id\":\"42\",\"version\":30,\"version_type\":\"external\"}}\n"
+              "{\"_pgcdc_deleted\":true,\"_pgcdc_lsn\":30}\n",
+              "delete: a versioned deleted marker is indexed");
+
+    bulk_of("{\"op\":\"u\",\"after\":{\"id\":42,\"name\":\"desk\"},\"unchanged_toast\":[\"description\",\"blob\"],"
+            "\"source\":{\"lsn\":40}}",
+            "{\"id\":42,\"name\":\"lamp\",\"description\":\"long \\\"text\\\"\",\"_pgcdc_lsn\":30}",
+            &body, &missing);
+    TAP_STREQ(body.data,
+              "{\"index\":{\"_index\":\"public.items\",\"_id\":\"42\",\"version\":40,\"version_type\":\"external\"}}\n"
+              "{\"id\":42,\"name\":\"desk\",\"description\":\"long \\\"text\\\"\",\"_pgcdc_lsn\":40}\n",
+              "update with unchanged TOAST: the stored value is kept, others are not");
+    TAP_OK(missing == 1, "the TOAST column the current document lacks is counted as missing");
+
+    bulk_of("{\"op\":\"u\",\"after\":{\"id\":42},\"unchanged_toast\":[\"d\"],\"source\":{\"lsn\":41}}",
+            NULL, &body, &missing);
+    TAP_OK(strstr(body.data, "\n{\"id\":42,\"_pgcdc_lsn\":41}\n") && missing == 1,
+           "update with unchanged TOAST and no current document: written without it");
+
+    bulk_of("{\"op\":\"c\",\"after\":{\"_pgcdc_lsn\":1,\"_pgcdc_deleted\":true,\"x\":\"\\u0001\\t\\u001f\\/\"},"
+            "\"source\":{\"lsn\":5}}",
+            NULL, &body, NULL);
+    TAP_OK(strstr(body.data, "\n{\"x\":\"\\u0001\\t\\u001f/\",\"_pgcdc_lsn\":5}\n") != NULL,
+           "columns named like pgcdc fields are left out; control characters escaped");
+
+    bulk_of("{\"op\":\"t\",\"after\":null,\"source\":{\"lsn\":5}}", NULL, &body, NULL);
+    TAP_OK(strncmp(body.data, "ERROR cannot write op 't'", 25) == 0, "truncate is not a bulk item");
+
+    cdc_buf_reset(&body);
+    cdc_buf_puts(&body, "keep");
+    cdc_decoded_event ev;
+    fixture_event("{\"op\":\"c\",\"after\":null,\"source\":{\"lsn\":5}}", &ev);
+    TAP_OK(es_bulk_append(&body, "i", "1", &ev, NULL, NULL, err, sizeof err) < 0 &&
+           strcmp(body.data, "keep") == 0, "insert without a row is refused and the body is left as it was");
+    fixture_event_free(&ev);
+
+    cdc_buf_reset(&body);
+    es_truncate_body(24338104, &body);
+    TAP_STREQ(body.data, "{\"query\":{\"range\":{\"_pgcdc_lsn\":{\"lt\":24338104}}}}", "truncate query");
+    cdc_buf_free(&body);
+}
+
+static void mget_body_and_response(void)
+{
+    cdc_buf body = CDC_BUF_INIT;
+    const char *f1[] = {"description", "we\"ird"};
+    es_mget_doc docs[] = {
+        {"public.items", "42", f1, 2},
+        {"public.items", "[\"a\",7]", NULL, 0},
+    };
+    es_mget_body(docs, 2, &body);
+    TAP_STREQ(body.data,
+              "{\"docs\":[{\"_index\":\"public.items\",\"_id\":\"42\",\"_source\":[\"_pgcdc_lsn\",\"_pgcdc_deleted\","
+              "\"description\",\"we\\\"ird\"]},{\"_index\":\"public.items\",\"_id\":\"[\\\"a\\\",7]\","
+              "\"_source\":[\"_pgcdc_lsn\",\"_pgcdc_deleted\"]}]}",
+              "mget body asks for the TOAST fields of each document");
+    cdc_buf_free(&body);
+
+    /* the shape OpenSearch 2.x and Elasticsearch 7.x answer with */
+    const char *resp =
+        "{\"docs\":[{\"_index\":\"public.items\",\"_id\":\"42\",\"_version\":30,\"_seq_no\":0,\"_primary_term\":1,"
+        "\"found\":true,\"_source\":{\"_pgcdc_lsn\":30,\"description\":\"long\"}},"
+        "{\"_index\":\"public.items\",\"_id\":\"43\",\"found\":false},"
+        "{\"_index\":\"nope\",\"_id\":\"1\",\"error\":{\"root_cause\":[{\"type\":\"index_not_found_exception\","
+        "\"reason\":\"no such index [nope]\"}],\"type\":\"index_not_found_exception\",\"reason\":\"no such index [nope]\"}}]}";
+    es_mget_result r;
+    int rc = es_mget_parse(resp, strlen(resp), &r, err, sizeof err);
+    TAP_OK(rc == 0 && r.n == 3, "mget response parsed, three docs");
+    if (rc == 0 && r.n == 3) {
+        TAP_OK(r.items[0].found && r.items[0].version == 30 && r.items[0].source &&
+               YAJL_IS_STRING(row_json_member(r.items[0].source, "description")),
+               "found doc: version and source");
+        TAP_OK(!r.items[1].found && !r.items[1].source && !r.items[1].error && r.items[1].version == -1,
+               "missing doc: not found, no error");
+        TAP_STREQ(r.items[2].error, "no such index [nope]", "doc error: its reason");
+    }
+    es_mget_result_free(&r);
+
+    const char *bad[] = {"", "{\"docs\":{}}", "{\"docs\":[1]}", "[[[", "{\"docs\":[]} x",
+                         "{\"error\":{\"type\":\"x\",\"reason\":\"cluster down\"},\"status\":503}"};
+    int all = 1;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        all &= es_mget_parse(bad[i], strlen(bad[i]), &r, err, sizeof err) == -1 && r.root == NULL;
+    }
+    TAP_OK(all, "malformed mget responses are errors");
+    TAP_STREQ(err, "the _mget response has no \"docs\" array: cluster down", "whole-request error reason");
+    es_mget_result_free(NULL);
+}
+
+int main(void)
+{
+    index_name_rules();
+    doc_ids();
+    sha256_vectors();
+    bulk_items();
+    mget_body_and_response();
+    return tap_done();
+}

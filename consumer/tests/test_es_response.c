@@ -1,0 +1,163 @@
+/* test_es_response.c: _bulk responses, in the documented shapes of
+ * Elasticsearch 7.10 and OpenSearch 2.x, read item by item and classified. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_response.h"
+#include "tap.h"
+
+static char err[512];
+
+/* One response mixing every outcome the sink must tell apart. */
+static const char *mixed =
+    "{\"took\":30,\"errors\":true,\"items\":["
+    "{\"index\":{\"_index\":\"public.items\",\"_type\":\"_doc\",\"_id\":\"1\",\"_version\":24337816,"
+    "\"result\":\"created\",\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0},\"_seq_no\":0,"
+    "\"_primary_term\":1,\"status\":201}},"
+    "{\"index\":{\"_index\":\"public.items\",\"_id\":\"2\",\"_version\":31,\"result\":\"updated\","
+    "\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0},\"_seq_no\":3,\"_primary_term\":1,\"status\":200}},"
+    "{\"index\":{\"_index\":\"public.items\",\"_type\":\"_doc\",\"_id\":\"3\",\"status\":409,"
+    "\"error\":{\"type\":\"version_conflict_engine_exception\",\"reason\":\"[3]: version conflict, "
+    "current version [20] is higher or equal to the one provided [10]\",\"index_uuid\":\"xYz\",\"shard\":\"0\","
+    "\"index\":\"public.items\"}}},"
+    "{\"index\":{\"_index\":\"public.items\",\"_id\":\"4\",\"status\":400,"
+    "\"error\":{\"type\":\"mapper_parsing_exception\",\"reason\":\"failed to parse field [price] of type "
+    "[long] in document with id '4'. Preview of field's value: 'abc'\",\"caused_by\":{\"type\":"
+    "\"illegal_argument_exception\",\"reason\":\"For input string: \\\"abc\\\"\"}}}},"
+    "{\"index\":{\"_index\":\"public.items\",\"_id\":\"5\",\"status\":429,"
+    "\"error\":{\"type\":\"es_rejected_execution_exception\",\"reason\":\"rejected execution of "
+    "coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, "
+    "coordinating_operation_bytes=108, max_coordinating_and_primary_bytes=1]\"}}},"
+    "{\"index\":{\"_index\":\"public.items\",\"_id\":\"6\",\"status\":503,"
+    "\"error\":{\"type\":\"unavailable_shards_exception\",\"reason\":\"[public.items][0] primary shard is "
+    "not active Timeout: [1m]\"}}},"
+    "{\"delete\":{\"_index\":\"public.items\",\"_type\":\"_doc\",\"_id\":\"7\",\"_version\":2,"
+    "\"result\":\"not_found\",\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0},\"_seq_no\":5,"
+    "\"_primary_term\":1,\"status\":404}},"
+    "{\"index\":{\"_index\":\"public.items\",\"_id\":\"8\",\"status\":403,"
+    "\"error\":{\"type\":\"cluster_block_exception\",\"reason\":\"index [public.items] blocked by: "
+    "[FORBIDDEN/12/index read-only / allow delete (api)];\"}}},"
+    "{\"index\":{\"_index\":\"x\",\"_id\":\"9\",\"status\":404,"
+    "\"error\":{\"type\":\"index_not_found_exception\",\"reason\":\"no such index [x]\",\"index\":\"x\"}}}"
+    "]}";
+
+static void mixed_response_items_are_classified_one_by_one(void)
+{
+    es_bulk_result r;
+    int rc = es_bulk_parse(mixed, strlen(mixed), &r, err, sizeof err);
+    TAP_OK(rc == 0, "mixed response parses");
+    if (rc != 0) {
+        printf("# %s\n", err);
+        return;
+    }
+    TAP_OK(r.errors && r.n == 9, "errors flag and nine items");
+    static const es_item_class want[] = {ES_ITEM_OK, ES_ITEM_OK, ES_ITEM_CONFLICT, ES_ITEM_REJECTED,
+                                         ES_ITEM_RETRY, ES_ITEM_RETRY, ES_ITEM_OK, ES_ITEM_RETRY,
+                                         ES_ITEM_REJECTED};
+    static const char *names[] = {
+        "201 created is ok", "200 updated is ok", "409 version conflict is a success (newer stored)",
+        "400 mapping error is rejected for good", "429 item is retried", "503 item is retried",
+        "404 for a delete is ok (already gone)", "cluster block (read-only index) is retried",
+        "404 index_not_found for an index action is rejected"};
+    for (size_t i = 0; i < 9; i++)
+        TAP_OK(r.items[i].cls == want[i], names[i]);
+    TAP_STREQ(r.items[3].reason,
+              "failed to parse field [price] of type [long] in document with id '4'. Preview of field's value: 'abc'",
+              "mapping error: server's reason");
+    TAP_STREQ(r.items[3].cause, "For input string: \"abc\"", "mapping error: caused_by reason");
+    TAP_STREQ(r.items[3].error_type, "mapper_parsing_exception", "mapping error: type");
+    TAP_STREQ(r.items[3].id, "4", "item id");
+    TAP_STREQ(r.items[6].action, "delete", "item action");
+    TAP_OK(r.items[0].error_type == NULL && r.items[0].reason == NULL, "ok item has no error");
+    TAP_OK(r.items[0].status == 201 && r.items[4].status == 429, "statuses");
+    TAP_OK(r.count[ES_ITEM_OK] == 3 && r.count[ES_ITEM_CONFLICT] == 1 && r.count[ES_ITEM_RETRY] == 3 &&
+           r.count[ES_ITEM_REJECTED] == 2, "counts per class");
+    es_bulk_result_free(&r);
+}
+
+static void clean_response(void)
+{
+    const char *ok = "{\"took\":3,\"errors\":false,\"items\":[{\"index\":{\"_index\":\"a\",\"_id\":\"1\","
+                     "\"_version\":5,\"result\":\"created\",\"forced_refresh\":false,\"status\":201}}]}";
+    es_bulk_result r;
+    TAP_OK(es_bulk_parse(ok, strlen(ok), &r, err, sizeof err) == 0 && !r.errors && r.n == 1 &&
+           r.items[0].cls == ES_ITEM_OK, "all-ok response");
+    es_bulk_result_free(&r);
+    const char *empty = "{\"took\":0,\"errors\":false,\"items\":[]}";
+    TAP_OK(es_bulk_parse(empty, strlen(empty), &r, err, sizeof err) == 0 && r.n == 0 && r.items == NULL,
+           "empty items");
+    es_bulk_result_free(&r);
+    es_bulk_result_free(NULL);
+}
+
+static void whole_request_errors_and_malformed_bodies(void)
+{
+    es_bulk_result r;
+    const char *req_err =
+        "{\"error\":{\"root_cause\":[{\"type\":\"illegal_argument_exception\",\"reason\":\"The bulk request must "
+        "be terminated by a newline [\\\\n]\"}],\"type\":\"illegal_argument_exception\",\"reason\":\"The bulk "
+        "request must be terminated by a newline [\\\\n]\"},\"status\":400}";
+    TAP_OK(es_bulk_parse(req_err, strlen(req_err), &r, err, sizeof err) == -1 && r.root == NULL,
+           "whole-request error is an error");
+    TAP_STREQ(err, "the _bulk request failed: illegal_argument_exception: The bulk request must be "
+                   "terminated by a newline [\\n]", "whole-request error names type and reason");
+
+    const char *auth = "{\"error\":\"Unauthorized\",\"status\":401}";
+    TAP_OK(es_bulk_parse(auth, strlen(auth), &r, err, sizeof err) == -1, "string error");
+    TAP_STREQ(err, "the _bulk request failed: Unauthorized", "string error reason");
+
+    struct { const char *body; const char *name; } bad[] = {
+        {"", "empty body"},
+        {"<html>502 Bad Gateway</html>", "HTML from a proxy"},
+        {"[]", "not an object"},
+        {"{\"took\":1}", "no items"},
+        {"{\"items\":[{}]}", "item without action"},
+        {"{\"items\":[{\"index\":{\"_id\":\"1\"}}]}", "item without status"},
+        {"{\"items\":[{\"index\":{\"status\":\"201\"}}]}", "status as a string"},
+        {"{\"items\":[{\"index\":{\"status\":99999}}]}", "status out of range"},
+        {"{\"items\":[{\"index\":{\"status\":201},\"delete\":{\"status\":200}}]}", "two actions in one item"},
+        {"{\"items\":[{\"index\":{\"status\":201}}]", "truncated"},
+        {"{\"items\":[{\"index\":{\"status\":201}}]}{}", "trailing data"},
+        {"{\"items\":[1]}", "item not an object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "malformed: %s", bad[i].name);
+        TAP_OK(es_bulk_parse(bad[i].body, strlen(bad[i].body), &r, err, sizeof err) == -1 && r.items == NULL,
+               name);
+    }
+
+    /* hostile nesting is refused before yajl builds (and frees) a tree */
+    size_t n = 100000;
+    char *deep = malloc(n + 1);
+    memset(deep, '[', n);
+    deep[n] = '\0';
+    TAP_OK(es_bulk_parse(deep, n, &r, err, sizeof err) == -1 && strstr(err, "nesting deeper"),
+           "deep nesting refused");
+    free(deep);
+    const char *nul = "{\"items\":[]}\0garbage";
+    TAP_OK(es_bulk_parse(nul, 20, &r, err, sizeof err) == -1, "embedded NUL is not ignored silently");
+}
+
+static void classify_table(void)
+{
+    TAP_OK(es_classify("index", 200, NULL) == ES_ITEM_OK, "200");
+    TAP_OK(es_classify("index", 404, NULL) == ES_ITEM_REJECTED, "404 index without error type");
+    TAP_OK(es_classify("delete", 404, "index_not_found_exception") == ES_ITEM_REJECTED,
+           "404 delete on a missing index is not 'already gone'");
+    TAP_OK(es_classify("index", 408, "x") == ES_ITEM_RETRY, "408");
+    TAP_OK(es_classify("index", 500, "x") == ES_ITEM_RETRY, "500");
+    TAP_OK(es_classify("index", 413, "x") == ES_ITEM_REJECTED, "413");
+    TAP_OK(es_classify("index", 400, "es_rejected_execution_exception") == ES_ITEM_RETRY,
+           "rejected execution whatever the status");
+    TAP_STREQ(es_item_class_name(ES_ITEM_CONFLICT), "conflict", "class names");
+}
+
+int main(void)
+{
+    mixed_response_items_are_classified_one_by_one();
+    clean_response();
+    whole_request_errors_and_malformed_bodies();
+    classify_table();
+    return tap_done();
+}
