@@ -67,8 +67,10 @@ enum {
 int cdc_config_parse(const cdc_option *table, const char *program, const char *summary,
                      int argc, char **argv, cdc_config **out, char *err, size_t errlen);
 
-/* Values by option name. A name not in the table is a programming error
- * (abort). cdc_config_str returns NULL when the option is unset. */
+/* Values by option name. A name not in the table, or cdc_config_int/bool/
+ * list on an option of another type, is a programming error (abort).
+ * cdc_config_str works for every type: the text as given (a list joined
+ * with ","), or NULL when the option is unset and has no default. */
 const char *cdc_config_str(const cdc_config *cfg, const char *name);
 long long cdc_config_int(const cdc_config *cfg, const char *name);
 bool cdc_config_bool(const cdc_config *cfg, const char *name);
