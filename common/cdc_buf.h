@@ -21,7 +21,8 @@ int cdc_buf_puts(cdc_buf *b, const char *s);
 int cdc_buf_putc(cdc_buf *b, char c);
 int cdc_buf_printf(cdc_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-int cdc_buf_vprintf(cdc_buf *b, const char *fmt, va_list ap);
+int cdc_buf_vprintf(cdc_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Empties the buffer but keeps its memory for reuse. */
 void cdc_buf_reset(cdc_buf *b);
