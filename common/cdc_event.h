@@ -19,11 +19,12 @@
  * NULL and is written as null.
  *
  * Every value is checked with cdc_json_validate() before it is embedded, in
- * every build: the check is a single allocation-free pass over the bytes
- * (no tree, no copy, no yajl parser handle per value), measured at well
- * under a tenth of the encoding cost (bench/event_encode.c), so trusting the
- * producer's type mapping blindly was not worth the risk of one malformed
- * jsonb or array text breaking every consumer of the topic. */
+ * every build: the check is one allocation-free pass over the bytes (no
+ * tree, no copy, no yajl parser handle per value). For a typical 6-column
+ * update it costs about 0.1 us of the 0.7 us an event takes to encode
+ * (bench/event_encode.c), so trusting the producer's type mapping blindly
+ * was not worth the risk of one malformed value (a jsonb text, an array, a
+ * mis-escaped string) breaking every consumer of the topic. */
 typedef struct cdc_column {
     const char *name;
     const char *json;

@@ -619,6 +619,24 @@ static void test_encode_rejections(void)
     ev.source.db = NULL;
     TAP_OK(cdc_event_encode(&ev, &out, err, sizeof err) == 0 &&
            strstr(out.data, "\"source\":{\"db\":null,\"schema\":\"s\""), "encode_writes_null_db");
+
+    cdc_buf_reset(&out);
+    ev.source.txid = INT64_MIN;
+    ev.source.seq = 0;
+    ev.source.ts_ms = -1;
+    ev.ts_ms = INT64_MAX;
+    ev.source.lsn = 0;
+    ev.source.commit_lsn = UINT64_MAX;
+    TAP_OK(cdc_event_encode(&ev, &out, err, sizeof err) == 0 &&
+           strstr(out.data, "\"lsn\":0,\"commit_lsn\":18446744073709551615,"
+                  "\"txid\":-9223372036854775808,\"seq\":0,\"ts_ms\":-1,") &&
+           strstr(out.data, "},\"ts_ms\":9223372036854775807}"),
+           "encode_writes_integer_extremes_exactly");
+    cdc_decoded_event d;
+    TAP_OK(cdc_event_decode(out.data, out.len, &d, err, sizeof err) == 0 &&
+           d.txid == INT64_MIN && d.source_ts_ms == -1 && d.ts_ms == INT64_MAX &&
+           d.lsn == 0 && d.commit_lsn == UINT64_MAX, "integer_extremes_round_trip");
+    cdc_decoded_event_free(&d);
     cdc_buf_free(&out);
 }
 
