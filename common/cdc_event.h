@@ -37,7 +37,7 @@ typedef struct cdc_row {
 } cdc_row;
 
 typedef struct cdc_source {
-    const char *db;                /* NULL when null or absent */
+    const char *db;        /* NULL: written as null */
     const char *schema;
     const char *table;
     uint64_t lsn;          /* the row's version */
