@@ -37,6 +37,7 @@ kills and reports any process whose working directory or executable is inside a 
 """
 
 import atexit
+import base64
 import ctypes
 import json
 import os
@@ -52,6 +53,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid as uuidlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVICES_DIR = os.path.join(HERE, "services")
@@ -81,10 +83,11 @@ def port_open(host, port, timeout=0.5):
         return False
 
 
-def wait_until(what, predicate, deadline_s, proc=None, log_path=None, interval=0.2):
+def wait_until(what, predicate, deadline_s, proc=None, log_path=None):
     """Poll predicate() until it returns true; fail after deadline_s seconds, or at once
     when proc exits, with the tail of log_path in the message."""
     end = time.monotonic() + deadline_s
+    interval = 0.05  # fast servers answer within ~100 ms; back off to 0.5 s for JVMs
     while True:
         if proc is not None and proc.poll() is not None:
             raise ServiceError(f"{what} exited with status {proc.returncode} before it "
@@ -98,6 +101,7 @@ def wait_until(what, predicate, deadline_s, proc=None, log_path=None, interval=0
             raise ServiceError(f"{what} did not answer within {deadline_s:.0f} s"
                                f"{log_tail(log_path)}")
         time.sleep(interval)
+        interval = min(0.5, interval * 1.5)
 
 
 def log_tail(path, lines=30):
@@ -159,10 +163,11 @@ atexit.register(stop_all)
 
 
 def install_sigterm_handler():
-    """Turn SIGTERM into SystemExit so finalizers and atexit run (the default action
-    would kill Python without them)."""
+    """Turn SIGTERM into KeyboardInterrupt: the default action would end Python without
+    finalizers or atexit (servers would stay up), and pytest treats KeyboardInterrupt
+    as "stop the session, then tear down", where SystemExit would only fail one test."""
     def handler(signum, frame):
-        raise SystemExit(128 + signum)
+        raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -618,14 +623,12 @@ class Kafka(Service):
         with open(self.props_path, "w") as f:
             for k, v in props.items():
                 f.write(f"{k}={v}\n")
-        # StorageTool calls System.exit: run it as a child process.
-        res = subprocess.run(self._java("kafka.tools.StorageTool", "random-uuid"),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             timeout=120)
-        uuid = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-        if res.returncode != 0 or not re.fullmatch(r"[A-Za-z0-9_-]{22}", uuid):
-            raise ServiceError(f"kafka StorageTool random-uuid failed ({res.returncode}):"
-                               f"\n{res.stdout[-3000:]}")
+        # The cluster id is what `StorageTool random-uuid` prints: a random UUID in
+        # unpadded URL-safe base64 that does not start with "-"; making it here saves
+        # one JVM start. StorageTool calls System.exit: format runs as a child process.
+        uuid = "-"
+        while uuid.startswith("-"):
+            uuid = base64.urlsafe_b64encode(uuidlib.uuid4().bytes).rstrip(b"=").decode()
         res = subprocess.run(self._java("kafka.tools.StorageTool", "format", "--standalone",
                                         "-t", uuid, "-c", self.props_path),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -802,7 +805,7 @@ def _cli_up(argv):
                 if not svc.external and not svc.running:
                     raise ServiceError(f"{svc.name} exited{log_tail(svc.log_path)}")
             time.sleep(1)
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:
         pass
     finally:
         print("\nstopping ...", flush=True)
