@@ -402,6 +402,11 @@ static size_t timestamp_space(const char *s, size_t n)
     size_t i = 0;
     if (ends_with(s, n, " BC"))
         return 0;
+    /* The text is copied into the JSON string unescaped below: only accept
+     * what PostgreSQL prints (digits, separators, zone letters). */
+    for (size_t k = 0; k < n; k++)
+        if (s[k] < 0x20 || s[k] > 0x7e || s[k] == '"' || s[k] == '\\')
+            return 0;
     while (i < n && is_digit(s[i]))
         i++;
     if (i < 4 || n - i < 10)

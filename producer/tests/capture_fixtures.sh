@@ -5,15 +5,47 @@
 # pg_logical_slot_peek_binary_changes in a session set to the GUCs the
 # walsender uses (EVENTS.md), one message a line: "<lsn>\t<xid>\t<hex>".
 #
-# Usage: producer/tests/capture_fixtures.sh [PGBINDIR]
+# Usage: producer/tests/capture_fixtures.sh [PGBINDIR | --seeds-only]
+# (--seeds-only: only rewrite fuzz/corpus/pgoutput from the fixtures.)
+# Regenerating the fixtures changes OIDs, LSNs and times: rewrite the
+# expected files with PGCDC_GOLDEN_UPDATE=1 build/producer/tests/test_golden
+# and review the diff.
 # Runs PostgreSQL as the `postgres` user when started as root. The server
 # lives in a temporary directory and is stopped and removed on exit.
 set -eu
 
-PGBIN=${1:-/usr/lib/postgresql/15/bin}
+PGBIN=/usr/lib/postgresql/15/bin
+[ -n "${1:-}" ] && [ "$1" != --seeds-only ] && PGBIN=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$HERE/fixtures
 mkdir -p "$OUT"
+
+# Seed corpus of fuzz/fuzz_pgoutput.c: each fixture as one stream of
+# messages, each prefixed by its 2-byte big-endian length.
+write_seeds() {
+SEEDS=$HERE/../../fuzz/corpus/pgoutput
+mkdir -p "$SEEDS"
+for f in "$OUT"/*.txt; do
+    python3 - "$f" "$SEEDS/$(basename "$f" .txt).bin" <<'PY'
+import sys
+out = bytearray()
+for line in open(sys.argv[1]):
+    if line.startswith('#') or not line.strip():
+        continue
+    msg = bytes.fromhex(line.rstrip('\n').split('\t')[2])
+    if len(msg) > 0xffff:
+        continue
+    out += len(msg).to_bytes(2, 'big') + msg
+open(sys.argv[2], 'wb').write(out)
+PY
+done
+echo "fuzz seeds written to $SEEDS"
+}
+
+if [ "${1:-}" = --seeds-only ]; then
+    write_seeds
+    exit 0
+fi
 
 TMP=$(mktemp -d /tmp/pgcdc-capture.XXXXXX)
 as_pg() {
@@ -241,3 +273,4 @@ SQL
 capture messages
 
 echo "fixtures written to $OUT"
+write_seeds

@@ -98,6 +98,8 @@ static void test_timestamps(void)
               "BC timestamptz keeps its text");
     TAP_STREQ(conv(1184, "2024-01-31 10:00:00"), "\"2024-01-31 10:00:00\"",
               "timestamptz without an offset keeps its text");
+    TAP_STREQ(conv(1114, "2024-01-31 10:00:00\"\x01"), "\"2024-01-31 10:00:00\\\"\\u0001\"",
+              "timestamp-shaped text with a quote or control is escaped, not copied");
 }
 
 static void test_strings(void)
