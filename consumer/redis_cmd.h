@@ -1,0 +1,110 @@
+/* redis_cmd.h: the Redis sink's one Lua script and the EVALSHA argument
+ * vectors that drive it, built from decoded events. No I/O: the sink hands
+ * the vectors to hiredis (redisAppendCommandArgv), binary-safe; no event
+ * data is ever put into Lua source, only into KEYS and ARGV.
+ *
+ * Layout (docs/consumer-sinks.md has the user's view):
+ *   row     <prefix>:<schema>.<table>:<id>        id as row_id_text()
+ *   marker  <prefix>:~del:<schema>.<table>:<id>   version of a deleted row
+ *   hash format: a hash of the row's columns; strings as they are, other
+ *     values as JSON text, NULL columns absent; plus field _pgcdc_lsn.
+ *   json format: a string {"_pgcdc_lsn":N,<columns>}; _pgcdc_lsn first so
+ *     the script reads the version with GETRANGE, not the whole document.
+ *   Columns named _pgcdc_lsn are left out (the version wins).
+ *
+ * The script applies a write only if the event's version (source.lsn) is
+ * newer than both the row's _pgcdc_lsn and the marker (compared as decimal
+ * strings, exact to 2^64, which Lua's doubles are not). A write replaces
+ * the row, keeping the fields named in unchanged_toast from the stored row,
+ * deletes the marker and sets the row's expiry when a TTL is given (the
+ * replace clears any old one, so the TTL is renewed on every write). A
+ * delete removes the row and sets the marker to its version, with the
+ * tombstone TTL: an older replayed write within that time finds the marker
+ * and is dropped, so the TTL must cover the longest replay (Kafka's
+ * retention) to keep deletes deleted.
+ *
+ * Truncate: SCAN, not a per-table index. An index (a sorted set per table)
+ * would cost a write and memory for every row, and would keep members of
+ * rows that expired through --redis-ttl forever; truncates are rare. The
+ * sink SCANs redis_scan_pattern() in steps (COUNT ~1000) and sends each
+ * step's keys to the script (redis_cmd_truncate), which deletes the rows
+ * older than the truncate's LSN and leaves a marker at that LSN, so Redis
+ * is never blocked for more than one step. Keys that do not carry a
+ * _pgcdc_lsn are never touched. Limits: a table whose name contains ':'
+ * shares key space with another ("t" matches "t:x"'s rows); pgcdc does
+ * not support Redis Cluster (the script touches the row and the marker). */
+#ifndef PGCDC_CONSUMER_REDIS_CMD_H
+#define PGCDC_CONSUMER_REDIS_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "cdc_buf.h"
+#include "cdc_event.h"
+
+/* The Lua source, for SCRIPT LOAD (and EVAL when a server lost it). */
+extern const char redis_script[];
+
+typedef enum redis_format {
+    REDIS_FORMAT_HASH,
+    REDIS_FORMAT_JSON,
+} redis_format;
+
+typedef struct redis_opts {
+    const char *prefix;        /* --redis-prefix, e.g. "pgcdc" */
+    redis_format format;
+    long long ttl;             /* seconds, 0: rows do not expire */
+    long long tombstone_ttl;   /* seconds, 0: markers do not expire */
+} redis_opts;
+
+/* A command as hiredis wants it: argc, argv[i] of argvlen[i] bytes (each
+ * also followed by a NUL). The bytes live in one arena; pointers are
+ * rebuilt by redis_argv_ptrs(). */
+typedef struct redis_argv {
+    cdc_buf arena;
+    size_t argc;
+    size_t cap;
+    size_t *off;
+    size_t *argvlen;
+    const char **argv;
+} redis_argv;
+
+#define REDIS_ARGV_INIT {CDC_BUF_INIT, 0, 0, NULL, NULL, NULL}
+
+void redis_argv_reset(redis_argv *a);
+void redis_argv_free(redis_argv *a);
+int redis_argv_push(redis_argv *a, const void *p, size_t len);
+/* Fills a->argv from the arena (call after the last push). Returns 0 or -1. */
+int redis_argv_ptrs(redis_argv *a);
+
+/* <prefix>:<schema>.<table>:<id> and <prefix>:~del:<schema>.<table>:<id>,
+ * appended to out. Return 0 or -1 (out of memory). */
+int redis_row_key(const char *prefix, const char *schema, const char *table,
+                  const char *id, size_t idlen, cdc_buf *out);
+int redis_marker_key(const char *prefix, const char *schema, const char *table,
+                     const char *id, size_t idlen, cdc_buf *out);
+
+/* Builds EVALSHA <sha> 2 <row> <marker> op version format ttl tombstone_ttl
+ * ntoast <toast names..> <payload..> for a c/u/r/d event of the row whose
+ * Kafka key is `key`: payload is field/value pairs (hash) or the document
+ * (json); op is "w" (write) or "d". Resets `a` first; argv ready on return.
+ * Returns 0, or -1 with err set (t event, no row for c/u/r, bad key, out of
+ * memory). */
+int redis_cmd_event(redis_argv *a, const char *sha, const redis_opts *o,
+                    const cdc_decoded_event *ev, yajl_val key, char *err, size_t errlen);
+
+/* The SCAN MATCH pattern of a table's rows: the row key with glob
+ * characters (* ? [ ] \) escaped, then "*". Appended to out. */
+int redis_scan_pattern(const char *prefix, const char *schema, const char *table, cdc_buf *out);
+
+/* Builds EVALSHA <sha> 2n <row1> <marker1> .. "t" <lsn> "" 0 <tombstone_ttl> 0
+ * for n row keys returned by one SCAN step (their markers are derived from
+ * them). Resets `a` first. Returns 0, or -1 with err set (a key outside the
+ * prefix, out of memory). The script returns how many rows it removed. */
+int redis_cmd_truncate(redis_argv *a, const char *sha, const redis_opts *o, uint64_t lsn,
+                       const char *const *keys, const size_t *keylens, size_t n,
+                       char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,426 @@
+/* test_redis_script.c: the Redis sink's Lua script against a real
+ * redis-server, started here on a free loopback port in a temporary
+ * directory and stopped at the end (or the server in PGCDC_TEST_REDIS,
+ * host:port). Pins: newest version wins whatever the arrival order, deletes
+ * stay deleted, unchanged TOAST kept, TTLs, truncate in SCAN steps, and
+ * hostile names stay data. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "event_fixture.h"
+#include "redis_cmd.h"
+#include "tap.h"
+
+extern char **environ;
+
+static redisContext *rc;
+static char sha[64];
+static char prefix[64];
+static char err[256];
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(s, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (s >= 0)
+        close(s);
+    return port;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Connects within a deadline; the server may still be starting. */
+static redisContext *connect_until(const char *host, int port, double seconds)
+{
+    double end = now_s() + seconds;
+    struct timeval tv = {1, 0};
+    while (now_s() < end) {
+        redisContext *c = redisConnectWithTimeout(host, port, tv);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            if (ok)
+                return c;
+        }
+        redisFree(c);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static long long apply_opts(const redis_opts *o, const char *event, const char *key)
+{
+    cdc_decoded_event ev;
+    if (fixture_event(event, &ev) < 0)
+        return -100;
+    yajl_val k = fixture_json(key);
+    redis_argv a = REDIS_ARGV_INIT;
+    long long out = -101;
+    if (redis_cmd_event(&a, sha, o, &ev, k, err, sizeof err) == 0) {
+        redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            out = r->integer;
+        else if (r && r->type == REDIS_REPLY_ERROR)
+            printf("# script error: %s\n", r->str);
+        freeReplyObject(r);
+    }
+    redis_argv_free(&a);
+    yajl_tree_free(k);
+    fixture_event_free(&ev);
+    return out;
+}
+
+static redis_opts hash_opts(void)
+{
+    redis_opts o = {prefix, REDIS_FORMAT_HASH, 0, 600};
+    return o;
+}
+
+static const char *table = "t";
+
+/* An event of table s.<table> with the given op, lsn and row. */
+static const char *ev_text(char op, unsigned long long lsn, const char *after, const char *toast)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf,
+             "{\"op\":\"%c\",\"after\":%s,%s\"source\":{\"schema\":\"s\",\"table\":\"%s\",\"lsn\":%llu}}",
+             op, after, toast ? toast : "", table, lsn);
+    return buf;
+}
+
+/* GET/HGET/TTL/EXISTS as text (integer replies in decimal, nil as "(nil)"). */
+static const char *cmd(const char *fmt, ...)
+{
+    static char out[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    if (!r)
+        snprintf(out, sizeof out, "(no reply)");
+    else if (r->type == REDIS_REPLY_INTEGER)
+        snprintf(out, sizeof out, "%lld", r->integer);
+    else if (r->type == REDIS_REPLY_NIL)
+        snprintf(out, sizeof out, "(nil)");
+    else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR)
+        snprintf(out, sizeof out, "%.*s", (int)r->len, r->str);
+    else
+        snprintf(out, sizeof out, "(type %d)", r->type);
+    freeReplyObject(r);
+    return out;
+}
+
+static void newest_version_wins(void)
+{
+    redis_opts o = hash_opts();
+    TAP_OK(apply_opts(&o, ev_text('c', 20, "{\"id\":1,\"name\":\"new\"}", NULL), "{\"id\":1}") == 1,
+           "lsn 20 applied");
+    TAP_OK(apply_opts(&o, ev_text('u', 10, "{\"id\":1,\"name\":\"old\"}", NULL), "{\"id\":1}") == 0,
+           "lsn 10 after 20 is stale");
+    TAP_STREQ(cmd("HGET %s:s.t:1 name", prefix), "new", "20 stays");
+    TAP_STREQ(cmd("HGET %s:s.t:1 _pgcdc_lsn", prefix), "20", "version stored in the hash");
+    TAP_OK(apply_opts(&o, ev_text('u', 20, "{\"id\":1,\"name\":\"same\"}", NULL), "{\"id\":1}") == 0,
+           "the same version again is not applied");
+    /* beyond 2^53, where doubles cannot tell neighbours apart */
+    apply_opts(&o, ev_text('c', 9007199254740993ULL, "{\"id\":2,\"v\":\"a\"}", NULL), "{\"id\":2}");
+    TAP_OK(apply_opts(&o, ev_text('u', 9007199254740992ULL, "{\"id\":2,\"v\":\"b\"}", NULL), "{\"id\":2}") == 0,
+           "2^53 after 2^53+1 is stale (exact comparison)");
+    TAP_OK(apply_opts(&o, ev_text('u', 18446744073709551615ULL, "{\"id\":2,\"v\":\"c\"}", NULL), "{\"id\":2}") == 1,
+           "2^64-1 is newer");
+    TAP_OK(apply_opts(&o, ev_text('u', 99999999999999999ULL, "{\"id\":2,\"v\":\"d\"}", NULL), "{\"id\":2}") == 0,
+           "shorter number is older");
+    /* an update replaces the row: a column no longer sent is gone, a NULL is absent */
+    apply_opts(&o, ev_text('c', 5, "{\"id\":3,\"a\":\"x\",\"b\":\"y\"}", NULL), "{\"id\":3}");
+    apply_opts(&o, ev_text('u', 6, "{\"id\":3,\"a\":\"z\",\"b\":null}", NULL), "{\"id\":3}");
+    TAP_STREQ(cmd("HEXISTS %s:s.t:3 b", prefix), "0", "update replaces the row: NULL column absent");
+}
+
+static void deletes_stay_deleted(void)
+{
+    redis_opts o = hash_opts();
+    apply_opts(&o, ev_text('c', 30, "{\"id\":10,\"name\":\"x\"}", NULL), "{\"id\":10}");
+    TAP_OK(apply_opts(&o, ev_text('d', 40, "null", NULL), "{\"id\":10}") == 1, "delete applied");
+    TAP_STREQ(cmd("EXISTS %s:s.t:10", prefix), "0", "deleted row is not readable");
+    TAP_STREQ(cmd("GET %s:~del:s.t:10", prefix), "40", "marker holds the delete's version");
+    long long ttl = atoll(cmd("TTL %s:~del:s.t:10", prefix));
+    TAP_OK(ttl > 0 && ttl <= 600, "marker has the tombstone TTL");
+    TAP_OK(apply_opts(&o, ev_text('c', 35, "{\"id\":10,\"name\":\"zombie\"}", NULL), "{\"id\":10}") == 0,
+           "older insert after the delete is stale");
+    TAP_STREQ(cmd("EXISTS %s:s.t:10", prefix), "0", "row stays deleted");
+    TAP_OK(apply_opts(&o, ev_text('d', 39, "null", NULL), "{\"id\":10}") == 0, "older delete is stale too");
+    TAP_OK(apply_opts(&o, ev_text('c', 50, "{\"id\":10,\"name\":\"again\"}", NULL), "{\"id\":10}") == 1,
+           "newer insert brings the row back");
+    TAP_STREQ(cmd("HGET %s:s.t:10 name", prefix), "again", "re-inserted row readable");
+    TAP_STREQ(cmd("EXISTS %s:~del:s.t:10", prefix), "0", "marker removed by the newer write");
+    /* delete of a row never seen still leaves a marker */
+    TAP_OK(apply_opts(&o, ev_text('d', 70, "null", NULL), "{\"id\":11}") == 1 &&
+           strcmp(cmd("GET %s:~del:s.t:11", prefix), "70") == 0, "delete of an unknown row leaves a marker");
+}
+
+static void toast_kept_and_ttl(void)
+{
+    redis_opts o = hash_opts();
+    o.ttl = 100;
+    apply_opts(&o, ev_text('c', 10, "{\"id\":20,\"name\":\"a\",\"desc\":\"big text\"}", NULL), "{\"id\":20}");
+    apply_opts(&o, ev_text('u', 20, "{\"id\":20,\"name\":\"b\"}", "\"unchanged_toast\":[\"desc\",\"gone\"],"),
+               "{\"id\":20}");
+    TAP_STREQ(cmd("HGET %s:s.t:20 desc", prefix), "big text", "hash: unchanged TOAST column kept");
+    TAP_STREQ(cmd("HGET %s:s.t:20 name", prefix), "b", "hash: changed column updated");
+    TAP_STREQ(cmd("HEXISTS %s:s.t:20 gone", prefix), "0", "hash: TOAST column never stored stays absent");
+    long long ttl = atoll(cmd("TTL %s:s.t:20", prefix));
+    TAP_OK(ttl > 0 && ttl <= 100, "row TTL set");
+    cmd("EXPIRE %s:s.t:20 5", prefix);
+    apply_opts(&o, ev_text('u', 30, "{\"id\":20,\"name\":\"c\"}", "\"unchanged_toast\":[\"desc\"],"),
+               "{\"id\":20}");
+    TAP_OK(atoll(cmd("TTL %s:s.t:20", prefix)) > 5, "row TTL renewed by a write");
+    o.ttl = 0;
+    apply_opts(&o, ev_text('u', 31, "{\"id\":20,\"name\":\"d\"}", "\"unchanged_toast\":[\"desc\"],"),
+               "{\"id\":20}");
+    TAP_STREQ(cmd("TTL %s:s.t:20", prefix), "-1", "without --redis-ttl a write clears the expiry");
+
+    redis_opts j = {prefix, REDIS_FORMAT_JSON, 0, 600};
+    apply_opts(&j, ev_text('c', 10,
+                           "{\"id\":21,\"we\\\"ird\":{\"x\":[1,\"}],\\\\\\\"\"]},\"name\":\"a\",\"n\":1.50,\"d\":\"keep\"}",
+                           NULL),
+               "{\"id\":21}");
+    apply_opts(&j, ev_text('u', 20, "{\"id\":21,\"name\":\"b\"}",
+                           "\"unchanged_toast\":[\"we\\\"ird\",\"d\",\"missing\"],"),
+               "{\"id\":21}");
+    TAP_STREQ(cmd("GET %s:s.t:21", prefix),
+              "{\"_pgcdc_lsn\":20,\"id\":21,\"name\":\"b\",\"we\\\"ird\":{\"x\":[1,\"}],\\\\\\\"\"]},\"d\":\"keep\"}",
+              "json: unchanged TOAST values kept byte for byte, even with quotes and brackets inside");
+    TAP_OK(apply_opts(&j, ev_text('u', 15, "{\"id\":21,\"name\":\"old\"}", NULL), "{\"id\":21}") == 0,
+           "json: version read back from the document");
+    TAP_OK(apply_opts(&j, ev_text('d', 40, "null", NULL), "{\"id\":21}") == 1 &&
+           strcmp(cmd("EXISTS %s:s.t:21", prefix), "0") == 0, "json: delete");
+}
+
+static void truncate_in_scan_steps(void)
+{
+    redis_opts o = hash_opts();
+    table = "tr";
+    apply_opts(&o, ev_text('c', 10, "{\"id\":1}", NULL), "{\"tenant\":\"t\",\"id\":1}");
+    apply_opts(&o, ev_text('c', 20, "{\"id\":2}", NULL), "{\"tenant\":\"t\",\"id\":2}");
+    apply_opts(&o, ev_text('c', 60, "{\"id\":3}", NULL), "{\"tenant\":\"t\",\"id\":3}");
+    redis_opts j = {prefix, REDIS_FORMAT_JSON, 0, 600};
+    apply_opts(&j, ev_text('c', 25, "{\"id\":4}", NULL), "{\"tenant\":\"t\",\"id\":4}");
+    cmd("SET %s:s.tr:foreign hello", prefix); /* not written by pgcdc: no version */
+
+    cdc_buf pat = CDC_BUF_INIT;
+    redis_scan_pattern(prefix, "s", "tr", &pat);
+    long long removed = 0;
+    int steps = 0, ok = 1;
+    char cursor[32] = "0";
+    double end = now_s() + 10;
+    do {
+        redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 2", cursor, pat.data);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            ok = 0;
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *ks = r->element[1];
+        const char **keys = calloc(ks->elements + 1, sizeof *keys);
+        size_t *lens = calloc(ks->elements + 1, sizeof *lens);
+        for (size_t i = 0; i < ks->elements; i++) {
+            keys[i] = ks->element[i]->str;
+            lens[i] = ks->element[i]->len;
+        }
+        redis_argv a = REDIS_ARGV_INIT;
+        if (redis_cmd_truncate(&a, sha, &o, 50, keys, lens, ks->elements, err, sizeof err) == 0) {
+            redisReply *tr = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
+            if (tr && tr->type == REDIS_REPLY_INTEGER)
+                removed += tr->integer;
+            else
+                ok = 0;
+            freeReplyObject(tr);
+        } else {
+            ok = 0;
+        }
+        redis_argv_free(&a);
+        free(keys);
+        free(lens);
+        freeReplyObject(r);
+        steps++;
+    } while (strcmp(cursor, "0") != 0 && now_s() < end);
+    cdc_buf_free(&pat);
+    TAP_OK(ok && strcmp(cursor, "0") == 0, "SCAN walked to the end in steps");
+    TAP_OK(removed == 3, "three rows older than the truncate removed");
+    TAP_STREQ(cmd("EXISTS %s:s.tr:[\"t\",1]", prefix), "0", "row at lsn 10 gone");
+    TAP_STREQ(cmd("EXISTS %s:s.tr:[\"t\",4]", prefix), "0", "json row at lsn 25 gone");
+    TAP_STREQ(cmd("HGET %s:s.tr:[\"t\",3] _pgcdc_lsn", prefix), "60", "row written after the truncate stays");
+    TAP_STREQ(cmd("GET %s:s.tr:foreign", prefix), "hello", "a key pgcdc did not write is left alone");
+    TAP_STREQ(cmd("GET %s:~del:s.tr:[\"t\",2]", prefix), "50", "truncated row leaves a marker at the truncate's LSN");
+    TAP_OK(apply_opts(&o, ev_text('c', 20, "{\"id\":2}", NULL), "{\"tenant\":\"t\",\"id\":2}") == 0,
+           "replayed insert older than the truncate stays out");
+    table = "t";
+    TAP_STREQ(cmd("HGET %s:s.t:1 name", prefix), "new", "rows of another table untouched");
+}
+
+static void hostile_names_are_data(void)
+{
+    redis_opts o = hash_opts();
+    const char *ev = "{\"op\":\"c\",\"after\":{\"'); redis.call('FLUSHALL') --\":\"]]..%d\\\"\",\"id\":1},"
+                     "\"source\":{\"schema\":\"s\\\"']]\",\"table\":\"t%d..os.exit()\",\"lsn\":1}}";
+    cdc_decoded_event e;
+    fixture_event(ev, &e);
+    yajl_val k = fixture_json("{\"k\":\"\\u00e9 *?[\"}");
+    redis_argv a = REDIS_ARGV_INIT;
+    long long got = -1;
+    if (redis_cmd_event(&a, sha, &o, &e, k, err, sizeof err) == 0) {
+        redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            got = r->integer;
+        freeReplyObject(r);
+    }
+    TAP_OK(got == 1, "write with hostile names applied");
+    redisReply *r = redisCommand(rc, "HGET %b %s", a.argv[3], a.argvlen[3], "'); redis.call('FLUSHALL') --");
+    TAP_OK(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "]]..%d\"") == 0, "value stored verbatim");
+    freeReplyObject(r);
+    TAP_STREQ(cmd("HGET %s:s.t:1 name", prefix), "new", "nothing was flushed");
+    redis_argv_free(&a);
+    yajl_tree_free(k);
+    fixture_event_free(&e);
+}
+
+static void noscript_reported(void)
+{
+    redis_opts o = hash_opts();
+    cdc_decoded_event e;
+    fixture_event(ev_text('c', 1, "{\"id\":1}", NULL), &e);
+    yajl_val k = fixture_json("{\"id\":99}");
+    redis_argv a = REDIS_ARGV_INIT;
+    redis_cmd_event(&a, "0000000000000000000000000000000000000000", &o, &e, k, err, sizeof err);
+    redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
+    TAP_OK(r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0,
+           "unknown sha gives NOSCRIPT (the sink reloads on it)");
+    freeReplyObject(r);
+    redis_argv_free(&a);
+    yajl_tree_free(k);
+    fixture_event_free(&e);
+}
+
+int main(void)
+{
+    pid_t server = 0;
+    char dir[] = "/tmp/pgcdc-redis-XXXXXX";
+    int made_dir = 0;
+    const char *ext = getenv("PGCDC_TEST_REDIS");
+    snprintf(prefix, sizeof prefix, "pgcdctest%ld", (long)getpid());
+    if (ext && *ext) {
+        char host[256];
+        int port = 0;
+        const char *hp = strncmp(ext, "redis://", 8) == 0 ? ext + 8 : ext;
+        if (sscanf(hp, "%255[^:]:%d", host, &port) != 2) {
+            printf("Bail out! PGCDC_TEST_REDIS is not host:port: %s\n", ext);
+            return 1;
+        }
+        rc = connect_until(host, port, 10);
+    } else {
+        int port = free_port();
+        if (!mkdtemp(dir)) {
+            printf("Bail out! cannot make a temporary directory\n");
+            return 1;
+        }
+        made_dir = 1;
+        char portstr[16];
+        snprintf(portstr, sizeof portstr, "%d", port);
+        char *argv[] = {"redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--dir", dir, "--daemonize", "no",
+                        "--loglevel", "warning", NULL};
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        if (posix_spawnp(&server, "redis-server", &fa, NULL, argv, environ) != 0)
+            server = 0;
+        posix_spawn_file_actions_destroy(&fa);
+        if (server)
+            rc = connect_until("127.0.0.1", port, 10);
+    }
+    if (!rc) {
+        int ci = getenv("CI") != NULL;
+        printf("%s redis-server could not be started or reached\n", ci ? "Bail out!" : "1..0 # SKIP");
+        if (server) {
+            kill(server, SIGTERM);
+            waitpid(server, NULL, 0);
+        }
+        if (made_dir)
+            rmdir(dir);
+        return ci ? 1 : 0;
+    }
+
+    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", redis_script);
+    int loaded = r && r->type == REDIS_REPLY_STRING;
+    if (loaded)
+        snprintf(sha, sizeof sha, "%s", r->str);
+    else
+        printf("# SCRIPT LOAD failed: %s\n", r && r->str ? r->str : "no reply");
+    freeReplyObject(r);
+    if (TAP_OK(loaded, "script loads")) {
+        newest_version_wins();
+        deletes_stay_deleted();
+        toast_kept_and_ttl();
+        truncate_in_scan_steps();
+        hostile_names_are_data();
+        noscript_reported();
+    }
+
+    if (ext && *ext) {
+        /* leave a shared server as we found it */
+        cdc_buf pat = CDC_BUF_INIT;
+        cdc_buf_printf(&pat, "%s:*", prefix);
+        char cursor[32] = "0";
+        do {
+            redisReply *s = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pat.data);
+            if (!s || s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+                freeReplyObject(s);
+                break;
+            }
+            snprintf(cursor, sizeof cursor, "%s", s->element[0]->str);
+            for (size_t i = 0; i < s->element[1]->elements; i++)
+                freeReplyObject(redisCommand(rc, "DEL %b", s->element[1]->element[i]->str,
+                                             s->element[1]->element[i]->len));
+            freeReplyObject(s);
+        } while (strcmp(cursor, "0") != 0);
+        cdc_buf_free(&pat);
+    }
+    redisFree(rc);
+    if (server) {
+        kill(server, SIGTERM);
+        waitpid(server, NULL, 0);
+    }
+    if (made_dir) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/dump.rdb", dir);
+        unlink(path);
+        rmdir(dir);
+    }
+    return tap_done();
+}
