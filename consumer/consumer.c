@@ -1,0 +1,793 @@
+/* consumer.c: pgcdc-consumer's main loop. Reads events as a member of a
+ * Kafka consumer group, applies them in batches to every configured sink,
+ * dead-letters what is not a valid event or what a sink refuses for good,
+ * and stores a partition's offset only once the sinks (and the dead-letter
+ * topic) have acknowledged that record and every one before it: Kafka's own
+ * at-least-once recipe (enable.auto.offset.store=false).
+ *
+ * Batches are applied synchronously: while a sink retries, nothing more is
+ * read, so memory is bounded by one batch plus librdkafka's prefetch queue.
+ * A rebalance that revokes partitions first applies what has been read,
+ * stores and commits, then lets the partitions go. */
+#include "consumer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "cdc_buf.h"
+#include "cdc_event.h"
+#include "cdc_log.h"
+#include "cdc_signal.h"
+#include "sink.h"
+
+#define MAX_SINKS 2
+#define WATERMARK_TIMEOUT_MS 10000
+#define PROGRESS_INTERVAL_MS 5000
+
+/* What the consumer knows of one partition it has (or had) assigned. */
+typedef struct part_state {
+    struct part_state *next;
+    char *topic;
+    int32_t partition;
+    bool assigned;
+    bool reset_done;         /* --reset-offsets applies once per process */
+    int64_t end_at_start;    /* high watermark when first assigned (--until-end) */
+    int64_t applied_next;    /* offset after the last applied record, -1 unknown */
+    int64_t eof_at;          /* offset of the last end-of-partition event, -1 none */
+} part_state;
+
+/* One --reset-offsets item: for every partition, or for topic:partition. */
+typedef struct reset_rule {
+    char *topic;             /* NULL: any */
+    int32_t partition;       /* -1: any */
+    int64_t offset;          /* RD_KAFKA_OFFSET_BEGINNING/END or an offset */
+    int64_t at_ms;           /* >= 0: by timestamp */
+} reset_rule;
+
+typedef struct consumer {
+    const cdc_config *cfg;
+    rd_kafka_t *rk;
+    rd_kafka_t *dlq;          /* producer of dead letters */
+    rd_kafka_topic_t *dlq_rkt;
+    const char *dlq_topic;
+    sink *sinks[MAX_SINKS];
+    size_t nsinks;
+
+    size_t batch_records;
+    size_t batch_bytes;
+    int batch_ms;
+    bool until_end;
+
+    reset_rule *resets;
+    size_t nresets;
+
+    part_state *parts;
+    bool assigned_once;
+
+    /* The batch being read. */
+    consumer_record *recs;      /* decoded records, in read order */
+    consumer_record **recp;
+    size_t nrecs;
+    rd_kafka_message_t **msgs;  /* every message read, to destroy after */
+    size_t nmsgs;
+    size_t bytes;
+
+    uint64_t dlq_pending;       /* dead letters not yet acknowledged */
+    bool dlq_failed;
+    char dlq_err[512];
+
+    bool stopping;
+    bool fatal;
+    char fatal_err[1024];
+
+    uint64_t applied, dead_lettered, skipped;
+    int64_t progress_at_ms;
+    uint64_t progress_applied;
+} consumer;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static part_state *part_get(consumer *c, const char *topic, int32_t partition, bool create)
+{
+    for (part_state *p = c->parts; p; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    if (!create)
+        return NULL;
+    part_state *p = calloc(1, sizeof *p);
+    if (!p || !(p->topic = strdup(topic))) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    p->end_at_start = -1;
+    p->applied_next = -1;
+    p->eof_at = -1;
+    p->next = c->parts;
+    c->parts = p;
+    return p;
+}
+
+/* ---- --reset-offsets ------------------------------------------------- */
+
+static int parse_reset_value(const char *v, reset_rule *r, char *err, size_t errlen)
+{
+    r->at_ms = -1;
+    char *end;
+    if (strcmp(v, "earliest") == 0) {
+        r->offset = RD_KAFKA_OFFSET_BEGINNING;
+    } else if (strcmp(v, "latest") == 0) {
+        r->offset = RD_KAFKA_OFFSET_END;
+    } else if (v[0] == '@') {
+        errno = 0;
+        r->at_ms = strtoll(v + 1, &end, 10);
+        if (errno || *end || end == v + 1 || r->at_ms < 0) {
+            snprintf(err, errlen, "--reset-offsets: \"%s\" is not @<epoch milliseconds>", v);
+            return -1;
+        }
+    } else {
+        errno = 0;
+        r->offset = strtoll(v, &end, 10);
+        if (errno || *end || end == v || r->offset < 0) {
+            snprintf(err, errlen, "--reset-offsets: \"%s\" is not earliest, latest, an offset "
+                                  "or @<epoch ms>", v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "VALUE" or "topic:partition=VALUE" (the topic may itself hold ':'). */
+static int parse_resets(consumer *c, char *err, size_t errlen)
+{
+    const char *const *items;
+    size_t n = cdc_config_list(c->cfg, "reset-offsets", &items);
+    if (n == 0)
+        return 0;
+    c->resets = calloc(n, sizeof *c->resets);
+    if (!c->resets) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        reset_rule *r = &c->resets[c->nresets++];
+        r->partition = -1;
+        const char *eq = strrchr(items[i], '=');
+        const char *value = items[i];
+        if (eq) {
+            const char *colon = NULL;
+            for (const char *q = items[i]; q < eq; q++)
+                if (*q == ':')
+                    colon = q;
+            char *end;
+            long part = colon ? strtol(colon + 1, &end, 10) : -1;
+            if (!colon || colon == items[i] || end != eq || part < 0 || part > INT32_MAX) {
+                snprintf(err, errlen, "--reset-offsets: \"%s\" is not topic:partition=VALUE",
+                         items[i]);
+                return -1;
+            }
+            r->topic = strndup(items[i], (size_t)(colon - items[i]));
+            r->partition = (int32_t)part;
+            value = eq + 1;
+        }
+        if (parse_reset_value(value, r, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static const reset_rule *reset_for(const consumer *c, const char *topic, int32_t partition)
+{
+    const reset_rule *any = NULL;
+    for (size_t i = 0; i < c->nresets; i++) {
+        const reset_rule *r = &c->resets[i];
+        if (!r->topic)
+            any = r;
+        else if (r->partition == partition && strcmp(r->topic, topic) == 0)
+            return r;
+    }
+    return any;
+}
+
+/* ---- dead letters ---------------------------------------------------- */
+
+static void on_dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    consumer *c = opaque;
+    if (c->dlq_pending > 0)
+        c->dlq_pending--;
+    if (m->err) {
+        c->dlq_failed = true;
+        snprintf(c->dlq_err, sizeof c->dlq_err, "cannot write to dead-letter topic %s: %s",
+                 c->dlq_topic, rd_kafka_err2str(m->err));
+    }
+}
+
+/* Writes the original key and value with the reason and origin in headers.
+ * The offset is stored only once this is acknowledged (dlq_wait). */
+static int dead_letter(consumer *c, const rd_kafka_message_t *m, const char *sink_name,
+                       const char *reason)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%" PRId32, m->partition);
+    snprintf(off, sizeof off, "%" PRId64, m->offset);
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    cdc_log_warn("dead-lettering %s[%s]@%s (sink %s): %s", topic, part, off, sink_name, reason);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *val;
+        size_t len;
+        for (size_t i = 0; rd_kafka_header_get_all(orig, i, &name, &val, &len) ==
+                           RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+            rd_kafka_header_add(h, name, -1, val, (ssize_t)len);
+    }
+    rd_kafka_header_add(h, "pgcdc-dlq-reason", -1, reason, -1);
+    rd_kafka_header_add(h, "pgcdc-dlq-sink", -1, sink_name, -1);
+    rd_kafka_header_add(h, "pgcdc-dlq-topic", -1, topic, -1);
+    rd_kafka_header_add(h, "pgcdc-dlq-partition", -1, part, -1);
+    rd_kafka_header_add(h, "pgcdc-dlq-offset", -1, off, -1);
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_producev(c->dlq, RD_KAFKA_V_RKT(c->dlq_rkt),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_KEY(m->key, m->key_len),
+                                  RD_KAFKA_V_VALUE(m->payload, m->len),
+                                  RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(c->dlq, 50);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(h);
+        c->fatal = true;
+        snprintf(c->fatal_err, sizeof c->fatal_err, "cannot dead-letter %s[%s]@%s: %s", topic,
+                 part, off, rd_kafka_err2str(e));
+        return -1;
+    }
+    c->dlq_pending++;
+    c->dead_lettered++;
+    return 0;
+}
+
+/* Waits until every dead letter is acknowledged; false on stop or failure. */
+static bool dlq_wait(consumer *c)
+{
+    while (c->dlq_pending > 0) {
+        rd_kafka_poll(c->dlq, 100);
+        if (c->dlq_failed) {
+            c->fatal = true;
+            snprintf(c->fatal_err, sizeof c->fatal_err, "%s", c->dlq_err);
+            return false;
+        }
+        if (cdc_signal_stop_requested() && c->dlq_pending > 0) {
+            /* Give Kafka a last chance, then leave the batch unstored. */
+            rd_kafka_flush(c->dlq, 5000);
+            return c->dlq_pending == 0 && !c->dlq_failed;
+        }
+    }
+    return true;
+}
+
+/* ---- batches --------------------------------------------------------- */
+
+static void batch_clear(consumer *c)
+{
+    for (size_t i = 0; i < c->nrecs; i++) {
+        cdc_decoded_event_free(&c->recs[i].ev);
+        if (c->recs[i].key)
+            yajl_tree_free(c->recs[i].key);
+        sink_rejects_free(&c->recs[i]);
+    }
+    for (size_t i = 0; i < c->nmsgs; i++)
+        rd_kafka_message_destroy(c->msgs[i]);
+    c->nrecs = c->nmsgs = 0;
+    c->bytes = 0;
+}
+
+static bool is_dlq_topic(const consumer *c, const char *topic)
+{
+    return strcmp(topic, c->dlq_topic) == 0;
+}
+
+/* Takes one message into the batch: decoded into a record, or dead-lettered
+ * at once, or skipped (tombstone, our own dead-letter topic). */
+static void batch_add(consumer *c, rd_kafka_message_t *m)
+{
+    c->msgs[c->nmsgs++] = m;
+    c->bytes += m->len + m->key_len;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (!m->payload || is_dlq_topic(c, topic)) {
+        c->skipped++;
+        return;
+    }
+    char err[512];
+    consumer_record *r = &c->recs[c->nrecs];
+    memset(r, 0, sizeof *r);
+    r->msg = m;
+    if (cdc_event_decode(m->payload, m->len, &r->ev, err, sizeof err) < 0) {
+        dead_letter(c, m, "decode", err);
+        return;
+    }
+    if (m->key && cdc_key_decode(m->key, m->key_len, &r->key, err, sizeof err) < 0) {
+        cdc_decoded_event_free(&r->ev);
+        dead_letter(c, m, "decode", err);
+        return;
+    }
+    c->recp[c->nrecs] = r;
+    c->nrecs++;
+}
+
+static int store_offset(consumer *c, const char *topic, int32_t partition, int64_t next)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__STATE) {
+        cdc_log_warn("cannot store offset %s[%" PRId32 "]@%" PRId64 ": %s", topic, partition, next,
+                     rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies the batch to every sink, dead-letters what they refused, waits
+ * for the dead letters, then stores each partition's next offset. Returns
+ * false when the batch could not be applied (stop or fatal): nothing is
+ * stored and the records will be read again. */
+static bool batch_apply(consumer *c)
+{
+    if (c->nmsgs == 0)
+        return true;
+    char err[1024];
+    for (size_t s = 0; s < c->nsinks; s++) {
+        if (c->sinks[s]->apply(c->sinks[s], c->recp, c->nrecs, err, sizeof err) < 0) {
+            cdc_log_warn("batch of %zu records not applied to %s: %s; it will be read again",
+                         c->nmsgs, c->sinks[s]->name, err);
+            batch_clear(c);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < c->nrecs; i++)
+        for (sink_reject *r = c->recs[i].rejects; r; r = r->next)
+            if (dead_letter(c, c->recs[i].msg, r->sink, r->reason) < 0) {
+                batch_clear(c);
+                return false;
+            }
+    if (!dlq_wait(c)) {
+        batch_clear(c);
+        return false;
+    }
+    /* Messages are in read order, so the last one of each partition is the
+     * highest; store next = offset + 1. */
+    for (size_t i = c->nmsgs; i-- > 0;) {
+        rd_kafka_message_t *m = c->msgs[i];
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        part_state *p = part_get(c, topic, m->partition, true);
+        if (!p || p->applied_next > m->offset)
+            continue;
+        p->applied_next = m->offset + 1;
+        store_offset(c, topic, m->partition, m->offset + 1);
+    }
+    c->applied += c->nrecs;
+    batch_clear(c);
+    return true;
+}
+
+/* ---- rebalances ------------------------------------------------------ */
+
+static void apply_resets_and_marks(consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *by_time = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        part_state *p = part_get(c, tp->topic, tp->partition, true);
+        if (!p)
+            continue;
+        p->assigned = true;
+        p->eof_at = -1;
+        if (c->until_end && p->end_at_start < 0) {
+            int64_t lo = 0, hi = 0;
+            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, tp->topic, tp->partition,
+                                                                     &lo, &hi, WATERMARK_TIMEOUT_MS);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                cdc_log_warn("cannot read the end of %s[%" PRId32 "]: %s", tp->topic, tp->partition,
+                             rd_kafka_err2str(e));
+            } else {
+                p->end_at_start = hi;
+            }
+        }
+        if (p->reset_done)
+            continue;
+        p->reset_done = true;
+        const reset_rule *r = reset_for(c, tp->topic, tp->partition);
+        if (!r)
+            continue;
+        if (r->at_ms >= 0) {
+            rd_kafka_topic_partition_list_add(by_time, tp->topic, tp->partition)->offset = r->at_ms;
+        } else {
+            tp->offset = r->offset;
+            cdc_log_info("reset %s[%" PRId32 "] to %s", tp->topic, tp->partition,
+                         r->offset == RD_KAFKA_OFFSET_BEGINNING ? "earliest"
+                         : r->offset == RD_KAFKA_OFFSET_END     ? "latest"
+                                                                : "an offset");
+        }
+    }
+    if (by_time->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(c->rk, by_time, WATERMARK_TIMEOUT_MS);
+        for (int i = 0; i < by_time->cnt; i++) {
+            rd_kafka_topic_partition_t *bt = &by_time->elems[i];
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_find(parts, bt->topic, bt->partition);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR || bt->err) {
+                cdc_log_error("cannot find the offset of %s[%" PRId32 "] by time: %s", bt->topic,
+                              bt->partition, rd_kafka_err2str(e ? e : bt->err));
+                continue;
+            }
+            /* -1: no record at or after that time: start at the end. */
+            tp->offset = bt->offset >= 0 ? bt->offset : RD_KAFKA_OFFSET_END;
+            cdc_log_info("reset %s[%" PRId32 "] by time to offset %" PRId64, tp->topic, tp->partition,
+                         tp->offset);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(by_time);
+}
+
+static void commit_sync(consumer *c)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        cdc_log_warn("cannot commit offsets: %s", rd_kafka_err2str(e));
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    consumer *c = opaque;
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        apply_resets_and_marks(c, parts);
+        c->assigned_once = true;
+        cdc_log_info("assigned %d partition(s)", parts->cnt);
+        rd_kafka_error_t *e = NULL;
+        if (cooperative)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        if (e) {
+            cdc_log_error("cannot take partitions: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        return;
+    }
+    /* Revoked or lost: finish what was read, store, commit, let go. A lost
+     * assignment cannot commit; applying is still harmless (idempotent). */
+    bool lost = rd_kafka_assignment_lost(rk);
+    batch_apply(c);
+    if (!lost)
+        commit_sync(c);
+    for (int i = 0; i < parts->cnt; i++) {
+        part_state *p = part_get(c, parts->elems[i].topic, parts->elems[i].partition, false);
+        if (p)
+            p->assigned = false;
+    }
+    cdc_log_info("%s %d partition(s)", lost ? "lost" : "revoked", parts->cnt);
+    rd_kafka_error_t *e = NULL;
+    if (cooperative)
+        e = rd_kafka_incremental_unassign(rk, parts);
+    else
+        rd_kafka_assign(rk, NULL);
+    if (e)
+        rd_kafka_error_destroy(e);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    cdc_log(level <= 3 ? CDC_LOG_ERROR : level <= 4 ? CDC_LOG_WARN : level <= 6 ? CDC_LOG_INFO
+                                                                               : CDC_LOG_DEBUG,
+            "kafka %s: %s", fac, buf);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    cdc_log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* ---- setup ----------------------------------------------------------- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
+                    size_t errlen)
+{
+    char reason[256];
+    if (rd_kafka_conf_set(conf, key, value, reason, sizeof reason) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka setting %s=%s: %s", key, value, reason);
+        return -1;
+    }
+    return 0;
+}
+
+static int kafka_setup(consumer *c, char *err, size_t errlen)
+{
+    char reason[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", cdc_config_str(c->cfg, "brokers"), err, errlen) < 0 ||
+        conf_set(conf, "group.id", cdc_config_str(c->cfg, "group"), err, errlen) < 0 ||
+        conf_set(conf, "client.id", "pgcdc-consumer", err, errlen) < 0 ||
+        conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
+        conf_set(conf, "enable.auto.commit", "true", err, errlen) < 0 ||
+        conf_set(conf, "auto.commit.interval.ms", "1000", err, errlen) < 0 ||
+        conf_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
+        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen) < 0 ||
+        conf_set(conf, "enable.partition.eof", "true", err, errlen) < 0 ||
+        conf_set(conf, "topic.metadata.refresh.interval.ms", "10000", err, errlen) < 0 ||
+        conf_set(conf, "queued.max.messages.kbytes", "16384", err, errlen) < 0 ||
+        cdc_config_apply_kafka(c->cfg, conf, err, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, reason, sizeof reason);
+    if (!c->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the Kafka consumer: %s", reason);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+
+    /* Dead letters: idempotent, acks=all, never given up on. */
+    conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", cdc_config_str(c->cfg, "brokers"), err, errlen) < 0 ||
+        conf_set(conf, "client.id", "pgcdc-consumer-dlq", err, errlen) < 0 ||
+        conf_set(conf, "enable.idempotence", "true", err, errlen) < 0 ||
+        conf_set(conf, "acks", "all", err, errlen) < 0 ||
+        conf_set(conf, "message.timeout.ms", "0", err, errlen) < 0 ||
+        cdc_config_apply_kafka(c->cfg, conf, err, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivered);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof reason);
+    if (!c->dlq) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the dead-letter producer: %s", reason);
+        return -1;
+    }
+    c->dlq_rkt = rd_kafka_topic_new(c->dlq, c->dlq_topic, NULL);
+
+    const char *const *topics;
+    size_t n = cdc_config_list(c->cfg, "topics", &topics);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(sub, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "cannot subscribe to --topics: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- --until-end ----------------------------------------------------- */
+
+/* Every assigned partition has been applied up to the end it had when it
+ * was first assigned. */
+static bool reached_end(consumer *c, uint64_t *behind)
+{
+    bool done = c->assigned_once;
+    *behind = 0;
+    for (part_state *p = c->parts; p; p = p->next) {
+        if (!p->assigned || p->end_at_start < 0)
+            continue;
+        int64_t pos = p->applied_next;
+        if (pos < 0 && p->eof_at >= 0)
+            pos = p->eof_at; /* read nothing: the committed position was already the end */
+        if (pos < p->end_at_start) {
+            done = false;
+            *behind += (uint64_t)(p->end_at_start - (pos < 0 ? 0 : pos));
+        }
+    }
+    return done;
+}
+
+static void report_progress(consumer *c, uint64_t behind)
+{
+    int64_t now = mono_ms();
+    if (c->progress_at_ms == 0) {
+        c->progress_at_ms = now;
+        c->progress_applied = c->applied;
+        return;
+    }
+    if (now - c->progress_at_ms < PROGRESS_INTERVAL_MS)
+        return;
+    double secs = (double)(now - c->progress_at_ms) / 1000.0;
+    double rate = (double)(c->applied - c->progress_applied) / secs;
+    if (rate > 0)
+        cdc_log_info("replay: %" PRIu64 " records applied, %" PRIu64 " behind the end, %.0f/s, "
+                     "about %.0f s left", c->applied, behind, rate, (double)behind / rate);
+    else
+        cdc_log_info("replay: %" PRIu64 " records applied, %" PRIu64 " behind the end",
+                     c->applied, behind);
+    c->progress_at_ms = now;
+    c->progress_applied = c->applied;
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static void handle_event_message(consumer *c, rd_kafka_message_t *m)
+{
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        part_state *p = part_get(c, rd_kafka_topic_name(m->rkt), m->partition, true);
+        if (p)
+            p->eof_at = m->offset;
+    } else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        cdc_log_debug("kafka: %s", rd_kafka_message_errstr(m));
+    } else {
+        cdc_log_warn("kafka: %s", rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+}
+
+static void run_loop(consumer *c)
+{
+    while (!c->fatal) {
+        if (cdc_signal_stop_requested())
+            break;
+        int64_t batch_start = -1;
+        while (c->nmsgs < c->batch_records && c->bytes < c->batch_bytes) {
+            int timeout = 100;
+            if (batch_start >= 0) {
+                int64_t left = batch_start + c->batch_ms - mono_ms();
+                if (left <= 0)
+                    break;
+                timeout = left < 100 ? (int)left : 100;
+            }
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout);
+            if (!m) {
+                if (batch_start < 0 || cdc_signal_stop_requested())
+                    break;
+                continue;
+            }
+            if (m->err) {
+                handle_event_message(c, m);
+                if (batch_start < 0)
+                    break; /* let --until-end look at the end-of-partition */
+                continue;
+            }
+            if (batch_start < 0)
+                batch_start = mono_ms();
+            batch_add(c, m);
+            if (c->fatal)
+                break;
+        }
+        if (!batch_apply(c))
+            break;
+        if (c->until_end) {
+            uint64_t behind;
+            if (reached_end(c, &behind)) {
+                cdc_log_info("--until-end: every assigned partition is applied up to its end");
+                break;
+            }
+            report_progress(c, behind);
+        }
+    }
+}
+
+static void usage_topics_warning(consumer *c)
+{
+    const char *const *topics;
+    size_t n = cdc_config_list(c->cfg, "topics", &topics);
+    for (size_t i = 0; i < n; i++)
+        if (topics[i][0] == '^')
+            cdc_log_debug("records of the dead-letter topic %s are never applied, even when --topics "
+                          "matches it", c->dlq_topic);
+}
+
+int consumer_run(const cdc_config *cfg)
+{
+    consumer c = {
+        .cfg = cfg,
+        .dlq_topic = cdc_config_str(cfg, "dlq-topic"),
+        .batch_records = (size_t)cdc_config_int(cfg, "batch-records"),
+        .batch_bytes = (size_t)cdc_config_int(cfg, "batch-bytes"),
+        .batch_ms = (int)cdc_config_int(cfg, "batch-ms"),
+        .until_end = cdc_config_bool(cfg, "until-end"),
+    };
+    char err[1024];
+    int status = 1;
+    const char *const *es;
+    if (cdc_config_list(cfg, "es", &es) > 0) {
+        if (!(c.sinks[c.nsinks] = sink_es_new(cfg, err, sizeof err))) {
+            cdc_log_error("%s", err);
+            goto done;
+        }
+        c.nsinks++;
+    }
+    if (cdc_config_str(cfg, "redis")) {
+        if (!(c.sinks[c.nsinks] = sink_redis_new(cfg, err, sizeof err))) {
+            cdc_log_error("%s", err);
+            goto done;
+        }
+        c.nsinks++;
+    }
+    if (c.nsinks == 0) {
+        cdc_log_error("no sink configured: give --es URL and/or --redis URL");
+        status = 2;
+        goto done;
+    }
+    c.recs = calloc(c.batch_records, sizeof *c.recs);
+    c.recp = calloc(c.batch_records, sizeof *c.recp);
+    c.msgs = calloc(c.batch_records, sizeof *c.msgs);
+    if (!c.recs || !c.recp || !c.msgs) {
+        cdc_log_error("out of memory for a batch of %zu records", c.batch_records);
+        goto done;
+    }
+    if (parse_resets(&c, err, sizeof err) < 0) {
+        cdc_log_error("%s", err);
+        status = 2;
+        goto done;
+    }
+    if (kafka_setup(&c, err, sizeof err) < 0) {
+        cdc_log_error("%s", err);
+        goto done;
+    }
+    usage_topics_warning(&c);
+    run_loop(&c);
+
+    if (c.fatal) {
+        cdc_log_error("%s", c.fatal_err);
+    } else {
+        /* Finish the batch in flight (run_loop applied it), commit, leave. */
+        commit_sync(&c);
+        status = 0;
+    }
+    cdc_log_info("stopping: %" PRIu64 " records applied, %" PRIu64 " dead-lettered, %" PRIu64
+                 " skipped", c.applied, c.dead_lettered, c.skipped);
+done:
+    if (c.rk) {
+        rd_kafka_consumer_close(c.rk);
+        rd_kafka_destroy(c.rk);
+    }
+    batch_clear(&c);
+    if (c.dlq) {
+        rd_kafka_flush(c.dlq, 5000);
+        if (c.dlq_rkt)
+            rd_kafka_topic_destroy(c.dlq_rkt);
+        rd_kafka_destroy(c.dlq);
+    }
+    for (size_t s = 0; s < c.nsinks; s++)
+        c.sinks[s]->destroy(c.sinks[s]);
+    while (c.parts) {
+        part_state *next = c.parts->next;
+        free(c.parts->topic);
+        free(c.parts);
+        c.parts = next;
+    }
+    for (size_t i = 0; i < c.nresets; i++)
+        free(c.resets[i].topic);
+    free(c.resets);
+    free(c.recs);
+    free(c.recp);
+    free(c.msgs);
+    return status;
+}

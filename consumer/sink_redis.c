@@ -1,0 +1,448 @@
+/* sink_redis.c: the Redis sink of pgcdc-consumer (hiredis). Every change
+ * goes through the one versioned Lua script of redis_cmd.c, pipelined: a
+ * batch costs one round trip, plus one per SCAN step of a truncate. A lost
+ * connection, or a server that is loading, read-only or out of memory, is
+ * retried with backoff on a new connection, the whole pipeline again: the
+ * script's version check makes repeats harmless. */
+#include "sink.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cdc_buf.h"
+#include "cdc_log.h"
+#include "cdc_mask.h"
+#include "redis_cmd.h"
+
+#define SCAN_COUNT "1000"
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+
+typedef struct table_ttl {
+    char *table;             /* "schema.table" */
+    long long seconds;
+} table_ttl;
+
+typedef struct redis_sink {
+    sink base;
+    char *host;
+    int port;
+    int db;
+    char *user;              /* NULL: AUTH with the password alone */
+    char *password;
+    char *url_masked;
+    redisContext *ctx;
+    char sha[41];
+    redis_opts opts;
+    long long default_ttl;
+    table_ttl *ttls;
+    size_t nttls;
+    redis_argv argv;
+    cdc_buf buf;
+} redis_sink;
+
+/* Outcome of one attempt at a batch. */
+typedef enum attempt_result {
+    ATTEMPT_DONE,
+    ATTEMPT_RETRY,      /* connection or transient server trouble */
+} attempt_result;
+
+/* redis://[user[:password]@]host[:port][/db] */
+static int parse_url(redis_sink *r, const char *url, char *err, size_t errlen)
+{
+    const char *p = url;
+    if (strncmp(p, "redis://", 8) != 0) {
+        snprintf(err, errlen, "--redis: \"%s\" does not start with redis://", r->url_masked);
+        return -1;
+    }
+    p += 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            if (colon > p)
+                r->user = strndup(p, (size_t)(colon - p));
+            r->password = strndup(colon + 1, (size_t)(at - colon - 1));
+        } else {
+            r->password = strndup(p, (size_t)(at - p)); /* redis://password@host */
+        }
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    const char *hostend = slash ? slash : p + strlen(p);
+    const char *colon = NULL;
+    for (const char *q = p; q < hostend; q++)
+        if (*q == ':')
+            colon = q;
+    r->host = strndup(p, (size_t)((colon ? colon : hostend) - p));
+    r->port = 6379;
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end != hostend || port <= 0 || port > 65535) {
+            snprintf(err, errlen, "--redis: bad port in \"%s\"", r->url_masked);
+            return -1;
+        }
+        r->port = (int)port;
+    }
+    if (slash && slash[1]) {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || db < 0 || db > 1000000) {
+            snprintf(err, errlen, "--redis: bad database number in \"%s\"", r->url_masked);
+            return -1;
+        }
+        r->db = (int)db;
+    }
+    if (!r->host || !r->host[0]) {
+        snprintf(err, errlen, "--redis: no host in \"%s\"", r->url_masked);
+        return -1;
+    }
+    return 0;
+}
+
+/* --redis-ttl: "SECONDS" for every table, "schema.table=SECONDS" for one. */
+static int parse_ttls(redis_sink *r, const cdc_config *cfg, char *err, size_t errlen)
+{
+    const char *const *items;
+    size_t n = cdc_config_list(cfg, "redis-ttl", &items);
+    r->ttls = calloc(n ? n : 1, sizeof *r->ttls);
+    if (!r->ttls) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strrchr(items[i], '=');
+        const char *num = eq ? eq + 1 : items[i];
+        char *end;
+        errno = 0;
+        long long secs = strtoll(num, &end, 10);
+        if (errno || *end || end == num || secs < 0) {
+            snprintf(err, errlen, "--redis-ttl: \"%s\" is not SECONDS or schema.table=SECONDS",
+                     items[i]);
+            return -1;
+        }
+        if (!eq) {
+            r->default_ttl = secs;
+            continue;
+        }
+        r->ttls[r->nttls].table = strndup(items[i], (size_t)(eq - items[i]));
+        r->ttls[r->nttls].seconds = secs;
+        r->nttls++;
+    }
+    return 0;
+}
+
+static long long ttl_for(const redis_sink *r, const char *schema, const char *table)
+{
+    size_t ls = strlen(schema);
+    for (size_t i = 0; i < r->nttls; i++) {
+        const char *t = r->ttls[i].table;
+        if (strncmp(t, schema, ls) == 0 && t[ls] == '.' && strcmp(t + ls + 1, table) == 0)
+            return r->ttls[i].seconds;
+    }
+    return r->default_ttl;
+}
+
+static void disconnect(redis_sink *r)
+{
+    if (r->ctx)
+        redisFree(r->ctx);
+    r->ctx = NULL;
+}
+
+static bool reply_is_error(const redisReply *rep)
+{
+    return !rep || rep->type == REDIS_REPLY_ERROR;
+}
+
+/* Connects, authenticates, selects the database and loads the script.
+ * Returns 0, or -1 with err set (the caller retries). */
+static int connect_redis(redis_sink *r, char *err, size_t errlen)
+{
+    disconnect(r);
+    struct timeval tv = {5, 0};
+    r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
+    if (!r->ctx || r->ctx->err) {
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s", r->url_masked,
+                 r->ctx ? r->ctx->errstr : "out of memory");
+        disconnect(r);
+        return -1;
+    }
+    redisSetTimeout(r->ctx, (struct timeval){30, 0});
+    redisReply *rep = NULL;
+    if (r->password) {
+        rep = r->user ? redisCommand(r->ctx, "AUTH %s %s", r->user, r->password)
+                      : redisCommand(r->ctx, "AUTH %s", r->password);
+        if (reply_is_error(rep)) {
+            /* The server's words never contain the password. */
+            snprintf(err, errlen, "Redis at %s refused AUTH: %s", r->url_masked,
+                     rep ? rep->str : r->ctx->errstr);
+            goto fail;
+        }
+        freeReplyObject(rep);
+    }
+    if (r->db) {
+        rep = redisCommand(r->ctx, "SELECT %d", r->db);
+        if (reply_is_error(rep)) {
+            snprintf(err, errlen, "Redis at %s: SELECT %d: %s", r->url_masked, r->db,
+                     rep ? rep->str : r->ctx->errstr);
+            goto fail;
+        }
+        freeReplyObject(rep);
+    }
+    rep = redisCommand(r->ctx, "SCRIPT LOAD %s", redis_script);
+    if (reply_is_error(rep) || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
+        snprintf(err, errlen, "Redis at %s: SCRIPT LOAD: %s", r->url_masked,
+                 rep && rep->str ? rep->str : r->ctx->errstr);
+        goto fail;
+    }
+    memcpy(r->sha, rep->str, 40);
+    r->sha[40] = '\0';
+    freeReplyObject(rep);
+    return 0;
+fail:
+    if (rep)
+        freeReplyObject(rep);
+    disconnect(r);
+    return -1;
+}
+
+/* Server errors worth waiting out; anything else is about the record. */
+static bool transient_error(const char *msg)
+{
+    static const char *const words[] = {"NOSCRIPT", "LOADING", "BUSY", "OOM", "READONLY",
+                                        "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS",
+                                        "NOAUTH", "WRONGPASS", NULL};
+    for (int i = 0; words[i]; i++)
+        if (strncmp(msg, words[i], strlen(words[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Truncate: SCAN the table's rows in steps and let the script remove
+ * those older than the truncate, a step at a time. */
+static attempt_result truncate_table(redis_sink *r, consumer_record *rec, char *err, size_t errlen)
+{
+    const cdc_decoded_event *ev = &rec->ev;
+    cdc_buf_reset(&r->buf);
+    if (redis_scan_pattern(r->opts.prefix, ev->schema, ev->table, &r->buf) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return ATTEMPT_RETRY;
+    }
+    char cursor[32] = "0";
+    uint64_t removed = 0;
+    do {
+        redisReply *rep = redisCommand(r->ctx, "SCAN %s MATCH %b COUNT " SCAN_COUNT, cursor,
+                                       r->buf.data, r->buf.len);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            snprintf(err, errlen, "Redis at %s: SCAN: %s", r->url_masked,
+                     rep && rep->str ? rep->str : r->ctx->errstr);
+            if (rep)
+                freeReplyObject(rep);
+            return ATTEMPT_RETRY;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        redisReply *keys = rep->element[1];
+        if (keys->elements > 0) {
+            const char **kv = calloc(keys->elements, sizeof *kv);
+            size_t *kl = calloc(keys->elements, sizeof *kl);
+            int rc = -1;
+            if (kv && kl) {
+                for (size_t i = 0; i < keys->elements; i++) {
+                    kv[i] = keys->element[i]->str;
+                    kl[i] = keys->element[i]->len;
+                }
+                rc = redis_cmd_truncate(&r->argv, r->sha, &r->opts, ev->lsn, kv, kl,
+                                        keys->elements, err, errlen);
+            }
+            free(kv);
+            free(kl);
+            if (rc < 0) {
+                freeReplyObject(rep);
+                return ATTEMPT_RETRY;
+            }
+            redisReply *tr = redisCommandArgv(r->ctx, (int)r->argv.argc, r->argv.argv,
+                                              r->argv.argvlen);
+            if (reply_is_error(tr)) {
+                snprintf(err, errlen, "Redis at %s: truncate of %s.%s: %s", r->url_masked,
+                         ev->schema, ev->table, tr ? tr->str : r->ctx->errstr);
+                if (tr)
+                    freeReplyObject(tr);
+                freeReplyObject(rep);
+                return ATTEMPT_RETRY;
+            }
+            if (tr->type == REDIS_REPLY_INTEGER)
+                removed += (uint64_t)tr->integer;
+            freeReplyObject(tr);
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": %" PRIu64 " Redis rows removed",
+                 ev->schema, ev->table, ev->lsn, removed);
+    return ATTEMPT_DONE;
+}
+
+/* Sends recs[from..to) (no truncates) as one pipeline and reads every
+ * reply. Records the server refuses for good are rejected. */
+static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size_t from,
+                               size_t to, char *err, size_t errlen)
+{
+    size_t sent = 0;
+    size_t *sent_idx = malloc((to - from) * sizeof *sent_idx);
+    if (!sent_idx) {
+        snprintf(err, errlen, "out of memory");
+        return ATTEMPT_RETRY;
+    }
+    for (size_t i = from; i < to; i++) {
+        consumer_record *rec = recs[i];
+        if (!rec->key) {
+            r->base.skipped++;
+            continue;
+        }
+        char cerr[512];
+        r->opts.ttl = ttl_for(r, rec->ev.schema, rec->ev.table);
+        if (redis_cmd_event(&r->argv, r->sha, &r->opts, &rec->ev, rec->key, cerr, sizeof cerr) < 0) {
+            sink_reject_record(rec, "redis", cerr);
+            r->base.rejected++;
+            continue;
+        }
+        if (redisAppendCommandArgv(r->ctx, (int)r->argv.argc, r->argv.argv, r->argv.argvlen) !=
+            REDIS_OK) {
+            snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+            free(sent_idx);
+            return ATTEMPT_RETRY;
+        }
+        sent_idx[sent++] = i;
+    }
+    attempt_result result = ATTEMPT_DONE;
+    for (size_t got = 0; got < sent; got++) {
+        size_t i = sent_idx[got];
+        redisReply *rep = NULL;
+        if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK) {
+            snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+            free(sent_idx);
+            return ATTEMPT_RETRY; /* the connection is unusable: reconnect */
+        }
+        if (rep->type == REDIS_REPLY_ERROR) {
+            if (transient_error(rep->str)) {
+                if (result == ATTEMPT_DONE)
+                    snprintf(err, errlen, "Redis at %s: %s", r->url_masked, rep->str);
+                result = ATTEMPT_RETRY; /* keep reading: the replies must be drained */
+            } else {
+                sink_reject_record(recs[i], "redis", rep->str);
+                r->base.rejected++;
+            }
+        } else {
+            r->base.applied++;
+        }
+        freeReplyObject(rep);
+    }
+    free(sent_idx);
+    return result;
+}
+
+static attempt_result attempt(redis_sink *r, consumer_record *const *recs, size_t n,
+                              char *err, size_t errlen)
+{
+    if (!r->ctx && connect_redis(r, err, errlen) < 0)
+        return ATTEMPT_RETRY;
+    size_t from = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && recs[i]->ev.op != 't')
+            continue;
+        if (i > from && pipeline(r, recs, from, i, err, errlen) != ATTEMPT_DONE)
+            return ATTEMPT_RETRY;
+        if (i < n && truncate_table(r, recs[i], err, errlen) != ATTEMPT_DONE)
+            return ATTEMPT_RETRY;
+        from = i + 1;
+    }
+    return ATTEMPT_DONE;
+}
+
+static int redis_apply(sink *s, consumer_record *const *recs, size_t n, char *err, size_t errlen)
+{
+    redis_sink *r = (redis_sink *)s;
+    for (unsigned tries = 0;; tries++) {
+        /* A retried batch starts clean: a refusal is only kept from the
+         * attempt that went through. */
+        for (size_t i = 0; i < n; i++) {
+            sink_reject *kept = NULL, **tail = &kept;
+            for (sink_reject *j = recs[i]->rejects, *next; j; j = next) {
+                next = j->next;
+                if (strcmp(j->sink, "redis") == 0) {
+                    free(j->reason);
+                    free(j);
+                } else {
+                    *tail = j;
+                    tail = &j->next;
+                    j->next = NULL;
+                }
+            }
+            recs[i]->rejects = kept;
+        }
+        if (attempt(r, recs, n, err, errlen) == ATTEMPT_DONE)
+            return 0;
+        s->retries++;
+        cdc_log_warn("%s; retrying (attempt %u)", err, tries + 1);
+        disconnect(r);
+        if (!sink_backoff(tries, BACKOFF_MIN_MS, BACKOFF_MAX_MS)) {
+            snprintf(err + strlen(err), errlen - strlen(err), " (stop requested)");
+            return -1;
+        }
+    }
+}
+
+static void redis_destroy(sink *s)
+{
+    redis_sink *r = (redis_sink *)s;
+    if (!r)
+        return;
+    disconnect(r);
+    free(r->host);
+    free(r->user);
+    free(r->password);
+    free(r->url_masked);
+    for (size_t i = 0; i < r->nttls; i++)
+        free(r->ttls[i].table);
+    free(r->ttls);
+    redis_argv_free(&r->argv);
+    cdc_buf_free(&r->buf);
+    free(r);
+}
+
+sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen)
+{
+    redis_sink *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->base.name = "redis";
+    r->base.apply = redis_apply;
+    r->base.destroy = redis_destroy;
+    r->argv = (redis_argv)REDIS_ARGV_INIT;
+    const char *url = cdc_config_str(cfg, "redis");
+    cdc_buf masked = CDC_BUF_INIT;
+    cdc_mask_secrets(url, &masked);
+    r->url_masked = cdc_buf_steal(&masked);
+    if (parse_url(r, url, err, errlen) < 0 || parse_ttls(r, cfg, err, errlen) < 0)
+        goto fail;
+    r->opts.prefix = cdc_config_str(cfg, "redis-prefix");
+    r->opts.format = strcmp(cdc_config_str(cfg, "redis-format"), "json") == 0 ? REDIS_FORMAT_JSON
+                                                                              : REDIS_FORMAT_HASH;
+    r->opts.tombstone_ttl = cdc_config_int(cfg, "redis-tombstone-ttl");
+    char cerr[512];
+    if (connect_redis(r, cerr, sizeof cerr) < 0)
+        cdc_log_warn("%s (will retry)", cerr);
+    return &r->base;
+fail:
+    redis_destroy(&r->base);
+    return NULL;
+}
