@@ -17,7 +17,7 @@
  * replayed insert of the row finds no document and succeeds, and the row
  * comes back. A marker is a real document, so its version is kept forever
  * and every older write of the row gets a 409. A longer gc_deletes only
- * moves the window. The price, which users must know (docs/consumer.md):
+ * moves the window. The price, which users must know (docs/consumer-sinks.md):
  * a deleted row is still a document, so queries, counts and aggregations
  * must filter out `_pgcdc_deleted: true` (a `must_not` term query, or a
  * filtered alias), and markers take space until the table is truncated.
