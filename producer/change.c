@@ -246,7 +246,16 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
 
     memset(ev, 0, sizeof *ev);
     ev->op = op;
-    ev->before = oldtup ? &b->before : NULL;
+    /* PostgreSQL leaves the old key out of an update that did not change
+     * it (REPLICA IDENTITY DEFAULT/INDEX): the old key is then the new
+     * one, so `before` still carries it, as EVENTS.md's example shows.
+     * FULL always sends the old row; NOTHING has no key: null. */
+    if (oldtup)
+        ev->before = &b->before;
+    else if (op == 'u' && nkey > 0 && rel->replident != 'f')
+        ev->before = &b->key;
+    else
+        ev->before = NULL;
     ev->after = newtup ? &b->after : NULL;
     ev->unchanged_toast = ntoast ? b->toast : NULL;
     ev->n_unchanged_toast = ntoast;

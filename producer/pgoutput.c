@@ -89,7 +89,7 @@ static int get_u32(reader *r, uint32_t *v, const char *field)
 
 static int get_u64(reader *r, uint64_t *v, const char *field)
 {
-    uint32_t hi, lo;
+    uint32_t hi = 0, lo = 0;
     if (need(r, 8, field) < 0)
         return -1;
     get_u32(r, &hi, field);
