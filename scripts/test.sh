@@ -17,42 +17,9 @@ EXTRA_FAILS=()
 say() { printf '\n==> %s\n' "$*"; }
 elapsed() { echo "$(( $(date +%s) - START )) s"; }
 
-# ------------------------------------------------------------------ packages
-APT_PACKAGES=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-  librdkafka-dev libpq-dev libcurl4-openssl-dev libyajl-dev libhiredis-dev
-  libmicrohttpd-dev postgresql-15 redis-server kcat openjdk-17-jdk-headless maven
-  python3 python3-venv valgrind procps ca-certificates)
-
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-  [ "$status" = installed ] || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "test.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    SUDO=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q || exit 1
-  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" || exit 1
-else
-  say "all Debian packages present"
-fi
-
-# ------------------------------------------------------------------ python venv
-say "python venv $VENV"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" || exit 1
-fi
-"$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt || exit 1
-
-# ------------------------------------------------------------------ maven
-say "resolving Kafka / OpenSearch / Elasticsearch jars with Maven (kept in ~/.m2)"
-python3 tests/pgcdc_services.py prepare || exit 1
+# ------------------------------------------------------------------ setup
+# Debian packages, the Python venv and the Maven jars: shared with the run command.
+VENV="$VENV" bash scripts/setup.sh || exit 1
 
 # ------------------------------------------------------------------ build
 say "building $BUILD_DIR (address,undefined sanitizers)"
