@@ -309,6 +309,32 @@ static void captured_mget(const char *dir)
     }
 }
 
+/* The contract end to end: an event as cdc_event_decode gives it. */
+static void decoded_event_of_events_md(void)
+{
+    const char *v = "{\"op\":\"u\",\"before\":{\"id\":42},\"after\":{\"id\":42,\"name\":\"lamp\","
+                    "\"price\":\"19.90\",\"tags\":[\"a\",\"b\"],\"attrs\":{\"k\":1}},"
+                    "\"unchanged_toast\":[\"description\"],\"source\":{\"db\":\"shop\",\"schema\":\"public\","
+                    "\"table\":\"items\",\"lsn\":24337816,\"commit_lsn\":24338104,\"txid\":771,\"seq\":3,"
+                    "\"ts_ms\":1732441234567,\"snapshot\":false},\"ts_ms\":1732441234601}";
+    cdc_decoded_event ev;
+    int rc = cdc_event_decode(v, strlen(v), &ev, err, sizeof err);
+    TAP_OK(rc == 0, "EVENTS.md example decodes");
+    if (rc != 0)
+        return;
+    yajl_val cur = fixture_json("{\"description\":\"kept\"}");
+    cdc_buf body = CDC_BUF_INIT;
+    es_bulk_append(&body, "public.items", "42", &ev, cur, NULL, err, sizeof err);
+    TAP_STREQ(body.data,
+              "{\"index\":{\"_index\":\"public.items\",\"_id\":\"42\",\"version\":24337816,\"version_type\":\"external\"}}\n"
+              "{\"id\":42,\"name\":\"lamp\",\"price\":\"19.90\",\"tags\":[\"a\",\"b\"],\"attrs\":{\"k\":1},"
+              "\"description\":\"kept\",\"_pgcdc_lsn\":24337816}\n",
+              "decoded EVENTS.md example becomes the expected bulk item");
+    cdc_buf_free(&body);
+    yajl_tree_free(cur);
+    cdc_decoded_event_free(&ev);
+}
+
 int main(int argc, char **argv)
 {
     index_name_rules();
@@ -316,6 +342,7 @@ int main(int argc, char **argv)
     sha256_vectors();
     bulk_items();
     mget_body_and_response();
+    decoded_event_of_events_md();
     if (argc > 1)
         captured_mget(argv[1]);
     return tap_done();
