@@ -24,6 +24,7 @@
 #include "cdc_buf.h"
 #include "cdc_event.h"
 #include "cdc_log.h"
+#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "sink.h"
 
@@ -88,6 +89,13 @@ typedef struct consumer {
     char fatal_err[1024];
 
     uint64_t applied, dead_lettered, skipped;
+    uint64_t last_lsn;          /* highest source.lsn applied */
+
+    /* /metrics: per-sink counters are published as deltas of the sinks' own. */
+    cdc_metric *m_applied[MAX_SINKS], *m_rejected[MAX_SINKS], *m_retries[MAX_SINKS];
+    uint64_t seen_applied[MAX_SINKS], seen_rejected[MAX_SINKS], seen_retries[MAX_SINKS];
+    cdc_metric *m_batch_seconds, *m_dead_lettered, *m_skipped, *m_last_lsn;
+    int64_t lag_at_ms;
     int64_t progress_at_ms;
     uint64_t progress_applied;
 } consumer;
@@ -258,6 +266,7 @@ static int dead_letter(consumer *c, const rd_kafka_message_t *m, const char *sin
     }
     c->dlq_pending++;
     c->dead_lettered++;
+    cdc_counter_add(c->m_dead_lettered, 1);
     return 0;
 }
 
@@ -278,6 +287,78 @@ static bool dlq_wait(consumer *c)
         }
     }
     return true;
+}
+
+/* ---- metrics --------------------------------------------------------- */
+
+static void metrics_register(consumer *c)
+{
+    static const double batch_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    for (size_t i = 0; i < c->nsinks; i++) {
+        cdc_buf l = CDC_BUF_INIT;
+        cdc_metrics_label(&l, "sink", c->sinks[i]->name);
+        c->m_applied[i] = cdc_metrics_counter("pgcdc_consumer_records_applied_total",
+                                              "Records applied to a sink.", l.data);
+        c->m_rejected[i] = cdc_metrics_counter("pgcdc_consumer_records_rejected_total",
+                                               "Records a sink refused for good.", l.data);
+        c->m_retries[i] = cdc_metrics_counter("pgcdc_consumer_retries_total",
+                                              "Requests a sink retried.", l.data);
+        cdc_buf_free(&l);
+    }
+    c->m_batch_seconds = cdc_metrics_histogram("pgcdc_consumer_batch_seconds",
+                                               "Time to apply a batch to every sink.", NULL,
+                                               batch_bounds,
+                                               sizeof batch_bounds / sizeof batch_bounds[0]);
+    c->m_dead_lettered = cdc_metrics_counter("pgcdc_consumer_dead_lettered_total",
+                                             "Records written to the dead-letter topic.", NULL);
+    c->m_skipped = cdc_metrics_counter("pgcdc_consumer_skipped_total",
+                                       "Tombstones and dead-letter records skipped.", NULL);
+    c->m_last_lsn = cdc_metrics_gauge("pgcdc_consumer_last_applied_lsn",
+                                      "Highest source.lsn applied.", NULL);
+}
+
+static void metrics_publish(consumer *c, double batch_seconds)
+{
+    for (size_t i = 0; i < c->nsinks; i++) {
+        sink *s = c->sinks[i];
+        cdc_counter_add(c->m_applied[i], s->applied - c->seen_applied[i]);
+        cdc_counter_add(c->m_rejected[i], s->rejected - c->seen_rejected[i]);
+        cdc_counter_add(c->m_retries[i], s->retries - c->seen_retries[i]);
+        c->seen_applied[i] = s->applied;
+        c->seen_rejected[i] = s->rejected;
+        c->seen_retries[i] = s->retries;
+    }
+    if (batch_seconds >= 0)
+        cdc_histogram_observe(c->m_batch_seconds, batch_seconds);
+    cdc_gauge_set(c->m_last_lsn, (double)c->last_lsn);
+}
+
+/* Lag per partition from the watermarks librdkafka already has (no
+ * request), every few seconds. */
+static void metrics_lag(consumer *c)
+{
+    int64_t now = mono_ms();
+    if (now - c->lag_at_ms < 5000)
+        return;
+    c->lag_at_ms = now;
+    for (part_state *p = c->parts; p; p = p->next) {
+        if (!p->assigned)
+            continue;
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+            continue;
+        int64_t pos = p->applied_next >= 0 ? p->applied_next : (p->eof_at >= 0 ? p->eof_at : lo);
+        cdc_buf l = CDC_BUF_INIT;
+        char part[16];
+        snprintf(part, sizeof part, "%" PRId32, p->partition);
+        cdc_metrics_label(&l, "topic", p->topic);
+        cdc_metrics_label(&l, "partition", part);
+        cdc_gauge_set(cdc_metrics_gauge("pgcdc_consumer_lag_records",
+                                        "Records in a partition not yet applied.", l.data),
+                      hi > pos ? (double)(hi - pos) : 0);
+        cdc_buf_free(&l);
+    }
 }
 
 /* ---- batches --------------------------------------------------------- */
@@ -310,6 +391,7 @@ static void batch_add(consumer *c, rd_kafka_message_t *m)
     const char *topic = rd_kafka_topic_name(m->rkt);
     if (!m->payload || is_dlq_topic(c, topic)) {
         c->skipped++;
+        cdc_counter_add(c->m_skipped, 1);
         return;
     }
     char err[512];
@@ -351,6 +433,7 @@ static bool batch_apply(consumer *c)
 {
     if (c->nmsgs == 0)
         return true;
+    int64_t started = mono_ms();
     char err[1024];
     for (size_t s = 0; s < c->nsinks; s++) {
         if (c->sinks[s]->apply(c->sinks[s], c->recp, c->nrecs, err, sizeof err) < 0) {
@@ -381,8 +464,13 @@ static bool batch_apply(consumer *c)
         p->applied_next = m->offset + 1;
         store_offset(c, topic, m->partition, m->offset + 1);
     }
+    for (size_t i = 0; i < c->nrecs; i++)
+        if (c->recs[i].ev.lsn > c->last_lsn)
+            c->last_lsn = c->recs[i].ev.lsn;
     c->applied += c->nrecs;
     batch_clear(c);
+    metrics_publish(c, (double)(mono_ms() - started) / 1000.0);
+    cdc_metrics_progress();
     return true;
 }
 
@@ -460,6 +548,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         apply_resets_and_marks(c, parts);
         c->assigned_once = true;
+        cdc_metrics_set_ready(true); /* in the group: ready once it makes progress */
         cdc_log_info("assigned %d partition(s)", parts->cnt);
         rd_kafka_error_t *e = NULL;
         if (cooperative)
@@ -614,6 +703,9 @@ static void report_progress(consumer *c, uint64_t behind)
 {
     int64_t now = mono_ms();
     if (c->progress_at_ms == 0) {
+        /* The first line says how far there is to go; later ones add rate and ETA. */
+        cdc_log_info("replay: %" PRIu64 " records applied, %" PRIu64 " behind the end",
+                     c->applied, behind);
         c->progress_at_ms = now;
         c->progress_applied = c->applied;
         return;
@@ -682,6 +774,8 @@ static void run_loop(consumer *c)
         }
         if (!batch_apply(c))
             break;
+        cdc_metrics_progress();
+        metrics_lag(c);
         if (c->until_end) {
             uint64_t behind;
             if (reached_end(c, &behind)) {
@@ -752,7 +846,9 @@ int consumer_run(const cdc_config *cfg)
         goto done;
     }
     usage_topics_warning(&c);
+    metrics_register(&c);
     run_loop(&c);
+    cdc_metrics_set_ready(false);
 
     if (c.fatal) {
         cdc_log_error("%s", c.fatal_err);

@@ -6,6 +6,7 @@
 
 #include "cdc_config.h"
 #include "cdc_log.h"
+#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "consumer.h"
 #include "consumer_options.h"
@@ -30,8 +31,16 @@ int main(int argc, char **argv)
         goto done;
     }
     cdc_config_log(cfg);
+    const char *metrics_addr = cdc_config_str(cfg, "metrics-addr");
+    if (metrics_addr && cdc_metrics_serve(metrics_addr, NULL, err, sizeof err) < 0) {
+        cdc_log_error("%s", err);
+        goto done;
+    }
+    if (metrics_addr)
+        cdc_log_info("serving /metrics, /healthz and /readyz on %s", metrics_addr);
     status = consumer_run(cfg);
 done:
+    cdc_metrics_shutdown();
     cdc_config_free(cfg);
     return status;
 }

@@ -23,6 +23,7 @@
 #include "cdc_event.h"
 #include "cdc_log.h"
 #include "cdc_lsn.h"
+#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "change.h"
 #include "flushpos.h"
@@ -93,7 +94,40 @@ typedef struct producer {
 
     uint64_t changes;
     uint64_t txns;
+    uint64_t server_wal_end;  /* newest end of WAL the server told us */
+
+    /* /metrics */
+    cdc_metric *m_changes, *m_bytes, *m_txns, *m_confirmed, *m_lag, *m_queue,
+        *m_delivery_errors, *m_reconnects;
 } producer;
+
+static void metrics_register(producer *p)
+{
+    p->m_changes = cdc_metrics_counter("pgcdc_producer_changes_total",
+                                       "Row changes produced to Kafka.", NULL);
+    p->m_bytes = cdc_metrics_counter("pgcdc_producer_bytes_total",
+                                     "Bytes of event values produced to Kafka.", NULL);
+    p->m_txns = cdc_metrics_counter("pgcdc_producer_transactions_total",
+                                    "Transactions received from PostgreSQL.", NULL);
+    p->m_confirmed = cdc_metrics_gauge("pgcdc_producer_confirmed_lsn",
+                                       "WAL position confirmed to PostgreSQL as flushed.", NULL);
+    p->m_lag = cdc_metrics_gauge("pgcdc_producer_replication_lag_bytes",
+                                 "Server WAL end minus the confirmed position.", NULL);
+    p->m_queue = cdc_metrics_gauge("pgcdc_producer_queue_depth",
+                                   "Records handed to librdkafka and not yet acknowledged.", NULL);
+    p->m_delivery_errors = cdc_metrics_counter("pgcdc_producer_delivery_errors_total",
+                                               "Records Kafka refused.", NULL);
+    p->m_reconnects = cdc_metrics_counter("pgcdc_producer_reconnects_total",
+                                          "Reconnections to PostgreSQL or Kafka.", NULL);
+}
+
+static void metrics_update(producer *p)
+{
+    cdc_gauge_set(p->m_confirmed, (double)p->flush.confirmed);
+    uint64_t end = p->server_wal_end > p->received ? p->server_wal_end : p->received;
+    cdc_gauge_set(p->m_lag, end > p->flush.confirmed ? (double)(end - p->flush.confirmed) : 0);
+    cdc_gauge_set(p->m_queue, (double)p->flush.outstanding);
+}
 
 static int64_t mono_ms(void)
 {
@@ -167,6 +201,7 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
     }
     char lsnbuf[24];
     const char *topic = rd_kafka_topic_name(m->rkt);
+    cdc_counter_add(p->m_delivery_errors, 1);
     if (!ref->is_marker && p->oversize_to_dlq && permanent_refusal(m->err)) {
         /* The marker takes over the record's place in its transaction. */
         if (send_marker(p, ref, topic, m->key, m->key_len, m->len, rd_kafka_err2str(m->err)) == 0)
@@ -232,6 +267,7 @@ static void send_status(producer *p, bool reply_requested)
     }
     p->reported = p->flush.confirmed;
     p->next_status_ms = mono_ms() + p->status_interval_ms;
+    metrics_update(p);
 }
 
 /* Hands one record to Kafka, waiting (serving delivery reports and status
@@ -347,6 +383,8 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
     }
     if (produce(p, t, RD_KAFKA_PARTITION_UA, key ? &p->key : NULL, &p->value, lsn) < 0)
         return -1;
+    cdc_counter_add(p->m_changes, 1);
+    cdc_counter_add(p->m_bytes, p->value.len);
     if (ev.op == 'd' && p->tombstones && key &&
         produce(p, t, RD_KAFKA_PARTITION_UA, &p->key, NULL, lsn) < 0)
         return -1;
@@ -443,6 +481,7 @@ static void handle_message(producer *p, const repl_frame *f)
         flushpos_commit(&p->flush, m.u.commit.end_lsn);
         p->in_txn = false;
         p->txns++;
+        cdc_counter_add(p->m_txns, 1);
         if (p->endpos && m.u.commit.end_lsn >= p->endpos)
             p->stop = STOP_ENDPOS;
         break;
@@ -466,6 +505,9 @@ static void handle_message(producer *p, const repl_frame *f)
 
 static void handle_frame(producer *p, const repl_frame *f)
 {
+    cdc_metrics_progress();
+    if (f->wal_end > p->server_wal_end)
+        p->server_wal_end = f->wal_end;
     if (f->kind == 'w') {
         if (f->wal_start > p->received)
             p->received = f->wal_start;
@@ -568,6 +610,7 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
     if (repl_start(p->repl, p->slot, p->publication, 0, err, errlen) < 0)
         return -1;
     char lsn[CDC_LSN_BUFSZ];
+    cdc_metrics_set_ready(true);
     cdc_log_info("streaming slot %s (publication %s, database %s) from %s", p->slot,
                  p->publication, p->dbname, cdc_lsn_format(confirmed, lsn));
     return 0;
@@ -575,6 +618,7 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
 
 static void disconnect(producer *p)
 {
+    cdc_metrics_set_ready(false);
     repl_close(p->repl);
     p->repl = NULL;
     flushpos_abandon_open(&p->flush);
@@ -601,6 +645,7 @@ int producer_run(const cdc_config *cfg)
         return 2;
     }
     flushpos_init(&p.flush, 0);
+    metrics_register(&p);
     if (!(p.rels = relcache_new(NULL))) {
         cdc_log_error("out of memory");
         goto done;
@@ -642,6 +687,7 @@ int producer_run(const cdc_config *cfg)
         stream(&p);
         if (p.stop == STOP_RECONNECT) {
             cdc_log_warn("%s; reconnecting", p.stop_err);
+            cdc_counter_add(p.m_reconnects, 1);
             disconnect(&p);
             if (strstr(p.stop_err, "Kafka producer failed")) {
                 /* A fatal idempotence error: a new producer, everything
