@@ -72,9 +72,9 @@ def main():
                              services.OpenSearch())
     procs = []
     try:
-        for s in (pg, rs, kafka, search):
+        for name, s in (("PostgreSQL", pg), ("Redis", rs), ("Kafka", kafka), ("OpenSearch", search)):
             s.start()
-            print(f"    {type(s).__name__:<10} up in {s.start_seconds:.1f} s")
+            print(f"    {name:<10} up in {s.start_seconds:.1f} s")
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute(SCHEMA)
         logdir = os.environ.get("TMPDIR", "/tmp")
@@ -111,7 +111,7 @@ def main():
         hits = wait_for("the workload reaching OpenSearch", search_ready)
         print("\n==> OpenSearch (one document per row; deleted rows are kept as markers)")
         for h in sorted(hits, key=lambda h: (h["_index"], h["_id"])):
-            print(f"    {h['_index']}/{h['_id']}  v{h['_version'] if '_version' in h else ''} {h['_source']}")
+            print(f"    {h['_index']}/{h['_id']}  {h['_source']}")
         print("\n==> the pipeline works: PostgreSQL -> Kafka -> OpenSearch + Redis")
 
         if args.keep:
