@@ -1,0 +1,16 @@
+/* cdc_main.h: the process shell both binaries share: parse options, set up
+ * logging and signals, log the configuration, serve metrics when asked,
+ * then run the program's work. Exit status: 0 done, 1 runtime failure,
+ * 2 usage error. */
+#ifndef PGCDC_CDC_MAIN_H
+#define PGCDC_CDC_MAIN_H
+
+#include "cdc_config.h"
+
+typedef int (*cdc_run_fn)(const cdc_config *cfg);
+
+/* `options` must have a "metrics-addr" entry. Returns the exit status. */
+int cdc_main(int argc, char **argv, const cdc_option *options, const char *program,
+             const char *summary, cdc_run_fn run);
+
+#endif
