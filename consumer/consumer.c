@@ -23,6 +23,7 @@
 
 #include "cdc_buf.h"
 #include "cdc_event.h"
+#include "cdc_kafka.h"
 #include "cdc_log.h"
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
@@ -582,57 +583,35 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_error_destroy(e);
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    cdc_log(level <= 3 ? CDC_LOG_ERROR : level <= 4 ? CDC_LOG_WARN : level <= 6 ? CDC_LOG_INFO
-                                                                               : CDC_LOG_DEBUG,
-            "kafka %s: %s", fac, buf);
-}
-
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    cdc_log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
-}
-
 /* ---- setup ----------------------------------------------------------- */
-
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
-                    size_t errlen)
-{
-    char reason[256];
-    if (rd_kafka_conf_set(conf, key, value, reason, sizeof reason) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka setting %s=%s: %s", key, value, reason);
-        return -1;
-    }
-    return 0;
-}
 
 static int kafka_setup(consumer *c, char *err, size_t errlen)
 {
     char reason[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (conf_set(conf, "bootstrap.servers", cdc_config_str(c->cfg, "brokers"), err, errlen) < 0 ||
-        conf_set(conf, "group.id", cdc_config_str(c->cfg, "group"), err, errlen) < 0 ||
-        conf_set(conf, "client.id", "pgcdc-consumer", err, errlen) < 0 ||
-        conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
-        conf_set(conf, "enable.auto.commit", "true", err, errlen) < 0 ||
-        conf_set(conf, "auto.commit.interval.ms", "1000", err, errlen) < 0 ||
-        conf_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
-        conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen) < 0 ||
-        conf_set(conf, "enable.partition.eof", "true", err, errlen) < 0 ||
-        conf_set(conf, "topic.metadata.refresh.interval.ms", "10000", err, errlen) < 0 ||
-        conf_set(conf, "queued.max.messages.kbytes", "16384", err, errlen) < 0 ||
+    const char *const consumer_settings[] = {
+        "bootstrap.servers", cdc_config_str(c->cfg, "brokers"),
+        "group.id", cdc_config_str(c->cfg, "group"),
+        "client.id", "pgcdc-consumer",
+        "enable.auto.offset.store", "false",
+        "enable.auto.commit", "true",
+        "auto.commit.interval.ms", "1000",
+        "auto.offset.reset", "earliest",
+        "partition.assignment.strategy", "cooperative-sticky",
+        "enable.partition.eof", "true",
+        "topic.metadata.refresh.interval.ms", "10000",
+        "queued.max.messages.kbytes", "16384",
+        NULL,
+    };
+    if (cdc_kafka_conf_set_all(conf, consumer_settings, err, errlen) < 0 ||
         cdc_config_apply_kafka(c->cfg, conf, err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, cdc_kafka_log);
+    rd_kafka_conf_set_error_cb(conf, cdc_kafka_error);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, reason, sizeof reason);
     if (!c->rk) {
         rd_kafka_conf_destroy(conf);
@@ -643,18 +622,22 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
 
     /* Dead letters: idempotent, acks=all, never given up on. */
     conf = rd_kafka_conf_new();
-    if (conf_set(conf, "bootstrap.servers", cdc_config_str(c->cfg, "brokers"), err, errlen) < 0 ||
-        conf_set(conf, "client.id", "pgcdc-consumer-dlq", err, errlen) < 0 ||
-        conf_set(conf, "enable.idempotence", "true", err, errlen) < 0 ||
-        conf_set(conf, "acks", "all", err, errlen) < 0 ||
-        conf_set(conf, "message.timeout.ms", "0", err, errlen) < 0 ||
+    const char *const dlq_settings[] = {
+        "bootstrap.servers", cdc_config_str(c->cfg, "brokers"),
+        "client.id", "pgcdc-consumer-dlq",
+        "enable.idempotence", "true",
+        "acks", "all",
+        "message.timeout.ms", "0",
+        NULL,
+    };
+    if (cdc_kafka_conf_set_all(conf, dlq_settings, err, errlen) < 0 ||
         cdc_config_apply_kafka(c->cfg, conf, err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivered);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, cdc_kafka_log);
     c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof reason);
     if (!c->dlq) {
         rd_kafka_conf_destroy(conf);

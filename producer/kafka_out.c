@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdc_kafka.h"
 #include "cdc_log.h"
 
 struct kafka_topic {
@@ -35,37 +36,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     k->delivered(k->ctx, m);
 }
 
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    /* Broker connection errors are retried by librdkafka itself; they are
-     * worth a line but not an action. */
-    if (err == RD_KAFKA_RESP_ERR__FATAL)
-        cdc_log_error("kafka: fatal error: %s", reason);
-    else
-        cdc_log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
-}
-
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    cdc_log(level <= 3 ? CDC_LOG_ERROR : level <= 4 ? CDC_LOG_WARN : level <= 6 ? CDC_LOG_INFO
-                                                                               : CDC_LOG_DEBUG,
-            "kafka %s: %s", fac, buf);
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
-                    char *err, size_t errlen)
-{
-    char reason[256];
-    if (rd_kafka_conf_set(conf, key, value, reason, sizeof reason) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka setting %s=%s: %s", key, value, reason);
-        return -1;
-    }
-    return 0;
-}
-
 int kafka_out_new(const cdc_config *cfg, kafka_out_delivered_fn cb, void *ctx,
                   kafka_out **out, char *err, size_t errlen)
 {
@@ -85,23 +55,27 @@ int kafka_out_new(const cdc_config *cfg, kafka_out_delivered_fn cb, void *ctx,
      * away the client queue fills and the producer stops reading WAL,
      * rather than dropping a change it would have to re-read. The queue
      * size bounds memory whatever the backlog. */
-    if (conf_set(conf, "bootstrap.servers", cdc_config_str(cfg, "brokers"), err, errlen) < 0 ||
-        conf_set(conf, "enable.idempotence", "true", err, errlen) < 0 ||
-        conf_set(conf, "acks", "all", err, errlen) < 0 ||
-        conf_set(conf, "message.timeout.ms", "0", err, errlen) < 0 ||
-        conf_set(conf, "partitioner", "murmur2_random", err, errlen) < 0 ||
-        conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0 ||
-        conf_set(conf, "queue.buffering.max.kbytes", "32768", err, errlen) < 0 ||
-        conf_set(conf, "queue.buffering.max.messages", "200000", err, errlen) < 0 ||
-        conf_set(conf, "linger.ms", "5", err, errlen) < 0 ||
-        conf_set(conf, "client.id", "pgcdc-producer", err, errlen) < 0)
+    const char *const settings[] = {
+        "bootstrap.servers", cdc_config_str(cfg, "brokers"),
+        "enable.idempotence", "true",
+        "acks", "all",
+        "message.timeout.ms", "0",
+        "partitioner", "murmur2_random",
+        "allow.auto.create.topics", "false",
+        "queue.buffering.max.kbytes", "32768",
+        "queue.buffering.max.messages", "200000",
+        "linger.ms", "5",
+        "client.id", "pgcdc-producer",
+        NULL,
+    };
+    if (cdc_kafka_conf_set_all(conf, settings, err, errlen) < 0)
         goto fail;
     if (cdc_config_apply_kafka(cfg, conf, err, errlen) < 0)
         goto fail;
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, cdc_kafka_error);
+    rd_kafka_conf_set_log_cb(conf, cdc_kafka_log);
 
     char reason[512];
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof reason);

@@ -1,0 +1,43 @@
+/* cdc_kafka.c: shared librdkafka plumbing (see cdc_kafka.h). */
+#include "cdc_kafka.h"
+
+#include <stdio.h>
+
+#include "cdc_log.h"
+
+int cdc_kafka_conf_set_all(rd_kafka_conf_t *conf, const char *const *pairs,
+                           char *err, size_t errlen)
+{
+    for (size_t i = 0; pairs[i]; i += 2) {
+        const char *value = pairs[i + 1];
+        if (!value)
+            continue;
+        char reason[256];
+        if (rd_kafka_conf_set(conf, pairs[i], value, reason, sizeof reason) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "kafka setting %s=%s: %s", pairs[i], value, reason);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void cdc_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 notice/info, 7 debug. */
+    cdc_log_level l = level <= 3 ? CDC_LOG_ERROR : level == 4 ? CDC_LOG_WARN
+                    : level <= 6 ? CDC_LOG_INFO : CDC_LOG_DEBUG;
+    cdc_log(l, "kafka %s: %s", fac, buf);
+}
+
+void cdc_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    /* Broker connection trouble is retried by librdkafka itself: worth a
+     * line, not an action; a fatal error is acted on by the caller. */
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        cdc_log_error("kafka: fatal error: %s", reason);
+    else
+        cdc_log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
