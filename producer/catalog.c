@@ -11,24 +11,11 @@
 
 #include "cdc_buf.h"
 #include "cdc_lsn.h"
-#include "cdc_mask.h"
+#include "pg_error.h"
 
 struct catalog {
     PGconn *pg;
 };
-
-static void pg_error(PGconn *pg, const char *what, char *err, size_t errlen)
-{
-    cdc_buf masked = CDC_BUF_INIT;
-    const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
-    if (cdc_mask_secrets(msg, &masked) == 0 && masked.data)
-        msg = masked.data;
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-    cdc_buf_free(&masked);
-}
 
 /* A dropped catalog connection is re-established once per query. */
 static PGresult *query(catalog *cat, const char *sql, int nparams, const char *const *params,
@@ -58,7 +45,7 @@ int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errle
     const char *vals[] = {conninfo ? conninfo : "", "pgcdc-producer-catalog", NULL};
     cat->pg = PQconnectdbParams(keys, vals, 1);
     if (!cat->pg || PQstatus(cat->pg) != CONNECTION_OK) {
-        pg_error(cat->pg, "cannot connect to PostgreSQL", err, errlen);
+        pg_error_format(cat->pg, "cannot connect to PostgreSQL", err, errlen);
         catalog_close(cat);
         return -1;
     }
@@ -86,7 +73,7 @@ int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err,
     int rc = -1;
     *confirmed = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error(cat->pg, "cannot look up the replication slot", err, errlen);
+        pg_error_format(cat->pg, "cannot look up the replication slot", err, errlen);
     } else if (PQntuples(res) == 0) {
         rc = 0;
     } else if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0) {
@@ -109,7 +96,7 @@ int catalog_ensure_publication(catalog *cat, const char *publication,
     PGresult *res = query(cat, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params,
                           PGRES_TUPLES_OK);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error(cat->pg, "cannot look up the publication", err, errlen);
+        pg_error_format(cat->pg, "cannot look up the publication", err, errlen);
         PQclear(res);
         return -1;
     }
@@ -134,7 +121,7 @@ int catalog_ensure_publication(catalog *cat, const char *publication,
         2, p2, PGRES_TUPLES_OK);
     cdc_buf_free(&list);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error(cat->pg, "cannot prepare CREATE PUBLICATION (is every --tables entry an existing table?)",
+        pg_error_format(cat->pg, "cannot prepare CREATE PUBLICATION (is every --tables entry an existing table?)",
                  err, errlen);
         PQclear(res);
         return -1;
@@ -151,7 +138,7 @@ int catalog_ensure_publication(catalog *cat, const char *publication,
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (!state || strcmp(state, "42710") != 0) { /* someone else made it meanwhile */
-            pg_error(cat->pg, "cannot create publication", err, errlen);
+            pg_error_format(cat->pg, "cannot create publication", err, errlen);
             rc = -1;
         }
     }
@@ -187,7 +174,7 @@ int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, 
             "       t.typsubscript = 'array_subscript_handler'::regproc "
             "FROM pg_type t WHERE t.oid = $1::oid", 1, params, PGRES_TUPLES_OK);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            pg_error(cat->pg, "cannot look up a column type", err, errlen);
+            pg_error_format(cat->pg, "cannot look up a column type", err, errlen);
             PQclear(res);
             return -1;
         }
@@ -242,7 +229,7 @@ int catalog_primary_key(catalog *cat, uint32_t relid, char ***names, char *err, 
         "WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY a.attnum",
         1, params, PGRES_TUPLES_OK);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error(cat->pg, "cannot look up a primary key", err, errlen);
+        pg_error_format(cat->pg, "cannot look up a primary key", err, errlen);
         PQclear(res);
         return -1;
     }

@@ -14,7 +14,7 @@
 
 #include "cdc_buf.h"
 #include "cdc_lsn.h"
-#include "cdc_mask.h"
+#include "pg_error.h"
 
 /* Seconds between 1970-01-01 and 2000-01-01. */
 #define PG_EPOCH_OFFSET_S 946684800LL
@@ -82,20 +82,6 @@ int repl_parse_frame(const uint8_t *buf, size_t len, repl_frame *f, char *err, s
     }
 }
 
-/* libpq messages end with a newline; a log line should not. */
-static void pg_error(PGconn *pg, const char *what, char *err, size_t errlen)
-{
-    cdc_buf masked = CDC_BUF_INIT;
-    const char *msg = pg ? PQerrorMessage(pg) : "out of memory";
-    if (cdc_mask_secrets(msg, &masked) == 0 && masked.data)
-        msg = masked.data;
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-    cdc_buf_free(&masked);
-}
-
 int repl_connect(const char *conninfo, repl_conn **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -111,7 +97,7 @@ int repl_connect(const char *conninfo, repl_conn **out, char *err, size_t errlen
     }
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        pg_error(c->pg, "cannot connect to PostgreSQL for replication", err, errlen);
+        pg_error_format(c->pg, "cannot connect to PostgreSQL for replication", err, errlen);
         repl_close(c);
         return -1;
     }
@@ -125,7 +111,7 @@ int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamele
     PGresult *res = PQexec(c->pg, "IDENTIFY_SYSTEM");
     int rc = -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error(c->pg, "IDENTIFY_SYSTEM failed", err, errlen);
+        pg_error_format(c->pg, "IDENTIFY_SYSTEM failed", err, errlen);
         goto done;
     }
     if (PQntuples(res) != 1 || PQnfields(res) < 4) {
@@ -182,7 +168,7 @@ int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen)
         if (state && strcmp(state, "42710") == 0) { /* duplicate_object */
             rc = 1;
         } else {
-            pg_error(c->pg, "cannot create replication slot", err, errlen);
+            pg_error_format(c->pg, "cannot create replication slot", err, errlen);
             rc = -1;
         }
     }
@@ -231,7 +217,7 @@ int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t
         char what[256];
         snprintf(what, sizeof what, "cannot start replication from slot %s, publication \"%s\"",
                  slot, publication);
-        pg_error(c->pg, what, err, errlen);
+        pg_error_format(c->pg, what, err, errlen);
         rc = -1;
     }
     PQclear(res);
@@ -253,12 +239,12 @@ int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t err
             if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_COPY_OUT)
                 snprintf(err, errlen, "the server ended the replication stream");
             else
-                pg_error(c->pg, "replication stream ended", err, errlen);
+                pg_error_format(c->pg, "replication stream ended", err, errlen);
             PQclear(res);
             return -1;
         }
         if (n == -2) {
-            pg_error(c->pg, "cannot read the replication stream", err, errlen);
+            pg_error_format(c->pg, "cannot read the replication stream", err, errlen);
             return -1;
         }
         if (timeout_ms <= 0)
@@ -272,7 +258,7 @@ int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t err
         if (pr <= 0)
             return 0; /* timed out, or a signal: let the caller look at its deadlines */
         if (!PQconsumeInput(c->pg)) {
-            pg_error(c->pg, "cannot read the replication stream", err, errlen);
+            pg_error_format(c->pg, "cannot read the replication stream", err, errlen);
             return -1;
         }
         timeout_ms = 0; /* data arrived: one more non-blocking try */
@@ -290,7 +276,7 @@ int repl_send_status(repl_conn *c, uint64_t write, uint64_t flush, bool reply_re
     put_u64(msg + 25, (uint64_t)repl_now());
     msg[33] = reply_requested ? 1 : 0;
     if (PQputCopyData(c->pg, (const char *)msg, sizeof msg) <= 0 || PQflush(c->pg) < 0) {
-        pg_error(c->pg, "cannot send a status update", err, errlen);
+        pg_error_format(c->pg, "cannot send a status update", err, errlen);
         return -1;
     }
     return 0;
