@@ -1,0 +1,430 @@
+"""What the pgcdc-producer integration tests share: running the producer binary as a
+child process (exit status, log, peak RSS), a per-test PostgreSQL schema with its own
+publication and slot, a reference slot (test_decoding) that tells which changes exist
+and at which LSN, and reading topics back with confluent-kafka.
+
+Every test gets its own schema, publication, slots and topic prefix, so tests share the
+session's PostgreSQL and Kafka without seeing each other's changes; everything is
+dropped at the end of the test (topics too, to keep the broker's disk small).
+"""
+
+import collections
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+
+import psycopg
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+import pgcdc_services
+
+Record = collections.namedtuple("Record", "topic partition offset key value lsn raw_key raw_value")
+RefChange = collections.namedtuple("RefChange", "lsn table op key commit_end")
+
+
+def wait_for(what, predicate, timeout, interval=0.05):
+    """Polls predicate() until it returns something truthy; fails after timeout seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+        interval = min(0.5, interval * 1.5)
+
+
+def lsn_int(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def lsn_text(value):
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def asan_build(exe):
+    """True when the binary links AddressSanitizer (CI runs the tests in such a build)."""
+    try:
+        with open(exe, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+class ProducerProcess:
+    """One pgcdc-producer child in its own process group, log in a file. wait() reaps it
+    with wait4 so that the peak RSS (ru_maxrss) of the finished process is known."""
+
+    def __init__(self, exe, args, log_path, env=None):
+        self.args = [str(exe)] + [str(a) for a in args]
+        self.log_path = log_path
+        self.returncode = None
+        self.max_rss_kb = None
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        log = open(log_path, "ab")
+        try:
+            log.write(("\n$ " + " ".join(self.args) + "\n").encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=full_env,
+                                         start_new_session=True,
+                                         preexec_fn=pgcdc_services._die_with_parent)
+        finally:
+            log.close()
+        self.pid = self.proc.pid
+
+    def poll(self):
+        if self.returncode is not None:
+            return self.returncode
+        pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        self._reaped(status, rusage)
+        return self.returncode
+
+    def _reaped(self, status, rusage):
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.max_rss_kb = rusage.ru_maxrss
+        self.proc.returncode = self.returncode  # keeps Popen from waiting again
+
+    def wait(self, timeout):
+        end = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= end:
+                raise AssertionError(f"pgcdc-producer still running after {timeout:.0f} s"
+                                     f"{self.log_tail()}")
+            time.sleep(0.05)
+        return self.returncode
+
+    def signal(self, sig):
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        """SIGKILL and reap (a crash)."""
+        if self.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait(30)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, lines=40):
+        return pgcdc_services.log_tail(self.log_path, lines)
+
+
+class ProducerSetup:
+    """One test's world: schema, publication, pgoutput slot (+ a test_decoding reference
+    slot), topic prefix, and the producer runs made against them."""
+
+    def __init__(self, pg, kafka, build_dir, unique, tmp_path):
+        self.pg = pg
+        self.kafka = kafka
+        self.exe = build_dir / "producer" / "pgcdc-producer"
+        if not self.exe.exists():
+            raise AssertionError(f"{self.exe} not built")
+        self.asan = asan_build(self.exe)
+        self.unique = unique
+        self.tmp_path = tmp_path
+        self.schema = f"s_{unique}"
+        self.slot = f"pgcdc_{unique}"[:63]
+        self.ref_slot = f"ref_{unique}"[:63]
+        self.publication = f"pub_{unique}"
+        self.prefix = f"t{uuid.uuid4().hex[:6]}"
+        self.runs = []
+        self.topics_made = set()
+        self._conn = None
+
+    # ---------------------------------------------------------------- PostgreSQL
+    @property
+    def conn(self):
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.pg.dsn, autocommit=True)
+        return self._conn
+
+    def sql(self, *statements):
+        """Runs statements in one transaction; returns the rows of the last one."""
+        rows = None
+        with self.conn.transaction():
+            for stmt in statements:
+                cur = self.conn.execute(stmt)
+                rows = cur.fetchall() if cur.description else None
+        return rows
+
+    def one(self, statement, params=None):
+        return self.conn.execute(statement, params).fetchone()[0]
+
+    def lsn(self):
+        """The current WAL insert position: an --endpos after everything done so far."""
+        return lsn_int(self.one("SELECT pg_current_wal_lsn()::text"))
+
+    def confirmed_flush(self, slot=None):
+        value = self.one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                         "WHERE slot_name = %s", (slot or self.slot,))
+        return lsn_int(value)
+
+    def create(self, *ddl, reference=True, publication=True, slot=True):
+        """The schema with the given tables, the publication over the schema, the slot
+        (and the reference slot), in that order: every change made afterwards streams."""
+        self.sql(f"CREATE SCHEMA {self.schema}", f"SET LOCAL search_path = {self.schema}", *ddl)
+        if publication:
+            self.sql(f"CREATE PUBLICATION {self.publication} FOR TABLES IN SCHEMA {self.schema}")
+        if slot:
+            self.one("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                     (self.slot,))
+        if reference:
+            self.one("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'test_decoding')",
+                     (self.ref_slot,))
+
+    def in_schema(self, *statements):
+        return self.sql(f"SET LOCAL search_path = {self.schema}", *statements)
+
+    def reference_changes(self, tables=None):
+        """Every change of this schema since the reference slot was made, as test_decoding
+        saw it: (lsn, table, op, key text, commit end lsn). Consumes the reference slot."""
+        rows = self.conn.execute(
+            "SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, NULL, "
+            "'skip-empty-xacts', '1', 'include-xids', '0')", (self.ref_slot,)).fetchall()
+        changes, pending = [], []
+        prefix = f"table {self.schema}."
+        for lsn, data in rows:
+            if data.startswith("BEGIN"):
+                pending = []
+            elif data.startswith("COMMIT"):
+                end = lsn_int(lsn)
+                changes.extend(c._replace(commit_end=end) for c in pending)
+                pending = []
+            elif data.startswith(prefix):
+                m = re.match(r"table ([^:]+): (INSERT|UPDATE|DELETE|TRUNCATE):(.*)$", data)
+                table = m.group(1).split(".", 1)[1]
+                op = {"INSERT": "c", "UPDATE": "u", "DELETE": "d", "TRUNCATE": "t"}[m.group(2)]
+                key = None
+                km = re.match(r"\s*(?:old-key: )?id\[[a-z ]+\]:(-?\d+)", m.group(3))
+                if km:
+                    key = int(km.group(1))
+                if tables is None or table in tables:
+                    pending.append(RefChange(lsn_int(lsn), table, op, key, None))
+        return changes
+
+    # ---------------------------------------------------------------- producer
+    def topic(self, table, schema=None):
+        return f"{self.prefix}.{schema or self.schema}.{table}"
+
+    def producer_args(self, *extra, endpos=None):
+        args = ["--pg", self.pg.dsn, "--slot", self.slot, "--publication", self.publication,
+                "--brokers", self.kafka.bootstrap, "--topic-prefix", self.prefix,
+                "--partitions", "3", "--status-interval", "1"]
+        if endpos is not None:
+            args += ["--endpos", lsn_text(endpos)]
+        return args + [str(e) for e in extra]
+
+    def start(self, *extra, endpos=None, env=None):
+        run_env = dict(env or {})
+        if self.asan:
+            # Leaks are checked by the unit tests; a SIGKILLed process cannot report them
+            # anyway, and ASan's default quarantine (256 MB) would swamp any RSS figure.
+            base = os.environ.get("ASAN_OPTIONS", "")
+            run_env.setdefault("ASAN_OPTIONS",
+                               (base + ":" if base else "") + "quarantine_size_mb=16")
+        log = self.tmp_path / f"producer-{len(self.runs)}.log"
+        proc = ProducerProcess(self.exe, self.producer_args(*extra, endpos=endpos), log, run_env)
+        self.runs.append(proc)
+        return proc
+
+    def run(self, *extra, endpos=None, timeout=120, expect=0, env=None):
+        """Runs the producer until --endpos (default: the current WAL position)."""
+        if endpos is None:
+            endpos = self.lsn()
+        proc = self.start(*extra, endpos=endpos, env=env)
+        rc = proc.wait(timeout)
+        if expect is not None:
+            assert rc == expect, f"pgcdc-producer exited {rc}, expected {expect}{proc.log_tail()}"
+        return proc
+
+    # ---------------------------------------------------------------- Kafka
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.kafka.bootstrap})
+
+    def partitions(self, topic, timeout=30):
+        c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests"})
+        try:
+            md = c.list_topics(topic, timeout=timeout)
+            t = md.topics.get(topic)
+            if t is None or t.error is not None:
+                return []
+            return sorted(t.partitions)
+        finally:
+            c.close()
+
+    def watermarks(self, topic, timeout=30):
+        """{partition: (low, high)} of a topic."""
+        c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests"})
+        try:
+            md = c.list_topics(topic, timeout=timeout)
+            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                    for p in sorted(md.topics[topic].partitions)}
+        finally:
+            c.close()
+
+    def read(self, topic, timeout=60, parse=True):
+        """Every record of a topic, all partitions, up to the high watermark read at the
+        start; sorted by (partition, offset)."""
+        self.topics_made.add(topic)
+        c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests",
+                      "enable.auto.commit": False, "enable.partition.eof": False,
+                      "fetch.max.bytes": 8 << 20})
+        records = []
+        try:
+            md = c.list_topics(topic, timeout=30)
+            t = md.topics.get(topic)
+            if t is None or t.error is not None or not t.partitions:
+                return []
+            highs = {}
+            for p in t.partitions:
+                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                if high > low:
+                    highs[p] = high
+            if not highs:
+                return []
+            c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in highs])
+            done = {p: False for p in highs}
+            end = time.monotonic() + timeout
+            while not all(done.values()):
+                if time.monotonic() >= end:
+                    raise AssertionError(f"reading {topic}: not at the end after {timeout} s "
+                                         f"(read {len(records)})")
+                for m in c.consume(num_messages=10000, timeout=0.5):
+                    if m.error():
+                        raise KafkaException(m.error())
+                    p = m.partition()
+                    if m.offset() >= highs[p]:
+                        continue
+                    records.append(self._record(m, parse))
+                    if m.offset() == highs[p] - 1:
+                        done[p] = True
+        finally:
+            c.close()
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return records
+
+    @staticmethod
+    def _record(m, parse):
+        headers = dict(m.headers() or [])
+        lsn = headers.get("pgcdc-lsn")
+        raw_key, raw_value = m.key(), m.value()
+        key = value = None
+        if parse:
+            key = None if raw_key is None else json.loads(raw_key)
+            value = None if raw_value is None else json.loads(raw_value)
+        return Record(m.topic(), m.partition(), m.offset(), key, value,
+                      None if lsn is None else int(lsn), raw_key, raw_value)
+
+    # ---------------------------------------------------------------- cleanup
+    def cleanup(self):
+        for proc in self.runs:
+            proc.kill()
+        try:
+            conn = psycopg.connect(self.pg.dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error:
+            conn = None
+        if conn is not None:
+            with conn:
+                for slot in (self.slot, self.ref_slot):
+                    # A walsender may linger a moment after its client is gone.
+                    for _ in range(100):
+                        row = conn.execute("SELECT active_pid FROM pg_replication_slots "
+                                           "WHERE slot_name = %s", (slot,)).fetchone()
+                        if row is None:
+                            break
+                        if row[0] is not None:
+                            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                            time.sleep(0.1)
+                            continue
+                        try:
+                            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                            break
+                        except psycopg.errors.ObjectInUse:
+                            time.sleep(0.1)
+                conn.execute(f"DROP PUBLICATION IF EXISTS {self.publication}")
+                conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        if self._conn is not None:
+            self._conn.close()
+        if self.kafka.running or self.kafka.external:
+            try:
+                admin = self.admin()
+                existing = admin.list_topics(timeout=10).topics
+                mine = [t for t in existing if t.startswith(self.prefix + ".")]
+                mine += [t for t in self.topics_made if t in existing and t not in mine]
+                if mine:
+                    for fut in admin.delete_topics(mine, operation_timeout=30).values():
+                        try:
+                            fut.result(timeout=60)
+                        except Exception:  # noqa: BLE001 - best effort
+                            pass
+            except Exception:  # noqa: BLE001 - best effort: the broker may be down
+                pass
+
+
+@pytest.fixture
+def cdc(pg, kafka, build_dir, unique, tmp_path):
+    """A ProducerSetup for one test, cleaned up afterwards (producers killed, slots,
+    publication, schema and topics dropped)."""
+    s = ProducerSetup(pg, kafka, build_dir, unique, tmp_path)
+    try:
+        yield s
+    finally:
+        s.cleanup()
+
+
+def murmur2_partition(key, partitions):
+    """The partition Kafka's Java client (and librdkafka's murmur2 partitioners) choose
+    for a key: murmur2 with Kafka's seed, made positive, modulo the partition count."""
+    m, seed = 0x5BD1E995, 0x9747B28C
+    n = len(key)
+    h = (seed ^ n) & 0xFFFFFFFF
+    for i in range(0, n - n % 4, 4):
+        k = key[i] | key[i + 1] << 8 | key[i + 2] << 16 | key[i + 3] << 24
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = n % 4
+    tail = n - rest
+    if rest >= 3:
+        h ^= key[tail + 2] << 16
+    if rest >= 2:
+        h ^= key[tail + 1] << 8
+    if rest >= 1:
+        h ^= key[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def events(records):
+    """The non-tombstone records' values in WAL order (lsn, then seq)."""
+    evs = [r.value for r in records if r.value is not None]
+    return sorted(evs, key=lambda e: (e["source"]["lsn"], e["source"]["seq"]))
+
+
+def strip(ev):
+    """What a test compares by hand: op, before, after, unchanged_toast."""
+    out = {"op": ev["op"], "before": ev["before"], "after": ev["after"]}
+    if "unchanged_toast" in ev:
+        out["unchanged_toast"] = ev["unchanged_toast"]
+    return out
