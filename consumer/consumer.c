@@ -43,6 +43,7 @@ typedef struct part_state {
     int64_t end_at_start;    /* high watermark when first assigned (--until-end) */
     int64_t applied_next;    /* offset after the last applied record, -1 unknown */
     int64_t eof_at;          /* offset of the last end-of-partition event, -1 none */
+    int64_t reset_store;     /* offset --reset-offsets chose, to store once assigned */
 } part_state;
 
 /* One --reset-offsets item: for every partition, or for topic:partition. */
@@ -124,6 +125,7 @@ static part_state *part_get(consumer *c, const char *topic, int32_t partition, b
     p->end_at_start = -1;
     p->applied_next = -1;
     p->eof_at = -1;
+    p->reset_store = -1;
     p->next = c->parts;
     c->parts = p;
     return p;
@@ -477,9 +479,54 @@ static bool batch_apply(consumer *c)
 
 /* ---- rebalances ------------------------------------------------------ */
 
+/* Resolves the partition's --reset-offsets rule to an absolute offset
+ * within [low, high] watermarks: earliest, latest, an offset (clamped, as
+ * kafka-consumer-groups does) or the first record at or after a time (the
+ * end when there is none). Returns -1 when there is no rule or it cannot be
+ * resolved (logged). */
+static int64_t reset_resolve(consumer *c, const char *topic, int32_t partition, int64_t lo,
+                             int64_t hi)
+{
+    const reset_rule *r = reset_for(c, topic, partition);
+    if (!r)
+        return -1;
+    int64_t off;
+    if (r->at_ms >= 0) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, partition)->offset = r->at_ms;
+        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(c->rk, l, WATERMARK_TIMEOUT_MS);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            e = l->elems[0].err;
+        off = l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            cdc_log_error("cannot find the offset of %s[%" PRId32 "] at @%" PRId64 ": %s; "
+                          "not reset", topic, partition, r->at_ms, rd_kafka_err2str(e));
+            return -1;
+        }
+        if (off < 0)
+            off = hi; /* no record at or after that time */
+    } else if (r->offset == RD_KAFKA_OFFSET_BEGINNING) {
+        off = lo;
+    } else if (r->offset == RD_KAFKA_OFFSET_END) {
+        off = hi;
+    } else {
+        off = r->offset < lo ? lo : r->offset > hi ? hi : r->offset;
+        if (off != r->offset)
+            cdc_log_warn("--reset-offsets: %s[%" PRId32 "] holds offsets %" PRId64 "..%" PRId64
+                         ", not %" PRId64 "; using %" PRId64, topic, partition, lo, hi,
+                         r->offset, off);
+    }
+    return off;
+}
+
+/* On assignment: remember each partition's end (for --until-end) and apply
+ * --reset-offsets, once per partition and process. A reset is resolved to
+ * an absolute offset and stored as soon as the partition is assigned
+ * (store_resets), so that it is committed even when nothing follows it:
+ * "latest" then really moves the group to the end. */
 static void apply_resets_and_marks(consumer *c, rd_kafka_topic_partition_list_t *parts)
 {
-    rd_kafka_topic_partition_list_t *by_time = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         part_state *p = part_get(c, tp->topic, tp->partition, true);
@@ -487,51 +534,46 @@ static void apply_resets_and_marks(consumer *c, rd_kafka_topic_partition_list_t 
             continue;
         p->assigned = true;
         p->eof_at = -1;
-        if (c->until_end && p->end_at_start < 0) {
-            int64_t lo = 0, hi = 0;
-            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, tp->topic, tp->partition,
-                                                                     &lo, &hi, WATERMARK_TIMEOUT_MS);
-            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                cdc_log_warn("cannot read the end of %s[%" PRId32 "]: %s", tp->topic, tp->partition,
-                             rd_kafka_err2str(e));
-            } else {
-                p->end_at_start = hi;
-            }
+        p->reset_store = -1;
+        bool want_reset = !p->reset_done && reset_for(c, tp->topic, tp->partition);
+        if (!want_reset && !(c->until_end && p->end_at_start < 0))
+            continue;
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, tp->topic, tp->partition,
+                                                                 &lo, &hi, WATERMARK_TIMEOUT_MS);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            cdc_log_error("cannot read the offsets of %s[%" PRId32 "]: %s%s", tp->topic,
+                          tp->partition, rd_kafka_err2str(e),
+                          want_reset ? "; --reset-offsets not applied to it" : "");
+            continue;
         }
-        if (p->reset_done)
+        if (c->until_end && p->end_at_start < 0)
+            p->end_at_start = hi;
+        if (!want_reset)
             continue;
         p->reset_done = true;
-        const reset_rule *r = reset_for(c, tp->topic, tp->partition);
-        if (!r)
+        int64_t off = reset_resolve(c, tp->topic, tp->partition, lo, hi);
+        if (off < 0)
             continue;
-        if (r->at_ms >= 0) {
-            rd_kafka_topic_partition_list_add(by_time, tp->topic, tp->partition)->offset = r->at_ms;
-        } else {
-            tp->offset = r->offset;
-            cdc_log_info("reset %s[%" PRId32 "] to %s", tp->topic, tp->partition,
-                         r->offset == RD_KAFKA_OFFSET_BEGINNING ? "earliest"
-                         : r->offset == RD_KAFKA_OFFSET_END     ? "latest"
-                                                                : "an offset");
-        }
+        tp->offset = off;
+        p->reset_store = off;
+        p->applied_next = off; /* nothing before it is to be applied any more */
+        cdc_log_info("reset %s[%" PRId32 "] to offset %" PRId64 " (offsets %" PRId64 "..%" PRId64
+                     ")", tp->topic, tp->partition, off, lo, hi);
     }
-    if (by_time->cnt > 0) {
-        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(c->rk, by_time, WATERMARK_TIMEOUT_MS);
-        for (int i = 0; i < by_time->cnt; i++) {
-            rd_kafka_topic_partition_t *bt = &by_time->elems[i];
-            rd_kafka_topic_partition_t *tp =
-                rd_kafka_topic_partition_list_find(parts, bt->topic, bt->partition);
-            if (e != RD_KAFKA_RESP_ERR_NO_ERROR || bt->err) {
-                cdc_log_error("cannot find the offset of %s[%" PRId32 "] by time: %s", bt->topic,
-                              bt->partition, rd_kafka_err2str(e ? e : bt->err));
-                continue;
-            }
-            /* -1: no record at or after that time: start at the end. */
-            tp->offset = bt->offset >= 0 ? bt->offset : RD_KAFKA_OFFSET_END;
-            cdc_log_info("reset %s[%" PRId32 "] by time to offset %" PRId64, tp->topic, tp->partition,
-                         tp->offset);
-        }
+}
+
+/* Stores the offsets --reset-offsets chose, once the partitions are ours
+ * (librdkafka refuses to store for a partition not yet assigned). */
+static void store_resets(consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        part_state *p = part_get(c, parts->elems[i].topic, parts->elems[i].partition, false);
+        if (!p || p->reset_store < 0)
+            continue;
+        store_offset(c, p->topic, p->partition, p->reset_store);
+        p->reset_store = -1;
     }
-    rd_kafka_topic_partition_list_destroy(by_time);
 }
 
 static void commit_sync(consumer *c)
@@ -559,7 +601,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (e) {
             cdc_log_error("cannot take partitions: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
+            return;
         }
+        store_resets(c, parts);
         return;
     }
     /* Revoked or lost: finish what was read, store, commit, let go. A lost

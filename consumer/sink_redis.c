@@ -53,6 +53,34 @@ typedef enum attempt_result {
     ATTEMPT_RETRY,      /* connection or transient server trouble */
 } attempt_result;
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The user or password of a URL, percent-decoded as URLs want (so a
+ * password may hold ':', '/' or '@'); NULL when out of memory. */
+static char *url_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < len &&
+            (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
+            out[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[n++] = s[i];
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
 /* redis://[user[:password]@]host[:port][/db] */
 static int parse_url(redis_sink *r, const char *url, char *err, size_t errlen)
 {
@@ -67,10 +95,14 @@ static int parse_url(redis_sink *r, const char *url, char *err, size_t errlen)
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon) {
             if (colon > p)
-                r->user = strndup(p, (size_t)(colon - p));
-            r->password = strndup(colon + 1, (size_t)(at - colon - 1));
+                r->user = url_decode(p, (size_t)(colon - p));
+            r->password = url_decode(colon + 1, (size_t)(at - colon - 1));
         } else {
-            r->password = strndup(p, (size_t)(at - p)); /* redis://password@host */
+            r->password = url_decode(p, (size_t)(at - p)); /* redis://password@host */
+        }
+        if (!r->password || (colon > p && !r->user)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
         }
         p = at + 1;
     }
@@ -214,12 +246,15 @@ fail:
     return -1;
 }
 
-/* Server errors worth waiting out; anything else is about the record. */
+/* Server errors worth waiting out; anything else is about the record. An
+ * ACL refusal (NOAUTH, WRONGPASS, NOPERM) is a setting for an operator to
+ * fix, not a bad record: dead-lettering every record until then would be
+ * worse than waiting. */
 static bool transient_error(const char *msg)
 {
     static const char *const words[] = {"NOSCRIPT", "LOADING", "BUSY", "OOM", "READONLY",
                                         "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS",
-                                        "NOAUTH", "WRONGPASS", NULL};
+                                        "NOAUTH", "WRONGPASS", "NOPERM", NULL};
     for (int i = 0; words[i]; i++)
         if (strncmp(msg, words[i], strlen(words[i])) == 0)
             return true;
