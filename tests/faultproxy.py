@@ -1,0 +1,168 @@
+"""A small HTTP proxy in front of a real OpenSearch/Elasticsearch node that injects the
+faults a real server cannot be asked for on cue. Standard library only.
+
+    with FaultProxy(engine.url, reject_ids={"2", "5"}, reject_requests=2) as proxy:
+        ... point the consumer at proxy.url ...
+        proxy.rejected_items   # how many items were answered with a fake 429
+
+For the first `reject_requests` POST .../_bulk requests that hold an item whose _id is
+in `reject_ids`, those items are NOT forwarded: the rest of the body goes to the real
+node, and the answer gets, at the refused items' places, a 429
+es_rejected_execution_exception item (and "errors": true), as a node under write
+pressure answers. So an item that ends up in the index was sent again by the client.
+Every other request (and every later _bulk) passes through untouched.
+
+`delay_s` delays every _bulk answer (to catch a client in the middle of a batch);
+`bulk_requests` counts the _bulk requests seen.
+"""
+
+import http.client
+import http.server
+import json
+import threading
+import urllib.parse
+
+HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+               "trailer", "upgrade", "content-length", "host"}
+BODY_ACTIONS = {"index", "create", "update"}
+
+
+def _split_bulk(body):
+    """The items of a _bulk body: list of (action, meta, lines), lines with their '\\n'."""
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    items = []
+    i = 0
+    while i < len(lines):
+        action_line = json.loads(lines[i])
+        (action, meta), = action_line.items()
+        n = 2 if action in BODY_ACTIONS else 1
+        items.append((action, meta, [ln + b"\n" for ln in lines[i:i + n]]))
+        i += n
+    return items
+
+
+def _rejected_item(action, meta):
+    return {action: {
+        "_index": meta.get("_index"), "_id": meta.get("_id"), "status": 429,
+        "error": {"type": "es_rejected_execution_exception",
+                  "reason": "rejected execution of coordinating operation "
+                            "[injected by tests/faultproxy.py]"}}}
+
+
+class FaultProxy:
+    def __init__(self, upstream, reject_ids=(), reject_requests=0, delay_s=0.0):
+        u = urllib.parse.urlsplit(upstream)
+        self.upstream_host = u.hostname
+        self.upstream_port = u.port or 80
+        self.reject_ids = set(reject_ids)
+        self.reject_requests = reject_requests
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+        self.bulk_requests = 0
+        self.faulty_requests = 0
+        self.rejected_items = 0
+        self.stopped = threading.Event()
+        self.server = None
+        self.thread = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self):
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):  # quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, headers, data = proxy._forward(self.command, self.path,
+                                                       self.headers, body)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in HOP_HEADERS:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client killed mid-request (the kill -9 test) is expected
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.stopped.set()
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(10)
+            self.server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ------------------------------------------------------------------ proxying
+    def _upstream(self, method, path, headers, body):
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
+        try:
+            fwd = {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
+            fwd["Content-Length"] = str(len(body))
+            conn.request(method, path, body=body, headers=fwd)
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    def _forward(self, method, path, headers, body):
+        is_bulk = method == "POST" and urllib.parse.urlsplit(path).path.endswith("/_bulk")
+        if not is_bulk:
+            return self._upstream(method, path, headers, body)
+        with self.lock:
+            self.bulk_requests += 1
+        if self.delay_s:
+            self.stopped.wait(self.delay_s)
+        items = _split_bulk(body)
+        chosen = [meta.get("_id") in self.reject_ids for _, meta, _ in items]
+        with self.lock:
+            inject = any(chosen) and self.faulty_requests < self.reject_requests
+            if inject:
+                self.faulty_requests += 1
+                self.rejected_items += sum(chosen)
+        if not inject:
+            return self._upstream(method, path, headers, body)
+        kept = b"".join(b"".join(lines) for (_, _, lines), c in zip(items, chosen) if not c)
+        upstream_items = []
+        took = 0
+        resp_headers = [("Content-Type", "application/json; charset=UTF-8")]
+        if kept:
+            status, resp_headers, data = self._upstream(method, path, headers, kept)
+            if status != 200:
+                return status, resp_headers, data
+            answer = json.loads(data)
+            upstream_items = answer["items"]
+            took = answer.get("took", 0)
+        merged = []
+        it = iter(upstream_items)
+        for (action, meta, _), c in zip(items, chosen):
+            merged.append(_rejected_item(action, meta) if c else next(it))
+        data = json.dumps({"took": took, "errors": True, "items": merged}).encode()
+        return 200, resp_headers, data

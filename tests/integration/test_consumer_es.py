@@ -1,0 +1,560 @@
+"""pgcdc-consumer into Elasticsearch/OpenSearch: events are written to a Kafka topic by
+the Python Kafka client in the format of shared/design/EVENTS.md, the consumer runs as a
+subprocess (--until-end unless the test needs it running), and the index is read back
+with plain HTTP. Most tests run against OpenSearch 2.19 and Elasticsearch 7.10.2
+(search_engine fixture)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from faultproxy import FaultProxy  # noqa: E402
+
+SCHEMA = "public"
+RUN_TIMEOUT_S = 90
+
+
+# --------------------------------------------------------------------------- events
+
+def event(op, table, lsn, after=None, before=None, toast=None, schema=SCHEMA):
+    """One event value as EVENTS.md describes it."""
+    value = {
+        "op": op,
+        "before": before,
+        "after": after,
+        "source": {"db": "shop", "schema": schema, "table": table, "lsn": lsn,
+                   "commit_lsn": lsn, "txid": 700 + lsn % 1000, "seq": 0,
+                   "ts_ms": 1732441234567, "snapshot": False},
+        "ts_ms": 1732441234601,
+    }
+    if toast:
+        value["unchanged_toast"] = list(toast)
+    return value
+
+
+def rec(key, value, partition=0):
+    return (key, value, partition)
+
+
+def create_topic(kafka, topic, partitions=1):
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions,
+                                        replication_factor=1)])[topic]
+    fut.result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        md = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if md and md.error is None and len(md.partitions) == partitions:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"topic {topic} has not {partitions} partitions after 30 s")
+
+
+def produce(kafka, topic, records):
+    """records: (key dict or None, value dict or raw bytes or None, partition)."""
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all",
+                         "enable.idempotence": True, "message.timeout.ms": 30000})
+    errors = []
+    for key, value, partition in records:
+        k = None if key is None else json.dumps(key, ensure_ascii=False).encode()
+        if isinstance(value, dict):
+            headers = [("pgcdc-lsn", str(value["source"]["lsn"]).encode())]
+            v = json.dumps(value, ensure_ascii=False).encode()
+        else:
+            headers, v = None, value
+        producer.produce(topic, key=k, value=v, partition=partition, headers=headers,
+                         on_delivery=lambda err, msg: err and errors.append(err))
+    assert producer.flush(60) == 0, "records still queued after 60 s"
+    assert errors == []
+
+
+def read_topic(kafka, topic, count, timeout_s=30):
+    """The first `count` records of partition 0 of topic (for the dead-letter topic)."""
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"reader-{topic}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + timeout_s
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            got.append(m)
+        return got
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------- the consumer
+
+def consumer_cmd(build_dir, kafka, es_url, topic, group, *extra):
+    exe = build_dir / "consumer" / "pgcdc-consumer"
+    if not exe.exists():
+        pytest.fail(f"{exe} not built")
+    return [str(exe), "--brokers", kafka.bootstrap, "--group", group, "--topics", topic,
+            "--es", es_url, "--dlq-topic", f"{topic}.dlq", "--batch-ms", "50", *extra]
+
+
+def consumer_env():
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+def run_consumer(build_dir, kafka, es_url, topic, group, *extra, timeout=RUN_TIMEOUT_S):
+    """Runs the consumer with --until-end; returns its log. Fails unless it exits 0."""
+    cmd = consumer_cmd(build_dir, kafka, es_url, topic, group, "--until-end", *extra)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=consumer_env())
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, f"consumer exited {proc.returncode}:\n{out}"
+    return out
+
+
+class Background:
+    """The consumer running in the background, its log in a file."""
+
+    def __init__(self, cmd, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=consumer_env())
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+# --------------------------------------------------------------------------- the index
+
+def index_of(table, schema=SCHEMA):
+    return f"pgcdc.{schema}.{table}"
+
+
+def get_doc(engine, index, doc_id):
+    status, body = engine.request("GET", f"/{index}/_doc/{urllib.parse.quote(doc_id, safe='')}")
+    if status == 404:
+        return None
+    assert status == 200, body
+    return body
+
+
+def index_state(engine, index):
+    """{_id: (_version, _source)} of every document in the index."""
+    status, body = engine.request("POST", f"/{index}/_refresh")
+    assert status == 200, body
+    status, body = engine.request("POST", f"/{index}/_search?version=true",
+                                  {"size": 10000, "query": {"match_all": {}}})
+    assert status == 200, body
+    return {h["_id"]: (h["_version"], h["_source"]) for h in body["hits"]["hits"]}
+
+
+def rows(state):
+    """The live rows of an index state (deleted markers left out), without versions."""
+    return {i: src for i, (_, src) in state.items() if not src.get("_pgcdc_deleted")}
+
+
+def wait_for(what, predicate, timeout_s=60, interval=0.2):
+    """Polls predicate until it returns something true; an exception (a server that is
+    down, an index not there yet) counts as not yet."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (AssertionError, OSError, KeyError) as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}"
+                         + (f" (last error: {last!r})" if last else ""))
+
+
+@pytest.fixture
+def cleanup_indices(search_engine):
+    names = []
+    yield names
+    for name in names:
+        search_engine.request("DELETE", f"/{name}")
+
+
+def marker(lsn):
+    return {"_pgcdc_deleted": True, "_pgcdc_lsn": lsn}
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_insert_update_delete(search_engine, kafka, build_dir, unique, cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [
+        rec({"id": 1}, event("c", table, 10, after={"id": 1, "name": "lamp", "price": "19.90"})),
+        rec({"id": 2}, event("c", table, 11, after={"id": 2, "name": "desk", "tags": ["a"]})),
+        rec({"id": 3}, event("r", table, 5, after={"id": 3, "name": "chair"})),
+        rec({"id": 1}, event("u", table, 12, before={"id": 1},
+                             after={"id": 1, "name": "lamp 2", "price": "21.00"})),
+        rec({"id": 2}, event("d", table, 13, before={"id": 2})),
+        rec(None, None),  # a tombstone: ignored
+    ])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    state = index_state(search_engine, index)
+    assert state == {
+        "1": (12, {"id": 1, "name": "lamp 2", "price": "21.00", "_pgcdc_lsn": 12}),
+        "2": (13, marker(13)),
+        "3": (5, {"id": 3, "name": "chair", "_pgcdc_lsn": 5}),
+    }
+    # The mapping pgcdc gave the index it created.
+    status, body = search_engine.request("GET", f"/{index}/_mapping")
+    props = body[index]["mappings"]["properties"]
+    assert props["_pgcdc_lsn"]["type"] == "long"
+    assert props["_pgcdc_deleted"]["type"] == "boolean"
+
+
+def test_out_of_order_versions_keep_the_newest(search_engine, kafka, build_dir, unique,
+                                               cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [
+        rec({"id": 1}, event("u", table, 20, after={"id": 1, "v": "twenty"})),
+        rec({"id": 1}, event("u", table, 10, after={"id": 1, "v": "ten"})),
+        rec({"id": 2}, event("d", table, 30, before={"id": 2})),
+        rec({"id": 2}, event("c", table, 25, after={"id": 2, "v": "older than its delete"})),
+    ])
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index) == {
+        "1": (20, {"id": 1, "v": "twenty", "_pgcdc_lsn": 20}),
+        "2": (30, marker(30)),
+    }
+    assert "dead-lettering" not in log  # 409 is success
+
+
+def _mixed_events(table, partitions=3):
+    records = []
+    lsn = 100
+    for i in range(60):
+        key = {"id": i % 17}
+        p = (i % 17) % partitions
+        lsn += 1
+        if i % 7 == 6:
+            records.append(rec(key, event("d", table, lsn, before=key), p))
+        else:
+            records.append(rec(key, event("u" if i > 17 else "c", table, lsn,
+                                          after={"id": i % 17, "n": i, "s": f"row {i}"}), p))
+    return records
+
+
+def test_replay_from_earliest_twice_gives_the_same_state(search_engine, kafka, build_dir, unique,
+                                                         cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic, partitions=3)
+    produce(kafka, topic, _mixed_events(table))
+    run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-a")
+    first = index_state(search_engine, index)
+    assert len(first) == 17
+    for n, group in enumerate([f"{unique}-b", f"{unique}-c"]):
+        extra = ["--reset-offsets", "earliest"] if n else []
+        run_consumer(build_dir, kafka, search_engine.url, topic, group, *extra,
+                     "--batch-records", "7")
+        assert index_state(search_engine, index) == first
+
+
+def test_unchanged_toast_columns_are_kept(search_engine, kafka, build_dir, unique,
+                                          cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    long_text = "x" * 5000
+    produce(kafka, topic, [
+        rec({"id": 1}, event("c", table, 10, after={"id": 1, "n": 1, "doc": long_text,
+                                                    "meta": {"k": [1, 2]}})),
+    ])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    produce(kafka, topic, [
+        # stored document (from _mget)
+        rec({"id": 1}, event("u", table, 20, after={"id": 1, "n": 2}, toast=["doc", "meta"])),
+        # the same row earlier in this batch
+        rec({"id": 1}, event("u", table, 30, after={"id": 1, "n": 3}, toast=["doc", "meta"])),
+        # a row written and updated in the same batch
+        rec({"id": 2}, event("c", table, 40, after={"id": 2, "n": 1, "doc": "two"})),
+        rec({"id": 2}, event("u", table, 41, after={"id": 2, "n": 2}, toast=["doc"])),
+        # a TOAST column the index never had: left out
+        rec({"id": 3}, event("u", table, 50, after={"id": 3, "n": 1}, toast=["doc"])),
+        # a TOAST column that was sent after all: the new value wins
+        rec({"id": 2}, event("u", table, 42, after={"id": 2, "n": 3, "doc": "new"},
+                             toast=["doc"])),
+    ])
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index) == {
+        "1": (30, {"id": 1, "n": 3, "doc": long_text, "meta": {"k": [1, 2]}, "_pgcdc_lsn": 30}),
+        "2": (42, {"id": 2, "n": 3, "doc": "new", "_pgcdc_lsn": 42}),
+        "3": (50, {"id": 3, "n": 1, "_pgcdc_lsn": 50}),
+    }
+    assert "unchanged TOAST column(s) not found" in log
+
+
+def test_truncate_interleaved_with_later_inserts_in_other_partitions(
+        search_engine, kafka, build_dir, unique, cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic, partitions=3)
+    row = lambda i, lsn, p: rec({"id": i}, event("c", table, lsn, after={"id": i}), p)  # noqa
+    trunc = lambda p: rec(None, event("t", table, 100), p)  # noqa
+    produce(kafka, topic, [
+        row(1, 10, 0), row(2, 20, 1), row(3, 30, 2),
+        rec({"id": 7}, event("d", table, 60, before={"id": 7}), 1),
+        trunc(0), row(4, 110, 0),          # partition 0 is past the truncate first
+        row(6, 50, 1),                     # still before the truncate in partition 1
+        row(5, 120, 2), row(8, 40, 2),     # partition 2: one after, one before
+    ])
+    # Partitions 1 and 2 get their truncate later: the consumer reads on.
+    produce(kafka, topic, [trunc(1), row(9, 130, 1), trunc(2)])
+    for batch in ("1", "5000"):  # one record per batch, then everything in one batch
+        run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-{batch}",
+                     "--batch-records", batch)
+        state = index_state(search_engine, index)
+        assert rows(state) == {"4": {"id": 4, "_pgcdc_lsn": 110},
+                               "5": {"id": 5, "_pgcdc_lsn": 120},
+                               "9": {"id": 9, "_pgcdc_lsn": 130}}, batch
+        assert set(state) == {"4", "5", "9"}  # the deleted marker of 7 went too
+
+
+def test_composite_and_unicode_keys(search_engine, kafka, build_dir, unique, cleanup_indices):
+    topic = f"pgcdc.{SCHEMA}.{unique}"
+    table, table2 = unique, f"{unique}_u"
+    cleanup_indices += [index_of(table), index_of(table2)]
+    create_topic(kafka, topic)
+    produce(kafka, topic, [
+        rec({"tenant": "a", "id": 7},
+            event("c", table, 10, after={"tenant": "a", "id": 7, "v": 1})),
+        rec({"tenant": "a/b \"c\"", "id": 8},
+            event("c", table, 11, after={"tenant": "a/b \"c\"", "id": 8, "v": 2})),
+        rec({"tenant": "a", "id": 7}, event("u", table, 12,
+                                            after={"tenant": "a", "id": 7, "v": 3})),
+        rec({"name": "Zoë ☃ 東京"}, event("c", table2, 13,
+                                         after={"name": "Zoë ☃ 東京", "città": "Bärn"})),
+        rec({"name": "Zoë ☃ 東京"}, event("d", table2, 14, before={"name": "Zoë ☃ 東京"})),
+        rec({"name": "𝄞"}, event("c", table2, 15, after={"name": "𝄞"})),
+    ])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index_of(table)) == {
+        '["a",7]': (12, {"tenant": "a", "id": 7, "v": 3, "_pgcdc_lsn": 12}),
+        '["a/b \\"c\\"",8]': (11, {"tenant": "a/b \"c\"", "id": 8, "v": 2, "_pgcdc_lsn": 11}),
+    }
+    assert get_doc(search_engine, index_of(table2), "Zoë ☃ 東京")["_source"] == marker(14)
+    assert get_doc(search_engine, index_of(table2), "𝄞")["_source"] == \
+        {"name": "𝄞", "_pgcdc_lsn": 15}
+
+
+def test_document_rejected_for_good_goes_to_the_dead_letter_topic(
+        search_engine, kafka, build_dir, unique, cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    bad = event("c", table, 11, after={"id": 2, "v": {"an": "object"}})
+    produce(kafka, topic, [
+        rec({"id": 1}, event("c", table, 10, after={"id": 1, "v": 5})),
+        rec({"id": 2}, bad),
+        rec({"id": 3}, event("c", table, 12, after={"id": 3, "v": 7})),
+    ])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert rows(index_state(search_engine, index)) == {
+        "1": {"id": 1, "v": 5, "_pgcdc_lsn": 10},
+        "3": {"id": 3, "v": 7, "_pgcdc_lsn": 12},
+    }
+    dead = read_topic(kafka, f"{topic}.dlq", 1)
+    assert len(dead) == 1
+    headers = dict(dead[0].headers())
+    assert json.loads(dead[0].value()) == bad
+    assert json.loads(dead[0].key()) == {"id": 2}
+    assert headers["pgcdc-dlq-sink"] == b"es"
+    reason = headers["pgcdc-dlq-reason"].decode()
+    assert "mapper_parsing_exception" in reason and "HTTP 400" in reason, reason
+    assert headers["pgcdc-dlq-offset"] == b"1"
+    assert headers["pgcdc-dlq-topic"] == topic.encode()
+
+
+def test_delete_stays_a_delete_after_gc_deletes(search_engine, kafka, build_dir, unique,
+                                                cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    control = f"control-{unique}".replace("_", "-")
+    cleanup_indices += [index, control]
+    settings = {"settings": {"index": {"gc_deletes": "0s", "number_of_replicas": 0}}}
+    for name in (index, control):
+        status, body = search_engine.request("PUT", f"/{name}", settings)
+        assert status == 200, body
+
+    # The control: with gc_deletes 0s a real delete is forgotten at once, and an older
+    # version of the document comes back. This is what the deleted markers prevent.
+    def put(name, doc_id, version, doc):
+        return search_engine.request(
+            "PUT", f"/{name}/_doc/{doc_id}?version={version}&version_type=external", doc)[0]
+    assert put(control, 1, 20, {"v": 20}) == 201
+    status, _ = search_engine.request("DELETE", f"/{control}/_doc/1?version=30"
+                                      "&version_type=external")
+    assert status == 200
+    wait_for("the control's delete to be forgotten (gc_deletes)",
+             lambda: search_engine.request("POST", f"/{control}/_refresh")
+             and put(control, 1, 10, {"v": 10}) == 201, timeout_s=20)
+
+    create_topic(kafka, topic)
+    produce(kafka, topic, [
+        rec({"id": 1}, event("c", table, 10, after={"id": 1, "v": "alive"})),
+        rec({"id": 1}, event("d", table, 20, before={"id": 1})),
+    ])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index) == {"1": (20, marker(20))}
+    time.sleep(1.5)  # well past gc_deletes
+    search_engine.request("POST", f"/{index}/_refresh")
+    produce(kafka, topic, [
+        rec({"id": 1}, event("c", table, 10, after={"id": 1, "v": "alive"})),  # replayed
+        rec({"id": 1}, event("u", table, 15, after={"id": 1, "v": "older update"})),
+    ])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    # And the whole topic again, from the start, with a new group.
+    run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-replay")
+    assert index_state(search_engine, index) == {"1": (20, marker(20))}
+
+
+def test_opensearch_stopped_and_restarted_mid_stream(opensearch, kafka, build_dir, unique,
+                                                     tmp_path):
+    if opensearch.external:
+        pytest.skip("an external search engine cannot be restarted")
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    create_topic(kafka, topic, partitions=2)
+    first = [rec({"id": i}, event("c", table, 10 + i, after={"id": i}), i % 2) for i in range(50)]
+    second = [rec({"id": i}, event("u", table, 100 + i, after={"id": i, "round": 2}), i % 2)
+              for i in range(0, 80, 2)]
+    produce(kafka, topic, first)
+    bg = Background(consumer_cmd(build_dir, kafka, opensearch.url, topic, unique,
+                                 "--batch-records", "10"), tmp_path / "consumer.log")
+    try:
+        wait_for("the first events in the index",
+                 lambda: len(index_state(opensearch, index)) == 50, timeout_s=60)
+        opensearch.stop()
+        produce(kafka, topic, second)
+        wait_for("the consumer to retry", lambda: "retrying" in bg.output(), timeout_s=30)
+        assert bg.proc.poll() is None, bg.output()
+        opensearch.start()
+        wait_for("the events written while OpenSearch was down",
+                 lambda: sum(1 for v, _ in index_state(opensearch, index).values() if v >= 100)
+                 == 40, timeout_s=90)
+        assert bg.terminate(30) == 0, bg.output()
+        state = index_state(opensearch, index)
+        assert len(state) == 65
+        for i in range(80):
+            if i % 2 == 0:
+                assert state[str(i)] == (100 + i, {"id": i, "round": 2, "_pgcdc_lsn": 100 + i})
+            elif i < 50:
+                assert state[str(i)] == (10 + i, {"id": i, "_pgcdc_lsn": 10 + i})
+        # Everything was committed: the same group has nothing left to read.
+        log = run_consumer(build_dir, kafka, opensearch.url, topic, unique)
+        assert "stopping: 0 records applied" in log, log
+    finally:
+        bg.kill()
+        if not opensearch.running:
+            opensearch.start()
+        opensearch.request("DELETE", f"/{index}")
+
+
+def test_bulk_items_answered_429_are_retried_alone(search_engine, kafka, build_dir, unique,
+                                                   cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i, after={"id": i}))
+                           for i in range(10)])
+    with FaultProxy(search_engine.url, reject_ids={"2", "5", "9"}, reject_requests=3) as proxy:
+        log = run_consumer(build_dir, kafka, proxy.url, topic, unique)
+        assert proxy.faulty_requests == 3
+        # refused in the first answer, then each time they were sent again alone
+        assert proxy.rejected_items >= 3
+        assert proxy.bulk_requests >= 4
+    assert rows(index_state(search_engine, index)) == {
+        str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(10)}
+    assert "es_rejected_execution_exception" in log
+    assert "dead-lettering" not in log
+
+
+def test_kill_9_mid_batch_then_restart(search_engine, kafka, build_dir, unique, tmp_path,
+                                       cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic, partitions=3)
+    records, expect = [], {}
+    lsn = 1000
+    for i in range(600):
+        row = i % 97
+        lsn += 1
+        key = {"id": row}
+        if i % 11 == 10:
+            records.append(rec(key, event("d", table, lsn, before=key), row % 3))
+            expect[str(row)] = (lsn, marker(lsn))
+        else:
+            after = {"id": row, "i": i}
+            records.append(rec(key, event("u", table, lsn, after=after), row % 3))
+            expect[str(row)] = (lsn, {**after, "_pgcdc_lsn": lsn})
+    produce(kafka, topic, records)
+    with FaultProxy(search_engine.url, delay_s=0.3) as proxy:
+        # A short session, so that the group gives the killed member's partitions to
+        # the restarted one after 6 s rather than Kafka's default 45 s.
+        bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique,
+                                     "--batch-records", "40", "-X", "session.timeout.ms=6000"),
+                        tmp_path / "consumer.log")
+        try:
+            wait_for("a few bulk requests", lambda: proxy.bulk_requests >= 4, timeout_s=60,
+                     interval=0.05)
+            bg.proc.kill()  # SIGKILL, in the middle of a _bulk (the proxy holds it)
+            bg.proc.wait(10)
+        finally:
+            bg.kill()
+    partial = index_state(search_engine, index)
+    assert 0 < len(partial) < len(expect)
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index) == expect
