@@ -176,7 +176,6 @@ static int es_perform(es_sink *s, const es_req *r, long *status, char *err, size
 static bool es_retry_wait(es_sink *s, unsigned *attempt, bool as_error, const char *why)
 {
     s->base.retries++;
-    s->failing = true;
     if (as_error)
         cdc_log_error("%s; retrying (attempt %u)", why, *attempt + 1);
     else
@@ -197,6 +196,7 @@ static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status,
     for (;;) {
         char why[1024], excerpt[EXCERPT_MAX + 1];
         if (es_perform(s, r, status, why, sizeof why) < 0) {
+            s->failing = true;
             unreachable++;
             if (s->nurls > 1 && unreachable % s->nurls != 0) {
                 cdc_log_warn("%s; trying %s", why, s->masked[s->cur]);
@@ -218,6 +218,7 @@ static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status,
                      auth ? " (check --es-user/--es-password or --es-api-key and the user's "
                             "privileges)" : "",
                      resp_excerpt(s, excerpt, sizeof excerpt));
+            s->failing = true;
             if (auth) {
                 if (!es_retry_wait(s, attempt, true, why))
                     goto stopped;

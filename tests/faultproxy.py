@@ -12,8 +12,13 @@ es_rejected_execution_exception item (and "errors": true), as a node under write
 pressure answers. So an item that ends up in the index was sent again by the client.
 Every other request (and every later _bulk) passes through untouched.
 
+`fail_status` with `fail_requests`: the first `fail_requests` _bulk requests are not
+forwarded at all but answered as a whole with that HTTP status (429, 503, 401, ...) and
+an engine-like error body.
+
 `delay_s` delays every _bulk answer (to catch a client in the middle of a batch);
-`bulk_requests` counts the _bulk requests seen.
+`bulk_requests` counts the _bulk requests seen; `authorizations` lists the
+Authorization headers of every request (None where there was none).
 """
 
 import http.client
@@ -52,13 +57,18 @@ def _rejected_item(action, meta):
 
 
 class FaultProxy:
-    def __init__(self, upstream, reject_ids=(), reject_requests=0, delay_s=0.0):
+    def __init__(self, upstream, reject_ids=(), reject_requests=0, delay_s=0.0,
+                 fail_status=None, fail_requests=0):
         u = urllib.parse.urlsplit(upstream)
         self.upstream_host = u.hostname
         self.upstream_port = u.port or 80
         self.reject_ids = set(reject_ids)
         self.reject_requests = reject_requests
         self.delay_s = delay_s
+        self.fail_status = fail_status
+        self.fail_requests = fail_requests
+        self.failed_requests = 0
+        self.authorizations = []
         self.lock = threading.Lock()
         self.bulk_requests = 0
         self.faulty_requests = 0
@@ -133,6 +143,8 @@ class FaultProxy:
             conn.close()
 
     def _forward(self, method, path, headers, body):
+        with self.lock:
+            self.authorizations.append(headers.get("Authorization"))
         is_bulk = method == "POST" and urllib.parse.urlsplit(path).path.endswith("/_bulk")
         if not is_bulk:
             return self._upstream(method, path, headers, body)
@@ -140,6 +152,16 @@ class FaultProxy:
             self.bulk_requests += 1
         if self.delay_s:
             self.stopped.wait(self.delay_s)
+        with self.lock:
+            fail = self.fail_status and self.failed_requests < self.fail_requests
+            if fail:
+                self.failed_requests += 1
+        if fail:
+            error = {"error": {"type": "injected_failure",
+                               "reason": "whole request failed [injected by tests/faultproxy.py]"},
+                     "status": self.fail_status}
+            return (self.fail_status, [("Content-Type", "application/json; charset=UTF-8")],
+                    json.dumps(error).encode())
         items = _split_bulk(body)
         chosen = [meta.get("_id") in self.reject_ids for _, meta, _ in items]
         with self.lock:

@@ -4,9 +4,11 @@ subprocess (--until-end unless the test needs it running), and the index is read
 with plain HTTP. Most tests run against OpenSearch 2.19 and Elasticsearch 7.10.2
 (search_engine fixture)."""
 
+import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -558,3 +560,64 @@ def test_kill_9_mid_batch_then_restart(search_engine, kafka, build_dir, unique, 
     assert 0 < len(partial) < len(expect)
     run_consumer(build_dir, kafka, search_engine.url, topic, unique)
     assert index_state(search_engine, index) == expect
+
+
+@pytest.mark.parametrize("status", [429, 503, 401])
+def test_whole_bulk_request_failures_are_retried(search_engine, kafka, build_dir, unique,
+                                                 cleanup_indices, status):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i, after={"id": i}))
+                           for i in range(5)])
+    with FaultProxy(search_engine.url, fail_status=status, fail_requests=3) as proxy:
+        log = run_consumer(build_dir, kafka, proxy.url, topic, unique)
+        assert proxy.failed_requests == 3
+    assert rows(index_state(search_engine, index)) == {
+        str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(5)}
+    failures = [ln for ln in log.splitlines() if f"HTTP {status}" in ln]
+    assert len(failures) == 3, log
+    assert all(proxy.url in ln and index in ln for ln in failures), failures
+    if status == 401:  # only the operator can fix credentials: said loudly
+        assert all(" error " in ln and "--es-user" in ln for ln in failures), failures
+    assert "dead-lettering" not in log
+
+
+def test_fails_over_to_the_next_url_and_masks_passwords(search_engine, kafka, build_dir, unique,
+                                                        cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [rec({"id": 1}, event("c", table, 10, after={"id": 1}))])
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://admin:s3cr3t-pw@127.0.0.1:{s.getsockname()[1]}"
+        log = run_consumer(build_dir, kafka, f"{dead},{search_engine.url}", topic, unique)
+    assert rows(index_state(search_engine, index)) == {"1": {"id": 1, "_pgcdc_lsn": 10}}
+    assert "s3cr3t-pw" not in log
+    assert f"trying {search_engine.url}" in log, log
+
+
+@pytest.mark.parametrize("auth", ["basic", "api-key"])
+def test_credentials_are_sent_and_never_logged(search_engine, kafka, build_dir, unique,
+                                               cleanup_indices, auth):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [rec({"id": 1}, event("c", table, 10, after={"id": 1}))])
+    if auth == "basic":
+        args = ["--es-user", "pgcdc", "--es-password", "pa55-w0rd"]
+        expect = "Basic " + base64.b64encode(b"pgcdc:pa55-w0rd").decode()
+        secret = "pa55-w0rd"
+    else:
+        args = ["--es-api-key", "QUtFWTpzZWNyZXQ="]
+        expect = "ApiKey QUtFWTpzZWNyZXQ="
+        secret = "QUtFWTpzZWNyZXQ="
+    with FaultProxy(search_engine.url) as proxy:
+        log = run_consumer(build_dir, kafka, proxy.url, topic, unique, *args)
+        assert proxy.authorizations and set(proxy.authorizations) == {expect}
+    assert rows(index_state(search_engine, index)) == {"1": {"id": 1, "_pgcdc_lsn": 10}}
+    assert secret not in log
