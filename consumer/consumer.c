@@ -99,6 +99,7 @@ typedef struct consumer {
     cdc_metric *m_batch_seconds, *m_dead_lettered, *m_skipped, *m_last_lsn;
     int64_t lag_at_ms;
     int64_t progress_at_ms;
+    int64_t waiting_at_ms;
     uint64_t progress_applied;
 } consumer;
 
@@ -729,6 +730,18 @@ static bool reached_end(consumer *c, uint64_t *behind)
 static void report_progress(consumer *c, uint64_t behind)
 {
     int64_t now = mono_ms();
+    if (!c->assigned_once) {
+        /* A member that died without leaving holds its partitions until its
+         * session times out (session.timeout.ms, 45 s by default). */
+        if (c->waiting_at_ms == 0)
+            c->waiting_at_ms = now;
+        else if (now - c->waiting_at_ms >= PROGRESS_INTERVAL_MS) {
+            cdc_log_info("--until-end: still waiting for group %s to assign partitions",
+                         cdc_config_str(c->cfg, "group"));
+            c->waiting_at_ms = now;
+        }
+        return;
+    }
     if (c->progress_at_ms == 0) {
         /* The first line says how far there is to go; later ones add rate and ETA. */
         cdc_log_info("replay: %" PRIu64 " records applied, %" PRIu64 " behind the end",

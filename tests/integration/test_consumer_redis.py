@@ -506,7 +506,11 @@ def test_kill_9_mid_batch_then_restart_gives_expected_state(kafka, redis_server,
     create_topic(kafka.bootstrap, c.topic, 3)
     recs, state = _mixed_workload(c.table, 3, rows=300, steps=30000, seed=9)
     produce(kafka.bootstrap, c.topic, recs)
-    p = consumers.start("--until-end", "--batch-records", "500", *c.args(redis_server.url))
+    # The killed member stays in the group until its session times out (45 s by
+    # default), and the restarted one waits for that: a short session, through -X.
+    session = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+    p = consumers.start("--until-end", "--batch-records", "500", *session,
+                        *c.args(redis_server.url))
     try:
         wait_for("some rows applied", lambda: len(rc.keys(c.all_keys())) > 50, 60)
         p.signal(signal.SIGKILL)
@@ -516,7 +520,7 @@ def test_kill_9_mid_batch_then_restart_gives_expected_state(kafka, redis_server,
     got = committed(kafka.bootstrap, c.group, c.topic, 3)
     ends = end_offsets(kafka.bootstrap, c.topic, 3)
     assert any(got[i] < ends[i] for i in range(3)), "the consumer finished before the kill"
-    consumers.run(*c.args(redis_server.url))
+    consumers.run(*session, *c.args(redis_server.url))
     for i, row in state.items():
         h = rc.hgetall(c.row(i))
         if row is None:
