@@ -276,6 +276,35 @@ rd_kafka_resp_err_t kafka_out_produce(kafka_out *k, kafka_topic *t, int32_t part
                              RD_KAFKA_V_END);
 }
 
+rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int32_t partition,
+                                              const void *key, size_t keylen,
+                                              const void *value, size_t valuelen, uint64_t lsn,
+                                              const kafka_out_header *hdrs, size_t nhdrs,
+                                              void *opaque)
+{
+    if (nhdrs == 0)
+        return kafka_out_produce(k, t, partition, key, keylen, value, valuelen, lsn, opaque);
+    char lsntext[24];
+    int n = snprintf(lsntext, sizeof lsntext, "%" PRIu64, lsn);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(nhdrs + 1);
+    rd_kafka_header_add(h, "pgcdc-lsn", -1, lsntext, (ssize_t)n);
+    for (size_t i = 0; i < nhdrs; i++)
+        rd_kafka_header_add(h, hdrs[i].name, (ssize_t)hdrs[i].name_len, hdrs[i].value,
+                            hdrs[i].value ? (ssize_t)hdrs[i].value_len : 0);
+    rd_kafka_resp_err_t e = rd_kafka_producev(k->rk,
+                                              RD_KAFKA_V_RKT(t->rkt),
+                                              RD_KAFKA_V_PARTITION(partition),
+                                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                              RD_KAFKA_V_KEY(key, keylen),
+                                              RD_KAFKA_V_VALUE((void *)value, valuelen),
+                                              RD_KAFKA_V_HEADERS(h),
+                                              RD_KAFKA_V_OPAQUE(opaque),
+                                              RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_headers_destroy(h); /* owned by the record only once it is queued */
+    return e;
+}
+
 void kafka_out_poll(kafka_out *k, int timeout_ms)
 {
     rd_kafka_poll(k->rk, timeout_ms);

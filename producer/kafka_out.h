@@ -42,6 +42,22 @@ rd_kafka_resp_err_t kafka_out_produce(kafka_out *k, kafka_topic *t, int32_t part
                                       const void *value, size_t valuelen,
                                       uint64_t lsn, void *opaque);
 
+/* A record header besides pgcdc-lsn (outbox events); value NULL is a
+ * header without value. */
+typedef struct kafka_out_header {
+    const char *name;
+    size_t name_len;
+    const void *value;
+    size_t value_len;
+} kafka_out_header;
+
+/* kafka_out_produce with these headers after pgcdc-lsn (copied). */
+rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int32_t partition,
+                                              const void *key, size_t keylen,
+                                              const void *value, size_t valuelen, uint64_t lsn,
+                                              const kafka_out_header *hdrs, size_t nhdrs,
+                                              void *opaque);
+
 /* Serves delivery reports and errors for up to timeout_ms. */
 void kafka_out_poll(kafka_out *k, int timeout_ms);
 /* Records not yet acknowledged or failed. */

@@ -28,6 +28,7 @@
 #include "change.h"
 #include "flushpos.h"
 #include "kafka_out.h"
+#include "outbox.h"
 #include "pgoutput.h"
 #include "relcache.h"
 #include "replication.h"
@@ -95,6 +96,10 @@ typedef struct producer {
     uint64_t changes;
     uint64_t txns;
     uint64_t server_wal_end;  /* newest end of WAL the server told us */
+
+    /* The transactional outbox (outbox.h, docs/outbox.md). */
+    outbox *outbox;
+    cdc_metric *m_outbox_events, *m_outbox_dead;
 
     /* /metrics */
     cdc_metric *m_changes, *m_bytes, *m_txns, *m_confirmed, *m_lag, *m_queue,
@@ -272,8 +277,9 @@ static void send_status(producer *p, bool reply_requested)
 
 /* Hands one record to Kafka, waiting (serving delivery reports and status
  * updates) while the client queue is full. */
-static int produce(producer *p, kafka_topic *t, int32_t partition, const cdc_buf *key,
-                   const cdc_buf *value, uint64_t lsn)
+static int produce_with_headers(producer *p, kafka_topic *t, int32_t partition,
+                                const cdc_buf *key, const cdc_buf *value, uint64_t lsn,
+                                const kafka_out_header *hdrs, size_t nhdrs)
 {
     record_ref *ref = malloc(sizeof *ref);
     if (!ref) {
@@ -289,10 +295,10 @@ static int produce(producer *p, kafka_topic *t, int32_t partition, const cdc_buf
         return -1;
     }
     for (;;) {
-        rd_kafka_resp_err_t e = kafka_out_produce(p->kafka, t, partition,
+        rd_kafka_resp_err_t e = kafka_out_produce_headers(p->kafka, t, partition,
                                                   key ? key->data : NULL, key ? key->len : 0,
                                                   value ? value->data : NULL, value ? value->len : 0,
-                                                  lsn, ref);
+                                                  lsn, hdrs, nhdrs, ref);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -316,6 +322,12 @@ static int produce(producer *p, kafka_topic *t, int32_t partition, const cdc_buf
         free(ref);
         return -1;
     }
+}
+
+static int produce(producer *p, kafka_topic *t, int32_t partition, const cdc_buf *key,
+                   const cdc_buf *value, uint64_t lsn)
+{
+    return produce_with_headers(p, t, partition, key, value, lsn, NULL, 0);
 }
 
 static kafka_topic *topic_for(producer *p, relcache_rel *rel)
@@ -354,6 +366,114 @@ static void fill_source(producer *p, cdc_source *src, uint64_t lsn)
     };
 }
 
+/* ---- the transactional outbox (outbox.h, docs/outbox.md) ---------- */
+
+static int produce_outbox(producer *p, const outbox_record *r, uint64_t lsn)
+{
+    char err[512];
+    kafka_topic *t;
+    if (r->topic_renamed)
+        cdc_log_warn("outbox events of aggregate type %s stream to topic %s: Kafka does not "
+                     "accept its name as is", r->aggregate_type, r->topic);
+    if (kafka_out_topic(p->kafka, r->topic, TOPIC_TIMEOUT_MS, &t, err, sizeof err) < 0) {
+        fail(p, STOP_RECONNECT, "%s", err);
+        return -1;
+    }
+    kafka_out_header *hdrs = r->nheaders ? calloc(r->nheaders, sizeof *hdrs) : NULL;
+    cdc_buf_reset(&p->key); /* a NUL-terminated copy, as error messages print it */
+    if ((r->nheaders && !hdrs) || (r->key && cdc_buf_append(&p->key, r->key, r->key_len) < 0)) {
+        free(hdrs);
+        fail(p, STOP_FATAL, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < r->nheaders; i++)
+        hdrs[i] = (kafka_out_header){r->headers[i].name, r->headers[i].name_len,
+                                     r->headers[i].value, r->headers[i].value_len};
+    cdc_buf value = {(char *)r->value, r->value_len, r->value_len};
+    int rc = produce_with_headers(p, t, RD_KAFKA_PARTITION_UA, r->key ? &p->key : NULL,
+                                  r->value ? &value : NULL, lsn, hdrs, r->nheaders);
+    free(hdrs);
+    if (rc < 0)
+        return -1;
+    if (r->dead) {
+        cdc_log_warn("outbox event at %" PRIu64 " written to dead-letter topic %s: %s", lsn,
+                     r->topic, r->reason);
+        cdc_counter_add(p->m_outbox_dead, 1);
+    } else {
+        cdc_counter_add(p->m_outbox_events, 1);
+        cdc_counter_add(p->m_bytes, r->value_len);
+    }
+    return 0;
+}
+
+/* Inserts into an outbox table are events; its updates and deletes are
+ * ignored, so applications may delete the rows right after inserting them.
+ * A dead letter carries the insert's EVENTS.md event as its content. */
+static int emit_outbox_row(producer *p, const pgoutput_msg *m, const cdc_event *ev,
+                           const relcache_rel *rel, uint64_t lsn)
+{
+    if (m->type != PGOUTPUT_INSERT)
+        return 0;
+    char err[1024];
+    outbox_record r;
+    if (outbox_route_row(p->outbox, rel, &m->u.insert.newtup, &r, err, sizeof err) < 0) {
+        fail(p, STOP_FATAL, "%s", err);
+        return -1;
+    }
+    if (r.dead) {
+        cdc_buf_reset(&p->value);
+        if (cdc_event_encode(ev, &p->value, err, sizeof err) < 0) {
+            fail(p, STOP_FATAL, "cannot encode the event of %s.%s at %" PRIu64 ": %s",
+                 rel->nspname, rel->relname, lsn, err);
+            return -1;
+        }
+        r.value = p->value.data;
+        r.value_len = p->value.len;
+    }
+    return produce_outbox(p, &r, lsn);
+}
+
+/* pg_logical_emit_message(true, <prefix>, ...) arrives between its
+ * transaction's Begin and Commit and counts in its flush position like a
+ * row; a non-transactional one is tracked alone (flushpos_sent). */
+static int emit_outbox_message(producer *p, const pgoutput_msg *m)
+{
+    if (!p->outbox || !outbox_has_message_prefix(p->outbox, m->u.message.prefix))
+        return 0;
+    char err[512];
+    outbox_record r;
+    if (outbox_route_message(p->outbox, m->u.message.content, m->u.message.len, &r, err,
+                             sizeof err) < 0) {
+        fail(p, STOP_FATAL, "%s", err);
+        return -1;
+    }
+    return produce_outbox(p, &r, m->u.message.lsn);
+}
+
+static int outbox_setup(producer *p, char *err, size_t errlen)
+{
+    const char *const *tables, *const *columns;
+    outbox_settings s = {
+        .topic_prefix = p->prefix,
+        .message_prefix = cdc_config_str(p->cfg, "outbox-message-prefix"),
+        .dlq_topic = p->dlq_topic,
+    };
+    s.ntables = cdc_config_list(p->cfg, "outbox-table", &tables);
+    s.tables = tables;
+    s.ncolumns = cdc_config_list(p->cfg, "outbox-columns", &columns);
+    s.columns = columns;
+    if (outbox_new(&s, &p->outbox, err, errlen) < 0)
+        return -1;
+    p->m_outbox_events = cdc_metrics_counter("pgcdc_producer_outbox_events_total",
+                                             "Outbox events produced to their topics.", NULL);
+    p->m_outbox_dead = cdc_metrics_counter("pgcdc_producer_outbox_dead_letters_total",
+                                           "Malformed outbox events written to the dead-letter "
+                                           "topic.", NULL);
+    if (s.ntables > 0)
+        cdc_log_info("outbox tables: %s", cdc_config_str(p->cfg, "outbox-table"));
+    return 0;
+}
+
 static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
 {
     char err[1024];
@@ -370,6 +490,8 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
                    : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
                                                 : m->u.delete_.relid;
     relcache_rel *rel = relcache_get(p->rels, relid);
+    if (p->outbox && outbox_has_table(p->outbox, rel->nspname, rel->relname))
+        return emit_outbox_row(p, m, &ev, rel, lsn);
     kafka_topic *t = topic_for(p, rel);
     if (!t)
         return -1;
@@ -496,9 +618,11 @@ static void handle_message(producer *p, const repl_frame *f)
     case PGOUTPUT_TRUNCATE:
         emit_truncate(p, &m, f->wal_start);
         break;
+    case PGOUTPUT_MESSAGE: /* only outbox events; other messages are not changes */
+        emit_outbox_message(p, &m);
+        break;
     case PGOUTPUT_ORIGIN:
     case PGOUTPUT_TYPE:   /* types are looked up in the catalog when first used */
-    case PGOUTPUT_MESSAGE: /* logical messages: not row changes */
         break;
     }
 }
@@ -646,6 +770,10 @@ int producer_run(const cdc_config *cfg)
     }
     flushpos_init(&p.flush, 0);
     metrics_register(&p);
+    if (outbox_setup(&p, err, sizeof err) < 0) {
+        cdc_log_error("%s", err);
+        goto done;
+    }
     if (!(p.rels = relcache_new(NULL))) {
         cdc_log_error("out of memory");
         goto done;
@@ -747,6 +875,7 @@ done:
     kafka_out_destroy(p.kafka);
     relcache_free(p.rels);
     flushpos_free(&p.flush);
+    outbox_free(p.outbox);
     cdc_buf_free(&p.value);
     cdc_buf_free(&p.key);
     cdc_buf_free(&p.topic);

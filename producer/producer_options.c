@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "cdc_lsn.h"
+#include "outbox.h"
 
 static int check_lsn(const char *value, char *err, size_t errlen)
 {
@@ -62,7 +63,19 @@ const cdc_option producer_options[] = {
      .help = "a record Kafka refuses for good: stop (fail) or write a marker to --dlq-topic"},
     {.name = "dlq-topic", .env = "PGCDC_DLQ_TOPIC", .type = CDC_OPT_STRING,
      .def = "pgcdc.dlq", .metavar = "TOPIC",
-     .help = "dead-letter topic for --on-oversize=dlq markers"},
+     .help = "dead-letter topic for --on-oversize=dlq markers and malformed outbox events"},
+    {.name = "outbox-table", .env = "PGCDC_OUTBOX_TABLE", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE[,...]",
+     .help = "outbox tables: each insert becomes an event of topic <prefix>.outbox.<aggregate "
+             "type> instead of a row event; updates and deletes are ignored (docs/outbox.md)"},
+    {.name = "outbox-columns", .env = "PGCDC_OUTBOX_COLUMNS", .type = CDC_OPT_LIST,
+     .metavar = "ROLE=COLUMN[,...]", .check = outbox_check_column_item,
+     .help = "outbox column names, ROLE one of id, aggregate_type, aggregate_id, type, payload; "
+             "a role not given uses the column of its own name"},
+    {.name = "outbox-message-prefix", .env = "PGCDC_OUTBOX_MESSAGE_PREFIX",
+     .type = CDC_OPT_STRING, .def = "pgcdc.outbox", .metavar = "PREFIX",
+     .help = "pg_logical_emit_message() prefix of outbox events (JSON content, "
+             "docs/outbox.md); --outbox-message-prefix= turns it off"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
      .help = "serve /metrics and /health over HTTP here; off when unset"},
