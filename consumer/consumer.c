@@ -27,6 +27,7 @@
 #include "cdc_log.h"
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
+#include "outbox_apply.h"
 #include "sink.h"
 
 #define MAX_SINKS 2
@@ -92,6 +93,12 @@ typedef struct consumer {
 
     uint64_t applied, dead_lettered, skipped;
     uint64_t last_lsn;          /* highest source.lsn applied */
+
+    /* Outbox topics (outbox_apply.h): skipped, or applied with --outbox-apply. */
+    const char *outbox_prefix;
+    bool outbox_apply;
+    bool outbox_skip_logged;
+    cdc_buf outbox_event, outbox_key;  /* the translation of the record being added */
 
     /* /metrics: per-sink counters are published as deltas of the sinks' own. */
     cdc_metric *m_applied[MAX_SINKS], *m_rejected[MAX_SINKS], *m_retries[MAX_SINKS];
@@ -386,6 +393,65 @@ static bool is_dlq_topic(const consumer *c, const char *topic)
     return strcmp(topic, c->dlq_topic) == 0;
 }
 
+/* Records of outbox topics are not row events. Without --outbox-apply they
+ * are skipped; with it, those describing a document become an event and key
+ * (outbox_apply_translate) that stand in for the record's own, the others
+ * are skipped and the unusable ones dead-lettered. Returns false when the
+ * record has been dealt with. */
+static bool outbox_take(consumer *c, const rd_kafka_message_t *m, const char **value,
+                        size_t *value_len, const char **key, size_t *key_len)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    if (!outbox_apply_is_topic(topic, c->outbox_prefix))
+        return true;
+    if (!c->outbox_apply) {
+        if (!c->outbox_skip_logged)
+            cdc_log_info("records of outbox topics (%s*) are skipped; --outbox-apply applies "
+                         "those that describe a document", c->outbox_prefix);
+        c->outbox_skip_logged = true;
+        c->skipped++;
+        cdc_counter_add(c->m_skipped, 1);
+        return false;
+    }
+    outbox_apply_input in = {.topic = topic, .key = m->key, .key_len = m->key_len,
+                             .value = m->payload, .value_len = m->len};
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const void *v;
+        size_t len;
+        if (rd_kafka_header_get_last(h, "pgcdc-lsn", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v)
+            in.lsn = v, in.lsn_len = len;
+        if (rd_kafka_header_get_last(h, "pgcdc-event-type", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            in.event_type = v, in.event_type_len = len;
+        if (rd_kafka_header_get_last(h, "pgcdc-aggregate-type", &v, &len) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+            in.aggregate_type = v, in.aggregate_type_len = len;
+    }
+    char why[512];
+    switch (outbox_apply_translate(c->outbox_prefix, &in, &c->outbox_event, &c->outbox_key, why,
+                                   sizeof why)) {
+    case OUTBOX_APPLY_EVENT:
+        *value = c->outbox_event.data;
+        *value_len = c->outbox_event.len;
+        *key = c->outbox_key.data;
+        *key_len = c->outbox_key.len;
+        return true;
+    case OUTBOX_APPLY_SKIP:
+        cdc_log_debug("%s[%" PRId32 "]@%" PRId64 " skipped: %s", topic, m->partition, m->offset,
+                      why);
+        c->skipped++;
+        cdc_counter_add(c->m_skipped, 1);
+        return false;
+    case OUTBOX_APPLY_INVALID:
+        dead_letter(c, m, "outbox", why);
+        return false;
+    default:
+        c->fatal = true;
+        snprintf(c->fatal_err, sizeof c->fatal_err, "%s", why);
+        return false;
+    }
+}
+
 /* Takes one message into the batch: decoded into a record, or dead-lettered
  * at once, or skipped (tombstone, our own dead-letter topic). */
 static void batch_add(consumer *c, rd_kafka_message_t *m)
@@ -398,15 +464,19 @@ static void batch_add(consumer *c, rd_kafka_message_t *m)
         cdc_counter_add(c->m_skipped, 1);
         return;
     }
+    const char *value = m->payload, *key = m->key;
+    size_t value_len = m->len, key_len = m->key_len;
+    if (!outbox_take(c, m, &value, &value_len, &key, &key_len))
+        return;
     char err[512];
     consumer_record *r = &c->recs[c->nrecs];
     memset(r, 0, sizeof *r);
     r->msg = m;
-    if (cdc_event_decode(m->payload, m->len, &r->ev, err, sizeof err) < 0) {
+    if (cdc_event_decode(value, value_len, &r->ev, err, sizeof err) < 0) {
         dead_letter(c, m, "decode", err);
         return;
     }
-    if (m->key && cdc_key_decode(m->key, m->key_len, &r->key, err, sizeof err) < 0) {
+    if (key && cdc_key_decode(key, key_len, &r->key, err, sizeof err) < 0) {
         cdc_decoded_event_free(&r->ev);
         dead_letter(c, m, "decode", err);
         return;
@@ -846,6 +916,8 @@ int consumer_run(const cdc_config *cfg)
         .batch_bytes = (size_t)cdc_config_int(cfg, "batch-bytes"),
         .batch_ms = (int)cdc_config_int(cfg, "batch-ms"),
         .until_end = cdc_config_bool(cfg, "until-end"),
+        .outbox_prefix = cdc_config_str(cfg, "outbox-topic-prefix"),
+        .outbox_apply = cdc_config_bool(cfg, "outbox-apply"),
     };
     char err[1024];
     int status = 1;
@@ -925,5 +997,7 @@ done:
     free(c.recs);
     free(c.recp);
     free(c.msgs);
+    cdc_buf_free(&c.outbox_event);
+    cdc_buf_free(&c.outbox_key);
     return status;
 }

@@ -125,6 +125,14 @@ const cdc_option consumer_options[] = {
     {.name = "redis-ttl", .env = "PGCDC_REDIS_TTL", .type = CDC_OPT_LIST,
      .metavar = "SECONDS|SCHEMA.TABLE=SECONDS[,...]", .check = check_ttl,
      .help = "expire row keys (cache mode), renewed on every write; globally or per table"},
+    {.name = "outbox-apply", .env = "PGCDC_OUTBOX_APPLY", .type = CDC_OPT_BOOL, .def = "false",
+     .help = "apply outbox events that describe a document (type ...Created/Updated/Deleted or "
+             "an op field) to the sinks as table outbox.<aggregate type> (docs/outbox.md); "
+             "otherwise outbox topics are skipped"},
+    {.name = "outbox-topic-prefix", .env = "PGCDC_OUTBOX_TOPIC_PREFIX", .type = CDC_OPT_STRING,
+     .def = "pgcdc.outbox.", .metavar = "PREFIX",
+     .help = "topics starting with this are outbox topics (the producer's "
+             "<topic prefix>.outbox.)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
      .help = "serve /metrics and /health over HTTP here; off when unset"},
