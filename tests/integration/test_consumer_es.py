@@ -479,7 +479,8 @@ def test_opensearch_stopped_and_restarted_mid_stream(opensearch, kafka, build_di
                  lambda: len(index_state(opensearch, index)) == 50, timeout_s=60)
         opensearch.stop()
         produce(kafka, topic, second)
-        wait_for("the consumer to retry", lambda: "retrying" in bg.output(), timeout_s=30)
+        wait_for("the consumer to retry",
+                     lambda: "; retrying (attempt" in bg.output(), timeout_s=30)
         assert bg.proc.poll() is None, bg.output()
         opensearch.start()
         wait_for("the events written while OpenSearch was down",
@@ -621,3 +622,29 @@ def test_credentials_are_sent_and_never_logged(search_engine, kafka, build_dir, 
         assert proxy.authorizations and set(proxy.authorizations) == {expect}
     assert rows(index_state(search_engine, index)) == {"1": {"id": 1, "_pgcdc_lsn": 10}}
     assert secret not in log
+
+
+def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, kafka, build_dir,
+                                                                 unique, tmp_path,
+                                                                 cleanup_indices):
+    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
+    index = index_of(table)
+    cleanup_indices.append(index)
+    create_topic(kafka, topic)
+    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i, after={"id": i}))
+                           for i in range(3)])
+    with FaultProxy(search_engine.url, fail_status=503, fail_requests=10**6) as proxy:
+        bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique),
+                        tmp_path / "consumer.log")
+        try:
+            wait_for("the consumer to retry",
+                     lambda: "; retrying (attempt" in bg.output(), timeout_s=30)
+            assert bg.terminate(15) == 0, bg.output()
+            assert "will be read again" in bg.output()
+        finally:
+            bg.kill()
+    assert get_doc(search_engine, index, "0") is None
+    # Nothing was committed for the batch that was not applied: the same group reads it.
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert rows(index_state(search_engine, index)) == {
+        str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(3)}
