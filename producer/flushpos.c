@@ -10,6 +10,7 @@ struct flushpos_txn {
     uint64_t end_lsn;        /* 0 until committed; 0 forever when abandoned */
     uint64_t unacked;
     bool closed;             /* committed or abandoned */
+    bool refused;            /* a record was refused: never confirms */
 };
 
 void flushpos_init(flushpos *fp, uint64_t confirmed)
@@ -56,7 +57,7 @@ static flushpos_txn *push(flushpos *fp)
 /* Pops every leading transaction that is closed and fully acknowledged. */
 static void advance(flushpos *fp)
 {
-    while (fp->head && fp->head->closed && fp->head->unacked == 0) {
+    while (fp->head && fp->head->closed && fp->head->unacked == 0 && !fp->head->refused) {
         flushpos_txn *t = fp->head;
         if (t->end_lsn > fp->confirmed)
             fp->confirmed = t->end_lsn;
@@ -112,6 +113,13 @@ void flushpos_ack(flushpos *fp, flushpos_txn *txn)
     if (fp->outstanding > 0)
         fp->outstanding--;
     advance(fp);
+}
+
+void flushpos_refused(flushpos *fp, flushpos_txn *txn)
+{
+    txn->refused = true;
+    if (fp->outstanding > 0)
+        fp->outstanding--;
 }
 
 void flushpos_abandon_open(flushpos *fp)

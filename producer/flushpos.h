@@ -35,6 +35,10 @@ flushpos_txn *flushpos_sent(flushpos *fp);
 void flushpos_commit(flushpos *fp, uint64_t end_lsn);
 /* Kafka acknowledged one record of txn. */
 void flushpos_ack(flushpos *fp, flushpos_txn *txn);
+/* Kafka refused one record of txn for good: it no longer counts as
+ * outstanding (nothing will ever acknowledge it), and txn never confirms,
+ * so the position stays before it and a restart reads it again. */
+void flushpos_refused(flushpos *fp, flushpos_txn *txn);
 /* The stream broke inside a transaction: its records still count until they
  * are acknowledged, but it will never confirm anything (it is re-sent). */
 void flushpos_abandon_open(flushpos *fp);

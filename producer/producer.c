@@ -36,6 +36,7 @@
 #define PG_EPOCH_MS 946684800000LL
 #define TOPIC_TIMEOUT_MS 30000
 #define SHUTDOWN_FLUSH_MS 30000
+#define FATAL_FLUSH_MS 5000
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 
@@ -47,11 +48,23 @@ typedef enum stop_reason {
     STOP_RECONNECT,   /* connection lost: reconnect with backoff */
 } stop_reason;
 
+/* Where a table's changes go, and its names for messages about them. One
+ * per table for the life of the Kafka producer (not per relation entry,
+ * which ALTER TABLE and reconnects replace), so the names a record in
+ * flight points to stay valid and a renamed topic is logged once. */
+typedef struct table_out {
+    struct table_out *next;
+    kafka_topic *topic;
+    char *schema;
+    char *table;
+} table_out;
+
 /* What a produced record needs to find its way back in the delivery
  * report: its transaction, and what to say if Kafka refuses it. */
 typedef struct record_ref {
     flushpos_txn *txn;
     uint64_t lsn;
+    const table_out *tab;    /* NULL: not a table's change (outbox, marker) */
     bool is_marker;          /* a --on-oversize=dlq marker */
 } record_ref;
 
@@ -69,6 +82,7 @@ typedef struct producer {
     catalog *cat;
     repl_conn *repl;
     kafka_out *kafka;
+    table_out *tables;       /* topics of p->kafka by table */
     relcache *rels;
     change_builder builder;
     pgoutput_decoder decoder;
@@ -162,19 +176,6 @@ static void fail(producer *p, stop_reason why, const char *fmt, ...)
     p->stop = why;
 }
 
-static const char *header_lsn(const rd_kafka_message_t *m, char *buf, size_t len)
-{
-    rd_kafka_headers_t *hdrs = NULL;
-    const void *val;
-    size_t vlen;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, "pgcdc-lsn", &val, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(buf, len, "%.*s", (int)vlen, (const char *)val);
-        return buf;
-    }
-    return "?";
-}
-
 /* Kafka refuses this record whatever we do: retrying cannot help. */
 static bool permanent_refusal(rd_kafka_resp_err_t e)
 {
@@ -195,6 +196,22 @@ static bool permanent_refusal(rd_kafka_resp_err_t e)
 static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
                        size_t keylen, size_t size, const char *reason);
 
+/* "table s.t (topic x), key {"id":1}, lsn 0/16B3748 (23803720)" for the
+ * message of a refused record. */
+static void describe_record(char *buf, size_t len, const record_ref *ref, const char *topic,
+                            const void *key, size_t keylen)
+{
+    char lsn[CDC_LSN_BUFSZ];
+    int n = ref->tab ? snprintf(buf, len, "table %s.%s (topic %s)", ref->tab->schema,
+                                ref->tab->table, topic)
+                     : snprintf(buf, len, "topic %s", topic);
+    if (n < 0 || (size_t)n >= len)
+        return;
+    snprintf(buf + n, len - (size_t)n, ", key %.*s, lsn %s (%" PRIu64 ")",
+             key ? (keylen > 512 ? 512 : (int)keylen) : 4, key ? (const char *)key : "null",
+             cdc_lsn_format(ref->lsn, lsn), ref->lsn);
+}
+
 static void on_delivered(void *ctx, const rd_kafka_message_t *m)
 {
     producer *p = ctx;
@@ -204,7 +221,6 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
         free(ref);
         return;
     }
-    char lsnbuf[24];
     const char *topic = rd_kafka_topic_name(m->rkt);
     cdc_counter_add(p->m_delivery_errors, 1);
     if (!ref->is_marker && p->oversize_to_dlq && permanent_refusal(m->err)) {
@@ -212,15 +228,19 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
         if (send_marker(p, ref, topic, m->key, m->key_len, m->len, rd_kafka_err2str(m->err)) == 0)
             return;
     }
-    fail(p, STOP_FATAL, "Kafka refused the record of topic %s, key %.*s, lsn %s: %s%s",
-         topic, m->key ? (int)m->key_len : 4, m->key ? (const char *)m->key : "null",
-         header_lsn(m, lsnbuf, sizeof lsnbuf), rd_kafka_err2str(m->err),
-         p->oversize_to_dlq ? "" : " (--on-oversize=dlq would dead-letter it)");
+    char what[1024];
+    describe_record(what, sizeof what, ref, topic, m->key, m->key_len);
+    fail(p, STOP_FATAL, "Kafka refused the record of %s, %zu bytes: %s%s", what, m->len,
+         rd_kafka_err2str(m->err),
+         p->oversize_to_dlq || ref->is_marker ? "" : " (--on-oversize=dlq would dead-letter it)");
     /* Never acknowledged: the position stays before it. */
+    flushpos_refused(&p->flush, ref->txn);
     free(ref);
 }
 
-/* A small JSON marker in place of a record Kafka would not take. */
+/* A small JSON marker in place of a record Kafka would not take:
+ * {"schema","table","topic","key","lsn","size","reason"}, keyed like the
+ * record, so it says what to look up in PostgreSQL. */
 static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
                        size_t keylen, size_t size, const char *reason)
 {
@@ -231,16 +251,34 @@ static int send_marker(producer *p, record_ref *ref, const char *topic, const vo
         return -1;
     }
     cdc_buf marker = CDC_BUF_INIT;
-    cdc_buf_printf(&marker, "{\"topic\":");
-    pgvalue_append_json_string(&marker, topic, strlen(topic));
-    cdc_buf_puts(&marker, ",\"key\":");
-    if (key)
-        pgvalue_append_json_string(&marker, key, keylen);
+    int rc = cdc_buf_puts(&marker, "{\"schema\":");
+    if (ref->tab) {
+        rc |= pgvalue_append_json_string(&marker, ref->tab->schema, strlen(ref->tab->schema));
+        rc |= cdc_buf_puts(&marker, ",\"table\":");
+        rc |= pgvalue_append_json_string(&marker, ref->tab->table, strlen(ref->tab->table));
+    } else {
+        rc |= cdc_buf_puts(&marker, "null,\"table\":null");
+    }
+    rc |= cdc_buf_puts(&marker, ",\"topic\":");
+    rc |= pgvalue_append_json_string(&marker, topic, strlen(topic));
+    rc |= cdc_buf_puts(&marker, ",\"key\":");
+    /* Table keys are JSON objects: embedded as such; anything else as text. */
+    char jerr[64];
+    if (!key)
+        rc |= cdc_buf_puts(&marker, "null");
+    else if (ref->tab && cdc_json_validate(key, keylen, jerr, sizeof jerr) == 0)
+        rc |= cdc_buf_append(&marker, key, keylen);
     else
-        cdc_buf_puts(&marker, "null");
-    cdc_buf_printf(&marker, ",\"lsn\":%" PRIu64 ",\"size\":%zu,\"reason\":", ref->lsn, size);
-    pgvalue_append_json_string(&marker, reason, strlen(reason));
-    cdc_buf_putc(&marker, '}');
+        rc |= pgvalue_append_json_string(&marker, key, keylen);
+    rc |= cdc_buf_printf(&marker, ",\"lsn\":%" PRIu64 ",\"size\":%zu,\"reason\":", ref->lsn,
+                         size);
+    rc |= pgvalue_append_json_string(&marker, reason, strlen(reason));
+    rc |= cdc_buf_putc(&marker, '}');
+    if (rc < 0) {
+        cdc_buf_free(&marker);
+        fail(p, STOP_FATAL, "cannot dead-letter a refused record: out of memory");
+        return -1;
+    }
     ref->is_marker = true;
     rd_kafka_resp_err_t e;
     while ((e = kafka_out_produce(p->kafka, dlq, RD_KAFKA_PARTITION_UA, key, keylen,
@@ -248,12 +286,15 @@ static int send_marker(producer *p, record_ref *ref, const char *topic, const vo
            RD_KAFKA_RESP_ERR__QUEUE_FULL)
         kafka_out_poll(p->kafka, 10);
     cdc_buf_free(&marker);
+    char what[1024];
+    describe_record(what, sizeof what, ref, topic, key, keylen);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fail(p, STOP_FATAL, "cannot dead-letter a refused record: %s", rd_kafka_err2str(e));
+        fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: %s", what,
+             rd_kafka_err2str(e));
         return -1;
     }
-    cdc_log_warn("record of topic %s, lsn %" PRIu64 " (%zu bytes) refused by Kafka (%s): "
-                 "marker written to %s", topic, ref->lsn, size, reason, p->dlq_topic);
+    cdc_log_warn("record of %s, %zu bytes, refused by Kafka (%s): marker written to %s", what,
+                 size, reason, p->dlq_topic);
     return 0;
 }
 
@@ -277,9 +318,9 @@ static void send_status(producer *p, bool reply_requested)
 
 /* Hands one record to Kafka, waiting (serving delivery reports and status
  * updates) while the client queue is full. */
-static int produce_with_headers(producer *p, kafka_topic *t, int32_t partition,
-                                const cdc_buf *key, const cdc_buf *value, uint64_t lsn,
-                                const kafka_out_header *hdrs, size_t nhdrs)
+static int produce_with_headers(producer *p, kafka_topic *t, const table_out *tab,
+                                int32_t partition, const cdc_buf *key, const cdc_buf *value,
+                                uint64_t lsn, const kafka_out_header *hdrs, size_t nhdrs)
 {
     record_ref *ref = malloc(sizeof *ref);
     if (!ref) {
@@ -287,6 +328,7 @@ static int produce_with_headers(producer *p, kafka_topic *t, int32_t partition,
         return -1;
     }
     ref->lsn = lsn;
+    ref->tab = tab;
     ref->is_marker = false;
     ref->txn = flushpos_sent(&p->flush);
     if (!ref->txn) {
@@ -312,44 +354,78 @@ static int produce_with_headers(producer *p, kafka_topic *t, int32_t partition,
         if (permanent_refusal(e) && p->oversize_to_dlq) {
             char reason[160];
             snprintf(reason, sizeof reason, "%s", rd_kafka_err2str(e));
-            return send_marker(p, ref, kafka_topic_name(t), key ? key->data : NULL,
-                               key ? key->len : 0, value ? value->len : 0, reason);
+            if (send_marker(p, ref, kafka_topic_name(t), key ? key->data : NULL,
+                            key ? key->len : 0, value ? value->len : 0, reason) == 0)
+                return 0;
+            flushpos_refused(&p->flush, ref->txn);
+            free(ref);
+            return -1;
         }
-        fail(p, STOP_FATAL, "Kafka refused the record of topic %s, key %s, lsn %" PRIu64 " (%zu bytes): %s",
-             kafka_topic_name(t), key && key->data ? key->data : "null", lsn,
-             value ? value->len : 0, rd_kafka_err2str(e));
+        char what[1024];
+        describe_record(what, sizeof what, ref, kafka_topic_name(t), key ? key->data : NULL,
+                        key ? key->len : 0);
+        fail(p, STOP_FATAL, "Kafka refused the record of %s, %zu bytes: %s%s", what,
+             value ? value->len : 0, rd_kafka_err2str(e),
+             permanent_refusal(e) ? " (--on-oversize=dlq would dead-letter it)" : "");
         /* Never acknowledged: the position stays before it. */
+        flushpos_refused(&p->flush, ref->txn);
         free(ref);
         return -1;
     }
 }
 
-static int produce(producer *p, kafka_topic *t, int32_t partition, const cdc_buf *key,
+static int produce(producer *p, const table_out *tab, int32_t partition, const cdc_buf *key,
                    const cdc_buf *value, uint64_t lsn)
 {
-    return produce_with_headers(p, t, partition, key, value, lsn, NULL, 0);
+    return produce_with_headers(p, tab->topic, tab, partition, key, value, lsn, NULL, 0);
 }
 
-static kafka_topic *topic_for(producer *p, relcache_rel *rel)
+static void tables_free(table_out *t)
+{
+    while (t) {
+        table_out *next = t->next;
+        free(t->schema);
+        free(t->table);
+        free(t);
+        t = next;
+    }
+}
+
+static table_out *topic_for(producer *p, relcache_rel *rel)
 {
     if (rel->user)
         return rel->user;
+    for (table_out *t = p->tables; t; t = t->next) {
+        if (strcmp(t->schema, rel->nspname) == 0 && strcmp(t->table, rel->relname) == 0) {
+            rel->user = t;
+            return t;
+        }
+    }
     bool changed = false;
     cdc_buf_reset(&p->topic);
     if (cdc_topic_name(p->prefix, rel->nspname, rel->relname, &p->topic, &changed) < 0) {
         fail(p, STOP_FATAL, "cannot name the topic of %s.%s", rel->nspname, rel->relname);
         return NULL;
     }
-    if (changed)
-        cdc_log_warn("table %s.%s streams to topic %s: Kafka does not accept its name as is",
-                     rel->nspname, rel->relname, p->topic.data);
     char err[512];
-    kafka_topic *t;
-    if (kafka_out_topic(p->kafka, p->topic.data, TOPIC_TIMEOUT_MS, &t, err, sizeof err) < 0) {
+    kafka_topic *kt;
+    if (kafka_out_topic(p->kafka, p->topic.data, TOPIC_TIMEOUT_MS, &kt, err, sizeof err) < 0) {
         fail(p, STOP_RECONNECT, "%s", err);
         return NULL;
     }
-    rel->user = t; /* the topic outlives the relation entry; not owned */
+    table_out *t = calloc(1, sizeof *t);
+    if (!t || !(t->schema = strdup(rel->nspname)) || !(t->table = strdup(rel->relname))) {
+        tables_free(t);
+        fail(p, STOP_FATAL, "out of memory");
+        return NULL;
+    }
+    if (changed)
+        cdc_log_warn("table %s.%s streams to topic %s: Kafka does not accept its name as is",
+                     rel->nspname, rel->relname, p->topic.data);
+    t->topic = kt;
+    t->next = p->tables;
+    p->tables = t;
+    rel->user = t; /* owned by p->tables, which outlives relation entries */
     return t;
 }
 
@@ -390,7 +466,7 @@ static int produce_outbox(producer *p, const outbox_record *r, uint64_t lsn)
         hdrs[i] = (kafka_out_header){r->headers[i].name, r->headers[i].name_len,
                                      r->headers[i].value, r->headers[i].value_len};
     cdc_buf value = {(char *)r->value, r->value_len, r->value_len};
-    int rc = produce_with_headers(p, t, RD_KAFKA_PARTITION_UA, r->key ? &p->key : NULL,
+    int rc = produce_with_headers(p, t, NULL, RD_KAFKA_PARTITION_UA, r->key ? &p->key : NULL,
                                   r->value ? &value : NULL, lsn, hdrs, r->nheaders);
     free(hdrs);
     if (rc < 0)
@@ -492,7 +568,7 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
     relcache_rel *rel = relcache_get(p->rels, relid);
     if (p->outbox && outbox_has_table(p->outbox, rel->nspname, rel->relname))
         return emit_outbox_row(p, m, &ev, rel, lsn);
-    kafka_topic *t = topic_for(p, rel);
+    table_out *t = topic_for(p, rel);
     if (!t)
         return -1;
     cdc_buf_reset(&p->value);
@@ -529,7 +605,7 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
         }
         ev.ts_ms = wall_ms();
         relcache_rel *rel = relcache_get(p->rels, m->u.truncate.relids[i]);
-        kafka_topic *t = topic_for(p, rel);
+        table_out *t = topic_for(p, rel);
         if (!t)
             return -1;
         cdc_buf_reset(&p->value);
@@ -538,7 +614,7 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
                  rel->relname, err);
             return -1;
         }
-        for (int32_t part = 0; part < kafka_topic_partitions(t); part++)
+        for (int32_t part = 0; part < kafka_topic_partitions(t->topic); part++)
             if (produce(p, t, part, NULL, &p->value, lsn) < 0)
                 return -1;
         p->changes++;
@@ -789,7 +865,7 @@ int producer_run(const cdc_config *cfg)
         p.stop = RUNNING;
         if (connect_and_start(&p, err, sizeof err) < 0) {
             if (p.stop == STOP_FATAL) {
-                cdc_log_error("%s", err);
+                snprintf(p.stop_err, sizeof p.stop_err, "%s", err);
                 break;
             }
             cdc_log_warn("%s; retrying in %d ms", err, backoff);
@@ -823,6 +899,8 @@ int producer_run(const cdc_config *cfg)
                 drain(&p, 0);
                 kafka_out_destroy(p.kafka);
                 p.kafka = NULL;
+                tables_free(p.tables);
+                p.tables = NULL;
                 flushpos_free(&p.flush);
                 flushpos_init(&p.flush, p.reported);
                 /* Relations point at the old producer's topics; the server
@@ -842,30 +920,34 @@ int producer_run(const cdc_config *cfg)
         }
     }
 
-    if (p.stop == STOP_SIGNAL || p.stop == STOP_ENDPOS) {
+    if (p.stop == STOP_SIGNAL || p.stop == STOP_ENDPOS || p.stop == STOP_FATAL) {
+        stop_reason why = p.stop;
         if (p.flush.outstanding > 0)
             cdc_log_info("waiting for Kafka to acknowledge %" PRIu64 " records", p.flush.outstanding);
-        drain(&p, SHUTDOWN_FLUSH_MS);
-        if (p.repl && p.stop != STOP_FATAL)
+        /* After an error too: what Kafka still takes moves the position on,
+         * which is less to send again. */
+        drain(&p, why == STOP_FATAL ? FATAL_FLUSH_MS : SHUTDOWN_FLUSH_MS);
+        /* Safe whatever happened: the position never passes a record that
+         * Kafka refused or has not acknowledged. */
+        if (p.repl)
             send_status(&p, false);
         char lsn[CDC_LSN_BUFSZ];
-        if (p.stop == STOP_FATAL) {
+        cdc_lsn_format(p.flush.confirmed, lsn);
+        if (why == STOP_FATAL || p.stop == STOP_FATAL) {
             cdc_log_error("%s", p.stop_err);
+            cdc_log_error("stopped on the error above: confirmed position %s, a restart "
+                          "resumes from there", lsn);
         } else if (p.flush.outstanding > 0) {
             cdc_log_error("stopped with %" PRIu64 " records unacknowledged by Kafka; "
                           "confirmed position %s (they will be sent again)",
-                          p.flush.outstanding, cdc_lsn_format(p.flush.confirmed, lsn));
+                          p.flush.outstanding, lsn);
         } else {
             cdc_log_info("stopped (%s): %" PRIu64 " changes in %" PRIu64 " transactions, "
                          "confirmed position %s",
-                         p.stop == STOP_SIGNAL ? "signal" : "endpos reached",
-                         p.changes, p.txns, cdc_lsn_format(p.flush.confirmed, lsn));
+                         why == STOP_SIGNAL ? "signal" : "endpos reached", p.changes, p.txns,
+                         lsn);
             status = 0;
         }
-    } else if (p.stop == STOP_FATAL) {
-        cdc_log_error("%s", p.stop_err);
-        /* Deliver what can be delivered: the slot still re-sends it all. */
-        drain(&p, 5000);
     }
 done:
     repl_close(p.repl);
@@ -873,6 +955,7 @@ done:
     change_builder_free(&p.builder);
     pgoutput_decoder_free(&p.decoder);
     kafka_out_destroy(p.kafka);
+    tables_free(p.tables);
     relcache_free(p.rels);
     flushpos_free(&p.flush);
     outbox_free(p.outbox);

@@ -62,6 +62,23 @@ int main(void)
     TAP_OK(fp.confirmed == 1999 && fp.ntxn == 0 && fp.outstanding == 0,
            "flushpos_first_ack_releases_all");
 
+    /* A record Kafka refused for good: nothing waits for it any more, but
+     * its transaction and every later one stay unconfirmed. */
+    flushpos_begin(&fp);
+    flushpos_txn *e1 = flushpos_sent(&fp);
+    flushpos_txn *e2 = flushpos_sent(&fp);
+    flushpos_commit(&fp, 2100);
+    flushpos_begin(&fp);
+    flushpos_txn *f1 = flushpos_sent(&fp);
+    flushpos_commit(&fp, 2200);
+    flushpos_refused(&fp, e1);
+    flushpos_ack(&fp, e2);
+    flushpos_ack(&fp, f1);
+    TAP_OK(fp.outstanding == 0, "flushpos_refused_record_is_not_outstanding");
+    TAP_OK(fp.confirmed == 1999, "flushpos_refused_record_holds_the_position");
+    flushpos_confirm_idle(&fp, 3000);
+    TAP_OK(fp.confirmed == 1999, "flushpos_refused_record_blocks_idle_confirm");
+
     flushpos_free(&fp);
     return tap_done();
 }

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
@@ -155,17 +156,29 @@ class ProducerSetup:
             self._conn = psycopg.connect(self.pg.dsn, autocommit=True)
         return self._conn
 
+    def _retry(self, fn):
+        # After a PostgreSQL restart the first use of the old connection fails.
+        try:
+            return fn()
+        except psycopg.OperationalError:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return fn()
+
     def sql(self, *statements):
         """Runs statements in one transaction; returns the rows of the last one."""
-        rows = None
-        with self.conn.transaction():
-            for stmt in statements:
-                cur = self.conn.execute(stmt)
-                rows = cur.fetchall() if cur.description else None
-        return rows
+        def run():
+            rows = None
+            with self.conn.transaction():
+                for stmt in statements:
+                    cur = self.conn.execute(stmt)
+                    rows = cur.fetchall() if cur.description else None
+            return rows
+        return self._retry(run)
 
     def one(self, statement, params=None):
-        return self.conn.execute(statement, params).fetchone()[0]
+        return self._retry(lambda: self.conn.execute(statement, params).fetchone()[0])
 
     def lsn(self):
         """The current WAL insert position: an --endpos after everything done so far."""
@@ -195,9 +208,9 @@ class ProducerSetup:
     def reference_changes(self, tables=None):
         """Every change of this schema since the reference slot was made, as test_decoding
         saw it: (lsn, table, op, key text, commit end lsn). Consumes the reference slot."""
-        rows = self.conn.execute(
+        rows = self._retry(lambda: self.conn.execute(
             "SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, NULL, "
-            "'skip-empty-xacts', '1', 'include-xids', '0')", (self.ref_slot,)).fetchall()
+            "'skip-empty-xacts', '1', 'include-xids', '0')", (self.ref_slot,)).fetchall())
         changes, pending = [], []
         prefix = f"table {self.schema}."
         for lsn, data in rows:
@@ -428,3 +441,72 @@ def strip(ev):
     if "unchanged_toast" in ev:
         out["unchanged_toast"] = ev["unchanged_toast"]
     return out
+
+
+class Workload(threading.Thread):
+    """Small transactions on table w(id int PRIMARY KEY, n int) of one schema, until
+    `txns` have committed: each inserts `rows` rows, updates the previous transaction's
+    rows and deletes every fifth row of the one before. Survives a PostgreSQL restart
+    (reconnects and goes on; a transaction whose commit was lost is simply redone, the
+    reference slot says what really committed). join() re-raises its error."""
+
+    def __init__(self, dsn, schema, txns, rows=20, pause=0.01, deadline=180):
+        super().__init__(daemon=True)
+        self.dsn, self.schema, self.txns, self.rows = dsn, schema, txns, rows
+        self.pause, self.deadline = pause, time.monotonic() + deadline
+        self.committed = 0
+        self.reconnects = 0
+        self.error = None
+        self._stop_flag = threading.Event()
+
+    def stop(self):
+        self._stop_flag.set()
+
+    def _connect(self):
+        while True:
+            try:
+                return psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+            except psycopg.OperationalError:
+                if time.monotonic() > self.deadline:
+                    raise
+                time.sleep(0.2)
+
+    def run(self):
+        try:
+            conn = self._connect()
+            i = 0
+            while i < self.txns and not self._stop_flag.is_set():
+                if time.monotonic() > self.deadline:
+                    raise AssertionError(f"workload: only {i} of {self.txns} transactions "
+                                         "before its deadline")
+                r = self.rows
+                try:
+                    with conn.transaction():
+                        conn.execute(f"INSERT INTO {self.schema}.w SELECT g, 0 FROM "
+                                     f"generate_series({i * r}, {i * r + r - 1}) g "
+                                     "ON CONFLICT DO NOTHING")
+                        if i >= 1:
+                            conn.execute(f"UPDATE {self.schema}.w SET n = n + 1 WHERE id "
+                                         f"BETWEEN {(i - 1) * r} AND {i * r - 1}")
+                        if i >= 2:
+                            conn.execute(f"DELETE FROM {self.schema}.w WHERE id BETWEEN "
+                                         f"{(i - 2) * r} AND {(i - 1) * r - 1} AND id % 5 = 0")
+                except psycopg.OperationalError:
+                    conn.close()
+                    self.reconnects += 1
+                    conn = self._connect()
+                    continue
+                i += 1
+                self.committed = i
+                if self.pause:
+                    time.sleep(self.pause)
+            conn.close()
+        except BaseException as e:  # noqa: BLE001 - handed to join()
+            self.error = e
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.is_alive():
+            raise AssertionError("workload thread did not finish")
+        if self.error:
+            raise self.error
