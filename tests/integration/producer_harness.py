@@ -333,6 +333,25 @@ class ProducerSetup:
         records.sort(key=lambda r: (r.partition, r.offset))
         return records
 
+    def read_at(self, topic, partition, offset, timeout=30):
+        """The one record at (partition, offset)."""
+        self.topics_made.add(topic)
+        c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests",
+                      "enable.auto.commit": False})
+        try:
+            c.assign([TopicPartition(topic, partition, offset)])
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    raise KafkaException(m.error())
+                return self._record(m, True)
+            raise AssertionError(f"no record at {topic}/{partition}@{offset}")
+        finally:
+            c.close()
+
     @staticmethod
     def _record(m, parse):
         headers = dict(m.headers() or [])
