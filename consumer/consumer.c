@@ -27,6 +27,7 @@
 #include "cdc_log.h"
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
+#include "keychange.h"
 #include "outbox_apply.h"
 #include "sink.h"
 
@@ -452,6 +453,43 @@ static bool outbox_take(consumer *c, const rd_kafka_message_t *m, const char **v
     }
 }
 
+/* An update that changed the row's key also deletes the row at its old key
+ * (keychange.h): a second record, right after it, of the same message. */
+static void add_old_key_delete(consumer *c, const consumer_record *r, const char *value,
+                               size_t value_len)
+{
+    cdc_buf old = CDC_BUF_INIT;
+    char err[512];
+    int rc = keychange_old_key(&r->ev, r->key, &old);
+    if (rc <= 0) {
+        if (rc < 0) {
+            c->fatal = true;
+            snprintf(c->fatal_err, sizeof c->fatal_err, "out of memory");
+        }
+        cdc_buf_free(&old);
+        return;
+    }
+    consumer_record *d = &c->recs[c->nrecs];
+    memset(d, 0, sizeof *d);
+    d->msg = r->msg;
+    if (cdc_event_decode(value, value_len, &d->ev, err, sizeof err) < 0 ||
+        cdc_key_decode(old.data, old.len, &d->key, err, sizeof err) < 0) {
+        cdc_decoded_event_free(&d->ev);
+        c->fatal = true;
+        snprintf(c->fatal_err, sizeof c->fatal_err, "cannot make the delete of an old key: %s", err);
+        cdc_buf_free(&old);
+        return;
+    }
+    d->ev.op = 'd';
+    d->ev.after = NULL;
+    d->ev.n_unchanged_toast = 0;
+    cdc_log_debug("%s.%s: update at lsn %" PRIu64 " moved the row from key %s", d->ev.schema,
+                  d->ev.table, d->ev.lsn, old.data);
+    c->recp[c->nrecs] = d;
+    c->nrecs++;
+    cdc_buf_free(&old);
+}
+
 /* Takes one message into the batch: decoded into a record, or dead-lettered
  * at once, or skipped (tombstone, our own dead-letter topic). */
 static void batch_add(consumer *c, rd_kafka_message_t *m)
@@ -483,6 +521,7 @@ static void batch_add(consumer *c, rd_kafka_message_t *m)
     }
     c->recp[c->nrecs] = r;
     c->nrecs++;
+    add_old_key_delete(c, r, value, value_len);
 }
 
 static int store_offset(consumer *c, const char *topic, int32_t partition, int64_t next)
@@ -941,8 +980,9 @@ int consumer_run(const cdc_config *cfg)
         status = 2;
         goto done;
     }
-    c.recs = calloc(c.batch_records, sizeof *c.recs);
-    c.recp = calloc(c.batch_records, sizeof *c.recp);
+    /* Twice the records: a key-changing update adds the delete of its old key. */
+    c.recs = calloc(2 * c.batch_records, sizeof *c.recs);
+    c.recp = calloc(2 * c.batch_records, sizeof *c.recp);
     c.msgs = calloc(c.batch_records, sizeof *c.msgs);
     if (!c.recs || !c.recp || !c.msgs) {
         cdc_log_error("out of memory for a batch of %zu records", c.batch_records);
