@@ -41,8 +41,12 @@ int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errle
         snprintf(err, errlen, "cannot connect to PostgreSQL: out of memory");
         return -1;
     }
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "pgcdc-producer-catalog", NULL};
+    /* The walsender's settings (replication.c): values read here by
+     * catalog_fetch_row must print exactly as the stream prints them. */
+    const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
+    const char *vals[] = {conninfo ? conninfo : "", "pgcdc-producer-catalog",
+                          "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 "
+                          "-c extra_float_digits=3 -c bytea_output=hex", NULL};
     cat->pg = PQconnectdbParams(keys, vals, 1);
     if (!cat->pg || PQstatus(cat->pg) != CONNECTION_OK) {
         pg_error_format(cat->pg, "cannot connect to PostgreSQL", err, errlen);
@@ -261,4 +265,76 @@ void catalog_free_names(char **names, int n)
     for (int i = 0; i < n; i++)
         free(names[i]);
     free(names);
+}
+
+int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
+                      const char *const *keycols, const char *const *keyvals, size_t nkey,
+                      const char *const *cols, size_t ncols, char **values,
+                      char *err, size_t errlen)
+{
+    for (size_t j = 0; j < ncols; j++)
+        values[j] = NULL;
+    cdc_buf sql = CDC_BUF_INIT;
+    int rc = -1;
+    PGresult *res = NULL;
+    /* Every name is quoted by libpq: a name can never change the statement. */
+    char *q = NULL;
+    cdc_buf_puts(&sql, "SELECT ");
+    for (size_t j = 0; j < ncols; j++) {
+        if (!(q = PQescapeIdentifier(cat->pg, cols[j], strlen(cols[j]))))
+            goto escape;
+        cdc_buf_printf(&sql, "%s%s", j ? ", " : "", q);
+        PQfreemem(q);
+    }
+    cdc_buf_puts(&sql, " FROM ");
+    if (!(q = PQescapeIdentifier(cat->pg, nspname, strlen(nspname))))
+        goto escape;
+    cdc_buf_printf(&sql, "%s.", q);
+    PQfreemem(q);
+    if (!(q = PQescapeIdentifier(cat->pg, relname, strlen(relname))))
+        goto escape;
+    cdc_buf_printf(&sql, "%s WHERE ", q);
+    PQfreemem(q);
+    for (size_t k = 0; k < nkey; k++) {
+        if (!(q = PQescapeIdentifier(cat->pg, keycols[k], strlen(keycols[k]))))
+            goto escape;
+        /* An untyped parameter takes the key column's type. */
+        cdc_buf_printf(&sql, "%s%s = $%zu", k ? " AND " : "", q, k + 1);
+        PQfreemem(q);
+    }
+    if (!sql.data) {
+        snprintf(err, errlen, "cannot read a row of %s.%s: out of memory", nspname, relname);
+        goto done;
+    }
+    res = query(cat, sql.data, (int)nkey, keyvals, PGRES_TUPLES_OK);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "cannot read a row of %s.%s by its key", nspname, relname);
+        pg_error_format(cat->pg, what, err, errlen);
+        goto done;
+    }
+    if (PQntuples(res) == 0) {
+        rc = 0;
+        goto done;
+    }
+    for (size_t j = 0; j < ncols; j++) {
+        if (PQgetisnull(res, 0, (int)j))
+            continue;
+        if (!(values[j] = strdup(PQgetvalue(res, 0, (int)j)))) {
+            for (size_t i = 0; i < j; i++) {
+                free(values[i]);
+                values[i] = NULL;
+            }
+            snprintf(err, errlen, "cannot read a row of %s.%s: out of memory", nspname, relname);
+            goto done;
+        }
+    }
+    rc = 1;
+    goto done;
+escape:
+    pg_error_format(cat->pg, "cannot quote a name", err, errlen);
+done:
+    PQclear(res);
+    cdc_buf_free(&sql);
+    return rc;
 }

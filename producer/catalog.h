@@ -36,4 +36,15 @@ int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, 
 int catalog_primary_key(catalog *cat, uint32_t relid, char ***names, char *err, size_t errlen);
 void catalog_free_names(char **names, int n);
 
+/* The current values of columns cols[0..ncols) of the row of
+ * nspname.relname (a partitioned table's rows included) whose columns
+ * keycols have the text values keyvals (compared as the columns' types),
+ * printed with the walsender's settings. values[j] receives a malloc'd copy
+ * of each value's text, NULL for SQL NULL. Names are quoted by libpq.
+ * Returns 1 found, 0 no such row, -1 with err set. */
+int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
+                      const char *const *keycols, const char *const *keyvals, size_t nkey,
+                      const char *const *cols, size_t ncols, char **values,
+                      char *err, size_t errlen);
+
 #endif

@@ -17,6 +17,12 @@ void change_builder_init(change_builder *b, relcache *rc,
     b->resolve_ctx = resolve_ctx;
 }
 
+void change_builder_set_fetch(change_builder *b, change_fetch_fn fetch, void *ctx)
+{
+    b->fetch = fetch;
+    b->fetch_ctx = ctx;
+}
+
 void change_builder_free(change_builder *b)
 {
     if (!b)
@@ -89,11 +95,13 @@ static int reserve(change_builder *b, size_t ncols, size_t nrel)
 
 /* Appends the columns of a tuple to b->cols. only_identity: keep only
  * replica identity columns (an old key tuple, whose other columns are sent
- * as nulls). Unchanged-TOAST columns are skipped, and listed in *ntoast when
+ * as nulls). Unchanged-TOAST columns are taken from `full_old` (the whole
+ * old row of REPLICA IDENTITY FULL, which PostgreSQL sends with its TOAST
+ * values inline) when given, else skipped, and listed in *ntoast when
  * toast is given. */
 static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t,
-                   bool only_identity, size_t *ncols, int *pos, size_t *ntoast,
-                   char *err, size_t errlen)
+                   const pgoutput_tuple *full_old, bool only_identity, size_t *ncols, int *pos,
+                   size_t *ntoast, char *err, size_t errlen)
 {
     for (uint16_t i = 0; i < t->ncols; i++) {
         relcache_col *col = &rel->cols[i];
@@ -101,6 +109,10 @@ static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t
         pos[i] = -1;
         if (only_identity && !col->is_identity)
             continue;
+        if (v->kind == PGOUTPUT_COL_UNCHANGED && full_old &&
+            (full_old->cols[i].kind == PGOUTPUT_COL_TEXT ||
+             full_old->cols[i].kind == PGOUTPUT_COL_NULL))
+            v = &full_old->cols[i];
         if (v->kind == PGOUTPUT_COL_UNCHANGED) {
             if (ntoast)
                 b->toast[(*ntoast)++] = col->name;
@@ -135,6 +147,93 @@ oom:
     snprintf(err, errlen, "out of memory converting a row of %s.%s", rel->nspname,
              rel->relname);
     return -1;
+}
+
+/* Appends one fetched value (text, or NULL for SQL NULL) as column i of
+ * the new row. */
+static int add_fetched(change_builder *b, relcache_rel *rel, uint16_t i, const char *text,
+                       size_t *ncols, char *err, size_t errlen)
+{
+    relcache_col *col = &rel->cols[i];
+    size_t at = b->values.len;
+    if (!text) {
+        if (cdc_buf_append(&b->values, "null", 4) < 0) {
+            snprintf(err, errlen, "out of memory converting a row of %s.%s", rel->nspname,
+                     rel->relname);
+            return -1;
+        }
+    } else {
+        const pgvalue_type *type;
+        char verr[160];
+        if (change_column_type(b, col, &type, verr, sizeof verr) < 0 ||
+            pgvalue_append_json(&b->values, type, text, strlen(text), &b->scratch, verr,
+                                sizeof verr) < 0) {
+            snprintf(err, errlen, "cannot convert column \"%s\" (type %u) of %s.%s read by "
+                     "key: %s", col->name, col->type_oid, rel->nspname, rel->relname, verr);
+            return -1;
+        }
+    }
+    b->pos_new[i] = (int)*ncols;
+    b->cols[*ncols].name = col->name;
+    b->offs[*ncols] = at;
+    (*ncols)++;
+    return 0;
+}
+
+/* The unchanged TOAST columns of an update that moved the row to a new key,
+ * read from the table by that key (change_builder_set_fetch says why).
+ * Found: they join the new row and *ntoast drops to 0. */
+static int fill_moved_toast(change_builder *b, relcache_rel *rel, const pgoutput_tuple *newtup,
+                            const pgoutput_tuple *oldkey, size_t *ncols, size_t *ntoast,
+                            char *err, size_t errlen)
+{
+    if (rel->nkey == 0)
+        return 0;
+    char **keyvals = calloc(rel->nkey, sizeof *keyvals);
+    uint16_t *cols = calloc(*ntoast, sizeof *cols);
+    char **values = calloc(*ntoast, sizeof *values);
+    int rc = -1;
+    size_t n = 0;
+    if (!keyvals || !cols || !values)
+        goto nomem;
+    for (uint16_t k = 0; k < rel->nkey; k++) {
+        uint16_t i = rel->key[k];
+        const pgoutput_value *v = &newtup->cols[i];
+        if (v->kind != PGOUTPUT_COL_TEXT)
+            v = &oldkey->cols[i]; /* a TOASTed key that did not change */
+        if (v->kind != PGOUTPUT_COL_TEXT) {
+            rc = 0;
+            goto done;
+        }
+        if (!(keyvals[k] = strndup(v->data, v->len)))
+            goto nomem;
+    }
+    for (uint16_t i = 0; i < newtup->ncols && n < *ntoast; i++)
+        if (newtup->cols[i].kind == PGOUTPUT_COL_UNCHANGED && b->pos_new[i] < 0)
+            cols[n++] = i;
+    if (n != *ntoast || b->fetch(b->fetch_ctx, rel, (const char *const *)keyvals, cols, n,
+                                 values) != 1) {
+        rc = 0;
+        goto done;
+    }
+    for (size_t j = 0; j < n; j++)
+        if (add_fetched(b, rel, cols[j], values[j], ncols, err, errlen) < 0)
+            goto done;
+    *ntoast = 0;
+    rc = 0;
+    goto done;
+nomem:
+    snprintf(err, errlen, "out of memory reading the TOAST values of a moved row of %s.%s",
+             rel->nspname, rel->relname);
+done:
+    for (size_t k = 0; keyvals && k < rel->nkey; k++)
+        free(keyvals[k]);
+    for (size_t j = 0; values && j < n; j++)
+        free(values[j]);
+    free(keyvals);
+    free(cols);
+    free(values);
+    return rc;
 }
 
 static const char *op_name(char op)
@@ -196,12 +295,17 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
 
     size_t n = 0, nbefore = 0, nafter = 0, ntoast = 0;
     if (oldtup) {
-        if (add_row(b, rel, oldtup, old_kind == 'K', &n, b->pos_old, NULL, err, errlen) < 0)
+        if (add_row(b, rel, oldtup, NULL, old_kind == 'K', &n, b->pos_old, NULL, err,
+                    errlen) < 0)
             return -1;
         nbefore = n;
     }
     if (newtup) {
-        if (add_row(b, rel, newtup, false, &n, b->pos_new, &ntoast, err, errlen) < 0)
+        if (add_row(b, rel, newtup, old_kind == 'O' ? oldtup : NULL, false, &n, b->pos_new,
+                    &ntoast, err, errlen) < 0)
+            return -1;
+        if (op == 'u' && old_kind == 'K' && ntoast > 0 && b->fetch &&
+            fill_moved_toast(b, rel, newtup, oldtup, &n, &ntoast, err, errlen) < 0)
             return -1;
         nafter = n - nbefore;
     }

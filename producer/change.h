@@ -13,10 +13,21 @@
 #include "pgvalue.h"
 #include "relcache.h"
 
+/* Reads the current values of the columns cols[0..n) (indices into
+ * rel->cols) of the row whose key columns (rel->key, in that order) have
+ * the text values keyvals[]. Each values[i] receives a malloc'd copy of the
+ * column's text form (as the walsender prints it), NULL for SQL NULL; the
+ * caller frees them. Returns 1 when the row was found, 0 when it was not or
+ * could not be read (then values[] are all NULL). */
+typedef int (*change_fetch_fn)(void *ctx, const relcache_rel *rel, const char *const *keyvals,
+                               const uint16_t *cols, size_t n, char **values);
+
 typedef struct change_builder {
     relcache *rc;
     pgvalue_resolve_fn resolve;   /* user types; NULL maps them to text */
     void *resolve_ctx;
+    change_fetch_fn fetch;        /* TOAST values of a moved row; NULL: none */
+    void *fetch_ctx;
     cdc_buf values;               /* the JSON text of all values of a change */
     cdc_buf scratch;
     cdc_column *cols;             /* before, after and key columns */
@@ -33,9 +44,23 @@ void change_builder_init(change_builder *b, relcache *rc,
                          pgvalue_resolve_fn resolve, void *resolve_ctx);
 void change_builder_free(change_builder *b);
 
+/* Unchanged TOAST values of an update that changed the row's key (REPLICA
+ * IDENTITY DEFAULT/INDEX) are in no WAL record: PostgreSQL only kept the
+ * pointer. With a fetch function the builder asks it for the row's current
+ * values by the new key and puts them into `after`, so that no sink has to
+ * find them at an id the row has just left (maybe in another partition,
+ * maybe not yet applied). A value read now may be newer than the update;
+ * every later change of it is a later event, so each sink still ends with
+ * the right value, and the event is still the row's state at its LSN for
+ * every column PostgreSQL sent. Columns of a row that is gone stay in
+ * unchanged_toast. */
+void change_builder_set_fetch(change_builder *b, change_fetch_fn fetch, void *ctx);
+
 /* Builds the event of an Insert ('c'), Update ('u') or Delete ('d'):
  * - after: the new row, without unchanged-TOAST columns, which are listed
- *   in unchanged_toast instead;
+ *   in unchanged_toast instead; except that under REPLICA IDENTITY FULL
+ *   they are taken from the old row PostgreSQL sent in full, and for an
+ *   update that changed the key from b->fetch (change_builder_set_fetch);
  * - before: the old key columns ('K', REPLICA IDENTITY DEFAULT/INDEX) or
  *   the whole old row ('O', FULL); NULL when PostgreSQL sent no old tuple
  *   (an update that did not change the key);

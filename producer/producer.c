@@ -622,6 +622,40 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
     return 0;
 }
 
+/* change_fetch_fn over the catalog connection: the TOAST values of a row
+ * that an update moved to a new key (change.h says why). A failure only
+ * loses those values, so it is logged and the event goes out without them. */
+static int fetch_moved_row(void *ctx, const relcache_rel *rel, const char *const *keyvals,
+                           const uint16_t *cols, size_t n, char **values)
+{
+    producer *p = ctx;
+    char err[1024];
+    const char **keycols = calloc(rel->nkey, sizeof *keycols);
+    const char **names = calloc(n, sizeof *names);
+    int rc = 0;
+    if (keycols && names) {
+        for (uint16_t k = 0; k < rel->nkey; k++)
+            keycols[k] = rel->cols[rel->key[k]].name;
+        for (size_t j = 0; j < n; j++)
+            names[j] = rel->cols[cols[j]].name;
+        rc = catalog_fetch_row(p->cat, rel->nspname, rel->relname, keycols, keyvals, rel->nkey,
+                               names, n, values, err, sizeof err);
+    } else {
+        snprintf(err, sizeof err, "out of memory");
+        rc = -1;
+    }
+    if (rc < 0)
+        cdc_log_warn("%s.%s: an update moved a row to a new key and its %zu unchanged TOAST "
+                     "column(s) could not be read (%s): the event lists them as unchanged",
+                     rel->nspname, rel->relname, n, err);
+    else if (rc == 0)
+        cdc_log_debug("%s.%s: a row moved to a new key is gone already; its unchanged TOAST "
+                      "columns stay unchanged in the event", rel->nspname, rel->relname);
+    free(keycols);
+    free(names);
+    return rc == 1 ? 1 : 0;
+}
+
 static int on_relation(producer *p, const pgoutput_msg *m)
 {
     char err[512];
@@ -887,6 +921,7 @@ int producer_run(const cdc_config *cfg)
         /* The catalog connection serves the type look-ups of the stream. */
         change_builder_free(&p.builder);
         change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
+        change_builder_set_fetch(&p.builder, fetch_moved_row, &p);
         backoff = BACKOFF_MIN_MS;
         stream(&p);
         if (p.stop == STOP_RECONNECT) {

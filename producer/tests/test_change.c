@@ -1,7 +1,8 @@
 /* test_change.c: building events from decoded changes: errors name the
  * table and column, user types are resolved once, keys come from the old
- * tuple when the new one lacks them. (The captured streams are covered by
- * test_golden.c.) */
+ * tuple when the new one lacks them, unchanged TOAST values come from a
+ * FULL old row or are read by the new key of a moved row. (The captured
+ * streams are covered by test_golden.c.) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,24 @@ static int resolve(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t
     out->delim = ',';
     out->elem_oid = 0;
     return 0;
+}
+
+static int fetch_calls, fetch_found;
+static char fetch_key[32];
+static uint16_t fetch_col;
+
+static int fetch(void *ctx, const relcache_rel *rel, const char *const *keyvals,
+                 const uint16_t *wanted, size_t n, char **values)
+{
+    (void)ctx;
+    (void)rel;
+    fetch_calls++;
+    snprintf(fetch_key, sizeof fetch_key, "%s", keyvals[0]);
+    fetch_col = n == 1 ? wanted[0] : 999;
+    if (!fetch_found)
+        return 0;
+    values[0] = strdup("fetched");
+    return 1;
 }
 
 static pgoutput_relation_col cols[] = {
@@ -145,6 +164,49 @@ int main(void)
     TAP_OK(change_build(&b, &m, &src, &ev, &key, err, sizeof err) < 0 &&
            strstr(err, "key column \"id\" has no value"),
            "update_without_any_key_value_is_rejected");
+
+    /* REPLICA IDENTITY FULL: an unchanged TOAST value is in the old row. */
+    m.u.update.old_kind = 'O';
+    oldv[0] = v_text("8");
+    oldv[1] = v_text("{2}");
+    oldv[2] = v_text("the big old text");
+    newv[0] = v_text("8");
+    newv[1] = v_text("{3}");
+    newv[2].kind = PGOUTPUT_COL_UNCHANGED;
+    ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
+    TAP_OK(ok && ev.n_unchanged_toast == 0 && ev.after->ncolumns == 3 &&
+           ev.after->columns[2].json_len == 18 &&
+           strncmp(ev.after->columns[2].json, "\"the big old text\"", 18) == 0 &&
+           ev.before->ncolumns == 3, "full_update_takes_unchanged_toast_from_the_old_row");
+
+    /* A key change under DEFAULT: the value is in no WAL record; the fetch
+     * function reads it by the new key. */
+    change_builder_set_fetch(&b, fetch, NULL);
+    m.u.update.old_kind = 'K';
+    oldv[0] = v_text("8");
+    oldv[1].kind = oldv[2].kind = PGOUTPUT_COL_NULL;
+    newv[0] = v_text("9");
+    fetch_found = 1;
+    ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
+    TAP_OK(ok && fetch_calls == 1 && strcmp(fetch_key, "9") == 0 && fetch_col == 2 &&
+           ev.n_unchanged_toast == 0 && ev.after->ncolumns == 3 &&
+           strcmp(ev.after->columns[2].name, "doc") == 0 &&
+           ev.after->columns[2].json_len == 9 &&
+           strncmp(ev.after->columns[2].json, "\"fetched\"", 9) == 0 &&
+           key && strncmp(key->columns[0].json, "9", 1) == 0 &&
+           ev.before && strncmp(ev.before->columns[0].json, "8", 1) == 0,
+           "key_change_reads_unchanged_toast_by_the_new_key");
+    fetch_found = 0;
+    ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
+    TAP_OK(ok && fetch_calls == 2 && ev.n_unchanged_toast == 1 &&
+           strcmp(ev.unchanged_toast[0], "doc") == 0 && ev.after->ncolumns == 2,
+           "key_change_of_a_row_that_is_gone_keeps_unchanged_toast");
+    m.u.update.old_kind = 0;
+    newv[0] = v_text("9");
+    ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
+    TAP_OK(ok && fetch_calls == 2 && ev.n_unchanged_toast == 1,
+           "update_that_kept_its_key_reads_nothing");
+    change_builder_set_fetch(&b, NULL, NULL);
 
     memset(&m, 0, sizeof m);
     m.type = PGOUTPUT_TRUNCATE;
