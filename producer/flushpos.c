@@ -59,8 +59,9 @@ static void advance(flushpos *fp)
 {
     while (fp->head && fp->head->closed && fp->head->unacked == 0 && !fp->head->refused) {
         flushpos_txn *t = fp->head;
-        if (t->end_lsn > fp->confirmed)
-            fp->confirmed = t->end_lsn;
+        uint64_t end = fp->hold && t->end_lsn > fp->hold ? fp->hold : t->end_lsn;
+        if (end > fp->confirmed)
+            fp->confirmed = end;
         fp->head = t->next;
         if (!fp->head)
             fp->tail = NULL;
@@ -139,6 +140,19 @@ bool flushpos_idle(const flushpos *fp)
 
 void flushpos_confirm_idle(flushpos *fp, uint64_t lsn)
 {
+    if (fp->hold && lsn > fp->hold)
+        lsn = fp->hold;
     if (flushpos_idle(fp) && lsn > fp->confirmed)
         fp->confirmed = lsn;
+}
+
+void flushpos_hold(flushpos *fp, uint64_t lsn)
+{
+    if (!fp->hold || lsn < fp->hold)
+        fp->hold = lsn;
+}
+
+void flushpos_release(flushpos *fp)
+{
+    fp->hold = 0;
 }

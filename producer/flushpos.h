@@ -19,6 +19,7 @@ typedef struct flushpos {
     uint64_t confirmed;      /* everything below this is in Kafka */
     size_t ntxn;             /* transactions tracked */
     uint64_t outstanding;    /* records sent and not yet acknowledged */
+    uint64_t hold;           /* confirmed never passes this; 0: no hold */
 } flushpos;
 
 void flushpos_init(flushpos *fp, uint64_t confirmed);
@@ -42,6 +43,14 @@ void flushpos_refused(flushpos *fp, flushpos_txn *txn);
 /* The stream broke inside a transaction: its records still count until they
  * are acknowledged, but it will never confirm anything (it is re-sent). */
 void flushpos_abandon_open(flushpos *fp);
+
+/* Keeps the confirmed position at or below lsn until flushpos_release,
+ * whatever is acknowledged meanwhile (a re-snapshot asked for by a signal
+ * row holds at the signal's transaction, so that a restart reads the
+ * signal again). A second hold keeps the lower of the two. */
+void flushpos_hold(flushpos *fp, uint64_t lsn);
+/* Ends the hold; the position moves on with the next acknowledgement. */
+void flushpos_release(flushpos *fp);
 
 /* Nothing sent is waiting for Kafka and no transaction is open: the caller
  * may confirm the server's position. */

@@ -79,6 +79,27 @@ int main(void)
     flushpos_confirm_idle(&fp, 3000);
     TAP_OK(fp.confirmed == 1999, "flushpos_refused_record_blocks_idle_confirm");
 
+    /* A hold (a signalled re-snapshot): acknowledged transactions and
+     * idle keepalives confirm no further than the hold until it ends. */
+    flushpos hp;
+    flushpos_init(&hp, 100);
+    flushpos_begin(&hp);
+    flushpos_hold(&hp, 150);
+    flushpos_txn *g1 = flushpos_sent(&hp);
+    flushpos_commit(&hp, 200);
+    flushpos_begin(&hp);
+    flushpos_commit(&hp, 300);
+    flushpos_ack(&hp, g1);
+    TAP_OK(hp.confirmed == 150 && hp.ntxn == 0, "flushpos_hold_caps_acknowledged_position");
+    flushpos_confirm_idle(&hp, 400);
+    TAP_OK(hp.confirmed == 150, "flushpos_hold_caps_idle_confirm");
+    flushpos_hold(&hp, 170);
+    TAP_OK(hp.hold == 150, "flushpos_second_hold_keeps_the_lower");
+    flushpos_release(&hp);
+    flushpos_confirm_idle(&hp, 400);
+    TAP_OK(hp.confirmed == 400, "flushpos_release_lets_position_move_on");
+    flushpos_free(&hp);
+
     flushpos_free(&fp);
     return tap_done();
 }
