@@ -1,6 +1,7 @@
 /* fuzz_event_decode.c: libFuzzer target for the event format (common/cdc_event.c).
  * Checks, on any input: decode never crashes or leaks; what the validator
- * accepts yajl accepts; every decoded event re-encodes to an equal event. */
+ * accepts yajl accepts, and the decoder's tree is yajl_tree_parse's; every
+ * decoded event re-encodes to an equal event. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,38 @@ static size_t depth(yajl_val v)
 static bool same_str(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Same shape, strings, number texts, values, doubles and flags. */
+static bool same_tree(yajl_val a, yajl_val b)
+{
+    if (!a || !b || a->type != b->type)
+        return false;
+    switch (a->type) {
+    case yajl_t_string:
+        return strcmp(a->u.string, b->u.string) == 0;
+    case yajl_t_number:
+        return strcmp(a->u.number.r, b->u.number.r) == 0 && a->u.number.i == b->u.number.i &&
+               a->u.number.flags == b->u.number.flags &&
+               memcmp(&a->u.number.d, &b->u.number.d, sizeof(double)) == 0;
+    case yajl_t_object:
+        if (a->u.object.len != b->u.object.len)
+            return false;
+        for (size_t i = 0; i < a->u.object.len; i++)
+            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
+                !same_tree(a->u.object.values[i], b->u.object.values[i]))
+                return false;
+        return true;
+    case yajl_t_array:
+        if (a->u.array.len != b->u.array.len)
+            return false;
+        for (size_t i = 0; i < a->u.array.len; i++)
+            if (!same_tree(a->u.array.values[i], b->u.array.values[i]))
+                return false;
+        return true;
+    default:
+        return true;
+    }
 }
 
 /* The columns of a decoded row, each value as JSON text. */
@@ -163,6 +196,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         yajl_val v = yajl_tree_parse(copy, err, sizeof err);
         if (!v)
             abort();
+        /* The decoder builds its trees itself: they must be yajl's. */
+        yajl_val mine = NULL;
+        if (YAJL_IS_OBJECT(v) &&
+            (cdc_key_decode(text, size, &mine, err, sizeof err) < 0 || !same_tree(mine, v)))
+            abort();
+        yajl_tree_free(mine);
         yajl_tree_free(v);
         free(copy);
     }

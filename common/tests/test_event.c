@@ -1,11 +1,14 @@
 /* test_event.c: pins the event format of shared/design/EVENTS.md: every
  * example of that page, each op, each reason to reject a record, names that
  * need escaping or repair, and the table-to-topic mapping. */
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
 
 #include "cdc_event.h"
 #include "tap.h"
@@ -834,6 +837,86 @@ static void test_topic_names(void)
     cdc_buf_free(&b2);
 }
 
+/* ---- the decoder's tree is yajl_tree_parse's tree ---- */
+
+/* Same shape, same strings (byte for byte, up to the NUL yajl also stops
+ * at), same number text, value, double and flags. */
+static bool same_tree(yajl_val a, yajl_val b)
+{
+    if (!a || !b || a->type != b->type)
+        return false;
+    switch (a->type) {
+    case yajl_t_string:
+        return strcmp(a->u.string, b->u.string) == 0;
+    case yajl_t_number:
+        return strcmp(a->u.number.r, b->u.number.r) == 0 && a->u.number.i == b->u.number.i &&
+               a->u.number.flags == b->u.number.flags &&
+               memcmp(&a->u.number.d, &b->u.number.d, sizeof(double)) == 0;
+    case yajl_t_object:
+        if (a->u.object.len != b->u.object.len)
+            return false;
+        for (size_t i = 0; i < a->u.object.len; i++)
+            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
+                !same_tree(a->u.object.values[i], b->u.object.values[i]))
+                return false;
+        return true;
+    case yajl_t_array:
+        if (a->u.array.len != b->u.array.len)
+            return false;
+        for (size_t i = 0; i < a->u.array.len; i++)
+            if (!same_tree(a->u.array.values[i], b->u.array.values[i]))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}
+
+static void test_decoded_tree_is_yajls(void)
+{
+    static const char *const texts[] = {
+        "{}",
+        " {\t\"a\" :\r\n[ ] , \"b\":{ },\"c\":[1,[2,[3,{}]]]} ",
+        "{\"s\":\"plain\",\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\",\"u\":\"\\u00e9\\u20AC\\ud83d\\ude80\"}",
+        "{\"nul\":\"a\\u0000b\",\"k\\u0000ey\":1,\"raw\":\"Zo\xc3\xab \xe6\x9d\xb1\xf0\x9f\x9a\x80\"}",
+        "{\"i\":0,\"neg0\":-0,\"n\":-12,\"max\":9223372036854775807,\"min\":-9223372036854775808,"
+        "\"over\":9223372036854775808,\"big\":12345678901234567890123,\"under\":-9223372036854775809}",
+        "{\"f\":1.5,\"g\":-0.0,\"h\":1e3,\"j\":1E-7,\"k\":2.5e+10,\"l\":1e400,\"m\":-1e-400,"
+        "\"p\":0.1,\"q\":123456789012345678.5}",
+        "{\"t\":true,\"f\":false,\"n\":null,\"dup\":1,\"dup\":2}",
+        "{\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17],\"o\":{\"1\":1,\"2\":2,\"3\":3,"
+        "\"4\":4,\"5\":5,\"6\":6,\"7\":7,\"8\":8,\"9\":9}}",
+    };
+    bool all = true;
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        yajl_val mine = NULL, theirs = yajl_tree_parse(texts[i], NULL, 0);
+        int rc = cdc_key_decode(texts[i], strlen(texts[i]), &mine, err, sizeof err);
+        if (rc != 0 || !same_tree(mine, theirs)) {
+            printf("# text %zu: decoded tree differs from yajl_tree_parse's (%s)\n", i,
+                   rc ? err : "contents");
+            all = false;
+        }
+        yajl_tree_free(mine);
+        yajl_tree_free(theirs);
+    }
+    TAP_OK(all, "decode_builds_the_tree_yajl_tree_parse_builds");
+
+    /* Deep nesting at the validator's bound builds and frees. */
+    size_t depth = CDC_JSON_MAX_DEPTH;
+    char *deep = malloc(depth * 7 + 16);
+    size_t n = 0;
+    for (size_t i = 0; i < depth; i++)
+        n += (size_t)sprintf(deep + n, i ? "[" : "{\"a\":");
+    deep[n++] = '1';
+    for (size_t i = 1; i < depth; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    yajl_val v = NULL;
+    TAP_OK(cdc_key_decode(deep, n, &v, err, sizeof err) == 0, "decode_builds_nesting_at_the_bound");
+    yajl_tree_free(v);
+    free(deep);
+}
+
 int main(void)
 {
     test_value_example_decodes();
@@ -847,6 +930,7 @@ int main(void)
     test_encode_rejections();
     test_names();
     test_validator();
+    test_decoded_tree_is_yajls();
     test_topic_names();
     return tap_done();
 }
