@@ -221,6 +221,46 @@ static void toast_kept_and_ttl(void)
            strcmp(cmd("EXISTS %s:s.t:21", prefix), "0") == 0, "json: delete");
 }
 
+/* The fast path reads the version in the sink's own format; a row written
+ * in the other format, or a key pgcdc did not write, takes the slow path. */
+static void other_formats_and_foreign_keys(void)
+{
+    redis_opts h = hash_opts();
+    redis_opts j = {prefix, REDIS_FORMAT_JSON, 0, 600};
+    apply_opts(&j, ev_text('c', 10, "{\"id\":30,\"name\":\"json\"}", NULL), "{\"id\":30}");
+    TAP_OK(apply_opts(&h, ev_text('u', 9, "{\"id\":30,\"name\":\"old\"}", NULL), "{\"id\":30}") == 0,
+           "hash sink reads the version of a json row: older write dropped");
+    TAP_OK(apply_opts(&h, ev_text('u', 11, "{\"id\":30,\"name\":\"hash\"}", NULL), "{\"id\":30}") == 1 &&
+           strcmp(cmd("HGET %s:s.t:30 name", prefix), "hash") == 0, "newer hash write replaces a json row");
+    TAP_OK(apply_opts(&j, ev_text('u', 10, "{\"id\":30,\"name\":\"old\"}", NULL), "{\"id\":30}") == 0,
+           "json sink reads the version of a hash row: older write dropped");
+    TAP_OK(apply_opts(&j, ev_text('u', 12, "{\"id\":30}", NULL), "{\"id\":30}") == 1 &&
+           strcmp(cmd("GET %s:s.t:30", prefix), "{\"_pgcdc_lsn\":12,\"id\":30}") == 0,
+           "newer json write replaces a hash row");
+
+    cmd("HSET %s:s.t:31 stale x id 0", prefix);
+    TAP_OK(apply_opts(&h, ev_text('c', 5, "{\"id\":31,\"name\":\"a\"}", NULL), "{\"id\":31}") == 1,
+           "a hash without a version is written over");
+    TAP_STREQ(cmd("HEXISTS %s:s.t:31 stale", prefix), "0", "and none of its fields is left");
+    TAP_STREQ(cmd("HGET %s:s.t:31 id", prefix), "31", "with the row's fields");
+    cmd("RPUSH %s:s.t:32 a b", prefix);
+    TAP_OK(apply_opts(&h, ev_text('c', 5, "{\"id\":32}", NULL), "{\"id\":32}") == 1 &&
+           strcmp(cmd("TYPE %s:s.t:32", prefix), "hash") == 0, "a list at a row's key is replaced");
+    cmd("SET %s:s.t:33 plain", prefix);
+    TAP_OK(apply_opts(&j, ev_text('c', 5, "{\"id\":33}", NULL), "{\"id\":33}") == 1 &&
+           strcmp(cmd("GET %s:s.t:33", prefix), "{\"_pgcdc_lsn\":5,\"id\":33}") == 0,
+           "a string without a version is replaced by a json row");
+    cmd("SET %s:~del:s.t:34 50", prefix);
+    TAP_OK(apply_opts(&j, ev_text('c', 40, "{\"id\":34}", NULL), "{\"id\":34}") == 0,
+           "json sink honours a delete marker");
+    TAP_OK(apply_opts(&j, ev_text('c', 60, "{\"id\":34}", NULL), "{\"id\":34}") == 1 &&
+           strcmp(cmd("EXISTS %s:~del:s.t:34", prefix), "0") == 0, "and a newer json write removes it");
+    j.ttl = 70;
+    apply_opts(&j, ev_text('u', 61, "{\"id\":34}", NULL), "{\"id\":34}");
+    long long ttl = atoll(cmd("TTL %s:s.t:34", prefix));
+    TAP_OK(ttl > 60 && ttl <= 70, "json row TTL set with the write");
+}
+
 static void truncate_in_scan_steps(void)
 {
     redis_opts o = hash_opts();
@@ -387,6 +427,7 @@ int main(void)
         newest_version_wins();
         deletes_stay_deleted();
         toast_kept_and_ttl();
+        other_formats_and_foreign_keys();
         truncate_in_scan_steps();
         hostile_names_are_data();
         noscript_reported();
