@@ -420,13 +420,21 @@ static bool outbox_take(consumer *c, const rd_kafka_message_t *m, const char **v
     if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         const void *v;
         size_t len;
-        if (rd_kafka_header_get_last(h, "pgcdc-lsn", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v)
-            in.lsn = v, in.lsn_len = len;
-        if (rd_kafka_header_get_last(h, "pgcdc-event-type", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
-            in.event_type = v, in.event_type_len = len;
+        if (rd_kafka_header_get_last(h, "pgcdc-lsn", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            v) {
+            in.lsn = v;
+            in.lsn_len = len;
+        }
+        if (rd_kafka_header_get_last(h, "pgcdc-event-type", &v, &len) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            in.event_type = v;
+            in.event_type_len = len;
+        }
         if (rd_kafka_header_get_last(h, "pgcdc-aggregate-type", &v, &len) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR)
-            in.aggregate_type = v, in.aggregate_type_len = len;
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            in.aggregate_type = v;
+            in.aggregate_type_len = len;
+        }
     }
     char why[512];
     switch (outbox_apply_translate(c->outbox_prefix, &in, &c->outbox_event, &c->outbox_key, why,
