@@ -92,6 +92,27 @@ int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err,
     return rc;
 }
 
+int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
+                         const char *content, uint64_t *lsn, char *err, size_t errlen)
+{
+    const char *params[] = {transactional ? "true" : "false", prefix, content};
+    PGresult *res = query(cat, "SELECT pg_logical_emit_message($1::bool, $2, $3)::text", 3,
+                          params, PGRES_TUPLES_OK);
+    int rc = -1;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        char what[160];
+        snprintf(what, sizeof what, "cannot write the logical message %s", prefix);
+        pg_error_format(cat->pg, what, err, errlen);
+    } else if (lsn && cdc_lsn_parse(PQgetvalue(res, 0, 0), lsn) < 0) {
+        snprintf(err, errlen, "pg_logical_emit_message returned \"%s\", not an LSN",
+                 PQgetvalue(res, 0, 0));
+    } else {
+        rc = 0;
+    }
+    PQclear(res);
+    return rc;
+}
+
 int catalog_ensure_publication(catalog *cat, const char *publication,
                                const char *const *tables, size_t ntables,
                                char *err, size_t errlen)

@@ -19,6 +19,12 @@ void catalog_close(catalog *cat);
  * it has none yet). Returns 1 exists, 0 missing, -1 error. */
 int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err, size_t errlen);
 
+/* pg_logical_emit_message(transactional, prefix, content) in a transaction
+ * of its own; *lsn (may be NULL) receives the position the function
+ * returns. Returns 0, or -1 with err. */
+int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
+                         const char *content, uint64_t *lsn, char *err, size_t errlen);
+
 /* Creates the publication when missing: for the listed tables
  * ("schema.table"), or for all tables when ntables == 0. Returns 0 when it
  * exists afterwards, -1 on error. */

@@ -27,11 +27,14 @@
 #include "cdc_signal.h"
 #include "change.h"
 #include "flushpos.h"
+#include "heartbeat.h"
 #include "kafka_out.h"
 #include "outbox.h"
 #include "pgoutput.h"
 #include "relcache.h"
 #include "replication.h"
+#include "resnapshot.h"
+#include "snapshot.h"
 
 #define PG_EPOCH_MS 946684800000LL
 #define TOPIC_TIMEOUT_MS 30000
@@ -114,6 +117,12 @@ typedef struct producer {
     /* The transactional outbox (outbox.h, docs/outbox.md). */
     outbox *outbox;
     cdc_metric *m_outbox_events, *m_outbox_dead;
+
+    /* Initial snapshot, re-snapshots and heartbeats (snapshot.h,
+     * resnapshot.h, heartbeat.h). */
+    snapshot *snap;
+    resnap *resnap;
+    heartbeat hb;
 
     /* /metrics */
     cdc_metric *m_changes, *m_bytes, *m_txns, *m_confirmed, *m_lag, *m_queue,
@@ -215,6 +224,8 @@ static void describe_record(char *buf, size_t len, const record_ref *ref, const 
 static void on_delivered(void *ctx, const rd_kafka_message_t *m)
 {
     producer *p = ctx;
+    if (snapshot_on_delivered(p->snap, m))
+        return;
     record_ref *ref = m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         flushpos_ack(&p->flush, ref->txn);
@@ -550,6 +561,51 @@ static int outbox_setup(producer *p, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- snapshots and heartbeats (snapshot.h, resnapshot.h, heartbeat.h) -- */
+
+/* A re-snapshot's chunk row, produced within the transaction of its closing
+ * watermark (resnapshot.c says why that is where it belongs). */
+static int emit_resnapshot_row(void *ctx, kafka_topic *topic, const cdc_buf *key,
+                               const cdc_buf *value, uint64_t lsn)
+{
+    producer *p = ctx;
+    if (produce_with_headers(p, topic, NULL, RD_KAFKA_PARTITION_UA, key, value, lsn, NULL, 0) < 0)
+        return -1;
+    cdc_counter_add(p->m_bytes, value->len);
+    return 0;
+}
+
+static int snapshots_setup(producer *p, char *err, size_t errlen)
+{
+    const cdc_config *cfg = p->cfg;
+    snapshot_settings ss = {
+        .conninfo = cdc_config_str(cfg, "pg"),
+        .slot = p->slot,
+        .publication = p->publication,
+        .topic_prefix = p->prefix,
+        .mode = cdc_config_str(cfg, "snapshot"),
+        .workers = (int)cdc_config_int(cfg, "snapshot-workers"),
+        .chunk_rows = (long)cdc_config_int(cfg, "snapshot-chunk-rows"),
+        .create_slot = cdc_config_bool(cfg, "create-slot"),
+    };
+    if (snapshot_new(&ss, &p->snap, err, errlen) < 0)
+        return -1;
+    const char *const *tables;
+    resnap_settings rs = {
+        .conninfo = ss.conninfo,
+        .publication = p->publication,
+        .topic_prefix = p->prefix,
+        .signal_table = cdc_config_str(cfg, "signal-table"),
+        .chunk_rows = ss.chunk_rows,
+        .ntables = cdc_config_list(cfg, "resnapshot", &tables),
+    };
+    rs.tables = tables;
+    if (resnap_new(&rs, &p->flush, emit_resnapshot_row, p, &p->resnap, err, errlen) < 0)
+        return -1;
+    heartbeat_init(&p->hb, cdc_config_int(cfg, "heartbeat-interval"));
+    return 0;
+}
+
 static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
 {
     char err[1024];
@@ -566,6 +622,7 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
                    : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
                                                 : m->u.delete_.relid;
     relcache_rel *rel = relcache_get(p->rels, relid);
+    resnap_observe_change(p->resnap, rel->nspname, rel->relname, &ev, key, p->txn_final_lsn);
     if (p->outbox && outbox_has_table(p->outbox, rel->nspname, rel->relname))
         return emit_outbox_row(p, m, &ev, rel, lsn);
     table_out *t = topic_for(p, rel);
@@ -605,6 +662,8 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
         }
         ev.ts_ms = wall_ms();
         relcache_rel *rel = relcache_get(p->rels, m->u.truncate.relids[i]);
+        resnap_observe_change(p->resnap, rel->nspname, rel->relname, &ev, NULL,
+                              p->txn_final_lsn);
         table_out *t = topic_for(p, rel);
         if (!t)
             return -1;
@@ -728,8 +787,10 @@ static void handle_message(producer *p, const repl_frame *f)
     case PGOUTPUT_TRUNCATE:
         emit_truncate(p, &m, f->wal_start);
         break;
-    case PGOUTPUT_MESSAGE: /* only outbox events; other messages are not changes */
-        emit_outbox_message(p, &m);
+    case PGOUTPUT_MESSAGE: /* outbox events, re-snapshot watermarks; not changes */
+        if (resnap_on_message(p->resnap, m.u.message.prefix, m.u.message.content,
+                              m.u.message.len) == 0)
+            emit_outbox_message(p, &m);
         break;
     case PGOUTPUT_ORIGIN:
     case PGOUTPUT_TYPE:   /* types are looked up in the catalog when first used */
@@ -779,6 +840,8 @@ static void stream(producer *p)
             fail(p, STOP_RECONNECT, "the Kafka producer failed: %s", ferr);
             break;
         }
+        heartbeat_tick(&p->hb, p->cat, mono_ms());
+        resnap_step(p->resnap, p->kafka, catalog_resolve_type, p->cat);
         int64_t wait = p->next_status_ms - mono_ms();
         if (wait > 100)
             wait = 100;
@@ -827,6 +890,11 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
     int exists = catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
     if (exists < 0)
         return -1;
+    /* When an initial snapshot is due it creates the slot and reads every
+     * table before anything is streamed (snapshot.c). */
+    if (snapshot_before_stream(p->snap, p->repl, p->dbname, p->kafka, catalog_resolve_type,
+                               p->cat, &exists, &confirmed, err, errlen) < 0)
+        return -1;
     if (!exists) {
         if (!cdc_config_bool(p->cfg, "create-slot")) {
             snprintf(err, errlen, "replication slot %s does not exist (use --create-slot)", p->slot);
@@ -857,6 +925,7 @@ static void disconnect(producer *p)
     p->repl = NULL;
     flushpos_abandon_open(&p->flush);
     p->in_txn = false;
+    resnap_reset(p->resnap);
 }
 
 int producer_run(const cdc_config *cfg)
@@ -880,7 +949,7 @@ int producer_run(const cdc_config *cfg)
     }
     flushpos_init(&p.flush, 0);
     metrics_register(&p);
-    if (outbox_setup(&p, err, sizeof err) < 0) {
+    if (outbox_setup(&p, err, sizeof err) < 0 || snapshots_setup(&p, err, sizeof err) < 0) {
         cdc_log_error("%s", err);
         goto done;
     }
@@ -994,6 +1063,8 @@ done:
     relcache_free(p.rels);
     flushpos_free(&p.flush);
     outbox_free(p.outbox);
+    snapshot_free(p.snap);
+    resnap_free(p.resnap);
     cdc_buf_free(&p.value);
     cdc_buf_free(&p.key);
     cdc_buf_free(&p.topic);

@@ -76,6 +76,31 @@ const cdc_option producer_options[] = {
      .type = CDC_OPT_STRING, .def = "pgcdc.outbox", .metavar = "PREFIX",
      .help = "pg_logical_emit_message() prefix of outbox events (JSON content, "
              "docs/outbox.md); --outbox-message-prefix= turns it off"},
+    {.name = "snapshot", .env = "PGCDC_SNAPSHOT", .type = CDC_OPT_ENUM, .def = "initial",
+     .choices = "initial|never|always",
+     .help = "read every published table before streaming: when this producer creates the slot "
+             "(initial, and again after a snapshot a crash interrupted), never, or on every start"},
+    {.name = "snapshot-workers", .env = "PGCDC_SNAPSHOT_WORKERS", .type = CDC_OPT_INT,
+     .def = "2", .min = 1, .max = 64, .metavar = "N",
+     .help = "connections reading the initial snapshot in parallel (large tables are split "
+             "into key ranges)"},
+    {.name = "snapshot-chunk-rows", .env = "PGCDC_SNAPSHOT_CHUNK_ROWS", .type = CDC_OPT_INT,
+     .def = "10000", .min = 1, .max = 1000000, .metavar = "N",
+     .help = "rows per primary-key chunk of a snapshot query (a re-snapshot holds one chunk "
+             "in memory)"},
+    {.name = "signal-table", .env = "PGCDC_SIGNAL_TABLE", .type = CDC_OPT_STRING,
+     .def = "pgcdc_signal", .metavar = "[SCHEMA.]TABLE",
+     .help = "inserts of (type 'snapshot', data '{\"tables\":[\"schema.table\"]}') here re-read "
+             "those tables while streaming; the table must be in the publication; "
+             "--signal-table= turns it off"},
+    {.name = "resnapshot", .env = "PGCDC_RESNAPSHOT", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE[,...]",
+     .help = "re-read these tables while streaming, once, after start (watermarked chunks, "
+             "never overwriting a newer change)"},
+    {.name = "heartbeat-interval", .env = "PGCDC_HEARTBEAT_INTERVAL", .type = CDC_OPT_INT,
+     .def = "0", .min = 0, .max = 86400, .metavar = "SECONDS",
+     .help = "write a logical message this often so the slot advances while published tables "
+             "are idle and others write WAL; 0 turns it off (10 is a good value)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
      .help = "serve /metrics and /health over HTTP here; off when unset"},
