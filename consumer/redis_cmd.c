@@ -1,5 +1,5 @@
-/* redis_cmd.c: the versioned-write Lua script and its argument vectors
- * (see redis_cmd.h for the layout and why). */
+/* redis_cmd.c: the versioned-write Lua script and its commands (see
+ * redis_cmd.h for the layout and why). */
 #include "redis_cmd.h"
 
 #include <inttypes.h>
@@ -11,13 +11,15 @@
 
 #define FIELD_LSN "_pgcdc_lsn"
 
-/* KEYS: row, marker (pairs of them for 't').
- * ARGV: op ('w' 'd' 't'), version, format ('hash' 'json'), ttl,
- *       tombstone ttl, ntoast, toast names (raw for hash, JSON-encoded for
- *       json), payload (field/value pairs, or the document).
- * Returns 1 applied, 0 stale (something as new or newer is stored); for
- * 't' the number of rows removed. Only fixed patterns go to string.find and
- * string.match: data is compared with ==, never used as a pattern. */
+/* Rows mode: KEYS row, marker pairs; ARGV 'r', format ('hash' 'json'),
+ * tombstone ttl, then per row: op ('w' 'd'), version, ttl, ntoast, toast
+ * names, npayload, payload. Returns one element per row: 1 applied, 0
+ * stale, or {err=...} for that row (apply_row runs under pcall, so one bad
+ * row does not undo or stop the others).
+ * Truncate mode: KEYS row, marker pairs of one SCAN step; ARGV 't',
+ * version, tombstone ttl. Returns how many rows it removed.
+ * Only fixed patterns go to string.find and string.match: data is compared
+ * with ==, never used as a pattern. */
 const char redis_script[] =
     "local function newer(a, b)\n"
     "  if #a ~= #b then return #a > #b end\n"
@@ -94,98 +96,112 @@ const char redis_script[] =
     "  end\n"
     "  return nil\n"
     "end\n"
-    "local op, v = ARGV[1], ARGV[2]\n"
-    "if op == 't' then\n"
-    "  local n = 0\n"
+    /* The version of a row, read in the sink's own format first: one call
+     * (pcall: the key may hold the other format or a foreign type, then
+     * TYPE decides). Returns what is there (false: nothing known, i.e.
+     * absent or without a version) and the version. */
+    "local function read_version(row, fmt)\n"
+    "  if fmt == 'hash' then\n"
+    "    local cur = redis.pcall('HGET', row, '" FIELD_LSN "')\n"
+    "    if type(cur) == 'table' then return version_of(row) end\n"
+    "    if cur then return 'hash', cur end\n"
+    "    return false, false\n"
+    "  end\n"
+    "  local head = redis.pcall('GETRANGE', row, 0, 40)\n"
+    "  if type(head) == 'table' then return version_of(row) end\n"
+    "  local cur = string.match(head, '^{\"" FIELD_LSN "\":(%d+)')\n"
+    "  if cur then return 'string', cur end\n"
+    "  return false, false\n"
+    "end\n"
+    /* A row with a version has no marker (a write removes the marker, a
+     * delete or truncate removes the row): the marker is read, and
+     * removed, only when the row has no version. */
+    "local function apply_row(row, marker, op, v, ttl, fmt, tomb, tf, nt, pf, np)\n"
+    "  local t, cur = read_version(row, fmt)\n"
+    "  if cur and not newer(v, cur) then return 0 end\n"
+    "  local m = false\n"
+    "  if not cur then\n"
+    "    m = redis.call('GET', marker)\n"
+    "    if m and not newer(v, m) then return 0 end\n"
+    "  end\n"
+    "  if op == 'd' then\n"
+    "    redis.call('DEL', row)\n"
+    "    set_marker(marker, v, tomb)\n"
+    "    return 1\n"
+    "  end\n"
+    "  local pl = pf + np - 1\n"
+    "  if fmt == 'hash' then\n"
+    "    if nt > 0 and t == 'hash' then\n"
+    "      local args = {'" FIELD_LSN "', v}\n"
+    "      for i = pf, pl do args[#args + 1] = ARGV[i] end\n"
+    "      local names = {}\n"
+    "      for i = 1, nt do names[i] = ARGV[tf + i - 1] end\n"
+    "      local vals = redis.call('HMGET', row, unpack(names))\n"
+    "      for i = 1, nt do\n"
+    "        if vals[i] then\n"
+    "          args[#args + 1] = names[i]\n"
+    "          args[#args + 1] = vals[i]\n"
+    "        end\n"
+    "      end\n"
+    "      redis.call('DEL', row)\n"
+    "      redis.call('HSET', row, unpack(args))\n"
+    "    else\n"
+    /* Nothing known there: usually absent, so HSET adds every field; if it
+     * added fewer, a hash without a version was there: replace it. */
+    "      if t then redis.call('DEL', row) end\n"
+    "      local added = redis.call('HSET', row, '" FIELD_LSN "', v, unpack(ARGV, pf, pl))\n"
+    "      if not t and added * 2 ~= np + 2 then\n"
+    "        redis.call('DEL', row)\n"
+    "        redis.call('HSET', row, '" FIELD_LSN "', v, unpack(ARGV, pf, pl))\n"
+    "      end\n"
+    "    end\n"
+    "    if ttl ~= '0' then redis.call('EXPIRE', row, ttl) end\n"
+    "  else\n"
+    "    local doc = ARGV[pf]\n"
+    "    if nt > 0 and t == 'string' then\n"
+    "      local old = redis.call('GET', row)\n"
+    "      local extra = {}\n"
+    "      for i = tf, tf + nt - 1 do\n"
+    "        local raw = json_member(old, ARGV[i])\n"
+    "        if raw then extra[#extra + 1] = ARGV[i] .. ':' .. raw end\n"
+    "      end\n"
+    "      if #extra > 0 then\n"
+    "        doc = string.sub(doc, 1, -2) .. ',' .. table.concat(extra, ',') .. '}'\n"
+    "      end\n"
+    "    end\n"
+    "    if ttl ~= '0' then redis.call('SET', row, doc, 'EX', ttl)\n"
+    "    else redis.call('SET', row, doc) end\n"
+    "  end\n"
+    "  if m then redis.call('DEL', marker) end\n"
+    "  return 1\n"
+    "end\n"
+    "if ARGV[1] == 't' then\n"
+    "  local v, n = ARGV[2], 0\n"
     "  for i = 1, #KEYS - 1, 2 do\n"
     "    local _, cur = version_of(KEYS[i])\n"
     "    if cur and newer(v, cur) then\n"
     "      redis.call('DEL', KEYS[i])\n"
-    "      set_marker(KEYS[i + 1], v, ARGV[5])\n"
+    "      set_marker(KEYS[i + 1], v, ARGV[3])\n"
     "      n = n + 1\n"
     "    end\n"
     "  end\n"
     "  return n\n"
     "end\n"
-    /* Rows: the fast path reads the version in the sink's own format (one
-     * call; pcall because the key may hold the other format or a foreign
-     * type, then TYPE decides). A row that has a version has no marker (a
-     * write removes the marker, a delete or truncate removes the row), so
-     * the marker is read, and removed, only when the row has no version:
-     * an update costs three calls (read, DEL, HSET) or two (read, SET), an
-     * insert three (read, GET marker, HSET/SET). */
-    "local row, marker = KEYS[1], KEYS[2]\n"
-    "local t, cur\n"
-    "if ARGV[3] == 'hash' then\n"
-    "  cur = redis.pcall('HGET', row, '" FIELD_LSN "')\n"
-    "  if type(cur) == 'table' then t, cur = version_of(row)\n"
-    "  elseif cur then t = 'hash' end\n"
-    "else\n"
-    "  local head = redis.pcall('GETRANGE', row, 0, 40)\n"
-    "  if type(head) == 'table' then t, cur = version_of(row)\n"
-    "  else\n"
-    "    cur = string.match(head, '^{\"" FIELD_LSN "\":(%d+)')\n"
-    "    if cur then t = 'string' end\n"
-    "  end\n"
+    "local fmt, tomb = ARGV[2], ARGV[3]\n"
+    "local out, i, k, last = {}, 4, 1, #ARGV\n"
+    "while i <= last do\n"
+    "  local nt = tonumber(ARGV[i + 3])\n"
+    "  local tf = i + 4\n"
+    "  local np = tonumber(ARGV[tf + nt])\n"
+    "  local ok, res = pcall(apply_row, KEYS[k], KEYS[k + 1], ARGV[i], ARGV[i + 1], ARGV[i + 2],\n"
+    "                        fmt, tomb, tf, nt, tf + nt + 1, np)\n"
+    "  if ok then out[#out + 1] = res\n"
+    "  elseif type(res) == 'table' and res.err then out[#out + 1] = res\n"
+    "  else out[#out + 1] = {err = 'ERR ' .. tostring(res)} end\n"
+    "  i = tf + nt + 1 + np\n"
+    "  k = k + 2\n"
     "end\n"
-    "if cur and not newer(v, cur) then return 0 end\n"
-    "local m = false\n"
-    "if not cur then\n"
-    "  m = redis.call('GET', marker)\n"
-    "  if m and not newer(v, m) then return 0 end\n"
-    "end\n"
-    "if op == 'd' then\n"
-    "  redis.call('DEL', row)\n"
-    "  set_marker(marker, v, ARGV[5])\n"
-    "  return 1\n"
-    "end\n"
-    "local ntoast = tonumber(ARGV[6])\n"
-    "local first = 7 + ntoast\n"
-    "local ttl = ARGV[4]\n"
-    "if ARGV[3] == 'hash' then\n"
-    "  if ntoast > 0 and t == 'hash' then\n"
-    "    local args = {'" FIELD_LSN "', v}\n"
-    "    for i = first, #ARGV do args[#args + 1] = ARGV[i] end\n"
-    "    local names = {}\n"
-    "    for i = 1, ntoast do names[i] = ARGV[6 + i] end\n"
-    "    local vals = redis.call('HMGET', row, unpack(names))\n"
-    "    for i = 1, ntoast do\n"
-    "      if vals[i] then\n"
-    "        args[#args + 1] = names[i]\n"
-    "        args[#args + 1] = vals[i]\n"
-    "      end\n"
-    "    end\n"
-    "    redis.call('DEL', row)\n"
-    "    redis.call('HSET', row, unpack(args))\n"
-    "  else\n"
-    /* Without a version the key is usually absent: HSET then adds every
-     * field; if it added fewer, something was there and is replaced. */
-    "    if cur or t then redis.call('DEL', row) end\n"
-    "    local added = redis.call('HSET', row, '" FIELD_LSN "', v, unpack(ARGV, first))\n"
-    "    if not (cur or t) and added * 2 ~= #ARGV - first + 3 then\n"
-    "      redis.call('DEL', row)\n"
-    "      redis.call('HSET', row, '" FIELD_LSN "', v, unpack(ARGV, first))\n"
-    "    end\n"
-    "  end\n"
-    "  if ttl ~= '0' then redis.call('EXPIRE', row, ttl) end\n"
-    "else\n"
-    "  local doc = ARGV[first]\n"
-    "  if ntoast > 0 and t == 'string' then\n"
-    "    local old = redis.call('GET', row)\n"
-    "    local extra = {}\n"
-    "    for i = 1, ntoast do\n"
-    "      local raw = json_member(old, ARGV[6 + i])\n"
-    "      if raw then extra[#extra + 1] = ARGV[6 + i] .. ':' .. raw end\n"
-    "    end\n"
-    "    if #extra > 0 then\n"
-    "      doc = string.sub(doc, 1, -2) .. ',' .. table.concat(extra, ',') .. '}'\n"
-    "    end\n"
-    "  end\n"
-    "  if ttl ~= '0' then redis.call('SET', row, doc, 'EX', ttl)\n"
-    "  else redis.call('SET', row, doc) end\n"
-    "end\n"
-    "if m then redis.call('DEL', marker) end\n"
-    "return 1\n";
+    "return out\n";
 
 void redis_argv_reset(redis_argv *a)
 {
@@ -206,7 +222,10 @@ void redis_argv_free(redis_argv *a)
     a->argc = a->cap = 0;
 }
 
-int redis_argv_push(redis_argv *a, const void *p, size_t len)
+/* An argument is built in place at the end of the arena: arg_end() takes
+ * the bytes appended since `at` as the next argument (and a NUL after it,
+ * so it can be logged as a C string). No temporary buffers. */
+static int arg_end(redis_argv *a, size_t at)
 {
     if (a->argc == a->cap) {
         size_t ncap = a->cap ? a->cap * 2 : 32;
@@ -224,15 +243,22 @@ int redis_argv_push(redis_argv *a, const void *p, size_t len)
         a->argv = argv;
         a->cap = ncap;
     }
-    size_t at = a->arena.len;
-    /* each argument NUL-terminated too, so it can be logged as a C string */
-    if (cdc_buf_append(&a->arena, p, len) < 0 || cdc_buf_append(&a->arena, "", 1) < 0) {
-        a->arena.len = at;
+    size_t len = a->arena.len - at;
+    if (cdc_buf_putc(&a->arena, '\0') < 0)
         return -1;
-    }
     a->off[a->argc] = at;
     a->argvlen[a->argc] = len;
     a->argc++;
+    return 0;
+}
+
+int redis_argv_push(redis_argv *a, const void *p, size_t len)
+{
+    size_t at = a->arena.len;
+    if (cdc_buf_append(&a->arena, p, len) < 0 || arg_end(a, at) < 0) {
+        a->arena.len = at;
+        return -1;
+    }
     return 0;
 }
 
@@ -241,18 +267,32 @@ static int push_str(redis_argv *a, const char *s)
     return redis_argv_push(a, s, strlen(s));
 }
 
+/* Decimal digits of v, right-aligned in buf[24]; returns the first. */
+static char *fmt_u64(char buf[24], uint64_t v)
+{
+    char *p = buf + 24;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
 static int push_u64(redis_argv *a, uint64_t v)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return redis_argv_push(a, buf, (size_t)n);
+    char *p = fmt_u64(buf, v);
+    return redis_argv_push(a, p, (size_t)(buf + 24 - p));
 }
 
 static int push_ll(redis_argv *a, long long v)
 {
+    if (v >= 0)
+        return push_u64(a, (uint64_t)v);
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%lld", v);
-    return redis_argv_push(a, buf, (size_t)n);
+    char *p = fmt_u64(buf, (uint64_t)0 - (uint64_t)v);
+    *--p = '-';
+    return redis_argv_push(a, p, (size_t)(buf + 24 - p));
 }
 
 int redis_argv_ptrs(redis_argv *a)
@@ -266,7 +306,9 @@ int redis_argv_ptrs(redis_argv *a)
 static int put_key(const char *prefix, const char *mid, const char *schema, const char *table,
                    const char *id, size_t idlen, cdc_buf *out)
 {
-    if (cdc_buf_printf(out, "%s:%s%s.%s:", prefix, mid, schema, table) < 0)
+    if (cdc_buf_puts(out, prefix) < 0 || cdc_buf_putc(out, ':') < 0 || cdc_buf_puts(out, mid) < 0 ||
+        cdc_buf_puts(out, schema) < 0 || cdc_buf_putc(out, '.') < 0 ||
+        cdc_buf_puts(out, table) < 0 || cdc_buf_putc(out, ':') < 0)
         return -1;
     return cdc_buf_append(out, id, idlen);
 }
@@ -295,8 +337,7 @@ static int toast_wanted(const cdc_decoded_event *ev, const char *name)
 }
 
 /* Pushes the count of unchanged TOAST names, then the names. */
-static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_event *ev,
-                      cdc_buf *tmp)
+static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_event *ev)
 {
     long long n = 0;
     for (size_t i = 0; i < ev->n_unchanged_toast; i++)
@@ -309,9 +350,8 @@ static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_even
             continue;
         if (o->format == REDIS_FORMAT_JSON) {
             /* the script compares it with member names as written */
-            cdc_buf_reset(tmp);
-            if (row_json_put_string(tmp, name, strlen(name)) < 0 ||
-                redis_argv_push(a, tmp->data, tmp->len) < 0)
+            size_t at = a->arena.len;
+            if (row_json_put_string(&a->arena, name, strlen(name)) < 0 || arg_end(a, at) < 0)
                 return -1;
         } else if (push_str(a, name) < 0) {
             return -1;
@@ -320,26 +360,41 @@ static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_even
     return 0;
 }
 
-static int push_payload(redis_argv *a, const redis_opts *o, const cdc_decoded_event *ev,
-                        cdc_buf *tmp)
+/* Pushes the count of payload arguments, then the payload. The count goes
+ * first, so its slot is reserved and filled in at the end. */
+static int push_payload(redis_argv *a, const redis_opts *o, const cdc_decoded_event *ev)
 {
     yajl_val after = ev->after;
     if (o->format == REDIS_FORMAT_JSON) {
-        cdc_buf_reset(tmp);
-        if (cdc_buf_printf(tmp, "{\"" FIELD_LSN "\":%" PRIu64, ev->lsn) < 0)
+        if (push_str(a, "1") < 0)
+            return -1;
+        size_t at = a->arena.len;
+        char buf[24];
+        char *num = fmt_u64(buf, ev->lsn);
+        if (cdc_buf_puts(&a->arena, "{\"" FIELD_LSN "\":") < 0 ||
+            cdc_buf_append(&a->arena, num, (size_t)(buf + 24 - num)) < 0)
             return -1;
         for (size_t i = 0; i < after->u.object.len; i++) {
             const char *name = after->u.object.keys[i];
             if (is_reserved(name))
                 continue;
-            if (cdc_buf_putc(tmp, ',') < 0 || row_json_put_string(tmp, name, strlen(name)) < 0 ||
-                cdc_buf_putc(tmp, ':') < 0 || row_json_put_value(tmp, after->u.object.values[i]) < 0)
+            if (cdc_buf_putc(&a->arena, ',') < 0 ||
+                row_json_put_string(&a->arena, name, strlen(name)) < 0 ||
+                cdc_buf_putc(&a->arena, ':') < 0 ||
+                row_json_put_value(&a->arena, after->u.object.values[i]) < 0)
                 return -1;
         }
-        if (cdc_buf_putc(tmp, '}') < 0)
+        if (cdc_buf_putc(&a->arena, '}') < 0)
             return -1;
-        return redis_argv_push(a, tmp->data, tmp->len);
+        return arg_end(a, at);
     }
+    size_t n = 0;
+    for (size_t i = 0; i < after->u.object.len; i++) {
+        yajl_val v = after->u.object.values[i];
+        n += !is_reserved(after->u.object.keys[i]) && v && !YAJL_IS_NULL(v);
+    }
+    if (push_u64(a, (uint64_t)n * 2) < 0)
+        return -1;
     for (size_t i = 0; i < after->u.object.len; i++) {
         const char *name = after->u.object.keys[i];
         yajl_val v = after->u.object.values[i];
@@ -351,65 +406,183 @@ static int push_payload(redis_argv *a, const redis_opts *o, const cdc_decoded_ev
             if (push_str(a, v->u.string) < 0)
                 return -1;
         } else {
-            cdc_buf_reset(tmp);
-            if (row_json_put_value(tmp, v) < 0 || redis_argv_push(a, tmp->data, tmp->len) < 0)
+            size_t at = a->arena.len;
+            if (row_json_put_value(&a->arena, v) < 0 || arg_end(a, at) < 0)
                 return -1;
         }
     }
     return 0;
 }
 
-int redis_cmd_event(redis_argv *a, const char *sha, const redis_opts *o,
-                    const cdc_decoded_event *ev, yajl_val key, char *err, size_t errlen)
+void redis_rows_reset(redis_rows *r)
 {
-    cdc_buf id = CDC_BUF_INIT, k = CDC_BUF_INIT, tmp = CDC_BUF_INIT;
-    int rc = -1;
-    redis_argv_reset(a);
+    redis_argv_reset(&r->keys);
+    redis_argv_reset(&r->args);
+    r->n = 0;
+}
+
+void redis_rows_free(redis_rows *r)
+{
+    if (!r)
+        return;
+    redis_argv_free(&r->keys);
+    redis_argv_free(&r->args);
+    r->n = 0;
+}
+
+size_t redis_rows_bytes(const redis_rows *r)
+{
+    return r->keys.arena.len + r->args.arena.len;
+}
+
+int redis_rows_add(redis_rows *r, const redis_opts *o, const cdc_decoded_event *ev, yajl_val key,
+                   char *err, size_t errlen)
+{
+    size_t keys_len = r->keys.arena.len, keys_argc = r->keys.argc;
+    size_t args_len = r->args.arena.len, args_argc = r->args.argc;
     int write = ev->op == 'c' || ev->op == 'u' || ev->op == 'r';
     if (!write && ev->op != 'd') {
         snprintf(err, errlen, "cannot write op '%c' of %s.%s at lsn %" PRIu64 " as a row command",
                  ev->op, ev->schema, ev->table, ev->lsn);
-        goto done;
+        return -1;
     }
     if (write && (!ev->after || !YAJL_IS_OBJECT(ev->after))) {
         snprintf(err, errlen, "cannot write %s.%s at lsn %" PRIu64 ": op '%c' has no row",
                  ev->schema, ev->table, ev->lsn, ev->op);
-        goto done;
+        return -1;
     }
-    if (row_id_text(key, &id, err, errlen) < 0)
-        goto done;
-    if (push_str(a, "EVALSHA") < 0 || push_str(a, sha) < 0 || push_str(a, "2") < 0)
+    /* The row key, with the id written in place; the marker copies it. */
+    cdc_buf *k = &r->keys.arena;
+    size_t at = k->len;
+    if (put_key(o->prefix, "", ev->schema, ev->table, "", 0, k) < 0)
         goto nomem;
-    if (redis_row_key(o->prefix, ev->schema, ev->table, id.data, id.len, &k) < 0 ||
-        redis_argv_push(a, k.data, k.len) < 0)
+    size_t id_at = k->len;
+    if (row_id_text(key, k, err, errlen) < 0)
+        goto undo;
+    size_t idlen = k->len - id_at;
+    if (arg_end(&r->keys, at) < 0)
         goto nomem;
-    cdc_buf_reset(&k);
-    if (redis_marker_key(o->prefix, ev->schema, ev->table, id.data, id.len, &k) < 0 ||
-        redis_argv_push(a, k.data, k.len) < 0)
+    at = k->len;
+    if (put_key(o->prefix, "~del:", ev->schema, ev->table, "", 0, k) < 0 ||
+        cdc_buf_reserve(k, idlen) < 0)
         goto nomem;
-    if (push_str(a, write ? "w" : "d") < 0 || push_u64(a, ev->lsn) < 0 ||
-        push_str(a, o->format == REDIS_FORMAT_JSON ? "json" : "hash") < 0 ||
-        push_ll(a, o->ttl) < 0 || push_ll(a, o->tombstone_ttl) < 0)
+    memcpy(k->data + k->len, k->data + id_at, idlen); /* reserved: no move any more */
+    k->len += idlen;
+    if (arg_end(&r->keys, at) < 0)
+        goto nomem;
+
+    redis_argv *a = &r->args;
+    if (push_str(a, write ? "w" : "d") < 0 || push_u64(a, ev->lsn) < 0 || push_ll(a, o->ttl) < 0)
         goto nomem;
     if (!write) {
-        if (push_str(a, "0") < 0)
+        if (push_str(a, "0") < 0 || push_str(a, "0") < 0)
             goto nomem;
-    } else if (push_toast(a, o, ev, &tmp) < 0 || push_payload(a, o, ev, &tmp) < 0) {
+    } else if (push_toast(a, o, ev) < 0 || push_payload(a, o, ev) < 0) {
         goto nomem;
     }
-    redis_argv_ptrs(a);
-    rc = 0;
-    goto done;
+    r->n++;
+    return 0;
 nomem:
     snprintf(err, errlen, "cannot build the Redis command for %s.%s at lsn %" PRIu64 ": out of memory",
              ev->schema, ev->table, ev->lsn);
-done:
-    if (rc < 0)
-        redis_argv_reset(a);
-    cdc_buf_free(&id);
-    cdc_buf_free(&k);
-    cdc_buf_free(&tmp);
-    return rc;
+undo:
+    r->keys.arena.len = keys_len;
+    r->keys.argc = keys_argc;
+    r->args.arena.len = args_len;
+    r->args.argc = args_argc;
+    return -1;
+}
+
+/* "<c><n>\r\n" */
+static int resp_head(cdc_buf *out, char c, size_t n)
+{
+    char buf[24];
+    char *p = fmt_u64(buf, n);
+    if (cdc_buf_reserve(out, 32) < 0)
+        return -1;
+    out->data[out->len++] = c;
+    size_t len = (size_t)(buf + 24 - p);
+    memcpy(out->data + out->len, p, len);
+    out->len += len;
+    out->data[out->len++] = '\r';
+    out->data[out->len++] = '\n';
+    return 0;
+}
+
+static int resp_bulk(cdc_buf *out, const char *p, size_t len)
+{
+    if (resp_head(out, '$', len) < 0 || cdc_buf_reserve(out, len + 2) < 0)
+        return -1;
+    memcpy(out->data + out->len, p, len);
+    out->len += len;
+    out->data[out->len++] = '\r';
+    out->data[out->len++] = '\n';
+    return 0;
+}
+
+static int resp_args(cdc_buf *out, const redis_argv *a)
+{
+    for (size_t i = 0; i < a->argc; i++)
+        if (resp_bulk(out, a->arena.data + a->off[i], a->argvlen[i]) < 0)
+            return -1;
+    return 0;
+}
+
+int redis_argv_resp(const redis_argv *a, cdc_buf *out)
+{
+    if (resp_head(out, '*', a->argc) < 0)
+        return -1;
+    return resp_args(out, a);
+}
+
+/* The fixed arguments after the keys: r, format, tombstone TTL. */
+static int rows_head(const redis_opts *o, char ttl[24], const char **ttlp)
+{
+    *ttlp = fmt_u64(ttl, (uint64_t)(o->tombstone_ttl > 0 ? o->tombstone_ttl : 0));
+    return (int)(ttl + 24 - *ttlp);
+}
+
+int redis_rows_resp(const redis_rows *r, const char *sha, const redis_opts *o, cdc_buf *out)
+{
+    char ttl[24], nkeys[24];
+    const char *ttlp, *nk = fmt_u64(nkeys, r->keys.argc);
+    int ttllen = rows_head(o, ttl, &ttlp);
+    const char *fmt = o->format == REDIS_FORMAT_JSON ? "json" : "hash";
+    size_t at = out->len;
+    if (resp_head(out, '*', 3 + r->keys.argc + 3 + r->args.argc) < 0 ||
+        resp_bulk(out, "EVALSHA", 7) < 0 || resp_bulk(out, sha, strlen(sha)) < 0 ||
+        resp_bulk(out, nk, (size_t)(nkeys + 24 - nk)) < 0 || resp_args(out, &r->keys) < 0 ||
+        resp_bulk(out, "r", 1) < 0 || resp_bulk(out, fmt, 4) < 0 ||
+        resp_bulk(out, ttlp, (size_t)ttllen) < 0 || resp_args(out, &r->args) < 0) {
+        out->len = at;
+        return -1;
+    }
+    return 0;
+}
+
+int redis_rows_argv(const redis_rows *r, const char *sha, const redis_opts *o, redis_argv *out)
+{
+    char ttl[24];
+    const char *ttlp;
+    int ttllen = rows_head(o, ttl, &ttlp);
+    redis_argv_reset(out);
+    if (push_str(out, "EVALSHA") < 0 || push_str(out, sha) < 0 ||
+        push_u64(out, r->keys.argc) < 0)
+        goto fail;
+    for (size_t i = 0; i < r->keys.argc; i++)
+        if (redis_argv_push(out, r->keys.arena.data + r->keys.off[i], r->keys.argvlen[i]) < 0)
+            goto fail;
+    if (push_str(out, "r") < 0 ||
+        push_str(out, o->format == REDIS_FORMAT_JSON ? "json" : "hash") < 0 ||
+        redis_argv_push(out, ttlp, (size_t)ttllen) < 0)
+        goto fail;
+    for (size_t i = 0; i < r->args.argc; i++)
+        if (redis_argv_push(out, r->args.arena.data + r->args.off[i], r->args.argvlen[i]) < 0)
+            goto fail;
+    return redis_argv_ptrs(out);
+fail:
+    redis_argv_reset(out);
+    return -1;
 }
 
 static int put_glob_escaped(cdc_buf *out, const char *s)
@@ -436,8 +609,6 @@ int redis_cmd_truncate(redis_argv *a, const char *sha, const redis_opts *o, uint
                        const char *const *keys, const size_t *keylens, size_t n,
                        char *err, size_t errlen)
 {
-    cdc_buf m = CDC_BUF_INIT;
-    int rc = -1;
     size_t plen = strlen(o->prefix);
     redis_argv_reset(a);
     if (push_str(a, "EVALSHA") < 0 || push_str(a, sha) < 0 || push_u64(a, (uint64_t)n * 2) < 0)
@@ -446,25 +617,23 @@ int redis_cmd_truncate(redis_argv *a, const char *sha, const redis_opts *o, uint
         if (keylens[i] <= plen || memcmp(keys[i], o->prefix, plen) != 0 || keys[i][plen] != ':') {
             snprintf(err, errlen, "cannot truncate: key %zu of the SCAN step is not under prefix \"%s:\"",
                      i, o->prefix);
-            goto done;
+            redis_argv_reset(a);
+            return -1;
         }
-        cdc_buf_reset(&m);
-        if (cdc_buf_append(&m, o->prefix, plen) < 0 || cdc_buf_puts(&m, ":~del:") < 0 ||
-            cdc_buf_append(&m, keys[i] + plen + 1, keylens[i] - plen - 1) < 0 ||
-            redis_argv_push(a, keys[i], keylens[i]) < 0 || redis_argv_push(a, m.data, m.len) < 0)
+        if (redis_argv_push(a, keys[i], keylens[i]) < 0)
+            goto nomem;
+        size_t at = a->arena.len;
+        if (cdc_buf_append(&a->arena, o->prefix, plen) < 0 || cdc_buf_puts(&a->arena, ":~del:") < 0 ||
+            cdc_buf_append(&a->arena, keys[i] + plen + 1, keylens[i] - plen - 1) < 0 ||
+            arg_end(a, at) < 0)
             goto nomem;
     }
-    if (push_str(a, "t") < 0 || push_u64(a, lsn) < 0 || push_str(a, "") < 0 || push_str(a, "0") < 0 ||
-        push_ll(a, o->tombstone_ttl) < 0 || push_str(a, "0") < 0)
+    if (push_str(a, "t") < 0 || push_u64(a, lsn) < 0 || push_ll(a, o->tombstone_ttl) < 0)
         goto nomem;
     redis_argv_ptrs(a);
-    rc = 0;
-    goto done;
+    return 0;
 nomem:
     snprintf(err, errlen, "cannot build the Redis truncate command: out of memory");
-done:
-    if (rc < 0)
-        redis_argv_reset(a);
-    cdc_buf_free(&m);
-    return rc;
+    redis_argv_reset(a);
+    return -1;
 }

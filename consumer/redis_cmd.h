@@ -1,7 +1,8 @@
-/* redis_cmd.h: the Redis sink's one Lua script and the EVALSHA argument
- * vectors that drive it, built from decoded events. No I/O: the sink hands
- * the vectors to hiredis (redisAppendCommandArgv), binary-safe; no event
- * data is ever put into Lua source, only into KEYS and ARGV.
+/* redis_cmd.h: the Redis sink's one Lua script and the EVALSHA commands
+ * that drive it, built from decoded events. No I/O: the sink sends the
+ * commands as RESP bytes it gets from here (or hiredis argv vectors, for
+ * truncates and tests); no event data is ever put into Lua source, only
+ * into KEYS and ARGV.
  *
  * Layout (docs/consumer-sinks.md has the user's view):
  *   row     <prefix>:<schema>.<table>:<id>        id as row_id_text()
@@ -12,16 +13,31 @@
  *     the script reads the version with GETRANGE, not the whole document.
  *   Columns named _pgcdc_lsn are left out (the version wins).
  *
- * The script applies a write only if the event's version (source.lsn) is
- * newer than both the row's _pgcdc_lsn and the marker (compared as decimal
- * strings, exact to 2^64, which Lua's doubles are not). A write replaces
- * the row, keeping the fields named in unchanged_toast from the stored row,
- * deletes the marker and sets the row's expiry when a TTL is given (the
- * replace clears any old one, so the TTL is renewed on every write). A
- * delete removes the row and sets the marker to its version, with the
+ * One EVALSHA applies the changes of several rows (redis_rows), in order:
+ * the per-call cost of a script (lookup, argument tables, Lua entry) was
+ * as much as the row's own work, so the sink groups up to a few dozen rows
+ * per call. The script applies each write only if the event's version
+ * (source.lsn) is newer than both the row's _pgcdc_lsn and the marker
+ * (compared as decimal strings, exact to 2^64, which Lua's doubles are
+ * not), and answers with one element per row: 1 applied, 0 stale (as new
+ * or newer is stored), or the error of that row alone. A write replaces
+ * the row, keeping the fields named in unchanged_toast from the stored
+ * row, deletes the marker and sets the row's expiry when a TTL is given
+ * (the replace clears any old one, so the TTL is renewed on every write).
+ * A delete removes the row and sets the marker to its version, with the
  * tombstone TTL: an older replayed write within that time finds the marker
  * and is dropped, so the TTL must cover the longest replay (Kafka's
  * retention) to keep deletes deleted.
+ *
+ * Cost: the version is read in the sink's own format first; a row that has
+ * a version has no marker (a write removes the marker, a delete or a
+ * truncate removes the row), so the marker is read and removed only for
+ * rows without one. An update is three calls (read, DEL, HSET) in hash
+ * format, two (read, SET) in json; an insert three (read, GET marker,
+ * HSET/SET). A key at a row's place that pgcdc did not write (no
+ * _pgcdc_lsn) is replaced; a hash without _pgcdc_lsn that shares no field
+ * with the row would keep its fields next to the row's (pgcdc never writes
+ * such a hash, and checking costs a call per insert).
  *
  * Truncate: SCAN, not a per-table index. An index (a sorted set per table)
  * would cost a write and memory for every row, and would keep members of
@@ -86,20 +102,50 @@ int redis_row_key(const char *prefix, const char *schema, const char *table,
 int redis_marker_key(const char *prefix, const char *schema, const char *table,
                      const char *id, size_t idlen, cdc_buf *out);
 
-/* Builds EVALSHA <sha> 2 <row> <marker> op version format ttl tombstone_ttl
- * ntoast <toast names..> <payload..> for a c/u/r/d event of the row whose
- * Kafka key is `key`: payload is field/value pairs (hash) or the document
- * (json); op is "w" (write) or "d". Resets `a` first; argv ready on return.
- * Returns 0, or -1 with err set (t event, no row for c/u/r, bad key, out of
- * memory). */
-int redis_cmd_event(redis_argv *a, const char *sha, const redis_opts *o,
-                    const cdc_decoded_event *ev, yajl_val key, char *err, size_t errlen);
+/* The changes of several rows, as one EVALSHA:
+ *   EVALSHA <sha> <2n> <row1> <marker1> .. <rown> <markern>
+ *           r <format> <tombstone_ttl>
+ *           then per row: <w|d> <version> <ttl> <ntoast> <toast names..>
+ *                         <npayload> <payload..>
+ * payload: field/value pairs (hash) or the document (json); TOAST names raw
+ * (hash) or JSON-encoded (json, as the document writes them). Keys and
+ * arguments live in two arenas, reused from command to command. */
+typedef struct redis_rows {
+    redis_argv keys;
+    redis_argv args;
+    size_t n;                  /* rows */
+} redis_rows;
+
+#define REDIS_ROWS_INIT {REDIS_ARGV_INIT, REDIS_ARGV_INIT, 0}
+
+void redis_rows_reset(redis_rows *r);
+void redis_rows_free(redis_rows *r);
+
+/* Adds a c/u/r/d event of the row whose Kafka key is `key`, with the
+ * row TTL o->ttl. Returns 0, or -1 with err set and `r` as it was (t
+ * event, no row for c/u/r, bad key, out of memory). */
+int redis_rows_add(redis_rows *r, const redis_opts *o, const cdc_decoded_event *ev, yajl_val key,
+                   char *err, size_t errlen);
+
+/* Bytes of keys and arguments so far, to bound one command. */
+size_t redis_rows_bytes(const redis_rows *r);
+
+/* Appends the whole command to `out` as RESP (what goes on the wire).
+ * Returns 0 or -1 (out of memory). */
+int redis_rows_resp(const redis_rows *r, const char *sha, const redis_opts *o, cdc_buf *out);
+
+/* The whole command as an argument vector (resets `out` first; argv ready
+ * on return), for hiredis' redisCommandArgv and for tests. 0 or -1. */
+int redis_rows_argv(const redis_rows *r, const char *sha, const redis_opts *o, redis_argv *out);
+
+/* Appends an argument vector to `out` as RESP. Returns 0 or -1. */
+int redis_argv_resp(const redis_argv *a, cdc_buf *out);
 
 /* The SCAN MATCH pattern of a table's rows: the row key with glob
  * characters (* ? [ ] \) escaped, then "*". Appended to out. */
 int redis_scan_pattern(const char *prefix, const char *schema, const char *table, cdc_buf *out);
 
-/* Builds EVALSHA <sha> 2n <row1> <marker1> .. "t" <lsn> "" 0 <tombstone_ttl> 0
+/* Builds EVALSHA <sha> 2n <row1> <marker1> .. t <lsn> <tombstone_ttl>
  * for n row keys returned by one SCAN step (their markers are derived from
  * them). Resets `a` first. Returns 0, or -1 with err set (a key outside the
  * prefix, out of memory). The script returns how many rows it removed. */

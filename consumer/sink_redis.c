@@ -21,6 +21,11 @@
 #include "redis_cmd.h"
 
 #define SCAN_COUNT "1000"
+/* Rows per EVALSHA: enough to spread the script's per-call cost (argument
+ * tables, Lua entry) thin, small enough that one call never holds Redis
+ * for long. */
+#define ROWS_PER_COMMAND 64
+#define COMMAND_BYTES (256 * 1024)
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 
@@ -43,8 +48,13 @@ typedef struct redis_sink {
     long long default_ttl;
     table_ttl *ttls;
     size_t nttls;
-    redis_argv argv;
+    redis_argv argv;         /* truncate steps */
     cdc_buf buf;
+    redis_rows rows;         /* the command being built */
+    cdc_buf out;             /* the pipeline, as RESP */
+    size_t *idx;             /* record of each row sent, in order */
+    size_t *cmd_rows;        /* rows of each command sent */
+    size_t cap;
 } redis_sink;
 
 /* Outcome of one attempt at a batch. */
@@ -324,17 +334,64 @@ static attempt_result truncate_table(redis_sink *r, consumer_record *rec, char *
     return ATTEMPT_DONE;
 }
 
-/* Sends recs[from..to) (no truncates) as one pipeline and reads every
- * reply. Records the server refuses for good are rejected. */
+/* Reads the reply of one command of `n` rows (recs[idx[0..n)]). Rows the
+ * server refuses for good are rejected; a transient error anywhere makes
+ * the batch worth retrying (the replies are still all read). Returns
+ * false when the connection is unusable. */
+static bool read_rows_reply(redis_sink *r, consumer_record *const *recs, const size_t *idx,
+                            size_t n, attempt_result *result, char *err, size_t errlen)
+{
+    redisReply *rep = NULL;
+    if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK || !rep) {
+        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+        return false;
+    }
+    for (size_t k = 0; k < n; k++) {
+        /* The whole command failed (NOSCRIPT, BUSY, ...) or this row did. */
+        const redisReply *e = rep->type == REDIS_REPLY_ERROR ? rep
+                              : rep->type == REDIS_REPLY_ARRAY && rep->elements == n
+                                  ? rep->element[k]
+                                  : NULL;
+        if (e && e->type == REDIS_REPLY_INTEGER) {
+            r->base.applied++;
+        } else if (e && e->type == REDIS_REPLY_ERROR && transient_error(e->str)) {
+            if (*result == ATTEMPT_DONE)
+                snprintf(err, errlen, "Redis at %s: %s", r->url_masked, e->str);
+            *result = ATTEMPT_RETRY;
+        } else {
+            sink_reject_record(recs[idx[k]], "redis",
+                               e && e->type == REDIS_REPLY_ERROR ? e->str
+                                                                 : "unexpected reply from the script");
+            r->base.rejected++;
+        }
+    }
+    freeReplyObject(rep);
+    return true;
+}
+
+/* Sends recs[from..to) (no truncates) as one pipeline of EVALSHAs of up to
+ * ROWS_PER_COMMAND rows each, written at once, then reads every reply. */
 static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size_t from,
                                size_t to, char *err, size_t errlen)
 {
-    size_t sent = 0;
-    size_t *sent_idx = malloc((to - from) * sizeof *sent_idx);
-    if (!sent_idx) {
-        snprintf(err, errlen, "out of memory");
-        return ATTEMPT_RETRY;
+    attempt_result result = ATTEMPT_DONE;
+    size_t nidx = 0, ncmds = 0;
+    if (to - from > r->cap) {
+        size_t cap = to - from;
+        size_t *idx = realloc(r->idx, cap * sizeof *idx);
+        if (idx)
+            r->idx = idx;
+        size_t *rows = idx ? realloc(r->cmd_rows, cap * sizeof *rows) : NULL;
+        if (rows)
+            r->cmd_rows = rows;
+        if (!idx || !rows) {
+            snprintf(err, errlen, "out of memory");
+            return ATTEMPT_RETRY;
+        }
+        r->cap = cap;
     }
+    cdc_buf_reset(&r->out);
+    redis_rows_reset(&r->rows);
     for (size_t i = from; i < to; i++) {
         consumer_record *rec = recs[i];
         if (!rec->key) {
@@ -343,43 +400,42 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
         }
         char cerr[512];
         r->opts.ttl = ttl_for(r, rec->ev.schema, rec->ev.table);
-        if (redis_cmd_event(&r->argv, r->sha, &r->opts, &rec->ev, rec->key, cerr, sizeof cerr) < 0) {
+        if (redis_rows_add(&r->rows, &r->opts, &rec->ev, rec->key, cerr, sizeof cerr) < 0) {
             sink_reject_record(rec, "redis", cerr);
             r->base.rejected++;
             continue;
         }
-        if (redisAppendCommandArgv(r->ctx, (int)r->argv.argc, r->argv.argv, r->argv.argvlen) !=
-            REDIS_OK) {
-            snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
-            free(sent_idx);
+        r->idx[nidx++] = i;
+        if (r->rows.n < ROWS_PER_COMMAND && redis_rows_bytes(&r->rows) < COMMAND_BYTES &&
+            i + 1 < to)
+            continue;
+        if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
+            snprintf(err, errlen, "out of memory");
             return ATTEMPT_RETRY;
         }
-        sent_idx[sent++] = i;
+        r->cmd_rows[ncmds++] = r->rows.n;
+        redis_rows_reset(&r->rows);
     }
-    attempt_result result = ATTEMPT_DONE;
-    for (size_t got = 0; got < sent; got++) {
-        size_t i = sent_idx[got];
-        redisReply *rep = NULL;
-        if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK) {
-            snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
-            free(sent_idx);
+    if (r->rows.n > 0) { /* the batch ended with skipped or refused records */
+        if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return ATTEMPT_RETRY;
+        }
+        r->cmd_rows[ncmds++] = r->rows.n;
+        redis_rows_reset(&r->rows);
+    }
+    if (ncmds == 0)
+        return ATTEMPT_DONE;
+    if (redisAppendFormattedCommand(r->ctx, r->out.data, r->out.len) != REDIS_OK) {
+        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+        return ATTEMPT_RETRY;
+    }
+    const size_t *idx = r->idx;
+    for (size_t c = 0; c < ncmds; c++) {
+        if (!read_rows_reply(r, recs, idx, r->cmd_rows[c], &result, err, errlen))
             return ATTEMPT_RETRY; /* the connection is unusable: reconnect */
-        }
-        if (rep->type == REDIS_REPLY_ERROR) {
-            if (transient_error(rep->str)) {
-                if (result == ATTEMPT_DONE)
-                    snprintf(err, errlen, "Redis at %s: %s", r->url_masked, rep->str);
-                result = ATTEMPT_RETRY; /* keep reading: the replies must be drained */
-            } else {
-                sink_reject_record(recs[i], "redis", rep->str);
-                r->base.rejected++;
-            }
-        } else {
-            r->base.applied++;
-        }
-        freeReplyObject(rep);
+        idx += r->cmd_rows[c];
     }
-    free(sent_idx);
     return result;
 }
 
@@ -449,6 +505,10 @@ static void redis_destroy(sink *s)
     free(r->ttls);
     redis_argv_free(&r->argv);
     cdc_buf_free(&r->buf);
+    redis_rows_free(&r->rows);
+    cdc_buf_free(&r->out);
+    free(r->idx);
+    free(r->cmd_rows);
     free(r);
 }
 
@@ -463,6 +523,7 @@ sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen)
     r->base.apply = redis_apply;
     r->base.destroy = redis_destroy;
     r->argv = (redis_argv)REDIS_ARGV_INIT;
+    r->rows = (redis_rows)REDIS_ROWS_INIT;
     const char *url = cdc_config_str(cfg, "redis");
     cdc_buf masked = CDC_BUF_INIT;
     cdc_mask_secrets(url, &masked);

@@ -74,6 +74,32 @@ static redisContext *connect_until(const char *host, int port, double seconds)
     return NULL;
 }
 
+/* One row as a whole command (the sink groups several; one is a command). */
+static int one_row(redis_argv *a, const char *sha_, const redis_opts *o, const cdc_decoded_event *ev,
+                   yajl_val key)
+{
+    redis_rows r = REDIS_ROWS_INIT;
+    int ok = redis_rows_add(&r, o, ev, key, err, sizeof err);
+    if (ok == 0)
+        ok = redis_rows_argv(&r, sha_, o, a);
+    redis_rows_free(&r);
+    return ok;
+}
+
+/* The result of the only row of a command: 1, 0, or -101 (printed). */
+static long long row_result(redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER)
+        return r->element[0]->integer;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        printf("# script error: %s\n", r->str);
+    else if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+             r->element[0]->type == REDIS_REPLY_ERROR)
+        printf("# row error: %s\n", r->element[0]->str);
+    return -101;
+}
+
 static long long apply_opts(const redis_opts *o, const char *event, const char *key)
 {
     cdc_decoded_event ev;
@@ -82,12 +108,9 @@ static long long apply_opts(const redis_opts *o, const char *event, const char *
     yajl_val k = fixture_json(key);
     redis_argv a = REDIS_ARGV_INIT;
     long long out = -101;
-    if (redis_cmd_event(&a, sha, o, &ev, k, err, sizeof err) == 0) {
+    if (one_row(&a, sha, o, &ev, k) == 0) {
         redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
-        if (r && r->type == REDIS_REPLY_INTEGER)
-            out = r->integer;
-        else if (r && r->type == REDIS_REPLY_ERROR)
-            printf("# script error: %s\n", r->str);
+        out = row_result(r);
         freeReplyObject(r);
     }
     redis_argv_free(&a);
@@ -334,10 +357,9 @@ static void hostile_names_are_data(void)
     yajl_val k = fixture_json("{\"k\":\"\\u00e9 *?[\"}");
     redis_argv a = REDIS_ARGV_INIT;
     long long got = -1;
-    if (redis_cmd_event(&a, sha, &o, &e, k, err, sizeof err) == 0) {
+    if (one_row(&a, sha, &o, &e, k) == 0) {
         redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
-        if (r && r->type == REDIS_REPLY_INTEGER)
-            got = r->integer;
+        got = row_result(r);
         freeReplyObject(r);
     }
     TAP_OK(got == 1, "write with hostile names applied");
@@ -350,6 +372,51 @@ static void hostile_names_are_data(void)
     fixture_event_free(&e);
 }
 
+/* Several rows in one call: applied in order, one result each, and a row
+ * that fails does not stop or undo the others. */
+static void several_rows_one_call(void)
+{
+    redis_opts o = hash_opts();
+    cmd("HSET %s:~del:s.t:42 not a-marker", prefix); /* GET of this marker fails */
+    const char *evs[][2] = {
+        {"{\"op\":\"c\",\"after\":{\"id\":40,\"v\":\"a\"},\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":10}}", "{\"id\":40}"},
+        {"{\"op\":\"u\",\"after\":{\"id\":40,\"v\":\"b\"},\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":11}}", "{\"id\":40}"},
+        {"{\"op\":\"u\",\"after\":{\"id\":40,\"v\":\"old\"},\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":9}}", "{\"id\":40}"},
+        {"{\"op\":\"c\",\"after\":{\"id\":42},\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":10}}", "{\"id\":42}"},
+        {"{\"op\":\"d\",\"before\":{\"id\":41},\"after\":null,\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":12}}", "{\"id\":41}"},
+    };
+    redis_rows rows = REDIS_ROWS_INIT;
+    for (size_t i = 0; i < 5; i++) {
+        cdc_decoded_event ev;
+        fixture_event(evs[i][0], &ev);
+        yajl_val k = fixture_json(evs[i][1]);
+        redis_rows_add(&rows, &o, &ev, k, err, sizeof err);
+        yajl_tree_free(k);
+        fixture_event_free(&ev);
+    }
+    redis_argv a = REDIS_ARGV_INIT;
+    redis_rows_argv(&rows, sha, &o, &a);
+    redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
+    int shape = r && r->type == REDIS_REPLY_ARRAY && r->elements == 5;
+    TAP_OK(shape, "one result per row");
+    if (shape) {
+        TAP_OK(r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1 &&
+               r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer == 1 &&
+               r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer == 0,
+               "changes of one row applied in order: insert, update, older update stale");
+        TAP_OK(r->element[3]->type == REDIS_REPLY_ERROR && strstr(r->element[3]->str, "WRONGTYPE"),
+               "a failing row reports its own error");
+        TAP_OK(r->element[4]->type == REDIS_REPLY_INTEGER && r->element[4]->integer == 1,
+               "rows after it still applied");
+    }
+    freeReplyObject(r);
+    TAP_STREQ(cmd("HGET %s:s.t:40 v", prefix), "b", "row 40 holds the newest write");
+    TAP_STREQ(cmd("GET %s:~del:s.t:41", prefix), "12", "row 41's delete marker");
+    cmd("DEL %s:~del:s.t:42", prefix);
+    redis_argv_free(&a);
+    redis_rows_free(&rows);
+}
+
 static void noscript_reported(void)
 {
     redis_opts o = hash_opts();
@@ -357,7 +424,7 @@ static void noscript_reported(void)
     fixture_event(ev_text('c', 1, "{\"id\":1}", NULL), &e);
     yajl_val k = fixture_json("{\"id\":99}");
     redis_argv a = REDIS_ARGV_INIT;
-    redis_cmd_event(&a, "0000000000000000000000000000000000000000", &o, &e, k, err, sizeof err);
+    one_row(&a, "0000000000000000000000000000000000000000", &o, &e, k);
     redisReply *r = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
     TAP_OK(r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0,
            "unknown sha gives NOSCRIPT (the sink reloads on it)");
@@ -430,6 +497,7 @@ int main(void)
         other_formats_and_foreign_keys();
         truncate_in_scan_steps();
         hostile_names_are_data();
+        several_rows_one_call();
         noscript_reported();
     }
 
