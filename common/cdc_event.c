@@ -664,17 +664,132 @@ static const char *type_name(yajl_val v)
  * lexer buffers per text, grows each object by one realloc per member and
  * converts every number with strtod, which made it 6 us of a 400-byte
  * event (bench/event_encode decode); the consumer decodes every record.
- * The nodes are laid out and allocated exactly as yajl_tree does (one
- * malloc per node, string and key; keys/values arrays), so yajl_tree_free()
- * frees them, and their contents are those yajl_tree_parse gives
+ * The nodes are laid out as yajl_tree lays them out and, without an arena,
+ * allocated as it does (one malloc per node, string and key; keys/values
+ * arrays), so yajl_tree_free() frees them; their contents are those yajl_tree_parse gives
  * (fuzz_event_decode compares the two on every input): strings unescaped
  * (\u0000 as a NUL byte), numbers with their text, yajl_parse_integer's
  * value and flags, and strtod's double. Validation has already checked the
  * syntax, UTF-8, escapes and depth, so building only allocates. */
 
+/* ---- the arena ---- */
+
+#define ARENA_CHUNK (256 * 1024)
+#define ARENA_KEEP (64 * 1024 * 1024) /* kept across resets at most */
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size, used;
+    max_align_t data[];
+} arena_chunk;
+
+struct cdc_arena {
+    arena_chunk *used;    /* current chunk first */
+    arena_chunk *spare;   /* emptied by a reset, for reuse */
+    size_t bytes;         /* held in both lists */
+};
+
+cdc_arena *cdc_arena_new(void)
+{
+    return calloc(1, sizeof(cdc_arena));
+}
+
+static void *arena_alloc(cdc_arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    arena_chunk *c = a->used;
+    if (!c || c->size - c->used < n) {
+        arena_chunk **sp = &a->spare;
+        while (*sp && (*sp)->size < n)
+            sp = &(*sp)->next;
+        if (*sp) {
+            c = *sp;
+            *sp = c->next;
+        } else {
+            size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+            if (!(c = malloc(sizeof *c + size)))
+                return NULL;
+            c->size = size;
+            a->bytes += size;
+        }
+        c->used = 0;
+        c->next = a->used;
+        a->used = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+void cdc_arena_reset(cdc_arena *a)
+{
+    if (!a)
+        return;
+    while (a->used) {
+        arena_chunk *c = a->used;
+        a->used = c->next;
+        if (a->bytes > ARENA_KEEP) {
+            a->bytes -= c->size;
+            free(c);
+        } else {
+            c->next = a->spare;
+            a->spare = c;
+        }
+    }
+}
+
+void cdc_arena_free(cdc_arena *a)
+{
+    if (!a)
+        return;
+    cdc_arena_reset(a);
+    while (a->spare) {
+        arena_chunk *c = a->spare;
+        a->spare = c->next;
+        free(c);
+    }
+    free(a);
+}
+
+size_t cdc_arena_size(const cdc_arena *a)
+{
+    return a ? a->bytes : 0;
+}
+
+/* The builder allocates from the arena when it has one, else with malloc
+ * in yajl_tree's layout. */
 typedef struct tbuild {
     const unsigned char *p, *end;
+    cdc_arena *arena;
 } tbuild;
+
+static void *tb_alloc(tbuild *t, size_t n)
+{
+    return t->arena ? arena_alloc(t->arena, n) : malloc(n);
+}
+
+static void *tb_realloc(tbuild *t, void *old, size_t old_n, size_t n)
+{
+    if (!t->arena)
+        return realloc(old, n);
+    void *p = arena_alloc(t->arena, n);
+    if (p && old)
+        memcpy(p, old, old_n);
+    return p;
+}
+
+/* Frees a node after a failure; the arena takes back its nodes itself. */
+static void tb_drop(tbuild *t, yajl_val v)
+{
+    if (!t->arena)
+        yajl_tree_free(v);
+}
+
+static void tb_free(tbuild *t, void *p)
+{
+    if (!t->arena)
+        free(p);
+}
 
 static void tb_ws(tbuild *t)
 {
@@ -699,7 +814,7 @@ static char *tb_string(tbuild *t)
     while (*q != '"') /* validated: a closing quote follows; escapes skipped */
         q += *q == '\\' ? 2 : 1;
     /* Unescaped text is never longer than its escaped form. */
-    char *out = malloc((size_t)(q - s) + 1);
+    char *out = tb_alloc(t, (size_t)(q - s) + 1);
     if (!out)
         return NULL;
     size_t n = 0;
@@ -772,11 +887,13 @@ static long long tb_integer(const char *r, size_t len, bool *ok)
 
 static yajl_val tb_value(tbuild *t);
 
-static yajl_val tb_node(yajl_type type)
+static yajl_val tb_node(tbuild *t, yajl_type type)
 {
-    yajl_val v = calloc(1, sizeof *v);
-    if (v)
+    yajl_val v = tb_alloc(t, sizeof *v);
+    if (v) {
+        memset(v, 0, sizeof *v);
         v->type = type;
+    }
     return v;
 }
 
@@ -787,9 +904,9 @@ static yajl_val tb_number(tbuild *t)
                              *t->p == '.' || *t->p == 'e' || *t->p == 'E'))
         t->p++;
     size_t len = (size_t)(t->p - s);
-    yajl_val v = tb_node(yajl_t_number);
-    if (!v || !(v->u.number.r = malloc(len + 1))) {
-        free(v);
+    yajl_val v = tb_node(t, yajl_t_number);
+    if (!v || !(v->u.number.r = tb_alloc(t, len + 1))) {
+        tb_free(t, v);
         return NULL;
     }
     memcpy(v->u.number.r, s, len);
@@ -814,7 +931,7 @@ static yajl_val tb_number(tbuild *t)
 static yajl_val tb_container(tbuild *t)
 {
     bool obj = *t->p == '{';
-    yajl_val v = tb_node(obj ? yajl_t_object : yajl_t_array);
+    yajl_val v = tb_node(t, obj ? yajl_t_object : yajl_t_array);
     if (!v)
         return NULL;
     t->p++;
@@ -834,7 +951,7 @@ static yajl_val tb_container(tbuild *t)
         }
         yajl_val item = tb_value(t);
         if (!item) {
-            free(key);
+            tb_free(t, key);
             goto fail;
         }
         /* Capacity: 4, then doubled whenever len reaches a power of two
@@ -842,8 +959,8 @@ static yajl_val tb_container(tbuild *t)
         size_t len = obj ? v->u.object.len : v->u.array.len;
         if (len < 4 ? len == 0 : (len & (len - 1)) == 0) {
             size_t cap = len < 4 ? 4 : len * 2;
-            yajl_val *vals = realloc(obj ? v->u.object.values : v->u.array.values,
-                                     cap * sizeof *vals);
+            yajl_val *vals = tb_realloc(t, obj ? v->u.object.values : v->u.array.values,
+                                        len * sizeof *vals, cap * sizeof *vals);
             if (vals) {
                 if (obj)
                     v->u.object.values = vals;
@@ -851,11 +968,12 @@ static yajl_val tb_container(tbuild *t)
                     v->u.array.values = vals;
             }
             const char **keys = NULL;
-            if (vals && obj && (keys = realloc(v->u.object.keys, cap * sizeof *keys)))
+            if (vals && obj &&
+                (keys = tb_realloc(t, v->u.object.keys, len * sizeof *keys, cap * sizeof *keys)))
                 v->u.object.keys = keys;
             if (!vals || (obj && !keys)) {
-                free(key);
-                yajl_tree_free(item);
+                tb_free(t, key);
+                tb_drop(t, item);
                 goto fail;
             }
         }
@@ -873,7 +991,7 @@ static yajl_val tb_container(tbuild *t)
         tb_ws(t);
     }
 fail:
-    yajl_tree_free(v);
+    tb_drop(t, v);
     return NULL;
 }
 
@@ -884,23 +1002,23 @@ static yajl_val tb_value(tbuild *t)
     case '[':
         return tb_container(t);
     case '"': {
-        yajl_val v = tb_node(yajl_t_string);
+        yajl_val v = tb_node(t, yajl_t_string);
         if (v && !(v->u.string = tb_string(t))) {
-            free(v);
+            tb_free(t, v);
             return NULL;
         }
         return v;
     }
-    case 't': t->p += 4; return tb_node(yajl_t_true);
-    case 'f': t->p += 5; return tb_node(yajl_t_false);
-    case 'n': t->p += 4; return tb_node(yajl_t_null);
+    case 't': t->p += 4; return tb_node(t, yajl_t_true);
+    case 'f': t->p += 5; return tb_node(t, yajl_t_false);
+    case 'n': t->p += 4; return tb_node(t, yajl_t_null);
     default: return tb_number(t);
     }
 }
 
 /* Validates, then builds the tree. NULL with err set when the text is not
  * JSON (cdc_json_validate's reason) or memory ran out. */
-static yajl_val tree_parse(const char *json, size_t len, const char *what,
+static yajl_val tree_parse(cdc_arena *arena, const char *json, size_t len, const char *what,
                            char *err, size_t errlen)
 {
     char vmsg[128];
@@ -908,7 +1026,7 @@ static yajl_val tree_parse(const char *json, size_t len, const char *what,
         set_err(err, errlen, "cannot decode %s: not JSON: %s", what, vmsg);
         return NULL;
     }
-    tbuild t = {(const unsigned char *)json, (const unsigned char *)json + len};
+    tbuild t = {(const unsigned char *)json, (const unsigned char *)json + len, arena};
     tb_ws(&t);
     yajl_val v = tb_value(&t);
     if (!v)
@@ -1079,10 +1197,17 @@ static const char *const source_fields[S_N] = {
 int cdc_event_decode(const char *json, size_t len, cdc_decoded_event *ev,
                      char *err, size_t errlen)
 {
+    return cdc_event_decode_in(NULL, json, len, ev, err, errlen);
+}
+
+int cdc_event_decode_in(cdc_arena *arena, const char *json, size_t len, cdc_decoded_event *ev,
+                        char *err, size_t errlen)
+{
     yajl_val f[F_N], s[S_N];
     char tmp[64];
     memset(ev, 0, sizeof *ev);
-    ev->root = tree_parse(json, len, "event", err, errlen);
+    ev->arena = arena;
+    ev->root = tree_parse(arena, json, len, "event", err, errlen);
     if (!ev->root)
         goto fail;
     if (!YAJL_IS_OBJECT(ev->root)) {
@@ -1172,7 +1297,7 @@ void cdc_decoded_event_free(cdc_decoded_event *ev)
 {
     if (!ev)
         return;
-    if (ev->root)
+    if (ev->root && !ev->arena)
         yajl_tree_free(ev->root);
     free(ev->unchanged_toast);
     memset(ev, 0, sizeof *ev);
@@ -1180,13 +1305,20 @@ void cdc_decoded_event_free(cdc_decoded_event *ev)
 
 int cdc_key_decode(const char *json, size_t len, yajl_val *key, char *err, size_t errlen)
 {
-    *key = tree_parse(json, len, "key", err, errlen);
+    return cdc_key_decode_in(NULL, json, len, key, err, errlen);
+}
+
+int cdc_key_decode_in(cdc_arena *arena, const char *json, size_t len, yajl_val *key, char *err,
+                      size_t errlen)
+{
+    *key = tree_parse(arena, json, len, "key", err, errlen);
     if (!*key)
         return -1;
     if (!YAJL_IS_OBJECT(*key)) {
         set_err(err, errlen, "cannot decode key: the key is %s, not an object",
                 type_name(*key));
-        yajl_tree_free(*key);
+        if (!arena)
+            yajl_tree_free(*key);
         *key = NULL;
         return -1;
     }

@@ -202,6 +202,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (cdc_key_decode(text, size, &mine, err, sizeof err) < 0 || !same_tree(mine, v)))
             abort();
         yajl_tree_free(mine);
+        /* and in an arena */
+        static cdc_arena *arena;
+        if (!arena)
+            arena = cdc_arena_new();
+        if (YAJL_IS_OBJECT(v) &&
+            (cdc_key_decode_in(arena, text, size, &mine, err, sizeof err) < 0 || !same_tree(mine, v)))
+            abort();
+        cdc_arena_reset(arena);
         yajl_tree_free(v);
         free(copy);
     }
@@ -213,6 +221,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (depth(ev.root) < 100)
             check_round_trip(&ev);
+        /* the arena decoder accepts it too, with the same tree */
+        static cdc_arena *ea;
+        if (!ea)
+            ea = cdc_arena_new();
+        cdc_decoded_event in;
+        if (cdc_event_decode_in(ea, text, size, &in, err, sizeof err) < 0 ||
+            !same_tree(in.root, ev.root) || in.lsn != ev.lsn || in.op != ev.op)
+            abort();
+        cdc_decoded_event_free(&in);
+        cdc_arena_reset(ea);
         cdc_decoded_event_free(&ev);
     } else if (strncmp(err, "cannot decode event: ", 21) != 0 || ev.root) {
         abort();

@@ -901,6 +901,53 @@ static void test_decoded_tree_is_yajls(void)
     }
     TAP_OK(all, "decode_builds_the_tree_yajl_tree_parse_builds");
 
+    /* The same trees in an arena, all of them alive together. */
+    cdc_arena *arena = cdc_arena_new();
+    all = arena != NULL;
+    yajl_val kept[sizeof texts / sizeof texts[0]];
+    for (size_t i = 0; all && i < sizeof texts / sizeof texts[0]; i++)
+        all = cdc_key_decode_in(arena, texts[i], strlen(texts[i]), &kept[i], err, sizeof err) == 0;
+    for (size_t i = 0; all && i < sizeof texts / sizeof texts[0]; i++) {
+        yajl_val theirs = yajl_tree_parse(texts[i], NULL, 0);
+        all = same_tree(kept[i], theirs);
+        yajl_tree_free(theirs);
+    }
+    TAP_OK(all, "decode_in_arena_builds_the_same_trees");
+
+    /* Many events fill several chunks; a reset frees them all, and the
+     * arena is used again. An event larger than a chunk gets its own. */
+    size_t before = 0;
+    for (int round = 0; round < 2; round++) {
+        all = true;
+        for (int i = 0; all && i < 3000; i++) {
+            cdc_decoded_event ev;
+            all = cdc_event_decode_in(arena, EXAMPLE_VALUE, strlen(EXAMPLE_VALUE), &ev, err,
+                                      sizeof err) == 0 && ev.lsn == 24337816 && ev.arena == arena;
+            cdc_decoded_event_free(&ev); /* frees only what is not in the arena */
+        }
+        TAP_OK(all, round ? "arena_reused_after_reset" : "arena_holds_many_events");
+        if (round == 0)
+            before = cdc_arena_size(arena);
+        cdc_arena_reset(arena);
+    }
+    TAP_OK(before > 256 * 1024 && cdc_arena_size(arena) == before,
+           "arena_reset_keeps_its_chunks_for_reuse");
+    cdc_buf big = CDC_BUF_INIT;
+    cdc_buf_puts(&big, "{\"s\":\"");
+    for (int i = 0; i < 400000; i++)
+        cdc_buf_putc(&big, 'x');
+    cdc_buf_puts(&big, "\"}");
+    yajl_val bk = NULL;
+    const char *bs = NULL;
+    if (cdc_key_decode_in(arena, big.data, big.len, &bk, err, sizeof err) == 0)
+        bs = YAJL_GET_STRING(bk->u.object.values[0]);
+    TAP_OK(bs && strlen(bs) == 400000, "arena_takes_a_value_larger_than_a_chunk");
+    TAP_OK(cdc_key_decode_in(arena, "[1]", 3, &bk, err, sizeof err) == -1 && bk == NULL,
+           "arena_key_decode_rejects_non_object");
+    cdc_buf_free(&big);
+    cdc_arena_free(arena);
+    cdc_arena_free(NULL);
+
     /* Deep nesting at the validator's bound builds and frees. */
     size_t depth = CDC_JSON_MAX_DEPTH;
     char *deep = malloc(depth * 7 + 16);
