@@ -290,7 +290,7 @@ void catalog_free_names(char **names, int n)
 
 int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
                       const char *const *keycols, const char *const *keyvals, size_t nkey,
-                      const char *const *cols, size_t ncols, char **values,
+                      const char *const *cols, size_t ncols, uint32_t xid, char **values,
                       char *err, size_t errlen)
 {
     for (size_t j = 0; j < ncols; j++)
@@ -298,13 +298,31 @@ int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
     cdc_buf sql = CDC_BUF_INIT;
     int rc = -1;
     PGresult *res = NULL;
+    const char **params = calloc(nkey + 1, sizeof *params);
+    char xidtext[16];
+    if (!params) {
+        snprintf(err, errlen, "cannot read a row of %s.%s: out of memory", nspname, relname);
+        return -1;
+    }
+    /* The stream can deliver a transaction a moment before its commit is
+     * visible to other sessions (the commit record is flushed first, the
+     * transaction leaves the running list after). One statement, one
+     * snapshot: it says whether the transaction is visible in it (its
+     * 32-bit xid widened with the epoch of the snapshot's xmax), and
+     * reads the row; the caller is asked to wait while it is not. */
+    cdc_buf_printf(&sql,
+        "WITH s AS (SELECT pg_current_snapshot() AS snap, "
+        "pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS nx), "
+        "v AS (SELECT pg_visible_in_snapshot((((nx >> 32) - "
+        "CASE WHEN $%zu::int8 > (nx & 4294967295) THEN 1 ELSE 0 END) << 32 | $%zu::int8)"
+        "::text::xid8, snap) AS visible FROM s) "
+        "SELECT v.visible, r.* FROM v LEFT JOIN (SELECT true", nkey + 1, nkey + 1);
     /* Every name is quoted by libpq: a name can never change the statement. */
     char *q = NULL;
-    cdc_buf_puts(&sql, "SELECT ");
     for (size_t j = 0; j < ncols; j++) {
         if (!(q = PQescapeIdentifier(cat->pg, cols[j], strlen(cols[j]))))
             goto escape;
-        cdc_buf_printf(&sql, "%s%s", j ? ", " : "", q);
+        cdc_buf_printf(&sql, ", %s", q);
         PQfreemem(q);
     }
     cdc_buf_puts(&sql, " FROM ");
@@ -322,26 +340,35 @@ int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
         /* An untyped parameter takes the key column's type. */
         cdc_buf_printf(&sql, "%s%s = $%zu", k ? " AND " : "", q, k + 1);
         PQfreemem(q);
+        params[k] = keyvals[k];
     }
+    cdc_buf_puts(&sql, ") r ON true");
     if (!sql.data) {
         snprintf(err, errlen, "cannot read a row of %s.%s: out of memory", nspname, relname);
         goto done;
     }
-    res = query(cat, sql.data, (int)nkey, keyvals, PGRES_TUPLES_OK);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    snprintf(xidtext, sizeof xidtext, "%u", xid);
+    params[nkey] = xidtext;
+    res = query(cat, sql.data, (int)nkey + 1, params, PGRES_TUPLES_OK);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) != (int)ncols + 2) {
         char what[600];
         snprintf(what, sizeof what, "cannot read a row of %s.%s by its key", nspname, relname);
         pg_error_format(cat->pg, what, err, errlen);
         goto done;
     }
-    if (PQntuples(res) == 0) {
+    if (PQgetvalue(res, 0, 0)[0] != 't') {
+        rc = 2;
+        goto done;
+    }
+    if (PQgetisnull(res, 0, 1)) {
         rc = 0;
         goto done;
     }
     for (size_t j = 0; j < ncols; j++) {
-        if (PQgetisnull(res, 0, (int)j))
+        if (PQgetisnull(res, 0, (int)j + 2))
             continue;
-        if (!(values[j] = strdup(PQgetvalue(res, 0, (int)j)))) {
+        if (!(values[j] = strdup(PQgetvalue(res, 0, (int)j + 2)))) {
             for (size_t i = 0; i < j; i++) {
                 free(values[i]);
                 values[i] = NULL;
@@ -357,5 +384,6 @@ escape:
 done:
     PQclear(res);
     cdc_buf_free(&sql);
+    free(params);
     return rc;
 }

@@ -45,12 +45,14 @@ void catalog_free_names(char **names, int n);
 /* The current values of columns cols[0..ncols) of the row of
  * nspname.relname (a partitioned table's rows included) whose columns
  * keycols have the text values keyvals (compared as the columns' types),
- * printed with the walsender's settings. values[j] receives a malloc'd copy
- * of each value's text, NULL for SQL NULL. Names are quoted by libpq.
- * Returns 1 found, 0 no such row, -1 with err set. */
+ * printed with the walsender's settings, read in a snapshot that is asked
+ * whether transaction `xid` (just streamed) is visible in it. values[j]
+ * receives a malloc'd copy of each value's text, NULL for SQL NULL. Names
+ * are quoted by libpq. Returns 1 found, 0 no such row, 2 the transaction
+ * is not visible yet (nothing read: ask again in a moment), -1 with err. */
 int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
                       const char *const *keycols, const char *const *keyvals, size_t nkey,
-                      const char *const *cols, size_t ncols, char **values,
+                      const char *const *cols, size_t ncols, uint32_t xid, char **values,
                       char *err, size_t errlen);
 
 #endif

@@ -697,8 +697,21 @@ static int fetch_moved_row(void *ctx, const relcache_rel *rel, const char *const
             keycols[k] = rel->cols[rel->key[k]].name;
         for (size_t j = 0; j < n; j++)
             names[j] = rel->cols[cols[j]].name;
-        rc = catalog_fetch_row(p->cat, rel->nspname, rel->relname, keycols, keyvals, rel->nkey,
-                               names, n, values, err, sizeof err);
+        /* Not visible yet: the committing session is a moment behind the
+         * WAL it flushed; it catches up in microseconds, but not always. */
+        for (int waited_ms = 0;; waited_ms += 2) {
+            rc = catalog_fetch_row(p->cat, rel->nspname, rel->relname, keycols, keyvals,
+                                   rel->nkey, names, n, p->txn_xid, values, err, sizeof err);
+            if (rc != 2)
+                break;
+            if (waited_ms >= 30000) {
+                snprintf(err, sizeof err, "transaction %u is still not visible after 30 s",
+                         p->txn_xid);
+                rc = -1;
+                break;
+            }
+            nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
+        }
     } else {
         snprintf(err, sizeof err, "out of memory");
         rc = -1;
