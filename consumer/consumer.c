@@ -76,7 +76,8 @@ typedef struct consumer {
     part_state *parts;
     bool assigned_once;
 
-    /* The batch being read. */
+    /* The batch being read; its decoded trees live in the arena. */
+    cdc_arena *arena;
     consumer_record *recs;      /* decoded records, in read order */
     consumer_record **recp;
     size_t nrecs;
@@ -379,7 +380,7 @@ static void batch_clear(consumer *c)
 {
     for (size_t i = 0; i < c->nrecs; i++) {
         cdc_decoded_event_free(&c->recs[i].ev);
-        if (c->recs[i].key)
+        if (c->recs[i].key && !c->recs[i].key_in_arena)
             yajl_tree_free(c->recs[i].key);
         sink_rejects_free(&c->recs[i]);
     }
@@ -387,6 +388,7 @@ static void batch_clear(consumer *c)
         rd_kafka_message_destroy(c->msgs[i]);
     c->nrecs = c->nmsgs = 0;
     c->bytes = 0;
+    cdc_arena_reset(c->arena); /* every tree of the batch at once */
 }
 
 static bool is_dlq_topic(const consumer *c, const char *topic)
@@ -518,11 +520,12 @@ static void batch_add(consumer *c, rd_kafka_message_t *m)
     consumer_record *r = &c->recs[c->nrecs];
     memset(r, 0, sizeof *r);
     r->msg = m;
-    if (cdc_event_decode(value, value_len, &r->ev, err, sizeof err) < 0) {
+    if (cdc_event_decode_in(c->arena, value, value_len, &r->ev, err, sizeof err) < 0) {
         dead_letter(c, m, "decode", err);
         return;
     }
-    if (key && cdc_key_decode(key, key_len, &r->key, err, sizeof err) < 0) {
+    r->key_in_arena = true;
+    if (key && cdc_key_decode_in(c->arena, key, key_len, &r->key, err, sizeof err) < 0) {
         cdc_decoded_event_free(&r->ev);
         dead_letter(c, m, "decode", err);
         return;
@@ -989,10 +992,11 @@ int consumer_run(const cdc_config *cfg)
         goto done;
     }
     /* Twice the records: a key-changing update adds the delete of its old key. */
+    c.arena = cdc_arena_new();
     c.recs = calloc(2 * c.batch_records, sizeof *c.recs);
     c.recp = calloc(2 * c.batch_records, sizeof *c.recp);
     c.msgs = calloc(c.batch_records, sizeof *c.msgs);
-    if (!c.recs || !c.recp || !c.msgs) {
+    if (!c.arena || !c.recs || !c.recp || !c.msgs) {
         cdc_log_error("out of memory for a batch of %zu records", c.batch_records);
         goto done;
     }
@@ -1045,6 +1049,7 @@ done:
     free(c.recs);
     free(c.recp);
     free(c.msgs);
+    cdc_arena_free(c.arena);
     cdc_buf_free(&c.outbox_event);
     cdc_buf_free(&c.outbox_key);
     return status;

@@ -25,6 +25,7 @@ typedef struct consumer_record {
     cdc_decoded_event ev;           /* the value, decoded */
     yajl_val key;                   /* the key object; NULL for a null key (truncates,
                                        tables without replica identity) */
+    bool key_in_arena;              /* key freed with the batch's arena, not yajl_tree_free */
     struct sink_reject *rejects;    /* list, one per refusing sink */
 } consumer_record;
 
