@@ -329,6 +329,17 @@ rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int3
     return e;
 }
 
+void kafka_out_purge(kafka_out *k, int timeout_ms)
+{
+    if (!k)
+        return;
+    rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    int64_t deadline = now_ms() + timeout_ms;
+    do
+        rd_kafka_poll(k->rk, 10);
+    while (rd_kafka_outq_len(k->rk) > 0 && now_ms() < deadline);
+}
+
 void kafka_out_poll(kafka_out *k, int timeout_ms)
 {
     rd_kafka_poll(k->rk, timeout_ms);

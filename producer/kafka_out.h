@@ -58,6 +58,12 @@ rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int3
                                               const kafka_out_header *hdrs, size_t nhdrs,
                                               void *opaque);
 
+/* Gives up on every record not yet acknowledged, for a producer about to
+ * be destroyed: each comes back through the delivery callback with
+ * RD_KAFKA_RESP_ERR__PURGE_QUEUE or __PURGE_INFLIGHT (served here, for up
+ * to timeout_ms), so no record is left without its report. */
+void kafka_out_purge(kafka_out *k, int timeout_ms);
+
 /* Serves delivery reports and errors for up to timeout_ms. */
 void kafka_out_poll(kafka_out *k, int timeout_ms);
 /* Records not yet acknowledged or failed. */

@@ -40,6 +40,10 @@
 #define TOPIC_TIMEOUT_MS 30000
 #define SHUTDOWN_FLUSH_MS 30000
 #define FATAL_FLUSH_MS 5000
+/* Shortest gap between two flush positions reported unasked: every report
+ * is work for the walsender, which is the pipeline's bottleneck, and a
+ * crash re-sends at most this much more. */
+#define STATUS_MIN_GAP_MS 100
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 
@@ -69,6 +73,7 @@ typedef struct record_ref {
     uint64_t lsn;
     const table_out *tab;    /* NULL: not a table's change (outbox, marker) */
     bool is_marker;          /* a --on-oversize=dlq marker */
+    struct record_ref *next_spare;
 } record_ref;
 
 typedef struct producer {
@@ -95,6 +100,8 @@ typedef struct producer {
     uint64_t received;       /* highest WAL position seen from the server */
     uint64_t reported;       /* flush position last sent */
     int64_t next_status_ms;
+    int64_t last_status_ms;
+    record_ref *spare_refs;  /* delivered records' references, for reuse */
 
     /* The transaction being received. */
     bool in_txn;
@@ -205,6 +212,33 @@ static bool permanent_refusal(rd_kafka_resp_err_t e)
 static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
                        size_t keylen, size_t size, const char *reason);
 
+/* One reference per record in flight: recycled, as there are tens of
+ * thousands per second. */
+static record_ref *ref_new(producer *p)
+{
+    record_ref *r = p->spare_refs;
+    if (r) {
+        p->spare_refs = r->next_spare;
+        return r;
+    }
+    return malloc(sizeof *r);
+}
+
+static void ref_release(producer *p, record_ref *r)
+{
+    r->next_spare = p->spare_refs;
+    p->spare_refs = r;
+}
+
+static void refs_free(record_ref *r)
+{
+    while (r) {
+        record_ref *next = r->next_spare;
+        free(r);
+        r = next;
+    }
+}
+
 /* "table s.t (topic x), key {"id":1}, lsn 0/16B3748 (23803720)" for the
  * message of a refused record. */
 static void describe_record(char *buf, size_t len, const record_ref *ref, const char *topic,
@@ -229,7 +263,13 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
     record_ref *ref = m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         flushpos_ack(&p->flush, ref->txn);
-        free(ref);
+        ref_release(p, ref);
+        return;
+    }
+    if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        /* Given up on by kafka_out_purge: read again from the slot. */
+        flushpos_refused(&p->flush, ref->txn);
+        ref_release(p, ref);
         return;
     }
     const char *topic = rd_kafka_topic_name(m->rkt);
@@ -246,7 +286,7 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
          p->oversize_to_dlq || ref->is_marker ? "" : " (--on-oversize=dlq would dead-letter it)");
     /* Never acknowledged: the position stays before it. */
     flushpos_refused(&p->flush, ref->txn);
-    free(ref);
+    ref_release(p, ref);
 }
 
 /* A small JSON marker in place of a record Kafka would not take:
@@ -309,6 +349,15 @@ static int send_marker(producer *p, record_ref *ref, const char *topic, const vo
     return 0;
 }
 
+/* A new flush position is worth reporting (not too often), or the status
+ * interval has passed. */
+static bool status_due(const producer *p)
+{
+    int64_t now = mono_ms();
+    return now >= p->next_status_ms ||
+           (p->flush.confirmed != p->reported && now - p->last_status_ms >= STATUS_MIN_GAP_MS);
+}
+
 static void send_status(producer *p, bool reply_requested)
 {
     char err[512];
@@ -323,7 +372,8 @@ static void send_status(producer *p, bool reply_requested)
         cdc_log_debug("confirmed %s to PostgreSQL", cdc_lsn_format(p->flush.confirmed, lsn));
     }
     p->reported = p->flush.confirmed;
-    p->next_status_ms = mono_ms() + p->status_interval_ms;
+    p->last_status_ms = mono_ms();
+    p->next_status_ms = p->last_status_ms + p->status_interval_ms;
     metrics_update(p);
 }
 
@@ -333,7 +383,7 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
                                 int32_t partition, const cdc_buf *key, const cdc_buf *value,
                                 uint64_t lsn, const kafka_out_header *hdrs, size_t nhdrs)
 {
-    record_ref *ref = malloc(sizeof *ref);
+    record_ref *ref = ref_new(p);
     if (!ref) {
         fail(p, STOP_FATAL, "out of memory");
         return -1;
@@ -343,7 +393,7 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
     ref->is_marker = false;
     ref->txn = flushpos_sent(&p->flush);
     if (!ref->txn) {
-        free(ref);
+        ref_release(p, ref);
         fail(p, STOP_FATAL, "out of memory");
         return -1;
     }
@@ -356,11 +406,18 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
             return 0;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             kafka_out_poll(p->kafka, 50);
-            if (mono_ms() >= p->next_status_ms)
+            if (status_due(p))
                 send_status(p, false);
-            if (p->stop == STOP_FATAL)
+            if (p->stop == STOP_FATAL || cdc_signal_stop_requested()) {
+                /* The queue may stay full for good (Kafka away): stop
+                 * without this record; the position stays before it. */
+                if (p->stop != STOP_FATAL)
+                    p->stop = STOP_SIGNAL;
+                flushpos_refused(&p->flush, ref->txn);
+                ref_release(p, ref);
                 return -1;
-            continue; /* a signal waits until the record is queued */
+            }
+            continue;
         }
         if (permanent_refusal(e) && p->oversize_to_dlq) {
             char reason[160];
@@ -369,7 +426,7 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
                             key ? key->len : 0, value ? value->len : 0, reason) == 0)
                 return 0;
             flushpos_refused(&p->flush, ref->txn);
-            free(ref);
+            ref_release(p, ref);
             return -1;
         }
         char what[1024];
@@ -380,7 +437,7 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
              permanent_refusal(e) ? " (--on-oversize=dlq would dead-letter it)" : "");
         /* Never acknowledged: the position stays before it. */
         flushpos_refused(&p->flush, ref->txn);
-        free(ref);
+        ref_release(p, ref);
         return -1;
     }
 }
@@ -844,7 +901,7 @@ static void stream(producer *p)
             break;
         }
         kafka_out_poll(p->kafka, 0);
-        if (p->flush.confirmed != p->reported || mono_ms() >= p->next_status_ms)
+        if (status_due(p))
             send_status(p, false);
         if (p->stop != RUNNING)
             break;
@@ -878,7 +935,7 @@ static void drain(producer *p, int timeout_ms)
     int64_t deadline = mono_ms() + timeout_ms;
     while (p->flush.outstanding > 0 && mono_ms() < deadline) {
         kafka_out_poll(p->kafka, 50);
-        if (p->flush.confirmed != p->reported || mono_ms() >= p->next_status_ms)
+        if (status_due(p))
             send_status(p, false);
     }
     kafka_out_poll(p->kafka, 0);
@@ -1014,6 +1071,7 @@ int producer_run(const cdc_config *cfg)
                 /* A fatal idempotence error: a new producer, everything
                  * unacknowledged is read again from the slot. */
                 drain(&p, 0);
+                kafka_out_purge(p.kafka, FATAL_FLUSH_MS);
                 kafka_out_destroy(p.kafka);
                 p.kafka = NULL;
                 tables_free(p.tables);
@@ -1071,7 +1129,9 @@ done:
     catalog_close(p.cat);
     change_builder_free(&p.builder);
     pgoutput_decoder_free(&p.decoder);
+    kafka_out_purge(p.kafka, FATAL_FLUSH_MS);
     kafka_out_destroy(p.kafka);
+    refs_free(p.spare_refs);
     tables_free(p.tables);
     relcache_free(p.rels);
     flushpos_free(&p.flush);

@@ -162,6 +162,44 @@ def test_confirmed_flush_never_passes_what_kafka_has(cdc, kafka):
     assert ref_set <= got
 
 
+def test_sigterm_while_broker_down_and_queue_full_exits_in_bounded_time(cdc, kafka):
+    """The client queue is full and Kafka away: SIGTERM must not wait for a queue slot
+    forever. The producer gives Kafka its shutdown time (30 s), reports the position
+    it has, and exits 1 because records stayed unacknowledged."""
+    if kafka.external:
+        pytest.skip("needs a Kafka broker the tests can stop (PGCDC_TEST_KAFKA is set)")
+    cdc.create(W)
+    work = Workload(cdc.pg.dsn, cdc.schema, txns=200)
+    proc = cdc.start("-X", "queue.buffering.max.messages=1000")
+    work.start()
+    wait_records(cdc, cdc.topic("w"), 1000, 90, proc)
+    kafka.stop()
+    try:
+        work.join(180)
+        time.sleep(1)  # the queue fills
+        t0 = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        rc = proc.wait(90)
+        took = time.monotonic() - t0
+        confirmed = cdc.confirmed_flush()
+    finally:
+        kafka.start()
+    log = proc.log()
+    assert rc == 1, log
+    assert took < 60, f"SIGTERM took {took:.0f} s"
+    m = re.search(r"stopped with \d+ records unacknowledged by Kafka; confirmed position "
+                  r"([0-9A-F]+/[0-9A-F]+)", log)
+    assert m, log
+    assert lsn_int(m.group(1)) == confirmed
+    ref, _ = reference(cdc)
+    got, _ = in_kafka(cdc)
+    assert not [c for c in ref if c.commit_end <= confirmed and
+                (c.table, c.key, c.lsn) not in got]
+    finish(cdc)
+    got, _ = in_kafka(cdc)
+    assert {(c.table, c.key, c.lsn) for c in ref} <= got
+
+
 def test_postgres_restart_mid_stream_reconnects_and_loses_nothing(cdc, pg):
     if pg.external:
         pytest.skip("needs a PostgreSQL the tests can restart (PGCDC_TEST_PG is set)")
