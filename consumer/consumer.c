@@ -5,14 +5,19 @@
  * topic) have acknowledged that record and every one before it: Kafka's own
  * at-least-once recipe (enable.auto.offset.store=false).
  *
- * Batches are applied synchronously: while a sink retries, nothing more is
- * read, so memory is bounded by one batch plus librdkafka's prefetch queue.
- * A rebalance that revokes partitions first applies what has been read,
+ * A worker thread applies one batch to the sinks while the next is read
+ * and decoded; the next is handed over only when the previous one is
+ * finished (applied, dead letters acknowledged, offsets stored), so a
+ * partition's changes are applied in order and no offset moves past what is
+ * not applied. While a sink retries, at most one more batch is read, so
+ * memory is bounded by two batches plus librdkafka's prefetch queue. A
+ * rebalance that revokes partitions first applies what has been read,
  * stores and commits, then lets the partitions go. */
 #include "consumer.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +89,30 @@ typedef struct consumer {
     rd_kafka_message_t **msgs;  /* every message read, to destroy after */
     size_t nmsgs;
     size_t bytes;
+
+    /* The batch in flight: handed to the worker thread, which applies it
+     * to the sinks while the next one is read and decoded. Only one is in
+     * flight, and the next is handed over only once it is finished, so
+     * changes of a partition are applied in order; its offsets are stored
+     * by this thread once it is finished (inflight_finish). */
+    struct {
+        cdc_arena *arena;
+        consumer_record *recs;
+        consumer_record **recp;
+        size_t nrecs;
+        rd_kafka_message_t **msgs;
+        size_t nmsgs;
+        size_t bytes;
+        bool busy;              /* handed over, not yet finished */
+        bool done;              /* the worker is through with it (under mu) */
+        bool ok;                /* every sink applied it */
+        char err[1024];
+        int64_t started;
+    } fl;
+    pthread_t worker;
+    bool worker_started, worker_quit;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 
     uint64_t dlq_pending;       /* dead letters not yet acknowledged */
     bool dlq_failed;
@@ -376,19 +405,26 @@ static void metrics_lag(consumer *c)
 
 /* ---- batches --------------------------------------------------------- */
 
+static void records_free(consumer_record *recs, size_t nrecs, rd_kafka_message_t **msgs,
+                         size_t nmsgs, cdc_arena *arena)
+{
+    for (size_t i = 0; i < nrecs; i++) {
+        cdc_decoded_event_free(&recs[i].ev);
+        if (recs[i].key && !recs[i].key_in_arena)
+            yajl_tree_free(recs[i].key);
+        sink_rejects_free(&recs[i]);
+    }
+    for (size_t i = 0; i < nmsgs; i++)
+        rd_kafka_message_destroy(msgs[i]);
+    cdc_arena_reset(arena); /* every tree of the batch at once */
+}
+
+/* Drops the batch being read (it will be read again). */
 static void batch_clear(consumer *c)
 {
-    for (size_t i = 0; i < c->nrecs; i++) {
-        cdc_decoded_event_free(&c->recs[i].ev);
-        if (c->recs[i].key && !c->recs[i].key_in_arena)
-            yajl_tree_free(c->recs[i].key);
-        sink_rejects_free(&c->recs[i]);
-    }
-    for (size_t i = 0; i < c->nmsgs; i++)
-        rd_kafka_message_destroy(c->msgs[i]);
+    records_free(c->recs, c->nrecs, c->msgs, c->nmsgs, c->arena);
     c->nrecs = c->nmsgs = 0;
     c->bytes = 0;
-    cdc_arena_reset(c->arena); /* every tree of the batch at once */
 }
 
 static bool is_dlq_topic(const consumer *c, const char *topic)
@@ -549,53 +585,136 @@ static int store_offset(consumer *c, const char *topic, int32_t partition, int64
     return 0;
 }
 
-/* Applies the batch to every sink, dead-letters what they refused, waits
- * for the dead letters, then stores each partition's next offset. Returns
- * false when the batch could not be applied (stop or fatal): nothing is
- * stored and the records will be read again. */
+/* ---- applying: the worker thread ------------------------------------- */
+
+/* Runs on the worker thread: every sink applies the batch in flight. */
+static void inflight_apply(consumer *c)
+{
+    c->fl.ok = true;
+    for (size_t s = 0; s < c->nsinks; s++)
+        if (c->sinks[s]->apply(c->sinks[s], c->fl.recp, c->fl.nrecs, c->fl.err,
+                               sizeof c->fl.err) < 0) {
+            size_t len = strlen(c->fl.err);
+            snprintf(c->fl.err + len, sizeof c->fl.err - len, " (sink %s)", c->sinks[s]->name);
+            c->fl.ok = false;
+            return;
+        }
+}
+
+static void *worker_main(void *arg)
+{
+    consumer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->worker_quit && !(c->fl.busy && !c->fl.done))
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->worker_quit)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        inflight_apply(c);
+        pthread_mutex_lock(&c->mu);
+        c->fl.done = true;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Hands the batch being read to the worker (none may be in flight): the
+ * two swap their arrays, so the next batch is read into the old ones. */
+static void inflight_submit(consumer *c)
+{
+    cdc_arena *arena = c->fl.arena;
+    consumer_record *recs = c->fl.recs, **recp = c->fl.recp;
+    rd_kafka_message_t **msgs = c->fl.msgs;
+    c->fl.arena = c->arena;
+    c->fl.recs = c->recs;
+    c->fl.recp = c->recp;
+    c->fl.msgs = c->msgs;
+    c->arena = arena;
+    c->recs = recs;
+    c->recp = recp;
+    c->msgs = msgs;
+    c->fl.nrecs = c->nrecs;
+    c->fl.nmsgs = c->nmsgs;
+    c->fl.bytes = c->bytes;
+    c->nrecs = c->nmsgs = 0;
+    c->bytes = 0;
+    c->fl.started = mono_ms();
+    if (!c->worker_started) { /* setup or teardown: apply right here */
+        c->fl.busy = true;
+        inflight_apply(c);
+        c->fl.done = true;
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->fl.busy = true;
+    c->fl.done = false;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits for the batch in flight, if any, and finishes it: dead-letters
+ * what the sinks refused, waits for the dead letters, then stores each
+ * partition's next offset. Returns false when it could not be applied
+ * (stop or fatal): nothing of it is stored, and it will be read again. */
+static bool inflight_finish(consumer *c)
+{
+    if (!c->fl.busy)
+        return true;
+    pthread_mutex_lock(&c->mu);
+    while (!c->fl.done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    c->fl.busy = false;
+    pthread_mutex_unlock(&c->mu);
+    bool ok = c->fl.ok;
+    if (!ok)
+        cdc_log_warn("batch of %zu records not applied: %s; it will be read again", c->fl.nmsgs,
+                     c->fl.err);
+    for (size_t i = 0; ok && i < c->fl.nrecs; i++)
+        for (sink_reject *r = c->fl.recs[i].rejects; ok && r; r = r->next)
+            ok = dead_letter(c, c->fl.recs[i].msg, r->sink, r->reason) == 0;
+    if (ok)
+        ok = dlq_wait(c);
+    if (ok) {
+        /* Messages are in read order, so the last one of each partition is
+         * the highest; store next = offset + 1. */
+        for (size_t i = c->fl.nmsgs; i-- > 0;) {
+            rd_kafka_message_t *m = c->fl.msgs[i];
+            const char *topic = rd_kafka_topic_name(m->rkt);
+            part_state *p = part_get(c, topic, m->partition, true);
+            if (!p || p->applied_next > m->offset)
+                continue;
+            p->applied_next = m->offset + 1;
+            store_offset(c, topic, m->partition, m->offset + 1);
+        }
+        for (size_t i = 0; i < c->fl.nrecs; i++)
+            if (c->fl.recs[i].ev.lsn > c->last_lsn)
+                c->last_lsn = c->fl.recs[i].ev.lsn;
+        c->applied += c->fl.nrecs;
+    }
+    records_free(c->fl.recs, c->fl.nrecs, c->fl.msgs, c->fl.nmsgs, c->fl.arena);
+    c->fl.nrecs = c->fl.nmsgs = 0;
+    if (ok) {
+        metrics_publish(c, (double)(mono_ms() - c->fl.started) / 1000.0);
+        cdc_metrics_progress();
+    }
+    return ok;
+}
+
+/* Applies the batch being read now, after the one in flight: for
+ * rebalances and the end. Returns false as inflight_finish does (the batch
+ * being read is then dropped, unstored). */
 static bool batch_apply(consumer *c)
 {
-    if (c->nmsgs == 0)
-        return true;
-    int64_t started = mono_ms();
-    char err[1024];
-    for (size_t s = 0; s < c->nsinks; s++) {
-        if (c->sinks[s]->apply(c->sinks[s], c->recp, c->nrecs, err, sizeof err) < 0) {
-            cdc_log_warn("batch of %zu records not applied to %s: %s; it will be read again",
-                         c->nmsgs, c->sinks[s]->name, err);
-            batch_clear(c);
-            return false;
-        }
-    }
-    for (size_t i = 0; i < c->nrecs; i++)
-        for (sink_reject *r = c->recs[i].rejects; r; r = r->next)
-            if (dead_letter(c, c->recs[i].msg, r->sink, r->reason) < 0) {
-                batch_clear(c);
-                return false;
-            }
-    if (!dlq_wait(c)) {
+    if (!inflight_finish(c)) {
         batch_clear(c);
         return false;
     }
-    /* Messages are in read order, so the last one of each partition is the
-     * highest; store next = offset + 1. */
-    for (size_t i = c->nmsgs; i-- > 0;) {
-        rd_kafka_message_t *m = c->msgs[i];
-        const char *topic = rd_kafka_topic_name(m->rkt);
-        part_state *p = part_get(c, topic, m->partition, true);
-        if (!p || p->applied_next > m->offset)
-            continue;
-        p->applied_next = m->offset + 1;
-        store_offset(c, topic, m->partition, m->offset + 1);
-    }
-    for (size_t i = 0; i < c->nrecs; i++)
-        if (c->recs[i].ev.lsn > c->last_lsn)
-            c->last_lsn = c->recs[i].ev.lsn;
-    c->applied += c->nrecs;
-    batch_clear(c);
-    metrics_publish(c, (double)(mono_ms() - started) / 1000.0);
-    cdc_metrics_progress();
-    return true;
+    if (c->nmsgs == 0)
+        return true;
+    inflight_submit(c);
+    return inflight_finish(c);
 }
 
 /* ---- rebalances ------------------------------------------------------ */
@@ -932,8 +1051,14 @@ static void run_loop(consumer *c)
             if (c->fatal)
                 break;
         }
-        if (!batch_apply(c))
+        /* The previous batch must be finished before this one is handed
+         * over; then this one is applied while the next is read. */
+        if (!inflight_finish(c)) {
+            batch_clear(c);
             break;
+        }
+        if (c->nmsgs > 0)
+            inflight_submit(c);
         cdc_metrics_progress();
         metrics_lag(c);
         if (c->until_end) {
@@ -945,6 +1070,9 @@ static void run_loop(consumer *c)
             report_progress(c, behind);
         }
     }
+    /* Whatever ended the loop, the batch in flight is finished (stored if
+     * it was applied). */
+    inflight_finish(c);
 }
 
 static void usage_topics_warning(consumer *c)
@@ -971,6 +1099,8 @@ int consumer_run(const cdc_config *cfg)
     };
     char err[1024];
     int status = 1;
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
     const char *const *es;
     if (cdc_config_list(cfg, "es", &es) > 0) {
         if (!(c.sinks[c.nsinks] = sink_es_new(cfg, err, sizeof err))) {
@@ -996,7 +1126,12 @@ int consumer_run(const cdc_config *cfg)
     c.recs = calloc(2 * c.batch_records, sizeof *c.recs);
     c.recp = calloc(2 * c.batch_records, sizeof *c.recp);
     c.msgs = calloc(c.batch_records, sizeof *c.msgs);
-    if (!c.arena || !c.recs || !c.recp || !c.msgs) {
+    c.fl.arena = cdc_arena_new();
+    c.fl.recs = calloc(2 * c.batch_records, sizeof *c.fl.recs);
+    c.fl.recp = calloc(2 * c.batch_records, sizeof *c.fl.recp);
+    c.fl.msgs = calloc(c.batch_records, sizeof *c.fl.msgs);
+    if (!c.arena || !c.recs || !c.recp || !c.msgs || !c.fl.arena || !c.fl.recs || !c.fl.recp ||
+        !c.fl.msgs) {
         cdc_log_error("out of memory for a batch of %zu records", c.batch_records);
         goto done;
     }
@@ -1011,6 +1146,12 @@ int consumer_run(const cdc_config *cfg)
     }
     usage_topics_warning(&c);
     metrics_register(&c);
+    int e = pthread_create(&c.worker, NULL, worker_main, &c);
+    if (e != 0) {
+        cdc_log_error("cannot start the thread that applies batches: %s", strerror(e));
+        goto done;
+    }
+    c.worker_started = true;
     run_loop(&c);
     cdc_metrics_set_ready(false);
 
@@ -1025,10 +1166,20 @@ int consumer_run(const cdc_config *cfg)
                  " skipped", c.applied, c.dead_lettered, c.skipped);
 done:
     if (c.rk) {
+        /* Leaving the group revokes the partitions: what was read is applied
+         * (by the worker) and committed first. */
         rd_kafka_consumer_close(c.rk);
         rd_kafka_destroy(c.rk);
     }
+    if (c.worker_started) {
+        pthread_mutex_lock(&c.mu);
+        c.worker_quit = true;
+        pthread_cond_broadcast(&c.cv);
+        pthread_mutex_unlock(&c.mu);
+        pthread_join(c.worker, NULL);
+    }
     batch_clear(&c);
+    records_free(c.fl.recs, c.fl.nrecs, c.fl.msgs, c.fl.nmsgs, c.fl.arena);
     if (c.dlq) {
         rd_kafka_flush(c.dlq, 5000);
         if (c.dlq_rkt)
@@ -1050,6 +1201,12 @@ done:
     free(c.recp);
     free(c.msgs);
     cdc_arena_free(c.arena);
+    free(c.fl.recs);
+    free(c.fl.recp);
+    free(c.fl.msgs);
+    cdc_arena_free(c.fl.arena);
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
     cdc_buf_free(&c.outbox_event);
     cdc_buf_free(&c.outbox_key);
     return status;
