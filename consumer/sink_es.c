@@ -274,6 +274,24 @@ static es_table *table_get(es_sink *s, const char *schema, const char *table, ch
     return s->last_table = t;
 }
 
+/* Appends "/<index>" to a URL path, the name percent-encoded: es_index_name
+ * leaves characters such as '%', '&', '+' or '[' in it, which a URL would
+ * read as an escape, a separator or a space. Returns 0 or -1 (memory). */
+static int path_put_index(cdc_buf *path, const char *index)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (cdc_buf_putc(path, '/') < 0)
+        return -1;
+    for (const unsigned char *c = (const unsigned char *)index; *c; c++) {
+        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' || *c == '~';
+        if (plain ? cdc_buf_putc(path, (char)*c) < 0
+                  : cdc_buf_printf(path, "%%%c%c", hex[*c >> 4], hex[*c & 15]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Creates t's index with pgcdc's mapping unless it exists, once per
  * process. An index that exists (made by an earlier run, by the user, or
  * by a template) is left as it is. Returns 0, or -1 on a stop. */
@@ -283,7 +301,7 @@ static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
         return 0;
     cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT;
     int rc = -1;
-    if (cdc_buf_printf(&path, "/%s", t->index) < 0 ||
+    if (path_put_index(&path, t->index) < 0 ||
         cdc_buf_printf(&what, "create index %s for %s.%s", t->index, t->schema, t->table) < 0) {
         snprintf(err, errlen, "cannot create index %s: out of memory", t->index);
         goto done;
@@ -345,15 +363,15 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
     for (;;) {
         long status = 0;
         cdc_buf_reset(&path);
-        if (cdc_buf_printf(&path, "/%s/_refresh", t->index) < 0)
+        if (path_put_index(&path, t->index) < 0 || cdc_buf_puts(&path, "/_refresh") < 0)
             goto nomem;
         es_req refresh = {.method = "POST", .path = path.data, .what = what.data,
                           .timeout_ms = REQUEST_TIMEOUT_MS};
         if (es_send(s, &refresh, &attempt, &status, err, errlen) < 0)
             goto done;
         cdc_buf_reset(&path);
-        if (cdc_buf_printf(&path, "/%s/_delete_by_query?conflicts=proceed&refresh=true",
-                           t->index) < 0)
+        if (path_put_index(&path, t->index) < 0 ||
+            cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true") < 0)
             goto nomem;
         es_req dbq = {.method = "POST", .path = path.data, .body = body.data, .len = body.len,
                       .what = what.data, .timeout_ms = TRUNCATE_TIMEOUT_MS};
