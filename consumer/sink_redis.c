@@ -51,7 +51,7 @@ typedef struct redis_sink {
     redis_argv argv;         /* truncate steps */
     cdc_buf buf;
     redis_rows rows;         /* the command being built */
-    cdc_buf out;             /* the pipeline, as RESP */
+    cdc_buf out;             /* a command, as RESP */
     size_t *idx;             /* record of each row sent, in order */
     size_t *cmd_rows;        /* rows of each command sent */
     size_t cap;
@@ -369,8 +369,27 @@ static bool read_rows_reply(redis_sink *r, consumer_record *const *recs, const s
     return true;
 }
 
+/* Queues the command being built and writes what the socket takes now, so
+ * Redis works on it while the next command is built (hiredis then flushes
+ * the rest before the first reply is read). */
+static bool send_rows(redis_sink *r, char *err, size_t errlen)
+{
+    cdc_buf_reset(&r->out);
+    if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    int done = 0;
+    if (redisAppendFormattedCommand(r->ctx, r->out.data, r->out.len) != REDIS_OK ||
+        redisBufferWrite(r->ctx, &done) != REDIS_OK) {
+        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+        return false;
+    }
+    return true;
+}
+
 /* Sends recs[from..to) (no truncates) as one pipeline of EVALSHAs of up to
- * ROWS_PER_COMMAND rows each, written at once, then reads every reply. */
+ * ROWS_PER_COMMAND rows each, then reads every reply. */
 static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size_t from,
                                size_t to, char *err, size_t errlen)
 {
@@ -390,7 +409,6 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
         }
         r->cap = cap;
     }
-    cdc_buf_reset(&r->out);
     redis_rows_reset(&r->rows);
     for (size_t i = from; i < to; i++) {
         consumer_record *rec = recs[i];
@@ -409,26 +427,16 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
         if (r->rows.n < ROWS_PER_COMMAND && redis_rows_bytes(&r->rows) < COMMAND_BYTES &&
             i + 1 < to)
             continue;
-        if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
-            snprintf(err, errlen, "out of memory");
+        if (!send_rows(r, err, errlen))
             return ATTEMPT_RETRY;
-        }
         r->cmd_rows[ncmds++] = r->rows.n;
         redis_rows_reset(&r->rows);
     }
     if (r->rows.n > 0) { /* the batch ended with skipped or refused records */
-        if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
-            snprintf(err, errlen, "out of memory");
+        if (!send_rows(r, err, errlen))
             return ATTEMPT_RETRY;
-        }
         r->cmd_rows[ncmds++] = r->rows.n;
         redis_rows_reset(&r->rows);
-    }
-    if (ncmds == 0)
-        return ATTEMPT_DONE;
-    if (redisAppendFormattedCommand(r->ctx, r->out.data, r->out.len) != REDIS_OK) {
-        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
-        return ATTEMPT_RETRY;
     }
     const size_t *idx = r->idx;
     for (size_t c = 0; c < ncmds; c++) {
