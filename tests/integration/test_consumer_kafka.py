@@ -5,10 +5,12 @@ in the format of EVENTS.md; what got applied is read back with redis-py."""
 
 import json
 import signal
+import threading
 import time
 
 import pytest
 import redis
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from consumer_helpers import (ConsumerRunner, committed, consumer_exe, create_topic, dump,
@@ -291,10 +293,30 @@ def test_two_consumers_in_one_group_split_partitions(kafka, redis_server, rc, co
 def test_sigterm_mid_stream_exits_0_and_commits_what_was_applied(kafka, redis_server, rc,
                                                                  consumers, unique):
     c = Case(kafka, unique, partitions=2)
-    n = 20000
-    recs = [(*ins(c.table, 100 + i, {"id": i}), i % 2) for i in range(n)]
-    offsets = produce(kafka.bootstrap, c.topic, recs)
-    ident = {po: i for i, po in enumerate(offsets)}
+    # Records keep coming while the consumer runs, so the SIGTERM lands mid-stream.
+    ident = {}
+    stop = threading.Event()
+    errors = []
+
+    def write():
+        producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5,
+                             "acks": "all"})
+        i = 0
+        try:
+            while not stop.is_set() and i < 2_000_000:
+                for _ in range(500):
+                    k, v = ins(c.table, 100 + i, {"id": i})
+                    producer.produce(c.topic, key=k, value=v, partition=i % 2,
+                                     on_delivery=lambda err, msg, i=i: errors.append(err) if err
+                                     else ident.__setitem__((msg.partition(), msg.offset()), i))
+                    i += 1
+                producer.poll(0)
+                time.sleep(0.01)
+        finally:
+            producer.flush(60)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
     p = consumers.start(*c.args(redis_server.url, "--batch-records", "200"))
     try:
         wait_for("some rows applied", lambda: len(c.applied(rc)) > 1000, 60, interval=0.02)
@@ -303,9 +325,13 @@ def test_sigterm_mid_stream_exits_0_and_commits_what_was_applied(kafka, redis_se
         log = p.log()
     finally:
         p.stop()
+        stop.set()
+        writer.join(90)
+    assert errors == []
     got = c.committed()
     applied = c.applied(rc)
-    assert 0 < len(applied) < n, "stopped too late to test anything"
+    ends = c.ends()
+    assert sum(got.values()) < sum(ends.values()), "stopped after the stream ended"
     for part in range(2):
         below = {ident[(part, o)] for o in range(max(0, got[part]))}
         # Every record below the committed offset is applied ...

@@ -458,7 +458,7 @@ def test_redis_restarted_mid_stream_nothing_lost_nothing_committed_early(kafka, 
                                                                          unique):
     c = Case(unique, partitions=3)
     create_topic(kafka.bootstrap, c.topic, 3)
-    per = 3000
+    per = 10000
     produce(kafka.bootstrap, c.topic, _unique_inserts(c, per))
     with pgcdc_services.Redis(persist=True) as srv:
         r = redis.Redis.from_url(srv.url, socket_timeout=10)
@@ -504,7 +504,7 @@ def test_kill_9_mid_batch_then_restart_gives_expected_state(kafka, redis_server,
                                                             unique):
     c = Case(unique, partitions=3)
     create_topic(kafka.bootstrap, c.topic, 3)
-    recs, state = _mixed_workload(c.table, 3, rows=300, steps=30000, seed=9)
+    recs, state = _mixed_workload(c.table, 3, rows=300, steps=50000, seed=9)
     produce(kafka.bootstrap, c.topic, recs)
     # The killed member stays in the group until its session times out (45 s by
     # default), and the restarted one waits for that: a short session, through -X.
