@@ -18,11 +18,16 @@ PGCDC_RESNAPSHOT_ROWS (default 100000) for the re-snapshot tests, PGCDC_HEARTBEA
 
 import json
 import os
+import pty
 import random
 import re
+import select
 import signal
+import socket
+import subprocess
 import threading
 import time
+import urllib.request
 
 import psycopg
 import pytest
@@ -236,6 +241,20 @@ def catch_up_and_stop(cdc, proc, timeout=180):
     assert rc == 0, f"pgcdc-producer exited {rc}{proc.log_tail()}"
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(text, sample):
+    """The value of one sample line of Prometheus text, by name and labels."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def snapshot_figures(log):
     m = re.findall(r"snapshot done: (\d+) rows of (\d+) tables in ([\d.]+) s \((\d+) rows/s\)", log)
     return [(int(a), int(b), float(c), int(d)) for a, b, c, d in m]
@@ -247,10 +266,15 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     load_s = load_big(cdc, ROWS)
     churn = Churn(cdc.pg.dsn, cdc.schema, ROWS, seed=workers)
     churn.start()
+    port = free_port()
     try:
         proc = cdc.start("--create-slot", "--snapshot", "initial", "--snapshot-workers", workers,
-                         "--snapshot-chunk-rows", 5000)
+                         "--snapshot-chunk-rows", 5000, "--metrics-addr", f"127.0.0.1:{port}")
         wait_log(proc, r"snapshot done", 900, "the snapshot to finish")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        label = f'{{table="{cdc.schema}.big"}}'
+        snap_rows = metric(metrics.decode(), "pgcdc_producer_snapshot_rows" + label)
+        estimated = metric(metrics.decode(), "pgcdc_producer_snapshot_rows_estimated" + label)
         # Streaming with the workload going on, then quiet.
         wait_log(proc, r"streaming slot", 60, "streaming")
         time.sleep(2)
@@ -260,6 +284,7 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     catch_up_and_stop(cdc, proc)
     log = proc.log()
     (rows, tables, secs, rate), = snapshot_figures(log)
+    assert snap_rows == rows and abs(estimated - ROWS) < ROWS * 0.1, (snap_rows, estimated)
     assert marker_name(cdc.slot) not in {r[0] for r in cdc.sql(
         "SELECT slot_name FROM pg_replication_slots")}, "snapshot marker left behind"
     counts = check_topic(cdc, cdc.topic("big"), pg_rows(cdc))
@@ -407,9 +432,12 @@ def test_heartbeat_keeps_the_slot_close_to_the_end_of_wal(cdc, heartbeat):
         sampler.start()
         t0 = time.monotonic()
         start_lsn = cdc.lsn()
+        # About 2 MB per statement, paced to ~20 MB/s so that what is measured is the
+        # slot's confirmed position, not the walsender catching up with a burst.
         while cdc.lsn() - start_lsn < HEARTBEAT_MB << 20:
             cdc.sql(f"INSERT INTO {unpublished} (pad) SELECT repeat('x', 1000) "
                     "FROM generate_series(1, 2000)")
+            time.sleep(0.1)
         written = cdc.lsn() - start_lsn
         time.sleep(3)
         stop.set()
@@ -431,3 +459,42 @@ def test_heartbeat_keeps_the_slot_close_to_the_end_of_wal(cdc, heartbeat):
         assert proc.wait(60) == 0
     finally:
         cdc.sql(f"DROP TABLE IF EXISTS {unpublished}")
+
+
+def test_snapshot_draws_a_progress_line_on_a_terminal(cdc):
+    """On a terminal (stderr is a tty) the snapshot redraws one progress line; each table
+    read is logged on its own line."""
+    load_big(cdc, 100000)
+    args = cdc.producer_args("--create-slot", "--snapshot-workers", 1,
+                             "--snapshot-chunk-rows", 50, endpos=1)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(cdc.exe)] + args, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        end = time.monotonic() + 300
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(60) == 0, out.decode(errors="replace")[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = out.decode(errors="replace")
+    lines = re.findall(r"\r\x1b\[Ksnapshot: (\d+) of ~\d+ rows \(([\d.]+)%\), \d+ rows/s, "
+                       r"(\d) of 1 tables done", text)
+    assert lines, text[-3000:]
+    assert int(lines[-1][0]) > 0
+    assert f"snapshot of {cdc.schema}.big read: 100000 rows" in text
