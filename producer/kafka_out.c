@@ -57,11 +57,12 @@ int kafka_out_new(const cdc_config *cfg, kafka_out_delivered_fn cb, void *ctx,
      * size bounds memory whatever the backlog: librdkafka counts only keys
      * and values against max.kbytes, but each queued record costs about as
      * much again (message, header, delivery reference) and records in
-     * flight are copied into produce requests, so the process peaks at
-     * roughly 20 MB + 3.5 x max.kbytes (bench/producer: 16 MB gave 54-66
-     * MB, 8 MB 45 MB). 10 MB keeps it under 64 MB and is still a tenth of a
-     * second of a local broker's intake; raise it with -X for a distant
-     * broker. linger.ms=20 makes batches large enough that the broker
+     * flight are also copied into produce requests: peak RSS measured with
+     * the queue full (broker stopped) was 37 MB at 10 MB and 50 MB at 16 MB,
+     * and up to 66 MB at 16 MB with a broker taking records (VmHWM; the
+     * 2-million-row test and bench/producer print it). 10 MB keeps the
+     * producer well under 64 MB and is still a tenth of a second of a
+     * local broker's intake; raise it with -X for a distant broker. linger.ms=20 makes batches large enough that the broker
      * spends a quarter less CPU per record than with 5 ms; 20 ms of latency
      * is nothing next to a CDC pipeline's. */
     const char *const settings[] = {

@@ -60,15 +60,30 @@ def asan_build(exe):
         return False
 
 
+def vm_hwm_kb(pid):
+    """Peak resident set of a running process (VmHWM), in kB, or None. Unlike the
+    ru_maxrss of wait4, it counts only the program's own memory: a child's ru_maxrss
+    starts from the RSS of the (large) Python process it was forked from."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 class ProducerProcess:
-    """One pgcdc-producer child in its own process group, log in a file. wait() reaps it
-    with wait4 so that the peak RSS (ru_maxrss) of the finished process is known."""
+    """One pgcdc-producer child in its own process group, log in a file. Its peak RSS
+    (VmHWM) is sampled every 50 ms while poll()/wait() run, so max_rss_kb is the peak
+    up to the last sample before it exited."""
 
     def __init__(self, exe, args, log_path, env=None):
         self.args = [str(exe)] + [str(a) for a in args]
         self.log_path = log_path
         self.returncode = None
-        self.max_rss_kb = None
+        self.max_rss_kb = 0
         full_env = dict(os.environ)
         full_env.update(env or {})
         log = open(log_path, "ab")
@@ -86,6 +101,9 @@ class ProducerProcess:
     def poll(self):
         if self.returncode is not None:
             return self.returncode
+        hwm = vm_hwm_kb(self.pid)
+        if hwm:
+            self.max_rss_kb = max(self.max_rss_kb, hwm)
         pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
         if pid == 0:
             return None
@@ -94,7 +112,6 @@ class ProducerProcess:
 
     def _reaped(self, status, rusage):
         self.returncode = os.waitstatus_to_exitcode(status)
-        self.max_rss_kb = rusage.ru_maxrss
         self.proc.returncode = self.returncode  # keeps Popen from waiting again
 
     def wait(self, timeout):

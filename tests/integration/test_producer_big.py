@@ -13,7 +13,7 @@ from producer_harness import cdc  # noqa: F401 - pytest fixture
 ROWS = 2_000_000
 # Bound on the producer's peak RSS. The queue holds at most 10 MB of records, plus
 # librdkafka's per-message overhead, copies in produce requests and the producer's own
-# buffers (measured: 45 MB in a release build, 88-97 MB with ASan). An ASan build adds shadow memory, redzones and a
+# buffers (VmHWM measured: 45 MB in a release build, 85-97 MB with ASan). An ASan build adds shadow memory, redzones and a
 # quarantine (limited to 16 MB by the harness).
 RSS_LIMIT_MB = 128
 RSS_LIMIT_MB_ASAN = 200
