@@ -800,6 +800,35 @@ done:
     return rc;
 }
 
+/* Opens (creating when missing) the topic of every published table before
+ * anything is made in PostgreSQL, so that a Kafka that cannot be reached
+ * fails the start without leaving a slot or a marker behind. The snapshot
+ * lists the tables again inside its own snapshot. */
+static int open_topics(snapshot *s, PGconn *pg, kafka_out *kafka, char *err, size_t errlen)
+{
+    snap_table **tables;
+    int n = snapdb_publication_tables(pg, s->set.publication, NULL, NULL, &tables, err, errlen);
+    if (n < 0)
+        return -1;
+    int rc = 0;
+    cdc_buf topic = CDC_BUF_INIT;
+    for (int i = 0; i < n && rc == 0; i++) {
+        bool renamed;
+        kafka_topic *kt;
+        cdc_buf_reset(&topic);
+        if (cdc_topic_name(s->set.topic_prefix, tables[i]->schema, tables[i]->name, &topic,
+                           &renamed) < 0) {
+            snprintf(err, errlen, "cannot name a topic: out of memory");
+            rc = -1;
+        } else {
+            rc = kafka_out_topic(kafka, topic.data, TOPIC_TIMEOUT_MS, &kt, err, errlen);
+        }
+    }
+    cdc_buf_free(&topic);
+    snapdb_free_tables(tables, (size_t)n);
+    return rc;
+}
+
 int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kafka_out *kafka,
                            pgvalue_resolve_fn resolve, void *resolve_ctx, int *slot_exists,
                            uint64_t *confirmed, char *err, size_t errlen)
@@ -829,7 +858,8 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
         rc = 0;
         goto done;
     }
-    if (snapdb_marker_create(ctl, marker, err, errlen) < 0)
+    if (open_topics(s, ctl, kafka, err, errlen) < 0 ||
+        snapdb_marker_create(ctl, marker, err, errlen) < 0)
         goto done;
     char lsntext[CDC_LSN_BUFSZ];
     if (!*slot_exists) {
