@@ -870,7 +870,6 @@ static void handle_message(producer *p, const repl_frame *f)
 
 static void handle_frame(producer *p, const repl_frame *f)
 {
-    cdc_metrics_progress();
     if (f->wal_end > p->server_wal_end)
         p->server_wal_end = f->wal_end;
     if (f->kind == 'w') {
@@ -889,6 +888,11 @@ static void handle_frame(producer *p, const repl_frame *f)
     if (p->endpos && !p->in_txn && f->wal_end >= p->endpos)
         p->stop = STOP_ENDPOS;
 }
+
+/* Frames handled back to back, from what libpq has already read, before
+ * the loop's housekeeping (delivery reports, status, signals, clocks) runs
+ * again: once per frame it cost as much as a small change. */
+#define FRAMES_PER_ROUND 256
 
 /* Streams until a stop reason is set. */
 static void stream(producer *p)
@@ -917,14 +921,21 @@ static void stream(producer *p)
             wait = 100;
         if (wait < 0)
             wait = 0;
-        repl_frame f;
-        int r = repl_read(p->repl, &f, (int)wait, err, sizeof err);
-        if (r < 0) {
-            fail(p, STOP_RECONNECT, "%s", err);
-            break;
-        }
-        if (r > 0)
+        int handled = 0;
+        while (handled < FRAMES_PER_ROUND && p->stop == RUNNING) {
+            repl_frame f;
+            int r = repl_read(p->repl, &f, handled == 0 ? (int)wait : 0, err, sizeof err);
+            if (r < 0) {
+                fail(p, STOP_RECONNECT, "%s", err);
+                break;
+            }
+            if (r == 0)
+                break;
             handle_frame(p, &f);
+            handled++;
+        }
+        if (handled > 0)
+            cdc_metrics_progress();
     }
 }
 
