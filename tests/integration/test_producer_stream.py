@@ -459,3 +459,27 @@ def test_create_slot_and_publication_for_chosen_tables_then_sigterm(cdc):
     assert cdc.partitions(cdc.topic("t2")) == []
     # The position it logged is what the slot has.
     assert cdc.confirmed_flush() == lsn_int(m.group(1))
+
+
+def test_idle_publication_does_not_hold_wal(cdc):
+    """Nothing of the publication changes while other tables are written: the slot
+    still moves on with the server, so it never holds WAL for nothing."""
+    cdc.create("CREATE TABLE published (id int PRIMARY KEY)", reference=False)
+    other = f"o_{cdc.unique}"
+    cdc.sql(f"CREATE SCHEMA {other}", f"CREATE TABLE {other}.busy (id int, pad text)")
+    try:
+        proc = cdc.start()
+        cdc.in_schema("INSERT INTO published VALUES (1)")
+        wait_for("the producer to stream", lambda: cdc.partitions(cdc.topic("published")), 60)
+        for _ in range(5):
+            cdc.sql(f"INSERT INTO {other}.busy SELECT g, repeat('x', 200) "
+                    "FROM generate_series(1, 20000) g")
+        target = cdc.lsn()
+        wait_for("the slot to follow the server's position",
+                 lambda: proc.poll() is None and cdc.confirmed_flush() >= target, 60,
+                 interval=0.2)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.log_tail()
+        assert len(cdc.read(cdc.topic("published"))) == 1
+    finally:
+        cdc.sql(f"DROP SCHEMA {other} CASCADE")
