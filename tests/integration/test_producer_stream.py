@@ -483,3 +483,30 @@ def test_idle_publication_does_not_hold_wal(cdc):
         assert len(cdc.read(cdc.topic("published"))) == 1
     finally:
         cdc.sql(f"DROP SCHEMA {other} CASCADE")
+
+
+def test_origin_and_logical_messages_do_not_disturb_the_stream(cdc):
+    """An Origin message (changes replayed through a replication origin) and logical
+    decoding messages of other prefixes, transactional or not, are part of the
+    stream but produce no record; the changes around them do."""
+    cdc.create("CREATE TABLE t (id int PRIMARY KEY)", reference=False)
+    origin = f"origin_{cdc.unique}"
+    with psycopg.connect(cdc.pg.dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_replication_origin_create(%s)", (origin,))
+        try:
+            conn.execute("SELECT pg_replication_origin_session_setup(%s)", (origin,))
+            with conn.transaction():
+                conn.execute("SELECT pg_replication_origin_xact_setup('0/1000', now())")
+                conn.execute(f"INSERT INTO {cdc.schema}.t VALUES (1)")
+            conn.execute("SELECT pg_replication_origin_session_reset()")
+        finally:
+            conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+        conn.execute("SELECT pg_logical_emit_message(false, 'someone.else', 'hello')")
+        with conn.transaction():
+            conn.execute(f"INSERT INTO {cdc.schema}.t VALUES (2)")
+            conn.execute("SELECT pg_logical_emit_message(true, 'someone.else', '\\x00ff'::bytea)")
+            conn.execute(f"INSERT INTO {cdc.schema}.t VALUES (3)")
+    cdc.run()
+    got = events(cdc.read(cdc.topic("t")))
+    assert [e["after"]["id"] for e in got] == [1, 2, 3]
+    assert [e["source"]["seq"] for e in got] == [0, 0, 1]
