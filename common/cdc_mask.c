@@ -80,8 +80,10 @@ static size_t query_value_len(const char *p)
 /* At `p` (just after "://"): if the authority has userinfo with a password,
  * sets [*pw, *pw_len) to it. The password ends at the last '@' before the
  * end of the URL token, not at the first '/', so that an unescaped '/' or
- * '@' in a password is still hidden (at worst more than the password is). */
-static bool url_password(const char *p, size_t *pw, size_t *pw_len)
+ * '@' in a password is still hidden (at worst more than the password is).
+ * bare_is_password: userinfo without ':' is a password (redis://secret@host,
+ * which the Redis sink reads as AUTH secret). */
+static bool url_password(const char *p, bool bare_is_password, size_t *pw, size_t *pw_len)
 {
     const char *end = p;
     const char *at = NULL;
@@ -93,6 +95,11 @@ static bool url_password(const char *p, size_t *pw, size_t *pw_len)
     if (!at)
         return false;
     const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon && bare_is_password && at > p) {
+        *pw = 0;
+        *pw_len = (size_t)(at - p);
+        return true;
+    }
     if (!colon || colon + 1 == at)
         return false;
     *pw = (size_t)(colon + 1 - p);
@@ -117,7 +124,12 @@ int cdc_mask_secrets(const char *text, cdc_buf *out)
         /* scheme://user:password@host */
         if (p[0] == ':' && p[1] == '/' && p[2] == '/' && p > text && is_scheme_char(p[-1])) {
             size_t off, len;
-            if (url_password(p + 3, &off, &len)) {
+            const char *scheme = p;
+            while (scheme > text && is_scheme_char(scheme[-1]))
+                scheme--;
+            bool redis = (p - scheme == 5 && strncasecmp(scheme, "redis", 5) == 0) ||
+                         (p - scheme == 6 && strncasecmp(scheme, "rediss", 6) == 0);
+            if (url_password(p + 3, redis, &off, &len)) {
                 const char *pw = p + 3 + off;
                 FLUSH_TO(pw);
                 if (cdc_buf_puts(out, MASK) < 0)

@@ -77,6 +77,10 @@ int main(void)
     MASKS("redis://user:secret@127.0.0.1:6379/0", "redis://user:****@127.0.0.1:6379/0",
           "mask_redis_url");
     MASKS("redis://:secret@h:6379", "redis://:****@h:6379", "mask_redis_url_password_only");
+    /* The Redis sink reads userinfo without ':' as the password (AUTH secret). */
+    MASKS("redis://secret@h:6379/0", "redis://****@h:6379/0", "mask_redis_url_bare_password");
+    MASKS("REDISS://secret@h", "REDISS://****@h", "mask_rediss_url_bare_password");
+    MASKS("x redis://h:6379/0 y", "x redis://h:6379/0 y", "mask_leaves_redis_url_without_userinfo");
     MASKS("https://elastic:pw@host:9200", "https://elastic:****@host:9200", "mask_https_url");
     MASKS("amqp+ssl://u:p@h", "amqp+ssl://u:****@h", "mask_scheme_with_plus");
     MASKS("https://es:9200/_bulk?api_key=abc&x=1", "https://es:9200/_bulk?api_key=****&x=1",
