@@ -176,33 +176,6 @@ int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen)
     return rc;
 }
 
-int repl_create_slot_exported(repl_conn *c, const char *slot, uint64_t *consistent_point,
-                              char *snapshot_name, size_t namelen, char *err, size_t errlen)
-{
-    if (check_slot_name(slot, err, errlen) < 0)
-        return -1;
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", slot);
-    PGresult *res = PQexec(c->pg, cmd);
-    int rc = -1;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (state && strcmp(state, "42710") == 0) /* duplicate_object */
-            rc = 1;
-        else
-            pg_error_format(c->pg, "cannot create replication slot", err, errlen);
-    } else if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 2) ||
-               cdc_lsn_parse(PQgetvalue(res, 0, 1), consistent_point) < 0) {
-        snprintf(err, errlen, "CREATE_REPLICATION_SLOT %s returned no consistent point and "
-                 "snapshot name", slot);
-    } else {
-        snprintf(snapshot_name, namelen, "%s", PQgetvalue(res, 0, 2));
-        rc = 0;
-    }
-    PQclear(res);
-    return rc;
-}
-
 /* publication_names is a list of identifiers inside a string literal:
  * the name is double-quoted as an identifier, then the whole is a literal. */
 static int append_publication_literal(cdc_buf *b, const char *name)

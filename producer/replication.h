@@ -39,14 +39,6 @@ int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamele
  * already exists, -1 on error. */
 int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen);
 
-/* CREATE_REPLICATION_SLOT slot LOGICAL pgoutput EXPORT_SNAPSHOT: the slot,
- * the position it streams from (*consistent_point) and the name of a
- * snapshot of the database exactly at that position. The snapshot can be
- * imported (SET TRANSACTION SNAPSHOT) only until this connection runs its
- * next command. Returns 0, 1 when the slot already exists, -1 on error. */
-int repl_create_slot_exported(repl_conn *c, const char *slot, uint64_t *consistent_point,
-                              char *snapshot_name, size_t namelen, char *err, size_t errlen);
-
 /* START_REPLICATION SLOT slot LOGICAL startpos with protocol 1, the
  * publication and logical messages on. */
 int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,

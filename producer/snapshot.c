@@ -1,30 +1,38 @@
 /* snapshot.c: the initial snapshot (see snapshot.h).
  *
- * Consistency. When the producer creates its slot, it asks for an exported
- * snapshot (CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT): the database
- * exactly as of the slot's consistent point C. Every worker connection
- * imports it (SET TRANSACTION SNAPSHOT) and its rows are produced with
- * source.lsn = C. Streaming starts at C only after every snapshot record
- * has been handed to Kafka, so in each partition a row's 'r' event comes
- * before every streamed change of that row, and every such change has an
- * lsn above C: every sink (and a log-compacted topic) ends at the newest
- * state.
+ * Versions. Every snapshot row carries source.lsn = P, the position the
+ * stream resumes from: the slot's consistent point when this producer has
+ * just created it, its confirmed position otherwise. The snapshot itself is
+ * taken at some later moment T, after waiting until every transaction that
+ * held a transaction id once P was set has ended (wait_for_writers), and
+ * streaming from P starts only once every snapshot record has been handed
+ * to Kafka. For each row, then:
+ * - a streamed change of a transaction that committed before T is already
+ *   in the snapshot row; if its lsn is below P (a transaction that was
+ *   writing when P was set, and committed after it: logical decoding
+ *   streams it whole, at its commit) it loses to the row, harmlessly;
+ *   otherwise it replays, in order, a state the stream then carries on to
+ *   the newest one;
+ * - a transaction that commits after T got its id after P was set (the
+ *   wait saw all the older ones end), so every change it streams has an lsn
+ *   above P and wins, in order.
+ * So version-applying sinks end at the newest state, and so does a reader
+ * that applies each partition in order (a log-compacted topic), since a
+ * row's 'r' event comes before all of its streamed changes. What the
+ * slot's exported snapshot (CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT)
+ * would give, the database exactly at the consistent point, is not used:
+ * a transaction in progress at that point is invisible to it, yet may
+ * stream changes with an lsn below it, which the snapshot rows would beat.
  *
- * Crash safety. The slot's confirmed position stays at C while the
+ * Crash safety. The slot's confirmed position stays at P while the
  * snapshot runs, because streaming (and so any status update) only begins
  * after it. A physical slot "<slot>_snapshot_pending", reserving no WAL,
  * marks the snapshot as unfinished: it is made before the logical slot and
  * dropped only once Kafka has acknowledged every snapshot record. A start
  * that finds the marker reads every table again (never trusting a partial
- * run), this time in a fresh snapshot taken now, at T >= C, with the rows
- * still versioned C, and then streams from C. That "fuzzy" snapshot is
- * safe because the stream replays every change committed after C, each
- * with an lsn above C: a row changed between C and T is overwritten by its
- * changes, in order, ending at its newest state; a row deleted after C
- * gets its delete; a row untouched since C has the same value in both
- * snapshots. Nothing made meanwhile is lost, and a repeat is harmless to
- * sinks that apply by version. --snapshot always takes the same fuzzy
- * snapshot on every start, versioned by the slot's confirmed position.
+ * run), in the same way, then streams from P. Nothing made meanwhile is
+ * lost, and repeats are harmless to sinks that apply by version.
+ * --snapshot always does the same on every start.
  *
  * Parallelism. Each table is read in primary-key order in chunks of
  * --snapshot-chunk-rows (keyset pagination: WHERE (key) > (last) ORDER BY
@@ -666,9 +674,9 @@ static void wait_run(run *r)
     cdc_buf_free(&line);
 }
 
-/* Reads every table of the publication in the snapshot `snapname` (NULL:
- * a new one, exported by the first worker), versioned `lsn`. */
-static int run_snapshot(snapshot *s, const char *snapname, uint64_t lsn, const char *dbname,
+/* Reads every table of the publication in one snapshot, taken now and
+ * exported by the first worker to the others, versioned `lsn`. */
+static int run_snapshot(snapshot *s, uint64_t lsn, const char *dbname,
                         kafka_out *kafka, pgvalue_resolve_fn resolve, void *resolve_ctx,
                         char *err, size_t errlen)
 {
@@ -683,7 +691,7 @@ static int run_snapshot(snapshot *s, const char *snapname, uint64_t lsn, const c
     pthread_mutex_init(&r.mu, NULL);
     int rc = -1;
     int nw = s->set.workers;
-    char exported[128] = "";
+    char snapname[128] = "";
     cdc_buf topic = CDC_BUF_INIT;
     if (!(r.workers = calloc((size_t)nw, sizeof *r.workers))) {
         snprintf(err, errlen, "cannot start the snapshot: out of memory");
@@ -700,19 +708,16 @@ static int run_snapshot(snapshot *s, const char *snapname, uint64_t lsn, const c
     if (snapdb_connect(s->set.conninfo, "pgcdc-producer-snapshot", &r.workers[0].pg, err, errlen) < 0)
         goto done;
     pg0 = r.workers[0].pg;
-    if (begin_snapshot(pg0, snapname, err, errlen) < 0)
+    if (begin_snapshot(pg0, NULL, err, errlen) < 0)
         goto done;
-    if (!snapname) {
-        PGresult *res = PQexec(pg0, "SELECT pg_export_snapshot()");
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            pg_error_format(pg0, "cannot export a snapshot", err, errlen);
-            PQclear(res);
-            goto done;
-        }
-        snprintf(exported, sizeof exported, "%s", PQgetvalue(res, 0, 0));
-        PQclear(res);
-        snapname = exported;
+    PGresult *exp = PQexec(pg0, "SELECT pg_export_snapshot()");
+    if (PQresultStatus(exp) != PGRES_TUPLES_OK) {
+        pg_error_format(pg0, "cannot export a snapshot", err, errlen);
+        PQclear(exp);
+        goto done;
     }
+    snprintf(snapname, sizeof snapname, "%s", PQgetvalue(exp, 0, 0));
+    PQclear(exp);
     int n = snapdb_publication_tables(pg0, s->set.publication, NULL, NULL, &r.tables, err, errlen);
     if (n < 0)
         goto done;
@@ -800,6 +805,53 @@ done:
     return rc;
 }
 
+/* A transaction that was writing when the slot's position P was set can
+ * commit after P with changes whose LSN lies below P (logical decoding
+ * streams it whole, at its commit). Such a change would lose, in every
+ * sink, against a snapshot row versioned P, so the snapshot must already
+ * show its outcome: this waits until every transaction that holds an id now
+ * (any that wrote before P does) has ended. Returns 0, or -1 with err (a
+ * query failed, or a stop was requested). */
+static int wait_for_writers(PGconn *pg, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(pg, "SELECT pg_current_xact_id()::text");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error_format(pg, "cannot read the current transaction id", err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    char xid[32];
+    snprintf(xid, sizeof xid, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    const char *params[] = {xid};
+    int64_t start = mono_ms();
+    bool warned = false;
+    for (;;) {
+        if (cdc_signal_stop_requested()) {
+            snprintf(err, errlen, "the initial snapshot was interrupted by a stop request");
+            return -1;
+        }
+        res = PQexecParams(pg, "SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8", 1,
+                           NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            pg_error_format(pg, "cannot read the oldest running transaction", err, errlen);
+            PQclear(res);
+            return -1;
+        }
+        bool ended = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (ended)
+            return 0;
+        if (!warned && mono_ms() - start > 30000) {
+            cdc_log_warn("the initial snapshot waits for transactions older than id %s to end",
+                         xid);
+            warned = true;
+        }
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* Opens (creating when missing) the topic of every published table before
  * anything is made in PostgreSQL, so that a Kafka that cannot be reached
  * fails the start without leaving a slot or a marker behind. The snapshot
@@ -862,24 +914,12 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
         snapdb_marker_create(ctl, marker, err, errlen) < 0)
         goto done;
     char lsntext[CDC_LSN_BUFSZ];
+    bool created = false;
     if (!*slot_exists) {
-        char snapname[128];
-        uint64_t cp = 0;
-        int made = repl_create_slot_exported(repl, s->set.slot, &cp, snapname, sizeof snapname,
-                                             err, errlen);
+        int made = repl_create_slot(repl, s->set.slot, err, errlen);
         if (made < 0)
             goto done;
-        if (made == 0) {
-            *slot_exists = 1;
-            *confirmed = cp;
-            cdc_log_info("created replication slot %s at %s with an exported snapshot: "
-                         "initial snapshot of publication %s", s->set.slot,
-                         cdc_lsn_format(cp, lsntext), s->set.publication);
-            if (run_snapshot(s, snapname, cp, dbname, kafka, resolve, resolve_ctx, err, errlen) < 0)
-                goto done;
-            goto finished;
-        }
-        /* Made by someone else meanwhile: a snapshot of our own, below. */
+        created = made == 0; /* 1: made by someone else meanwhile */
     }
     int found = snapdb_slot_confirmed(ctl, s->set.slot, confirmed, err, errlen);
     if (found <= 0) {
@@ -888,13 +928,18 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
         goto done;
     }
     *slot_exists = 1;
-    cdc_log_info("%s: reading every table of publication %s again, rows versioned %s (the "
-                 "slot's position); the stream from there replays every change since",
-                 pending ? "an earlier initial snapshot did not finish" : "--snapshot always",
-                 s->set.publication, cdc_lsn_format(*confirmed, lsntext));
-    if (run_snapshot(s, NULL, *confirmed, dbname, kafka, resolve, resolve_ctx, err, errlen) < 0)
+    cdc_lsn_format(*confirmed, lsntext);
+    if (created)
+        cdc_log_info("created replication slot %s at %s: initial snapshot of publication %s",
+                     s->set.slot, lsntext, s->set.publication);
+    else
+        cdc_log_info("%s: reading every table of publication %s again, rows versioned %s (the "
+                     "slot's position); the stream from there replays every change since",
+                     pending ? "an earlier initial snapshot did not finish" : "--snapshot always",
+                     s->set.publication, lsntext);
+    if (wait_for_writers(ctl, err, errlen) < 0 ||
+        run_snapshot(s, *confirmed, dbname, kafka, resolve, resolve_ctx, err, errlen) < 0)
         goto done;
-finished:
     if (snapdb_marker_drop(ctl, marker, err, errlen) < 0)
         goto done;
     s->done_once = true;

@@ -2,8 +2,9 @@
  * from a slot it has just created (--snapshot initial), or on every start
  * (always), every table of the publication is read in one consistent
  * snapshot by --snapshot-workers connections, in primary-key chunks, and
- * each row is produced as an 'r' event whose lsn lies below every change
- * streamed after it. How a crash is made safe is told in snapshot.c. */
+ * each row is produced as an 'r' event versioned by the position streaming
+ * resumes from. Why that version is safe, and how a crash is, is told in
+ * snapshot.c. */
 #ifndef PGCDC_SNAPSHOT_H
 #define PGCDC_SNAPSHOT_H
 
@@ -37,10 +38,9 @@ void snapshot_free(snapshot *s);
 
 /* Called on every connection, after IDENTIFY_SYSTEM and the slot look-up,
  * before START_REPLICATION. When a snapshot is due it creates the slot if
- * missing (with an exported snapshot, on `repl`, which must then stay idle),
- * reads and produces every table, waits until Kafka has acknowledged every
- * record, and only then returns, with *slot_exists and *confirmed (the
- * position to stream from) updated. Delivery reports are served meanwhile
+ * missing (on `repl`), reads and produces every table, waits until Kafka
+ * has acknowledged every record, and only then returns, with *slot_exists
+ * and *confirmed (the position to stream from) updated. Delivery reports are served meanwhile
  * through kafka_out_poll: the producer's callback must hand them to
  * snapshot_on_delivered first. resolve maps user types (catalog).
  * Returns 0, or -1 with err (the snapshot is then due again on the next

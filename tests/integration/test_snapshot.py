@@ -136,6 +136,46 @@ class Churn(threading.Thread):
             raise self.error
 
 
+class SlowWriters:
+    """Transactions that update a row, sleep, update another and commit, back to back in
+    a few threads: whenever the slot is made, some are writing, and commit after it with
+    a change whose LSN is below the slot's position."""
+
+    def __init__(self, dsn, schema, max_id, threads=3, sleep=0.2):
+        self.dsn, self.schema, self.max_id, self.sleep = dsn, schema, max_id, sleep
+        self._stop_flag = threading.Event()
+        self.errors = []
+        self.txns = 0
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def stop(self):
+        self._stop_flag.set()
+        for t in self.threads:
+            t.join(30)
+        if self.errors:
+            raise self.errors[0]
+
+    def run(self, seed):
+        rng = random.Random(1000 + seed)
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                while not self._stop_flag.is_set():
+                    with conn.transaction():
+                        conn.execute(f"UPDATE {self.schema}.big SET v = v || 's' WHERE id = %s",
+                                     (rng.randint(1, self.max_id),))
+                        conn.execute("SELECT pg_sleep(%s)", (self.sleep,))
+                        conn.execute(f"UPDATE {self.schema}.big SET v = v || 't' WHERE id = %s",
+                                     (rng.randint(1, self.max_id),))
+                    self.txns += 1
+        except BaseException as e:  # noqa: BLE001 - raised by stop()
+            self.errors.append(e)
+
+
 def pg_rows(cdc):
     """{id: hash of (grp, v, n)} of big, read with a server-side cursor (millions of
     rows fit: only hashes are kept)."""
@@ -156,7 +196,8 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
     versioned = {}   # id -> (lsn, row hash or None)
     naive = {}       # id -> row hash or None
     last_stream = {}
-    counts = {"r": 0, "c": 0, "u": 0, "d": 0, "resnapshot": 0}
+    counts = {"r": 0, "c": 0, "u": 0, "d": 0, "resnapshot": 0, "below_snapshot": 0}
+    first_r = None
     c = Consumer({"bootstrap.servers": cdc.kafka.bootstrap, "group.id": "pgcdc-tests",
                   "enable.auto.commit": False, "fetch.max.bytes": 16 << 20})
     cdc.topics_made.add(topic)
@@ -192,6 +233,7 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
                     (ev["after"]["grp"], ev["after"]["v"], ev["after"]["n"]))
                 if op == "r":
                     assert ev["source"]["snapshot"] is True and ev["before"] is None
+                    first_r = lsn if first_r is None else min(first_r, lsn)
                     if resnapshot_from is not None and lsn > resnapshot_from:
                         counts["resnapshot"] += 1
                     assert not ordered or lsn > last_stream.get(key, -1), (
@@ -199,6 +241,9 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
                         f"{last_stream[key]} in partition {p}")
                 else:
                     assert ev["source"]["snapshot"] is False
+                    if first_r is not None and lsn < first_r:
+                        # A transaction writing when the slot was made (snapshot.c).
+                        counts["below_snapshot"] += 1
                     assert not ordered or lsn > last_stream.get(key, -1), (
                         f"key {key}: streamed changes out of order")
                     last_stream[key] = max(lsn, last_stream.get(key, -1))
@@ -266,6 +311,8 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     load_s = load_big(cdc, ROWS)
     churn = Churn(cdc.pg.dsn, cdc.schema, ROWS, seed=workers)
     churn.start()
+    slow = SlowWriters(cdc.pg.dsn, cdc.schema, ROWS)
+    slow.start()
     port = free_port()
     try:
         proc = cdc.start("--create-slot", "--snapshot", "initial", "--snapshot-workers", workers,
@@ -281,6 +328,7 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     finally:
         churn.stop()
         churn.join()
+        slow.stop()
     catch_up_and_stop(cdc, proc)
     log = proc.log()
     (rows, tables, secs, rate), = snapshot_figures(log)
@@ -290,6 +338,9 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     counts = check_topic(cdc, cdc.topic("big"), pg_rows(cdc))
     assert counts["r"] == rows and rows >= ROWS - churn.txns, counts
     assert counts["c"] + counts["u"] + counts["d"] > 0, "the workload streamed nothing"
+    # The slow writers were writing when the slot was made: their changes stream with an
+    # lsn below the snapshot rows' and must already be in those rows.
+    assert counts["below_snapshot"] > 0, counts
     print(f"\ninitial snapshot, {workers} worker(s): {rows} rows in {secs:.1f} s = {rate} rows/s "
           f"(load {load_s:.1f} s, {churn.txns} workload transactions meanwhile, "
           f"{'ASan' if cdc.asan else 'plain'} build); events {counts}")
@@ -301,8 +352,8 @@ def test_snapshot_killed_midway_is_read_again_and_nothing_is_lost(cdc):
     topic = cdc.topic("big")
     try:
         proc = cdc.start("--create-slot", "--snapshot-workers", 2, "--snapshot-chunk-rows", 1000)
-        consistent = lsn_int(wait_log(proc, r"created replication slot \S+ at (\S+)", 60,
-                                      "the slot").group(1))
+        consistent = lsn_int(wait_log(proc, r"created replication slot \S+ at ([0-9A-F]+/[0-9A-F]+)",
+                                      60, "the slot").group(1))
 
         def partial():
             try:
