@@ -75,6 +75,26 @@ else
   esac
 fi
 
+# ------------------------------------------------------------------ fuzzing
+# Each libFuzzer target for FUZZ_SECONDS (default 20) from its seed corpus, in its own
+# clang build (FUZZ_BUILD_DIR, default build-fuzz); each target counts as one test.
+# FUZZ_SECONDS=0 skips them (counted as skipped).
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+if [ "$FUZZ_SECONDS" = 0 ]; then
+  EXTRA_FAILS+=(--skip "fuzzing (FUZZ_SECONDS=0)")
+else
+  say "fuzzing: every libFuzzer target for $FUZZ_SECONDS s"
+  FUZZ_RESULTS="$RUN_TMP/fuzz-results.tsv"
+  TMPDIR="$RUN_TMP" bash scripts/fuzz.sh "$FUZZ_SECONDS" "$FUZZ_RESULTS"
+  while IFS=$'\t' read -r outcome name detail; do
+    case $outcome in
+      pass) EXTRA_FAILS+=(--pass "fuzz: $name ($detail)") ;;
+      *) EXTRA_FAILS+=(--fail "fuzz: $name: $detail") ;;
+    esac
+  done < "$FUZZ_RESULTS"
+  [ -s "$FUZZ_RESULTS" ] || EXTRA_FAILS+=(--fail "fuzz: scripts/fuzz.sh reported nothing")
+fi
+
 say "leftover processes"
 if ! reap; then
   EXTRA_FAILS+=(--fail "a server or pgcdc process was left running after the tests")

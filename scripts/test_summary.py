@@ -3,9 +3,10 @@
 into the single closing line of scripts/test.sh: "N passed, N failed, N skipped".
 
 Usage: test_summary.py [--meson TESTLOG.json] [--junit JUNIT.xml]
-                       [--fail REASON]... [--skip REASON]...
+                       [--pass NAME]... [--fail REASON]... [--skip REASON]...
 Each --fail adds one failure (a build that broke, pytest collecting nothing, a server
-left behind) so that it cannot pass silently. Exit status 1 when anything failed.
+left behind) so that it cannot pass silently; each --pass one passed test run outside
+meson and pytest (a fuzz target's timed run). Exit status 1 when anything failed.
 """
 
 import argparse
@@ -60,6 +61,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meson")
     ap.add_argument("--junit")
+    ap.add_argument("--pass", dest="passes", action="append", default=[])
     ap.add_argument("--fail", action="append", default=[])
     ap.add_argument("--skip", action="append", default=[])
     args = ap.parse_args()
@@ -82,6 +84,7 @@ def main():
             continue
         passed, failed, skipped = passed + p, failed + f, skipped + s
         failures += names
+    passed += len(args.passes)
     failed += len(args.fail)
     failures += args.fail
     skipped += len(args.skip)
