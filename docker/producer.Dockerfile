@@ -16,7 +16,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pgcdc
 COPY --from=build /build/producer/pgcdc-producer /usr/local/bin/pgcdc-producer
-USER pgcdc
+# Numeric, so that a runtime can check it is not root (Kubernetes runAsNonRoot).
+USER 10001
 ENV PGCDC_METRICS_ADDR=0.0.0.0:9187
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:9187/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/pgcdc-producer"]
