@@ -106,6 +106,18 @@ class PgcdcProcess:
         except OSError:
             return ""
 
+    def current_log(self):
+        """What the current (latest) start has printed."""
+        text = self.log()
+        mark = f"===== start {self.starts} of {self.name} ====="
+        return text[text.rfind(mark):] if mark in text else ""
+
+    def wait_started(self, timeout=60):
+        """Until the binary has printed its settings: its signal handlers are installed
+        by then (cdc_main.c), so a SIGTERM stops it cleanly instead of killing it."""
+        wait_for(f"{self.name} to start", lambda: not self.running or
+                 "config --" in self.current_log(), timeout)
+
     def log_tail(self, lines=40):
         tail = self.log().splitlines()[-lines:]
         return f"\n--- last lines of {self.name} ({self.log_path}) ---\n" + "\n".join(tail)

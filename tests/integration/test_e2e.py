@@ -685,6 +685,8 @@ def run_e2e(pipe, counts, seconds, capsys, kafka, search, redis_srv):
         workload_s = time.monotonic() - pipe.t0
         pipe.note("workload finished")
 
+        for p in [pipe.producer] + pipe.consumers:
+            p.wait_started()
         # The producer must confirm the end of WAL: everything is in Kafka.
         with psycopg.connect(pipe.dsn, autocommit=True) as conn:
             end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
