@@ -802,12 +802,18 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         it->t->truncated = false;
         if (ev->n_unchanged_toast == 0 || ev->op == 'd')
             continue;
+        /* The merge starts from the row's latest earlier change in the batch:
+         * the highest LSN below this one, not simply the nearest item. Items
+         * of one row come from one partition in LSN order, except the delete
+         * that a key-changing update adds at the old key (keychange.h),
+         * which comes from the new key's partition and may sit after a later
+         * re-insert of the old key. */
         for (size_t p = g.n - 1; p-- > 0;) {
             es_item *pi = &g.items[p];
-            if (!pi->done && pi->t == it->t && strcmp(item_id(&g, pi), item_id(&g, it)) == 0) {
+            if (!pi->done && pi->t == it->t && pi->rec->ev.lsn < ev->lsn &&
+                (it->prev < 0 || pi->rec->ev.lsn > g.items[it->prev].rec->ev.lsn) &&
+                strcmp(item_id(&g, pi), item_id(&g, it)) == 0)
                 it->prev = (long)p;
-                break;
-            }
         }
         if (it->prev < 0)
             it->mget = nmget++;
