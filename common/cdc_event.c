@@ -696,7 +696,9 @@ cdc_arena *cdc_arena_new(void)
 
 static void *arena_alloc(cdc_arena *a, size_t n)
 {
-    n = (n + 15) & ~(size_t)15;
+    /* Nodes hold pointers, long long and double: 8-byte alignment is enough
+     * (max_align_t would round every string up to 16). */
+    n = (n + 7) & ~(size_t)7;
     arena_chunk *c = a->used;
     if (!c || c->size - c->used < n) {
         arena_chunk **sp = &a->spare;
