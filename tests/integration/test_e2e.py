@@ -98,8 +98,9 @@ class Workload:
     """The writer: one thread, one connection, its own RNG (seeded), and an exact picture
     of which keys exist (it is the only writer of its database)."""
 
-    def __init__(self, dsn, seed, large_txn):
+    def __init__(self, dsn, seed, large_txn, coltypes):
         self.dsn = dsn
+        self.coltypes = coltypes   # shop.types column -> its SQL type, for the casts
         self.rng = random.Random(seed)
         self.large_txn = large_txn
         self.ids = {t: set() for t in TABLES}
@@ -233,10 +234,8 @@ class Workload:
         self.ids[table].add(key)
         self.stats["reinserts" if reuse else "inserts"] += 1
 
-    TYPE_OF = {}
-
     def coltype(self, col):
-        return self.TYPE_OF[col]
+        return self.coltypes[col]
 
     def where(self, table, key):
         if table == "orders":
@@ -447,7 +446,7 @@ class Pipeline:
         self.pg.psql(f"CREATE DATABASE {self.db}")
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(SCHEMA)
-            Workload.TYPE_OF = dict(conn.execute(
+            return dict(conn.execute(
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                 "WHERE attrelid = 'shop.types'::regclass AND attnum > 0").fetchall())
 
@@ -661,8 +660,8 @@ def run_e2e(pipe, counts, seconds, capsys, kafka, search, redis_srv):
               f"{len(pipe.consumers)} consumer(s)"]
     with capsys.disabled():
         print("\n" + report[0], flush=True)
-    pipe.create()
-    workload = Workload(pipe.dsn, SEED, LARGE_TXN)
+    coltypes = pipe.create()
+    workload = Workload(pipe.dsn, SEED, LARGE_TXN, coltypes)
     rng = random.Random(SEED * 7919 + len(pipe.consumers))
     schedule = fault_schedule(rng, seconds, counts)
     pipe.producer.start()
