@@ -1201,14 +1201,10 @@ done:
     /* Taken from Kafka but not read into a batch: read again next time. */
     while (c.ipend < c.npend)
         rd_kafka_message_destroy(c.pend[c.ipend++]);
-    if (c.rk) {
-        /* Leaving the group revokes the partitions: what was read is applied
-         * (by the worker) and committed first. */
+    /* Leaving the group revokes the partitions: what was read is applied
+     * (by the worker) and committed first. */
+    if (c.rk)
         rd_kafka_consumer_close(c.rk);
-        if (c.cq)
-            rd_kafka_queue_destroy(c.cq);
-        rd_kafka_destroy(c.rk);
-    }
     if (c.worker_started) {
         pthread_mutex_lock(&c.mu);
         c.worker_quit = true;
@@ -1216,8 +1212,14 @@ done:
         pthread_mutex_unlock(&c.mu);
         pthread_join(c.worker, NULL);
     }
+    /* Messages hold references into the consumer handle: they go first. */
     batch_clear(&c);
     records_free(c.fl.recs, c.fl.nrecs, c.fl.msgs, c.fl.nmsgs, c.fl.arena);
+    if (c.rk) {
+        if (c.cq)
+            rd_kafka_queue_destroy(c.cq);
+        rd_kafka_destroy(c.rk);
+    }
     if (c.dlq) {
         rd_kafka_flush(c.dlq, 5000);
         if (c.dlq_rkt)
