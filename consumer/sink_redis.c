@@ -26,6 +26,7 @@
  * for long. */
 #define ROWS_PER_COMMAND 64
 #define COMMAND_BYTES (256 * 1024)
+#define WRITE_BYTES (512 * 1024)
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 
@@ -51,7 +52,7 @@ typedef struct redis_sink {
     redis_argv argv;         /* truncate steps */
     cdc_buf buf;
     redis_rows rows;         /* the command being built */
-    cdc_buf out;             /* a command, as RESP */
+    cdc_buf out;             /* commands not yet handed to hiredis, as RESP */
     size_t *idx;             /* record of each row sent, in order */
     size_t *cmd_rows;        /* rows of each command sent */
     size_t cap;
@@ -369,23 +370,38 @@ static bool read_rows_reply(redis_sink *r, consumer_record *const *recs, const s
     return true;
 }
 
-/* Queues the command being built and writes what the socket takes now, so
- * Redis works on it while the next command is built (hiredis then flushes
- * the rest before the first reply is read). */
-static bool send_rows(redis_sink *r, char *err, size_t errlen)
+/* Hands the queued commands to hiredis and, when `now`, writes what the
+ * socket takes without waiting. */
+static bool flush_rows(redis_sink *r, char *err, size_t errlen, bool now)
 {
-    cdc_buf_reset(&r->out);
-    if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
-        snprintf(err, errlen, "out of memory");
+    int done = 0;
+    if (r->out.len > 0 &&
+        redisAppendFormattedCommand(r->ctx, r->out.data, r->out.len) != REDIS_OK) {
+        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
         return false;
     }
-    int done = 0;
-    if (redisAppendFormattedCommand(r->ctx, r->out.data, r->out.len) != REDIS_OK ||
-        redisBufferWrite(r->ctx, &done) != REDIS_OK) {
+    cdc_buf_reset(&r->out);
+    if (now && redisBufferWrite(r->ctx, &done) != REDIS_OK) {
         snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
         return false;
     }
     return true;
+}
+
+/* Queues the command being built; once WRITE_BYTES are queued, writes what
+ * the socket takes, so Redis starts on them while the rest of the batch is
+ * built (hiredis flushes the rest before the first reply is read). Larger
+ * writes than one command each: every write wakes Redis up, and Redis is
+ * the sink's bottleneck. */
+static bool send_rows(redis_sink *r, char *err, size_t errlen)
+{
+    if (redis_rows_resp(&r->rows, r->sha, &r->opts, &r->out) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (r->out.len < WRITE_BYTES)
+        return true;
+    return flush_rows(r, err, errlen, true);
 }
 
 /* Sends recs[from..to) (no truncates) as one pipeline of EVALSHAs of up to
@@ -410,6 +426,7 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
         r->cap = cap;
     }
     redis_rows_reset(&r->rows);
+    cdc_buf_reset(&r->out);
     for (size_t i = from; i < to; i++) {
         consumer_record *rec = recs[i];
         if (!rec->key) {
@@ -438,6 +455,8 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
         r->cmd_rows[ncmds++] = r->rows.n;
         redis_rows_reset(&r->rows);
     }
+    if (!flush_rows(r, err, errlen, false))
+        return ATTEMPT_RETRY;
     const size_t *idx = r->idx;
     for (size_t c = 0; c < ncmds; c++) {
         if (!read_rows_reply(r, recs, idx, r->cmd_rows[c], &result, err, errlen))
