@@ -685,8 +685,14 @@ static bool inflight_finish(consumer *c)
     if (ok) {
         /* Messages are in read order, so the last one of each partition is
          * the highest; store next = offset + 1. */
+        const rd_kafka_topic_t *prev_rkt = NULL;
+        int32_t prev_part = -1;
         for (size_t i = c->fl.nmsgs; i-- > 0;) {
             rd_kafka_message_t *m = c->fl.msgs[i];
+            if (m->rkt == prev_rkt && m->partition == prev_part)
+                continue; /* a run of one partition: its last is stored */
+            prev_rkt = m->rkt;
+            prev_part = m->partition;
             const char *topic = rd_kafka_topic_name(m->rkt);
             part_state *p = part_get(c, topic, m->partition, true);
             if (!p || p->applied_next > m->offset)
