@@ -1046,7 +1046,8 @@ static int get_fields(yajl_val obj, const char *const *names, yajl_val *vals, si
         vals[i] = NULL;
     for (size_t k = 0; k < obj->u.object.len; k++)
         for (size_t i = 0; i < n; i++) {
-            if (strcmp(obj->u.object.keys[k], names[i]) != 0)
+            const char *key = obj->u.object.keys[k];
+            if (key[0] != names[i][0] || strcmp(key, names[i]) != 0)
                 continue;
             if (vals[i]) {
                 set_err(err, errlen, "cannot decode event: field %s%s appears twice",
