@@ -430,7 +430,12 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
     for (size_t i = from; i < to; i++) {
         consumer_record *rec = recs[i];
         if (!rec->key) {
+            /* No replica identity: no row id. Logged at 1, 2, 4, 8, ... */
             r->base.skipped++;
+            if ((r->base.skipped & (r->base.skipped - 1)) == 0)
+                cdc_log_info("Redis sink: %s.%s at lsn %" PRIu64 " has no key (table without "
+                             "replica identity): skipped (%" PRIu64 " so far)",
+                             rec->ev.schema, rec->ev.table, rec->ev.lsn, r->base.skipped);
             continue;
         }
         char cerr[512];
