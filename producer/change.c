@@ -205,8 +205,12 @@ static int fill_moved_toast(change_builder *b, relcache_rel *rel, const pgoutput
             rc = 0;
             goto done;
         }
-        if (!(keyvals[k] = strndup(v->data, v->len)))
+        /* Tuple data is not NUL-terminated: no strndup (which may look past
+         * len for a NUL). */
+        if (!(keyvals[k] = malloc((size_t)v->len + 1)))
             goto nomem;
+        memcpy(keyvals[k], v->data, v->len);
+        keyvals[k][v->len] = '\0';
     }
     for (uint16_t i = 0; i < newtup->ncols && n < *ntoast; i++)
         if (newtup->cols[i].kind == PGOUTPUT_COL_UNCHANGED && b->pos_new[i] < 0)

@@ -302,11 +302,16 @@ static yajl_val parse_json(const char *json, size_t len, bool unwrap, char *err,
 {
     if (cdc_json_validate(json, len, err, errlen) < 0)
         return NULL;
-    char *copy = strndup(json, len);
+    /* Not strndup: `json` need not be NUL-terminated, and strndup may look
+     * for the NUL past len (ASan's strict_string_checks reports exactly
+     * that; fuzz_snap_signal found it). */
+    char *copy = malloc(len + 1);
     if (!copy) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    memcpy(copy, json, len);
+    copy[len] = '\0';
     char ymsg[128];
     yajl_val v = yajl_tree_parse(copy, ymsg, sizeof ymsg);
     free(copy);

@@ -177,6 +177,18 @@ static void test_signal(void)
     TAP_OK(rc == 1 && r.ntables == 1 && strcmp(r.tables[0], "a.b") == 0,
            "signal_data_as_text_holding_json");
     snap_request_free(&r);
+    /* Regression (fuzz_snap_signal): a data value that is not NUL-terminated,
+     * as column values never are, is read within its length only. */
+    static const char text[] = "\"{\\\"tables\\\":[\\\"a.b\\\"]}\"";
+    char *exact = malloc(sizeof text - 1);
+    memcpy(exact, text, sizeof text - 1);
+    cdc_column cols[] = {{"type", "\"snapshot\"", 10}, {"data", exact, sizeof text - 1}};
+    cdc_row row = {cols, 2};
+    rc = snap_signal_parse(&row, &r, err, 256);
+    TAP_OK(rc == 1 && r.ntables == 1 && strcmp(r.tables[0], "a.b") == 0,
+           "signal_data_without_terminating_nul_read_within_its_length");
+    snap_request_free(&r);
+    free(exact);
     TAP_OK(signal("\"log\"", "{}", &r, err) == 0, "signal_of_another_type_is_not_ours");
     TAP_OK(signal("\"snapshot\"", "null", &r, err) == -1 && strstr(err, "no \"data\""),
            "signal_without_data_rejected");
