@@ -1051,7 +1051,13 @@ static rd_kafka_message_t *next_message(consumer *c, int timeout)
     size_t want = c->batch_records - c->nmsgs;
     if (want > PEND_MAX)
         want = PEND_MAX;
-    ssize_t n = rd_kafka_consume_batch_queue(c->cq, timeout, c->pend, want ? want : 1);
+    /* rd_kafka_consume_batch_queue waits until it has `want` messages or the
+     * timeout passes: asked for 1024 at 10,000 messages/s, it held each one
+     * for up to 100 ms. So: what is there now, and only when nothing is,
+     * wait for the first one to arrive. */
+    ssize_t n = rd_kafka_consume_batch_queue(c->cq, 0, c->pend, want ? want : 1);
+    if (n == 0 && timeout > 0)
+        n = rd_kafka_consume_batch_queue(c->cq, timeout, c->pend, 1);
     if (n <= 0)
         return NULL;
     c->npend = (size_t)n;
