@@ -40,6 +40,8 @@
 #define WATERMARK_TIMEOUT_MS 10000
 #define PROGRESS_INTERVAL_MS 5000
 #define PEND_MAX 1024           /* messages taken from Kafka at once */
+#define FETCH_WAKE_MS 20        /* fetcher_wake() */
+#define FETCH_WAKE_TIMEOUT_MS 500
 
 /* What the consumer knows of one partition it has (or had) assigned. */
 typedef struct part_state {
@@ -86,6 +88,8 @@ typedef struct consumer {
     rd_kafka_queue_t *cq;
     rd_kafka_message_t *pend[PEND_MAX];
     size_t npend, ipend;
+    int64_t wake_at_ms;         /* fetcher_wake() */
+    part_state *wake_next;
 
     /* The batch being read; its decoded trees live in the arena. */
     cdc_arena *arena;
@@ -1043,10 +1047,43 @@ static void handle_event_message(consumer *c, rd_kafka_message_t *m)
  * rd_kafka_consume_batch_queue) never sees half-taken messages; messages of
  * a partition revoked meanwhile may still come out of it and be applied
  * (harmless: writes are idempotent; their offsets are not stored). */
+/* librdkafka 2.0 stops fetching a partition while the consumer queue holds
+ * more than queued.max.messages.kbytes (or queued.min.messages), and looks
+ * again only when its broker thread wakes up, up to a second later. With a
+ * sink slower than Kafka (the usual case) fetching went in bursts: one full
+ * queue, 16 MB, then a pause, about 40,000 events/s whatever the sink could
+ * do. Any request through the broker thread wakes it: so while the queue
+ * runs low, at most every FETCH_WAKE_MS, ask the leader of one assigned
+ * partition (in turn) for its watermarks (which also refreshes those
+ * /metrics reports lag from). */
+static void fetcher_wake(consumer *c)
+{
+    int64_t now = mono_ms();
+    if (now - c->wake_at_ms < FETCH_WAKE_MS || rd_kafka_queue_length(c->cq) > c->batch_records)
+        return;
+    c->wake_at_ms = now;
+    /* The assigned partition after the one asked last (part_state entries
+     * live until the end, so the pointer stays valid). */
+    part_state *start = c->wake_next ? c->wake_next : c->parts, *q = start;
+    if (!q)
+        return;
+    do {
+        if (q->assigned) {
+            int64_t lo, hi;
+            rd_kafka_query_watermark_offsets(c->rk, q->topic, q->partition, &lo, &hi,
+                                             FETCH_WAKE_TIMEOUT_MS);
+            c->wake_next = q->next;
+            return;
+        }
+        q = q->next ? q->next : c->parts;
+    } while (q != start);
+}
+
 static rd_kafka_message_t *next_message(consumer *c, int timeout)
 {
     if (c->ipend < c->npend)
         return c->pend[c->ipend++];
+    fetcher_wake(c);
     c->ipend = c->npend = 0;
     size_t want = c->batch_records - c->nmsgs;
     if (want > PEND_MAX)
