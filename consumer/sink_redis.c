@@ -55,6 +55,7 @@ typedef struct redis_sink {
     cdc_buf out;             /* commands not yet handed to hiredis, as RESP */
     size_t *idx;             /* record of each row sent, in order */
     size_t *cmd_rows;        /* rows of each command sent */
+    bool sent_any;           /* this pipeline wrote to the socket already */
     size_t cap;
 } redis_sink;
 
@@ -399,8 +400,11 @@ static bool send_rows(redis_sink *r, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return false;
     }
-    if (r->out.len < WRITE_BYTES)
+    /* The first command of a batch goes out at once: Redis has been idle
+     * since the previous batch's last reply. */
+    if (r->out.len < WRITE_BYTES && r->sent_any)
         return true;
+    r->sent_any = true;
     return flush_rows(r, err, errlen, true);
 }
 
@@ -427,6 +431,7 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
     }
     redis_rows_reset(&r->rows);
     cdc_buf_reset(&r->out);
+    r->sent_any = false;
     for (size_t i = from; i < to; i++) {
         consumer_record *rec = recs[i];
         if (!rec->key) {
