@@ -802,15 +802,19 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         it->t->truncated = false;
         if (ev->n_unchanged_toast == 0 || ev->op == 'd')
             continue;
-        /* The merge starts from the row's latest earlier change in the batch:
-         * the highest LSN below this one, not simply the nearest item. Items
-         * of one row come from one partition in LSN order, except the delete
-         * that a key-changing update adds at the old key (keychange.h),
-         * which comes from the new key's partition and may sit after a later
-         * re-insert of the old key. */
+        /* The merge starts from the row's latest earlier write in the batch
+         * (the highest LSN below this one, not simply the nearest item), or
+         * else from the stored document. Deletes are never a start: every
+         * change of a row comes from its own partition in LSN order, except
+         * the delete a key-changing update adds at the old key (keychange.h),
+         * which comes from the new key's partition, in any batch, and may be
+         * older than a re-insert of that key already stored or earlier in
+         * the batch; and the row's own deletes are always followed by the
+         * insert that made this update possible. */
         for (size_t p = g.n - 1; p-- > 0;) {
             es_item *pi = &g.items[p];
-            if (!pi->done && pi->t == it->t && pi->rec->ev.lsn < ev->lsn &&
+            if (!pi->done && pi->t == it->t && pi->rec->ev.op != 'd' &&
+                pi->rec->ev.lsn < ev->lsn &&
                 (it->prev < 0 || pi->rec->ev.lsn > g.items[it->prev].rec->ev.lsn) &&
                 strcmp(item_id(&g, pi), item_id(&g, it)) == 0)
                 it->prev = (long)p;
