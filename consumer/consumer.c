@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,9 @@
 #define WATERMARK_TIMEOUT_MS 10000
 #define PROGRESS_INTERVAL_MS 5000
 #define PEND_MAX 1024           /* messages taken from Kafka at once */
-#define FETCH_WAKE_MS 20        /* fetcher_wake() */
-#define FETCH_WAKE_TIMEOUT_MS 500
+#define FETCH_WAKE_MS 20        /* waker_main() */
+#define FETCH_WAKE_TIMEOUT_MS 1000
+#define MAX_WAKE_TARGETS 64
 
 /* What the consumer knows of one partition it has (or had) assigned. */
 typedef struct part_state {
@@ -88,8 +90,16 @@ typedef struct consumer {
     rd_kafka_queue_t *cq;
     rd_kafka_message_t *pend[PEND_MAX];
     size_t npend, ipend;
-    int64_t wake_at_ms;         /* fetcher_wake() */
-    part_state *wake_next;
+    /* waker_main(): the partitions to ask about, in turn (under mu). */
+    struct {
+        char topic[256];
+        int32_t partition;
+    } wake[MAX_WAKE_TARGETS];
+    size_t nwake;
+    atomic_llong reading_at_ms;  /* when this thread last took messages */
+    pthread_t waker;
+    bool waker_started, waker_quit;
+    pthread_cond_t wake_cv;
 
     /* The batch being read; its decoded trees live in the arena. */
     cdc_arena *arena;
@@ -595,6 +605,66 @@ static int store_offset(consumer *c, const char *topic, int32_t partition, int64
     return 0;
 }
 
+/* ---- waking librdkafka's fetcher ------------------------------------- */
+
+/* librdkafka 2.0 stops fetching a partition while the consumer queue holds
+ * more than queued.max.messages.kbytes (or queued.min.messages), and looks
+ * again only when its broker thread wakes up, up to a second later. With a
+ * sink slower than Kafka (the usual case) fetching went in bursts: one full
+ * queue, 16 MB, then a pause, about 40,000 events/s whatever the sink could
+ * do. Any request through the broker thread wakes it. So, every
+ * FETCH_WAKE_MS while the consumer is reading, this thread asks the leader
+ * of one assigned partition (in turn) for its watermarks. It is a thread of
+ * its own because the request can wait: a broker answers a connection's
+ * requests in order, and a fetch with nothing to return is held there up
+ * to fetch.wait.max.ms. */
+static void *waker_main(void *arg)
+{
+    consumer *c = arg;
+    size_t next = 0;
+    pthread_mutex_lock(&c->mu);
+    while (!c->waker_quit) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += FETCH_WAKE_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->wake_cv, &c->mu, &until);
+        int64_t reading = atomic_load_explicit(&c->reading_at_ms, memory_order_relaxed);
+        if (c->waker_quit || c->nwake == 0 || mono_ms() - reading > 1000)
+            continue; /* idle: the fetcher runs by itself then */
+        char topic[256];
+        next = (next + 1) % c->nwake;
+        snprintf(topic, sizeof topic, "%s", c->wake[next].topic);
+        int32_t partition = c->wake[next].partition;
+        pthread_mutex_unlock(&c->mu);
+        int64_t lo, hi;
+        rd_kafka_query_watermark_offsets(c->rk, topic, partition, &lo, &hi, FETCH_WAKE_TIMEOUT_MS);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* The waker's partitions: the assigned ones (topics longer than the buffer
+ * are left out; MAX_WAKE_TARGETS covers more brokers than a partition
+ * each needs). */
+static void waker_targets(consumer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->nwake = 0;
+    for (part_state *p = c->parts; p && c->nwake < MAX_WAKE_TARGETS; p = p->next) {
+        if (!p->assigned || strlen(p->topic) >= sizeof c->wake[0].topic)
+            continue;
+        snprintf(c->wake[c->nwake].topic, sizeof c->wake[0].topic, "%s", p->topic);
+        c->wake[c->nwake].partition = p->partition;
+        c->nwake++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 /* ---- applying: the worker thread ------------------------------------- */
 
 /* Runs on the worker thread: every sink applies the batch in flight. */
@@ -860,6 +930,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             return;
         }
         store_resets(c, parts);
+        waker_targets(c);
         return;
     }
     /* Revoked or lost: finish what was read, store, commit, let go. A lost
@@ -873,6 +944,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (p)
             p->assigned = false;
     }
+    waker_targets(c);
     cdc_log_info("%s %d partition(s)", lost ? "lost" : "revoked", parts->cnt);
     rd_kafka_error_t *e = NULL;
     if (cooperative)
@@ -967,6 +1039,20 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
 
 /* ---- --until-end ----------------------------------------------------- */
 
+/* --until-end: every assigned partition has been read (not necessarily
+ * applied) up to the end it had when it was first assigned, so nothing more
+ * is worth waiting for. */
+static bool read_to_end(const consumer *c)
+{
+    if (!c->until_end || !c->assigned_once)
+        return false;
+    for (const part_state *p = c->parts; p; p = p->next)
+        if (p->assigned && p->end_at_start >= 0 && p->eof_at < p->end_at_start &&
+            p->applied_next < p->end_at_start)
+            return false;
+    return true;
+}
+
 /* Every assigned partition has been applied up to the end it had when it
  * was first assigned. */
 static bool reached_end(consumer *c, uint64_t *behind)
@@ -1047,43 +1133,10 @@ static void handle_event_message(consumer *c, rd_kafka_message_t *m)
  * rd_kafka_consume_batch_queue) never sees half-taken messages; messages of
  * a partition revoked meanwhile may still come out of it and be applied
  * (harmless: writes are idempotent; their offsets are not stored). */
-/* librdkafka 2.0 stops fetching a partition while the consumer queue holds
- * more than queued.max.messages.kbytes (or queued.min.messages), and looks
- * again only when its broker thread wakes up, up to a second later. With a
- * sink slower than Kafka (the usual case) fetching went in bursts: one full
- * queue, 16 MB, then a pause, about 40,000 events/s whatever the sink could
- * do. Any request through the broker thread wakes it: so while the queue
- * runs low, at most every FETCH_WAKE_MS, ask the leader of one assigned
- * partition (in turn) for its watermarks (which also refreshes those
- * /metrics reports lag from). */
-static void fetcher_wake(consumer *c)
-{
-    int64_t now = mono_ms();
-    if (now - c->wake_at_ms < FETCH_WAKE_MS || rd_kafka_queue_length(c->cq) > c->batch_records)
-        return;
-    c->wake_at_ms = now;
-    /* The assigned partition after the one asked last (part_state entries
-     * live until the end, so the pointer stays valid). */
-    part_state *start = c->wake_next ? c->wake_next : c->parts, *q = start;
-    if (!q)
-        return;
-    do {
-        if (q->assigned) {
-            int64_t lo, hi;
-            rd_kafka_query_watermark_offsets(c->rk, q->topic, q->partition, &lo, &hi,
-                                             FETCH_WAKE_TIMEOUT_MS);
-            c->wake_next = q->next;
-            return;
-        }
-        q = q->next ? q->next : c->parts;
-    } while (q != start);
-}
-
 static rd_kafka_message_t *next_message(consumer *c, int timeout)
 {
     if (c->ipend < c->npend)
         return c->pend[c->ipend++];
-    fetcher_wake(c);
     c->ipend = c->npend = 0;
     size_t want = c->batch_records - c->nmsgs;
     if (want > PEND_MAX)
@@ -1092,6 +1145,7 @@ static rd_kafka_message_t *next_message(consumer *c, int timeout)
      * timeout passes: asked for 1024 at 10,000 messages/s, it held each one
      * for up to 100 ms. So: what is there now, and only when nothing is,
      * wait for the first one to arrive. */
+    atomic_store_explicit(&c->reading_at_ms, mono_ms(), memory_order_relaxed);
     ssize_t n = rd_kafka_consume_batch_queue(c->cq, 0, c->pend, want ? want : 1);
     if (n == 0 && timeout > 0)
         n = rd_kafka_consume_batch_queue(c->cq, timeout, c->pend, 1);
@@ -1107,7 +1161,7 @@ static void run_loop(consumer *c)
         if (cdc_signal_stop_requested())
             break;
         int64_t batch_start = -1;
-        while (c->nmsgs < c->batch_records && c->bytes < c->batch_bytes) {
+        while (c->nmsgs < c->batch_records && c->bytes < c->batch_bytes && !read_to_end(c)) {
             int timeout = 100;
             if (batch_start >= 0) {
                 int64_t left = batch_start + c->batch_ms - mono_ms();
@@ -1123,8 +1177,10 @@ static void run_loop(consumer *c)
             }
             if (m->err) {
                 handle_event_message(c, m);
-                if (batch_start < 0)
-                    break; /* let --until-end look at the end-of-partition */
+                /* let --until-end look at the end-of-partition; and once
+                 * everything is read, apply it without waiting --batch-ms */
+                if (batch_start < 0 || read_to_end(c))
+                    break;
                 continue;
             }
             if (batch_start < 0)
@@ -1183,6 +1239,7 @@ int consumer_run(const cdc_config *cfg)
     int status = 1;
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
+    pthread_cond_init(&c.wake_cv, NULL);
     const char *const *es;
     if (cdc_config_list(cfg, "es", &es) > 0) {
         if (!(c.sinks[c.nsinks] = sink_es_new(cfg, err, sizeof err))) {
@@ -1234,6 +1291,12 @@ int consumer_run(const cdc_config *cfg)
         goto done;
     }
     c.worker_started = true;
+    e = pthread_create(&c.waker, NULL, waker_main, &c);
+    if (e != 0) {
+        cdc_log_error("cannot start the thread that wakes the Kafka fetcher: %s", strerror(e));
+        goto done;
+    }
+    c.waker_started = true;
     run_loop(&c);
     cdc_metrics_set_ready(false);
 
@@ -1247,6 +1310,13 @@ int consumer_run(const cdc_config *cfg)
     cdc_log_info("stopping: %" PRIu64 " records applied, %" PRIu64 " dead-lettered, %" PRIu64
                  " skipped", c.applied, c.dead_lettered, c.skipped);
 done:
+    if (c.waker_started) {
+        pthread_mutex_lock(&c.mu);
+        c.waker_quit = true;
+        pthread_cond_broadcast(&c.wake_cv);
+        pthread_mutex_unlock(&c.mu);
+        pthread_join(c.waker, NULL);
+    }
     /* Taken from Kafka but not read into a batch: read again next time. */
     while (c.ipend < c.npend)
         rd_kafka_message_destroy(c.pend[c.ipend++]);
@@ -1295,6 +1365,7 @@ done:
     free(c.fl.msgs);
     cdc_arena_free(c.fl.arena);
     pthread_cond_destroy(&c.cv);
+    pthread_cond_destroy(&c.wake_cv);
     pthread_mutex_destroy(&c.mu);
     cdc_buf_free(&c.outbox_event);
     cdc_buf_free(&c.outbox_key);
