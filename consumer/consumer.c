@@ -96,7 +96,7 @@ typedef struct consumer {
         int32_t partition;
     } wake[MAX_WAKE_TARGETS];
     size_t nwake;
-    atomic_llong reading_at_ms;  /* when this thread last took messages */
+    atomic_llong reading_at_ms;  /* when this thread last got messages */
     pthread_t waker;
     bool waker_started, waker_quit;
     pthread_cond_t wake_cv;
@@ -1145,12 +1145,13 @@ static rd_kafka_message_t *next_message(consumer *c, int timeout)
      * timeout passes: asked for 1024 at 10,000 messages/s, it held each one
      * for up to 100 ms. So: what is there now, and only when nothing is,
      * wait for the first one to arrive. */
-    atomic_store_explicit(&c->reading_at_ms, mono_ms(), memory_order_relaxed);
     ssize_t n = rd_kafka_consume_batch_queue(c->cq, 0, c->pend, want ? want : 1);
     if (n == 0 && timeout > 0)
         n = rd_kafka_consume_batch_queue(c->cq, timeout, c->pend, 1);
     if (n <= 0)
         return NULL;
+    /* Messages flow: keep the fetcher awake (waker_main); idle, it is not. */
+    atomic_store_explicit(&c->reading_at_ms, mono_ms(), memory_order_relaxed);
     c->npend = (size_t)n;
     return c->pend[c->ipend++];
 }
