@@ -84,7 +84,7 @@ const cdc_option consumer_options[] = {
      .def = "8388608", .min = 1024, .max = 1073741824, .metavar = "BYTES",
      .help = "most bytes of record values in one batch"},
     {.name = "batch-ms", .env = "PGCDC_BATCH_MS", .type = CDC_OPT_INT, .def = "10", .min = 1,
-     .max = 600000, .metavar = "MS", .help = "longest wait to fill a batch"},
+     .max = 600000, .metavar = "MS", .help = "longest a batch keeps growing while the sinks apply the one before"},
     {.name = "reset-offsets", .env = "PGCDC_RESET_OFFSETS", .type = CDC_OPT_LIST,
      .metavar = "[TOPIC:PARTITION=]earliest|latest|OFFSET|@EPOCH_MS[,...]",
      .check = check_reset_offset,
