@@ -529,3 +529,17 @@ def test_kill_9_mid_batch_then_restart_gives_expected_state(kafka, redis_server,
             h.pop(b"_pgcdc_lsn")
             assert h == _expected_hash(row), i
     assert committed(kafka.bootstrap, c.group, c.topic, 3) == ends
+
+
+def test_idle_sinks_take_a_batch_at_once(kafka, redis_server, rc, consumers, case):
+    """--batch-ms bounds how long a batch grows while the sinks are busy; with idle
+    sinks each change goes out as it arrives (group commit), not after --batch-ms."""
+    t = case.table
+    p = consumers.start(*case.args(redis_server.url), "--batch-ms", "600000")
+    try:
+        for i in range(1, 4):
+            produce(kafka.bootstrap, case.topic, [ins(t, 10 * i, {"id": i, "v": f"r{i}"})])
+            wait_for(f"row {i} in Redis", lambda: rc.exists(case.row(i)), timeout=60)
+        assert rc.hgetall(case.row(3)) == {b"_pgcdc_lsn": b"30", b"id": b"3", b"v": b"r3"}
+    finally:
+        p.stop()
