@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <microhttpd.h>
+
+#include "cdc_clock.h"
 
 typedef enum metric_kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM } metric_kind;
 
@@ -38,13 +39,6 @@ static cdc_metric *registry_tail;
 static struct MHD_Daemon *daemon_handle;
 static atomic_bool ready_flag;
 static _Atomic int64_t last_progress_ms;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t d2u(double d)
 {
@@ -264,12 +258,13 @@ void cdc_metrics_set_ready(bool ready)
 
 void cdc_metrics_progress(void)
 {
-    atomic_store_explicit(&last_progress_ms, mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&last_progress_ms, cdc_clock_mono_ms(), memory_order_relaxed);
 }
 
 bool cdc_metrics_is_ready(int64_t stall_ms)
 {
-    return atomic_load(&ready_flag) && mono_ms() - atomic_load(&last_progress_ms) <= stall_ms;
+    return atomic_load(&ready_flag) &&
+           cdc_clock_mono_ms() - atomic_load(&last_progress_ms) <= stall_ms;
 }
 
 #define READY_STALL_MS 60000

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cdc_clock.h"
 #include "cdc_kafka.h"
 #include "cdc_log.h"
 
@@ -120,13 +120,6 @@ void kafka_out_destroy(kafka_out *k)
     free(k);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Partition count from the cluster's metadata: >0, 0 when the topic does
  * not exist, -1 on error. */
 static int topic_partitions(kafka_out *k, rd_kafka_topic_t *rkt, int timeout_ms,
@@ -221,10 +214,10 @@ int kafka_out_topic(kafka_out *k, const char *name, int timeout_ms, kafka_topic 
                  t && t->name ? rd_kafka_err2str(rd_kafka_last_error()) : "out of memory");
         goto fail;
     }
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = cdc_clock_mono_ms() + timeout_ms;
     bool created = false;
     for (;;) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - cdc_clock_mono_ms());
         if (left <= 0) {
             snprintf(err, errlen, "topic %s has no partitions after %d ms", name, timeout_ms);
             goto fail;
@@ -335,10 +328,10 @@ void kafka_out_purge(kafka_out *k, int timeout_ms)
     if (!k)
         return;
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = cdc_clock_mono_ms() + timeout_ms;
     do
         rd_kafka_poll(k->rk, 10);
-    while (rd_kafka_outq_len(k->rk) > 0 && now_ms() < deadline);
+    while (rd_kafka_outq_len(k->rk) > 0 && cdc_clock_mono_ms() < deadline);
 }
 
 void kafka_out_poll(kafka_out *k, int timeout_ms)

@@ -20,6 +20,7 @@
 
 #include "catalog.h"
 #include "cdc_buf.h"
+#include "cdc_clock.h"
 #include "cdc_event.h"
 #include "cdc_log.h"
 #include "cdc_lsn.h"
@@ -162,20 +163,6 @@ static void metrics_update(producer *p)
     uint64_t end = p->server_wal_end > p->received ? p->server_wal_end : p->received;
     cdc_gauge_set(p->m_lag, end > p->flush.confirmed ? (double)(end - p->flush.confirmed) : 0);
     cdc_gauge_set(p->m_queue, (double)p->flush.outstanding);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void fail(producer *p, stop_reason why, const char *fmt, ...)
@@ -353,7 +340,7 @@ static int send_marker(producer *p, record_ref *ref, const char *topic, const vo
  * interval has passed. */
 static bool status_due(const producer *p)
 {
-    int64_t now = mono_ms();
+    int64_t now = cdc_clock_mono_ms();
     return now >= p->next_status_ms ||
            (p->flush.confirmed != p->reported && now - p->last_status_ms >= STATUS_MIN_GAP_MS);
 }
@@ -372,7 +359,7 @@ static void send_status(producer *p, bool reply_requested)
         cdc_log_debug("confirmed %s to PostgreSQL", cdc_lsn_format(p->flush.confirmed, lsn));
     }
     p->reported = p->flush.confirmed;
-    p->last_status_ms = mono_ms();
+    p->last_status_ms = cdc_clock_mono_ms();
     p->next_status_ms = p->last_status_ms + p->status_interval_ms;
     metrics_update(p);
 }
@@ -674,7 +661,7 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
         fail(p, STOP_FATAL, "cannot build the event at %" PRIu64 ": %s", lsn, err);
         return -1;
     }
-    ev.ts_ms = wall_ms();
+    ev.ts_ms = cdc_clock_wall_ms();
     uint32_t relid = m->type == PGOUTPUT_INSERT ? m->u.insert.relid
                    : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
                                                 : m->u.delete_.relid;
@@ -717,7 +704,7 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
             fail(p, STOP_FATAL, "cannot build the truncate event at %" PRIu64 ": %s", lsn, err);
             return -1;
         }
-        ev.ts_ms = wall_ms();
+        ev.ts_ms = cdc_clock_wall_ms();
         relcache_rel *rel = relcache_get(p->rels, m->u.truncate.relids[i]);
         resnap_observe_change(p->resnap, rel->nspname, rel->relname, &ev, NULL,
                               p->txn_final_lsn);
@@ -898,7 +885,7 @@ static void handle_frame(producer *p, const repl_frame *f)
 static void stream(producer *p)
 {
     char err[1024];
-    p->next_status_ms = mono_ms() + p->status_interval_ms;
+    p->next_status_ms = cdc_clock_mono_ms() + p->status_interval_ms;
     while (p->stop == RUNNING) {
         if (cdc_signal_stop_requested()) {
             p->stop = STOP_SIGNAL;
@@ -914,9 +901,9 @@ static void stream(producer *p)
             fail(p, STOP_RECONNECT, "the Kafka producer failed: %s", ferr);
             break;
         }
-        heartbeat_tick(&p->hb, p->cat, mono_ms());
+        heartbeat_tick(&p->hb, p->cat, cdc_clock_mono_ms());
         resnap_step(p->resnap, p->kafka, catalog_resolve_type, p->cat);
-        int64_t wait = p->next_status_ms - mono_ms();
+        int64_t wait = p->next_status_ms - cdc_clock_mono_ms();
         if (wait > 100)
             wait = 100;
         if (wait < 0)
@@ -943,8 +930,8 @@ static void stream(producer *p)
  * acknowledged or the deadline passes. */
 static void drain(producer *p, int timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
-    while (p->flush.outstanding > 0 && mono_ms() < deadline) {
+    int64_t deadline = cdc_clock_mono_ms() + timeout_ms;
+    while (p->flush.outstanding > 0 && cdc_clock_mono_ms() < deadline) {
         kafka_out_poll(p->kafka, 50);
         if (status_due(p))
             send_status(p, false);
@@ -1055,7 +1042,7 @@ int producer_run(const cdc_config *cfg)
             cdc_log_warn("%s; retrying in %d ms", err, backoff);
             disconnect(&p);
             /* Kafka is served meanwhile so acknowledgements keep landing. */
-            for (int64_t until = mono_ms() + backoff; mono_ms() < until;) {
+            for (int64_t until = cdc_clock_mono_ms() + backoff; cdc_clock_mono_ms() < until;) {
                 if (cdc_signal_stop_requested()) {
                     p.stop = STOP_SIGNAL;
                     break;

@@ -63,6 +63,7 @@
 
 #include <libpq-fe.h>
 
+#include "cdc_clock.h"
 #include "cdc_log.h"
 #include "cdc_lsn.h"
 #include "cdc_metrics.h"
@@ -135,20 +136,6 @@ struct resnap {
 
     cdc_metric *m_pending, *m_chunks, *m_dropped;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void free_request(request *r)
 {
@@ -471,7 +458,7 @@ static int emit_chunk(resnap *rs)
             continue;
         char err[600];
         row_values(rs, i);
-        if (snap_row_encode(&rs->b, t, rs->vals, rs->lens, &src, wall_ms(), &rs->value,
+        if (snap_row_encode(&rs->b, t, rs->vals, rs->lens, &src, cdc_clock_wall_ms(), &rs->value,
                             &rs->key, err, sizeof err) < 0) {
             cdc_log_error("re-snapshot of %s: %s; row left out", rs->label, err);
             continue;
@@ -506,7 +493,7 @@ static int emit_chunk(resnap *rs)
     }
     bool done = n < rs->chunk_rows;
     clear_chunk(rs);
-    int64_t now = mono_ms();
+    int64_t now = cdc_clock_mono_ms();
     if (done) {
         cdc_log_info("re-snapshot of %s done: %" PRIu64 " rows in %" PRIu64 " chunks, %" PRIu64
                      " left out for a newer streamed change, %.1f s", rs->label, rs->rows,
@@ -636,7 +623,7 @@ static int start_chunk(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx
         return 0;
     }
     if (rs->chunks == 0 && !rs->have_last) {
-        rs->started_ms = rs->next_log_ms = mono_ms();
+        rs->started_ms = rs->next_log_ms = cdc_clock_mono_ms();
         rs->next_log_ms += PROGRESS_LOG_MS;
         cdc_log_info("re-snapshot of %s: reading it again in chunks of %ld rows", rs->label,
                      rs->chunk_rows);
@@ -658,7 +645,7 @@ static int start_chunk(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx
         types[np] = t->cols[t->key[k]].type_oid;
         params[np++] = rs->last.data + rs->last_off[k];
     }
-    rs->chunk_ms = wall_ms();
+    rs->chunk_ms = cdc_clock_wall_ms();
     rs->chunk = PQexecParams(rs->pg, sql.data, np, types, params, NULL, NULL, 0);
     cdc_buf_free(&sql);
     if (PQresultStatus(rs->chunk) != PGRES_TUPLES_OK) {
@@ -699,7 +686,7 @@ static int start_chunk(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx
     snprintf(rs->xid, sizeof rs->xid, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     rs->state = RS_WAIT_XACTS;
-    rs->wait_since = rs->next_poll = mono_ms();
+    rs->wait_since = rs->next_poll = cdc_clock_mono_ms();
     rs->warned_wait = false;
     return 0;
 }
@@ -717,7 +704,7 @@ static int check_xacts(resnap *rs, char *err, size_t errlen)
     }
     bool ended = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
-    int64_t now = mono_ms();
+    int64_t now = cdc_clock_mono_ms();
     if (!ended) {
         if (!rs->warned_wait && now - rs->wait_since > LONG_WAIT_MS) {
             cdc_log_warn("re-snapshot of %s waits for transactions older than id %s to end "
@@ -739,7 +726,7 @@ void resnap_step(resnap *rs, kafka_out *kafka, pgvalue_resolve_fn resolve, void 
     if (!rs || (!rs->cur && !rs->head) || rs->state == RS_WAIT_CLOSE)
         return;
     rs->kafka = kafka;
-    int64_t now = mono_ms();
+    int64_t now = cdc_clock_mono_ms();
     if (now < rs->retry_at || (rs->state == RS_WAIT_XACTS && now < rs->next_poll))
         return;
     char err[1024] = "";
@@ -789,5 +776,5 @@ fail:
         PQfinish(rs->pg);
         rs->pg = NULL;
     }
-    rs->retry_at = mono_ms() + RETRY_MS;
+    rs->retry_at = cdc_clock_mono_ms() + RETRY_MS;
 }

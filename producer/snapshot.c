@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "cdc_buf.h"
+#include "cdc_clock.h"
 #include "cdc_event.h"
 #include "cdc_log.h"
 #include "cdc_lsn.h"
@@ -136,20 +137,6 @@ struct run {
     bool failed;                /* under mu */
     char err[1024];             /* under mu: the first failure */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void run_fail(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -248,7 +235,7 @@ static int emit_row(worker *w, table_progress *tp, PGresult *res, char *err, siz
         .commit_lsn = r->lsn,
         .ts_ms = r->ts_ms,
     };
-    if (snap_row_encode(&w->b, t, w->vals, w->lens, &src, wall_ms(), &w->value, &w->key,
+    if (snap_row_encode(&w->b, t, w->vals, w->lens, &src, cdc_clock_wall_ms(), &w->value, &w->key,
                         err, errlen) < 0)
         return -1;
     bool keyed = t->nkey > 0;
@@ -611,7 +598,8 @@ static void progress_text(run *r, cdc_buf *out, int64_t elapsed_ms, bool brief)
 static void wait_run(run *r)
 {
     snapshot *s = r->s;
-    int64_t start = mono_ms(), next_log = start + LOG_EVERY_MS, next_tty = start + TTY_EVERY_MS;
+    int64_t start = cdc_clock_mono_ms();
+    int64_t next_log = start + LOG_EVERY_MS, next_tty = start + TTY_EVERY_MS;
     bool tty = isatty(STDERR_FILENO) == 1;
     uint64_t counted = 0;
     cdc_buf line = CDC_BUF_INIT;
@@ -644,7 +632,7 @@ static void wait_run(run *r)
         }
         cdc_counter_add(s->m_rows_total, total - counted);
         counted = total;
-        int64_t now = mono_ms();
+        int64_t now = cdc_clock_mono_ms();
         if (now >= next_log) {
             cdc_buf_reset(&line);
             progress_text(r, &line, now - start, false);
@@ -685,7 +673,7 @@ static int run_snapshot(snapshot *s, uint64_t lsn, const char *dbname,
         .kafka = kafka,
         .dbname = dbname,
         .lsn = lsn,
-        .ts_ms = wall_ms(),
+        .ts_ms = cdc_clock_wall_ms(),
         .chunk_rows = s->set.chunk_rows,
     };
     pthread_mutex_init(&r.mu, NULL);
@@ -774,7 +762,7 @@ static int run_snapshot(snapshot *s, uint64_t lsn, const char *dbname,
     }
     cdc_log_info("snapshot: %zu tables, ~%.0f rows in %zu key ranges, %d workers, rows versioned %s",
                  r.ntables, est_total, r.nsegs, nw, cdc_lsn_format(lsn, (char[CDC_LSN_BUFSZ]){0}));
-    int64_t started = mono_ms();
+    int64_t started = cdc_clock_mono_ms();
     cdc_gauge_set(s->m_running, 1);
     atomic_store(&r.running, nw);
     for (int i = 0; i < nw; i++) {
@@ -794,7 +782,7 @@ static int run_snapshot(snapshot *s, uint64_t lsn, const char *dbname,
     uint64_t rows = 0;
     for (size_t i = 0; i < r.ntables; i++)
         rows += atomic_load(&r.progress[i].rows);
-    int64_t ms = mono_ms() - started;
+    int64_t ms = cdc_clock_mono_ms() - started;
     cdc_log_info("snapshot done: %" PRIu64 " rows of %zu tables in %.1f s (%.0f rows/s), "
                  "every record acknowledged by Kafka", rows, r.ntables, (double)ms / 1000.0,
                  ms > 0 ? (double)rows * 1000.0 / (double)ms : 0.0);
@@ -824,7 +812,7 @@ static int wait_for_writers(PGconn *pg, char *err, size_t errlen)
     snprintf(xid, sizeof xid, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     const char *params[] = {xid};
-    int64_t start = mono_ms();
+    int64_t start = cdc_clock_mono_ms();
     bool warned = false;
     for (;;) {
         if (cdc_signal_stop_requested()) {
@@ -842,7 +830,7 @@ static int wait_for_writers(PGconn *pg, char *err, size_t errlen)
         PQclear(res);
         if (ended)
             return 0;
-        if (!warned && mono_ms() - start > 30000) {
+        if (!warned && cdc_clock_mono_ms() - start > 30000) {
             cdc_log_warn("the initial snapshot waits for transactions older than id %s to end",
                          xid);
             warned = true;
