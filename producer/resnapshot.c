@@ -110,9 +110,7 @@ struct resnap {
     snap_table *t;
     char label[600];
     kafka_topic *topic;
-    cdc_buf last;               /* key values (NUL-separated) of the last row read */
-    size_t *last_off;
-    bool have_last;
+    bool have_last;             /* rv.last: the key values of the last row read */
     uint64_t rows, dropped, chunks;
     int64_t started_ms, next_log_ms;
 
@@ -130,9 +128,7 @@ struct resnap {
 
     snap_row_builder b;
     cdc_buf value, key, scratch;
-    const char **vals;
-    size_t *lens;
-    size_t vcap;
+    snap_rowvals rv;
 
     cdc_metric *m_pending, *m_chunks, *m_dropped;
 };
@@ -275,10 +271,7 @@ void resnap_free(resnap *rs)
     cdc_buf_free(&rs->value);
     cdc_buf_free(&rs->key);
     cdc_buf_free(&rs->scratch);
-    cdc_buf_free(&rs->last);
-    free(rs->last_off);
-    free(rs->vals);
-    free(rs->lens);
+    snap_rowvals_free(&rs->rv);
     free(rs->conninfo);
     free(rs->publication);
     free(rs->prefix);
@@ -415,34 +408,6 @@ void resnap_observe_change(resnap *rs, const char *schema, const char *table,
 
 /* ---- producing a chunk ---------------------------------------------- */
 
-static int reserve_vals(resnap *rs, size_t n)
-{
-    if (n <= rs->vcap)
-        return 0;
-    const char **v = realloc(rs->vals, n * sizeof *v);
-    if (!v)
-        return -1;
-    rs->vals = v;
-    size_t *l = realloc(rs->lens, n * sizeof *l);
-    if (!l)
-        return -1;
-    rs->lens = l;
-    size_t *o = realloc(rs->last_off, n * sizeof *o);
-    if (!o)
-        return -1;
-    rs->last_off = o;
-    rs->vcap = n;
-    return 0;
-}
-
-static void row_values(resnap *rs, int row)
-{
-    for (size_t i = 0; i < rs->t->ncols; i++) {
-        rs->vals[i] = PQgetisnull(rs->chunk, row, (int)i) ? NULL : PQgetvalue(rs->chunk, row, (int)i);
-        rs->lens[i] = (size_t)PQgetlength(rs->chunk, row, (int)i);
-    }
-}
-
 static int emit_chunk(resnap *rs)
 {
     const snap_table *t = rs->t;
@@ -457,9 +422,9 @@ static int emit_chunk(resnap *rs)
         if (rs->gone[i])
             continue;
         char err[600];
-        row_values(rs, i);
-        if (snap_row_encode(&rs->b, t, rs->vals, rs->lens, &src, cdc_clock_wall_ms(), &rs->value,
-                            &rs->key, err, sizeof err) < 0) {
+        snapdb_row_values(rs->chunk, i, t, &rs->rv);
+        if (snap_row_encode(&rs->b, t, rs->rv.vals, rs->rv.lens, &src, cdc_clock_wall_ms(),
+                            &rs->value, &rs->key, err, sizeof err) < 0) {
             cdc_log_error("re-snapshot of %s: %s; row left out", rs->label, err);
             continue;
         }
@@ -478,16 +443,10 @@ static int emit_chunk(resnap *rs)
     cdc_buf_free(&labels);
     /* The next chunk starts after the last key read, struck out or not. */
     if (n > 0) {
-        cdc_buf_reset(&rs->last);
-        for (size_t k = 0; k < t->nkey; k++) {
-            int col = (int)t->key[k];
-            rs->last_off[k] = rs->last.len;
-            if (cdc_buf_append(&rs->last, PQgetvalue(rs->chunk, n - 1, col),
-                               (size_t)PQgetlength(rs->chunk, n - 1, col)) < 0 ||
-                cdc_buf_putc(&rs->last, '\0') < 0) {
-                cdc_log_error("re-snapshot of %s: out of memory", rs->label);
-                return -1;
-            }
+        snapdb_row_values(rs->chunk, n - 1, t, &rs->rv);
+        if (snap_rowvals_keep_last(&rs->rv, t) < 0) {
+            cdc_log_error("re-snapshot of %s: out of memory", rs->label);
+            return -1;
         }
         rs->have_last = true;
     }
@@ -571,7 +530,7 @@ static int describe(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx, c
     tables[0] = NULL;
     snapdb_free_tables(tables, (size_t)n);
     if (snapdb_resolve_types(t, resolve, resolve_ctx, err, errlen) < 0 ||
-        reserve_vals(rs, t->ncols + t->nkey + 1) < 0) {
+        snap_rowvals_reserve(&rs->rv, t->ncols + t->nkey + 1) < 0) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         snap_table_free(t);
@@ -643,7 +602,7 @@ static int start_chunk(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx
     int np = 0;
     for (size_t k = 0; rs->have_last && k < t->nkey && k < 64; k++) {
         types[np] = t->cols[t->key[k]].type_oid;
-        params[np++] = rs->last.data + rs->last_off[k];
+        params[np++] = snap_rowvals_last(&rs->rv, k);
     }
     rs->chunk_ms = cdc_clock_wall_ms();
     rs->chunk = PQexecParams(rs->pg, sql.data, np, types, params, NULL, NULL, 0);
@@ -664,8 +623,8 @@ static int start_chunk(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx
     }
     cdc_source src = {0};
     for (int i = 0; i < n; i++) {
-        row_values(rs, i);
-        if (snap_row_encode(&rs->b, t, rs->vals, rs->lens, &src, 0, NULL, &rs->key, err,
+        snapdb_row_values(rs->chunk, i, t, &rs->rv);
+        if (snap_row_encode(&rs->b, t, rs->rv.vals, rs->rv.lens, &src, 0, NULL, &rs->key, err,
                             errlen) < 0 ||
             snap_keyset_add(&rs->keys, rs->key.data, rs->key.len, (size_t)i) < 0) {
             clear_chunk(rs);

@@ -258,3 +258,11 @@ int snapdb_emit_message(PGconn *pg, bool transactional, const char *prefix,
     PQclear(res);
     return rc;
 }
+
+void snapdb_row_values(const PGresult *res, int row, const snap_table *t, snap_rowvals *rv)
+{
+    for (size_t i = 0; i < t->ncols; i++) {
+        rv->vals[i] = PQgetisnull(res, row, (int)i) ? NULL : PQgetvalue(res, row, (int)i);
+        rv->lens[i] = (size_t)PQgetlength(res, row, (int)i);
+    }
+}

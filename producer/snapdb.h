@@ -1,7 +1,8 @@
 /* snapdb.h: the snapshot's catalog and control queries over ordinary libpq
  * connections (issue 7): connections whose text output matches the
  * walsender's, the publication's tables as snap_tables, the marker of an
- * unfinished initial snapshot, and logical messages (watermarks). */
+ * unfinished initial snapshot, logical messages (watermarks), and a row of
+ * a chunk's result as snap_row_encode takes it. */
 #ifndef PGCDC_SNAPDB_H
 #define PGCDC_SNAPDB_H
 
@@ -53,6 +54,11 @@ int snapdb_marker_drop(PGconn *pg, const char *marker, char *err, size_t errlen)
  * end of the message's WAL record). Returns 0, or -1 with err. */
 int snapdb_emit_message(PGconn *pg, bool transactional, const char *prefix,
                         const char *content, uint64_t *lsn, char *err, size_t errlen);
+
+/* Points rv->vals and rv->lens at row `row` of res, one value per column
+ * of t (NULL for SQL NULL), valid as long as res is. rv must have room for
+ * t->ncols values (snap_rowvals_reserve). */
+void snapdb_row_values(const PGresult *res, int row, const snap_table *t, snap_rowvals *rv);
 
 /* The confirmed_flush_lsn of a logical slot (0 when it has none). Returns
  * 1 exists, 0 missing, -1 error. */

@@ -168,6 +168,55 @@ oom:
     return -1;
 }
 
+void snap_rowvals_free(snap_rowvals *rv)
+{
+    if (!rv)
+        return;
+    free(rv->vals);
+    free(rv->lens);
+    cdc_buf_free(&rv->last);
+    free(rv->last_off);
+    memset(rv, 0, sizeof *rv);
+}
+
+int snap_rowvals_reserve(snap_rowvals *rv, size_t n)
+{
+    if (n <= rv->cap)
+        return 0;
+    const char **v = realloc(rv->vals, n * sizeof *v);
+    if (!v)
+        return -1;
+    rv->vals = v;
+    size_t *l = realloc(rv->lens, n * sizeof *l);
+    if (!l)
+        return -1;
+    rv->lens = l;
+    size_t *o = realloc(rv->last_off, n * sizeof *o);
+    if (!o)
+        return -1;
+    rv->last_off = o;
+    rv->cap = n;
+    return 0;
+}
+
+int snap_rowvals_keep_last(snap_rowvals *rv, const snap_table *t)
+{
+    cdc_buf_reset(&rv->last);
+    for (size_t k = 0; k < t->nkey; k++) {
+        size_t col = t->key[k];
+        rv->last_off[k] = rv->last.len;
+        if ((rv->vals[col] && cdc_buf_append(&rv->last, rv->vals[col], rv->lens[col]) < 0) ||
+            cdc_buf_putc(&rv->last, '\0') < 0)
+            return -1;
+    }
+    return 0;
+}
+
+const char *snap_rowvals_last(const snap_rowvals *rv, size_t k)
+{
+    return rv->last.data + rv->last_off[k];
+}
+
 int snap_sql_ident(cdc_buf *out, const char *name)
 {
     int rc = cdc_buf_putc(out, '"');

@@ -71,6 +71,28 @@ int snap_row_encode(snap_row_builder *b, const snap_table *t, const char *const 
                     const size_t *lens, const cdc_source *src, int64_t ts_ms,
                     cdc_buf *value, cdc_buf *key, char *err, size_t errlen);
 
+/* The values of the row being read, as snap_row_encode takes them, and
+ * the key values of the last row a chunk returned, which the next chunk
+ * starts after (SNAP_FROM_EXCL): storage a snapshot reader reuses from row
+ * to row. Zeroed memory is an empty one. */
+typedef struct snap_rowvals {
+    const char **vals;      /* point into the query result: not owned */
+    size_t *lens;
+    cdc_buf last;           /* the kept key values, each followed by a NUL */
+    size_t *last_off;       /* where key value k starts in `last` */
+    size_t cap;
+} snap_rowvals;
+
+void snap_rowvals_free(snap_rowvals *rv);
+/* Room for n values (and n key values). Returns 0, or -1 when memory runs
+ * out. */
+int snap_rowvals_reserve(snap_rowvals *rv, size_t n);
+/* Copies the key values of t out of vals/lens into `last` (a NULL value as
+ * empty text). Returns 0, or -1 when memory runs out. */
+int snap_rowvals_keep_last(snap_rowvals *rv, const snap_table *t);
+/* Key value k of the row kept last, NUL-terminated. */
+const char *snap_rowvals_last(const snap_rowvals *rv, size_t k);
+
 /* Appends name as a double-quoted SQL identifier. Returns 0 or -1. */
 int snap_sql_ident(cdc_buf *out, const char *name);
 

@@ -108,11 +108,8 @@ typedef struct worker {
     pthread_t thread;
     bool started;
     snap_row_builder b;
-    cdc_buf value, key, sql, last;
-    size_t *last_off;           /* key values of the last row read, in `last` */
-    const char **vals;
-    size_t *lens;
-    size_t vcap;
+    cdc_buf value, key, sql;
+    snap_rowvals rv;            /* the row read, and the key values of the last one */
 } worker;
 
 struct run {
@@ -196,26 +193,6 @@ bool snapshot_on_delivered(snapshot *s, const rd_kafka_message_t *m)
 
 /* ---- workers -------------------------------------------------------- */
 
-static int reserve_vals(worker *w, size_t n)
-{
-    if (n <= w->vcap)
-        return 0;
-    const char **v = realloc(w->vals, n * sizeof *v);
-    if (!v)
-        return -1;
-    w->vals = v;
-    size_t *l = realloc(w->lens, n * sizeof *l);
-    if (!l)
-        return -1;
-    w->lens = l;
-    size_t *o = realloc(w->last_off, n * sizeof *o);
-    if (!o)
-        return -1;
-    w->last_off = o;
-    w->vcap = n;
-    return 0;
-}
-
 static int emit_row(worker *w, table_progress *tp, PGresult *res, char *err, size_t errlen)
 {
     run *r = w->r;
@@ -225,18 +202,15 @@ static int emit_row(worker *w, table_progress *tp, PGresult *res, char *err, siz
                  tp->label, PQnfields(res), t->ncols);
         return -1;
     }
-    for (size_t i = 0; i < t->ncols; i++) {
-        w->vals[i] = PQgetisnull(res, 0, (int)i) ? NULL : PQgetvalue(res, 0, (int)i);
-        w->lens[i] = (size_t)PQgetlength(res, 0, (int)i);
-    }
+    snapdb_row_values(res, 0, t, &w->rv);
     cdc_source src = {
         .db = r->dbname,
         .lsn = r->lsn,
         .commit_lsn = r->lsn,
         .ts_ms = r->ts_ms,
     };
-    if (snap_row_encode(&w->b, t, w->vals, w->lens, &src, cdc_clock_wall_ms(), &w->value, &w->key,
-                        err, errlen) < 0)
+    if (snap_row_encode(&w->b, t, w->rv.vals, w->rv.lens, &src, cdc_clock_wall_ms(), &w->value,
+                        &w->key, err, errlen) < 0)
         return -1;
     bool keyed = t->nkey > 0;
     for (;;) {
@@ -262,27 +236,13 @@ static int emit_row(worker *w, table_progress *tp, PGresult *res, char *err, siz
     return 0;
 }
 
-/* Keeps the key values of the row just read: the next chunk starts after it. */
-static int save_last(worker *w, const snap_table *t, PGresult *res)
-{
-    cdc_buf_reset(&w->last);
-    for (size_t k = 0; k < t->nkey; k++) {
-        int col = (int)t->key[k];
-        w->last_off[k] = w->last.len;
-        if (cdc_buf_append(&w->last, PQgetvalue(res, 0, col), (size_t)PQgetlength(res, 0, col)) < 0 ||
-            cdc_buf_putc(&w->last, '\0') < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int read_segment(worker *w, segment *sg, char *err, size_t errlen)
 {
     run *r = w->r;
     table_progress *tp = sg->tp;
     const snap_table *t = tp->t;
     bool keyed = t->nkey > 0;
-    if (reserve_vals(w, t->ncols + 2 * t->nkey + 1) < 0)
+    if (snap_rowvals_reserve(&w->rv, t->ncols + 2 * t->nkey + 1) < 0)
         goto oom;
     const char **params = calloc(2 * t->nkey + 1, sizeof *params);
     Oid *types = calloc(2 * t->nkey + 1, sizeof *types);
@@ -302,7 +262,7 @@ static int read_segment(worker *w, segment *sg, char *err, size_t errlen)
         int np = 0;
         for (size_t k = 0; keyed && lower != SNAP_FROM_START && k < t->nkey; k++) {
             types[np] = t->cols[t->key[k]].type_oid;
-            params[np++] = lower == SNAP_FROM_INCL ? sg->lo[k] : w->last.data + w->last_off[k];
+            params[np++] = lower == SNAP_FROM_INCL ? sg->lo[k] : snap_rowvals_last(&w->rv, k);
         }
         for (size_t k = 0; keyed && sg->hi && k < t->nkey; k++) {
             types[np] = t->cols[t->key[k]].type_oid;
@@ -325,8 +285,9 @@ static int read_segment(worker *w, segment *sg, char *err, size_t errlen)
             ExecStatusType st = PQresultStatus(res);
             if (st == PGRES_SINGLE_TUPLE) {
                 n++;
+                /* The row just read is where the next chunk starts. */
                 if (qrc == 0 && (emit_row(w, tp, res, err, errlen) < 0 ||
-                                 (keyed && save_last(w, t, res) < 0)))
+                                 (keyed && snap_rowvals_keep_last(&w->rv, t) < 0)))
                     qrc = -1;
                 if ((qrc < 0 || atomic_load(&r->abort)) && !cancelled) {
                     PQrequestCancel(w->pg);
@@ -514,10 +475,7 @@ static void run_free(run *r)
         cdc_buf_free(&w->value);
         cdc_buf_free(&w->key);
         cdc_buf_free(&w->sql);
-        cdc_buf_free(&w->last);
-        free(w->vals);
-        free(w->lens);
-        free(w->last_off);
+        snap_rowvals_free(&w->rv);
     }
     free(r->workers);
     /* Each range owns its upper bound; the lower bound of the first range

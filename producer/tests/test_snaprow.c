@@ -1,6 +1,6 @@
 /* test_snaprow.c: snapshot rows become the events and keys a streamed
- * change would carry, chunk SQL bounds and quoting, signal requests, and
- * the chunk key set. */
+ * change would carry, chunk SQL bounds and quoting, signal requests, the
+ * chunk key set, and the kept key values of a chunk's last row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +239,45 @@ static void test_keyset(void)
     snap_keyset_free(&ks);
 }
 
+/* The key values kept from one row are the next chunk's lower bound:
+ * copied out of the row (whose memory the next row replaces), in key
+ * order, each NUL-terminated. */
+static void test_rowvals(void)
+{
+    snap_table *t = snap_table_new(1, "public", "pairs");
+    snap_table_add_column(t, "a", 25, false);
+    snap_table_add_column(t, "k2", 25, true);
+    snap_table_add_column(t, "k1", 23, true);
+    snap_rowvals rv = {0};
+    TAP_OK(snap_rowvals_reserve(&rv, t->ncols + t->nkey + 1) == 0 && rv.cap == 6,
+           "rowvals_reserve_grows");
+    TAP_OK(snap_rowvals_reserve(&rv, 2) == 0 && rv.cap == 6, "rowvals_reserve_never_shrinks");
+    char row[] = "xyzb-7";
+    rv.vals[0] = row;
+    rv.lens[0] = 3;
+    rv.vals[1] = row + 3;
+    rv.lens[1] = 1;
+    rv.vals[2] = row + 4;
+    rv.lens[2] = 2;
+    TAP_OK(snap_rowvals_keep_last(&rv, t) == 0, "rowvals_keep_last_succeeds");
+    memset(row, '#', sizeof row - 1);
+    TAP_OK(strcmp(snap_rowvals_last(&rv, 0), "b") == 0 &&
+               strcmp(snap_rowvals_last(&rv, 1), "-7") == 0,
+           "rowvals_keep_last_copies_key_values_in_key_order");
+    rv.vals[1] = NULL;
+    rv.lens[1] = 0;
+    rv.vals[2] = "12345";
+    rv.lens[2] = 3;
+    TAP_OK(snap_rowvals_keep_last(&rv, t) == 0 && strcmp(snap_rowvals_last(&rv, 0), "") == 0 &&
+               strcmp(snap_rowvals_last(&rv, 1), "123") == 0,
+           "rowvals_keep_last_replaces_the_previous_row");
+    snap_rowvals_free(&rv);
+    snap_rowvals_free(&rv);
+    snap_rowvals_free(NULL);
+    TAP_OK(rv.cap == 0 && !rv.vals, "rowvals_free_twice_and_null_is_harmless");
+    snap_table_free(t);
+}
+
 int main(void)
 {
     test_row_encode();
@@ -246,5 +285,6 @@ int main(void)
     test_names();
     test_signal();
     test_keyset();
+    test_rowvals();
     return tap_done();
 }
