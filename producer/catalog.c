@@ -12,6 +12,7 @@
 #include "cdc_buf.h"
 #include "cdc_lsn.h"
 #include "pg_error.h"
+#include "snapdb.h"
 
 struct catalog {
     PGconn *pg;
@@ -95,21 +96,12 @@ int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err,
 int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
                          const char *content, uint64_t *lsn, char *err, size_t errlen)
 {
-    const char *params[] = {transactional ? "true" : "false", prefix, content};
-    PGresult *res = query(cat, "SELECT pg_logical_emit_message($1::bool, $2, $3)::text", 3,
-                          params, PGRES_TUPLES_OK);
-    int rc = -1;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        char what[160];
-        snprintf(what, sizeof what, "cannot write the logical message %s", prefix);
-        pg_error_format(cat->pg, what, err, errlen);
-    } else if (lsn && cdc_lsn_parse(PQgetvalue(res, 0, 0), lsn) < 0) {
-        snprintf(err, errlen, "pg_logical_emit_message returned \"%s\", not an LSN",
-                 PQgetvalue(res, 0, 0));
-    } else {
-        rc = 0;
+    /* Reconnected once, as query() does. */
+    int rc = snapdb_emit_message(cat->pg, transactional, prefix, content, lsn, err, errlen);
+    if (rc < 0 && PQstatus(cat->pg) != CONNECTION_OK) {
+        PQreset(cat->pg);
+        rc = snapdb_emit_message(cat->pg, transactional, prefix, content, lsn, err, errlen);
     }
-    PQclear(res);
     return rc;
 }
 
