@@ -6,56 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_gen.h>
-
 #include "cdc_event.h"
+#include "json_tree.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void gen_tree(yajl_gen g, yajl_val v)
-{
-    switch (v->type) {
-    case yajl_t_string:
-        yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
-        break;
-    case yajl_t_number:
-        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
-        break;
-    case yajl_t_object:
-        yajl_gen_map_open(g);
-        for (size_t i = 0; i < v->u.object.len; i++) {
-            const char *k = v->u.object.keys[i];
-            yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-            gen_tree(g, v->u.object.values[i]);
-        }
-        yajl_gen_map_close(g);
-        break;
-    case yajl_t_array:
-        yajl_gen_array_open(g);
-        for (size_t i = 0; i < v->u.array.len; i++)
-            gen_tree(g, v->u.array.values[i]);
-        yajl_gen_array_close(g);
-        break;
-    case yajl_t_true: yajl_gen_bool(g, 1); break;
-    case yajl_t_false: yajl_gen_bool(g, 0); break;
-    default: yajl_gen_null(g); break;
-    }
-}
-
-/* Compact text of a tree (numbers as their text); "" for NULL. */
-static char *compact(yajl_val v)
-{
-    if (!v)
-        return strdup("");
-    yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *buf = NULL;
-    size_t len = 0;
-    gen_tree(g, v);
-    yajl_gen_get_buf(g, &buf, &len);
-    char *s = strndup(buf ? (const char *)buf : "", len);
-    yajl_gen_free(g);
-    return s;
-}
 
 /* yajl_gen, used here to turn decoded values back into text, stops at depth
  * 128 (the encoder itself embeds text and has no such limit). */
@@ -127,7 +81,7 @@ static const cdc_row *row_from_tree(yajl_val obj, row_copy *rc)
     rc->cols = calloc(rc->n + 1, sizeof *rc->cols);
     rc->texts = calloc(rc->n + 1, sizeof *rc->texts);
     for (size_t i = 0; i < rc->n; i++) {
-        rc->texts[i] = compact(obj->u.object.values[i]);
+        rc->texts[i] = json_tree_compact(obj->u.object.values[i], "");
         rc->cols[i].name = obj->u.object.keys[i];
         rc->cols[i].json = rc->texts[i];
         rc->cols[i].json_len = strlen(rc->texts[i]);
@@ -162,8 +116,8 @@ static void check_round_trip(const cdc_decoded_event *d)
     cdc_decoded_event e;
     if (cdc_event_decode(out.data, out.len, &e, err, sizeof err) < 0)
         abort();
-    char *b1 = compact(d->before), *b2 = compact(e.before);
-    char *a1 = compact(d->after), *a2 = compact(e.after);
+    char *b1 = json_tree_compact(d->before, ""), *b2 = json_tree_compact(e.before, "");
+    char *a1 = json_tree_compact(d->after, ""), *a2 = json_tree_compact(e.after, "");
     bool same = e.op == d->op && e.lsn == d->lsn && e.commit_lsn == d->commit_lsn &&
                 e.txid == d->txid && e.seq == d->seq && e.source_ts_ms == d->source_ts_ms &&
                 e.snapshot == d->snapshot && e.ts_ms == d->ts_ms && same_str(e.db, d->db) &&

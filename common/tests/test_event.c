@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "cdc_event.h"
+#include "json_tree.h"
 #include "tap.h"
 
 /* The Value example of EVENTS.md, verbatim. */
@@ -44,57 +44,9 @@ static char err[256];
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static void gen_tree(yajl_gen g, yajl_val v)
-{
-    switch (v->type) {
-    case yajl_t_string:
-        yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
-        break;
-    case yajl_t_number:
-        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
-        break;
-    case yajl_t_object:
-        yajl_gen_map_open(g);
-        for (size_t i = 0; i < v->u.object.len; i++) {
-            const char *k = v->u.object.keys[i];
-            yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-            gen_tree(g, v->u.object.values[i]);
-        }
-        yajl_gen_map_close(g);
-        break;
-    case yajl_t_array:
-        yajl_gen_array_open(g);
-        for (size_t i = 0; i < v->u.array.len; i++)
-            gen_tree(g, v->u.array.values[i]);
-        yajl_gen_array_close(g);
-        break;
-    case yajl_t_true: yajl_gen_bool(g, 1); break;
-    case yajl_t_false: yajl_gen_bool(g, 0); break;
-    default: yajl_gen_null(g); break;
-    }
-}
-
-/* Compact JSON of a tree, number texts kept; the caller frees. */
-static char *compact(yajl_val v)
-{
-    yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *buf;
-    size_t len;
-    char *s = NULL;
-    if (!v) {
-        s = strdup("(none)");
-    } else {
-        gen_tree(g, v);
-        yajl_gen_get_buf(g, &buf, &len);
-        s = strndup((const char *)buf, len);
-    }
-    yajl_gen_free(g);
-    return s;
-}
-
 static void check_json(yajl_val v, const char *want, const char *name)
 {
-    char *got = compact(v);
+    char *got = json_tree_compact(v, "(none)");
     TAP_STREQ(got, want, name);
     free(got);
 }
@@ -113,7 +65,7 @@ static char *canonical(const char *json)
 {
     char e[128];
     yajl_val v = yajl_tree_parse(json, e, sizeof e);
-    char *s = compact(v);
+    char *s = json_tree_compact(v, "(none)");
     yajl_tree_free(v);
     return s;
 }
@@ -303,7 +255,7 @@ static void test_column_value_examples(void)
     TAP_OK(got && decode_str(got, &d) == 0, "decode_reads_every_mapped_value_kind");
     int same = d.after && d.after->u.object.len == n;
     for (size_t i = 0; same && i < n; i++) {
-        char *one = compact(d.after->u.object.values[i]);
+        char *one = json_tree_compact(d.after->u.object.values[i], "(none)");
         char *want = canonical(cols[i].json);
         same = strcmp(d.after->u.object.keys[i], cols[i].name) == 0 && strcmp(one, want) == 0;
         if (!same)
