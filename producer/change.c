@@ -27,18 +27,13 @@ void change_builder_free(change_builder *b)
 {
     if (!b)
         return;
-    cdc_buf_free(&b->values);
-    cdc_buf_free(&b->scratch);
-    free(b->cols);
-    free(b->offs);
+    pgvalue_row_free(&b->row);
     free(b->pos_old);
     free(b->pos_new);
     free(b->toast);
-    b->cols = NULL;
-    b->offs = NULL;
     b->pos_old = b->pos_new = NULL;
     b->toast = NULL;
-    b->cols_cap = b->pos_cap = b->toast_cap = 0;
+    b->pos_cap = b->toast_cap = 0;
 }
 
 int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type **type,
@@ -64,17 +59,8 @@ int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type 
 
 static int reserve(change_builder *b, size_t ncols, size_t nrel)
 {
-    if (ncols > b->cols_cap) {
-        cdc_column *c = realloc(b->cols, ncols * sizeof *c);
-        if (!c)
-            return -1;
-        b->cols = c;
-        size_t *o = realloc(b->offs, ncols * sizeof *o);
-        if (!o)
-            return -1;
-        b->offs = o;
-        b->cols_cap = ncols;
-    }
+    if (pgvalue_row_reserve(&b->row, ncols) < 0)
+        return -1;
     if (nrel > b->pos_cap) {
         int *po = realloc(b->pos_old, nrel * sizeof *po);
         if (!po)
@@ -93,7 +79,7 @@ static int reserve(change_builder *b, size_t ncols, size_t nrel)
     return 0;
 }
 
-/* Appends the columns of a tuple to b->cols. only_identity: keep only
+/* Appends the columns of a tuple to b->row.cols. only_identity: keep only
  * replica identity columns (an old key tuple, whose other columns are sent
  * as nulls). Unchanged-TOAST columns are taken from `full_old` (the whole
  * old row of REPLICA IDENTITY FULL, which PostgreSQL sends with its TOAST
@@ -118,15 +104,15 @@ static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t
                 b->toast[(*ntoast)++] = col->name;
             continue;
         }
-        size_t at = b->values.len;
+        size_t at = b->row.values.len;
         if (v->kind == PGOUTPUT_COL_NULL) {
-            if (cdc_buf_append(&b->values, "null", 4) < 0)
+            if (cdc_buf_append(&b->row.values, "null", 4) < 0)
                 goto oom;
         } else if (v->kind == PGOUTPUT_COL_TEXT) {
             const pgvalue_type *type;
             char verr[160];
             if (change_column_type(b, col, &type, verr, sizeof verr) < 0 ||
-                pgvalue_append_json(&b->values, type, v->data, v->len, &b->scratch,
+                pgvalue_append_json(&b->row.values, type, v->data, v->len, &b->row.scratch,
                                     verr, sizeof verr) < 0) {
                 snprintf(err, errlen, "cannot convert column \"%s\" (type %u) of %s.%s: %s",
                          col->name, col->type_oid, rel->nspname, rel->relname, verr);
@@ -138,8 +124,8 @@ static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t
             return -1;
         }
         pos[i] = (int)*ncols;
-        b->cols[*ncols].name = col->name;
-        b->offs[*ncols] = at;
+        b->row.cols[*ncols].name = col->name;
+        b->row.offs[*ncols] = at;
         (*ncols)++;
     }
     return 0;
@@ -155,9 +141,9 @@ static int add_fetched(change_builder *b, relcache_rel *rel, uint16_t i, const c
                        size_t *ncols, char *err, size_t errlen)
 {
     relcache_col *col = &rel->cols[i];
-    size_t at = b->values.len;
+    size_t at = b->row.values.len;
     if (!text) {
-        if (cdc_buf_append(&b->values, "null", 4) < 0) {
+        if (cdc_buf_append(&b->row.values, "null", 4) < 0) {
             snprintf(err, errlen, "out of memory converting a row of %s.%s", rel->nspname,
                      rel->relname);
             return -1;
@@ -166,16 +152,16 @@ static int add_fetched(change_builder *b, relcache_rel *rel, uint16_t i, const c
         const pgvalue_type *type;
         char verr[160];
         if (change_column_type(b, col, &type, verr, sizeof verr) < 0 ||
-            pgvalue_append_json(&b->values, type, text, strlen(text), &b->scratch, verr,
-                                sizeof verr) < 0) {
+            pgvalue_append_json(&b->row.values, type, text, strlen(text), &b->row.scratch,
+                                verr, sizeof verr) < 0) {
             snprintf(err, errlen, "cannot convert column \"%s\" (type %u) of %s.%s read by "
                      "key: %s", col->name, col->type_oid, rel->nspname, rel->relname, verr);
             return -1;
         }
     }
     b->pos_new[i] = (int)*ncols;
-    b->cols[*ncols].name = col->name;
-    b->offs[*ncols] = at;
+    b->row.cols[*ncols].name = col->name;
+    b->row.offs[*ncols] = at;
     (*ncols)++;
     return 0;
 }
@@ -295,7 +281,7 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
                  rel->nspname, rel->relname);
         return -1;
     }
-    cdc_buf_reset(&b->values);
+    cdc_buf_reset(&b->row.values);
 
     size_t n = 0, nbefore = 0, nafter = 0, ntoast = 0;
     if (oldtup) {
@@ -314,6 +300,9 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
         nafter = n - nbefore;
     }
 
+    /* The values buffer is complete: its addresses are stable from here.
+     * Key columns are copies of before or after columns. */
+    pgvalue_row_seal(&b->row, n);
     size_t nkey = 0;
     for (uint16_t k = 0; k < rel->nkey; k++) {
         uint16_t i = rel->key[k];
@@ -326,30 +315,14 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
                      rel->relname, rel->cols[i].name);
             return -1;
         }
-        b->cols[n + nkey] = b->cols[p];
-        b->offs[n + nkey] = b->offs[p];
-        nkey++;
+        b->row.cols[n + nkey++] = b->row.cols[p];
     }
 
-    /* The values buffer is complete: now its addresses are stable. */
-    for (size_t i = 0; i < n + nkey; i++)
-        b->cols[i].json = b->values.data + b->offs[i];
-    /* Lengths: values were appended in order, key columns reuse them. */
-    for (size_t i = 0; i < n; i++) {
-        size_t end = i + 1 < n ? b->offs[i + 1] : b->values.len;
-        b->cols[i].json_len = end - b->offs[i];
-    }
-    for (size_t k = 0; k < nkey; k++) {
-        uint16_t i = rel->key[k];
-        int p = newtup && b->pos_new[i] >= 0 ? b->pos_new[i] : b->pos_old[i];
-        b->cols[n + k].json_len = b->cols[p].json_len;
-    }
-
-    b->before.columns = b->cols;
+    b->before.columns = b->row.cols;
     b->before.ncolumns = nbefore;
-    b->after.columns = b->cols + nbefore;
+    b->after.columns = b->row.cols + nbefore;
     b->after.ncolumns = nafter;
-    b->key.columns = b->cols + n;
+    b->key.columns = b->row.cols + n;
     b->key.ncolumns = nkey;
 
     memset(ev, 0, sizeof *ev);

@@ -28,11 +28,7 @@ typedef struct change_builder {
     void *resolve_ctx;
     change_fetch_fn fetch;        /* TOAST values of a moved row; NULL: none */
     void *fetch_ctx;
-    cdc_buf values;               /* the JSON text of all values of a change */
-    cdc_buf scratch;
-    cdc_column *cols;             /* before, after and key columns */
-    size_t *offs;                 /* their value offsets in `values` */
-    size_t cols_cap;
+    pgvalue_row row;              /* before, after and key columns, and their JSON */
     int *pos_old, *pos_new;       /* relation column -> index in cols, or -1 */
     size_t pos_cap;
     const char **toast;

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -693,4 +694,41 @@ int pgvalue_append_json(cdc_buf *out, const pgvalue_type *type,
         return -1;
     }
     return 0;
+}
+
+/* ---- rows ------------------------------------------------------------- */
+
+void pgvalue_row_free(pgvalue_row *r)
+{
+    if (!r)
+        return;
+    cdc_buf_free(&r->values);
+    cdc_buf_free(&r->scratch);
+    free(r->cols);
+    free(r->offs);
+    memset(r, 0, sizeof *r);
+}
+
+int pgvalue_row_reserve(pgvalue_row *r, size_t n)
+{
+    if (n <= r->cap)
+        return 0;
+    cdc_column *c = realloc(r->cols, n * sizeof *c);
+    if (!c)
+        return -1;
+    r->cols = c;
+    size_t *o = realloc(r->offs, n * sizeof *o);
+    if (!o)
+        return -1;
+    r->offs = o;
+    r->cap = n;
+    return 0;
+}
+
+void pgvalue_row_seal(pgvalue_row *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        r->cols[i].json = r->values.data + r->offs[i];
+        r->cols[i].json_len = (i + 1 < n ? r->offs[i + 1] : r->values.len) - r->offs[i];
+    }
 }

@@ -1,7 +1,8 @@
 /* pgvalue.h: a column's PostgreSQL text value to the JSON of EVENTS.md's
  * "Column values" table, by type. Pure and allocation-free per value: output
- * is appended to a caller's cdc_buf. Catalog look-ups for user types are the
- * caller's business (pgvalue_resolve_fn); this file only knows built-ins. */
+ * is appended to a caller's cdc_buf (pgvalue_row: a whole row's). Catalog
+ * look-ups for user types are the caller's business (pgvalue_resolve_fn);
+ * this file only knows built-ins. */
 #ifndef PGCDC_PGVALUE_H
 #define PGCDC_PGVALUE_H
 
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #include "cdc_buf.h"
+#include "cdc_event.h"
 
 /* How a scalar's text becomes JSON. */
 typedef enum pgvalue_class {
@@ -77,5 +79,25 @@ int pgvalue_append_json(cdc_buf *out, const pgvalue_type *type,
  * surrogates, code points above U+10FFFF, truncated sequences) becomes
  * U+FFFD, so the output is always valid UTF-8. Returns 0 or -1 (memory). */
 int pgvalue_append_json_string(cdc_buf *out, const char *s, size_t len);
+
+/* The JSON of a row's values (streamed changes and snapshot rows alike),
+ * all appended to one buffer. A column's json pointer is set only once the
+ * buffer has stopped growing (pgvalue_row_seal), so a row costs no
+ * allocation once the buffers have reached their working size. Zeroed
+ * memory is an empty one. */
+typedef struct pgvalue_row {
+    cdc_buf values;
+    cdc_buf scratch;        /* pgvalue_append_json's */
+    cdc_column *cols;
+    size_t *offs;           /* where each column's JSON starts in `values` */
+    size_t cap;
+} pgvalue_row;
+
+void pgvalue_row_free(pgvalue_row *r);
+/* Room for n columns. Returns 0, or -1 when memory runs out. */
+int pgvalue_row_reserve(pgvalue_row *r, size_t n);
+/* Points cols[0..n) at their JSON, appended in that order: column i runs
+ * from offs[i] to offs[i + 1], the last one to the end of `values`. */
+void pgvalue_row_seal(pgvalue_row *r, size_t n);
 
 #endif

@@ -81,29 +81,7 @@ void snap_row_builder_init(snap_row_builder *b)
 
 void snap_row_builder_free(snap_row_builder *b)
 {
-    if (!b)
-        return;
-    cdc_buf_free(&b->values);
-    cdc_buf_free(&b->scratch);
-    free(b->cols);
-    free(b->offs);
-    memset(b, 0, sizeof *b);
-}
-
-static int reserve(snap_row_builder *b, size_t n)
-{
-    if (n <= b->cap)
-        return 0;
-    cdc_column *c = realloc(b->cols, n * sizeof *c);
-    if (!c)
-        return -1;
-    b->cols = c;
-    size_t *o = realloc(b->offs, n * sizeof *o);
-    if (!o)
-        return -1;
-    b->offs = o;
-    b->cap = n;
-    return 0;
+    pgvalue_row_free(b);
 }
 
 int snap_row_encode(snap_row_builder *b, const snap_table *t, const char *const *vals,
@@ -111,10 +89,11 @@ int snap_row_encode(snap_row_builder *b, const snap_table *t, const char *const 
                     cdc_buf *value, cdc_buf *key, char *err, size_t errlen)
 {
     size_t n = t->ncols;
-    if (reserve(b, n + t->nkey + 1) < 0)
+    if (pgvalue_row_reserve(b, n + t->nkey + 1) < 0)
         goto oom;
     cdc_buf_reset(&b->values);
     for (size_t i = 0; i < n; i++) {
+        b->cols[i].name = t->cols[i].name;
         b->offs[i] = b->values.len;
         if (!vals[i]) {
             if (cdc_buf_append(&b->values, "null", 4) < 0)
@@ -130,11 +109,7 @@ int snap_row_encode(snap_row_builder *b, const snap_table *t, const char *const 
         }
     }
     /* The values buffer is complete: its addresses are stable from here. */
-    for (size_t i = 0; i < n; i++) {
-        b->cols[i].name = t->cols[i].name;
-        b->cols[i].json = b->values.data + b->offs[i];
-        b->cols[i].json_len = (i + 1 < n ? b->offs[i + 1] : b->values.len) - b->offs[i];
-    }
+    pgvalue_row_seal(b, n);
     for (size_t k = 0; k < t->nkey; k++) {
         size_t i = t->key[k];
         if (!vals[i]) {

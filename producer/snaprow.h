@@ -46,14 +46,8 @@ int snap_table_add_column(snap_table *t, const char *name, uint32_t type_oid, bo
 int snap_table_set_rowfilter(snap_table *t, const char *sql);
 void snap_table_free(snap_table *t);
 
-/* Reusable storage for snap_row_encode. */
-typedef struct snap_row_builder {
-    cdc_buf values;         /* JSON text of every value of the row */
-    cdc_buf scratch;
-    cdc_column *cols;       /* after columns, then key columns */
-    size_t *offs;
-    size_t cap;
-} snap_row_builder;
+/* Reusable storage for snap_row_encode: after columns, then key columns. */
+typedef pgvalue_row snap_row_builder;
 
 void snap_row_builder_init(snap_row_builder *b);
 void snap_row_builder_free(snap_row_builder *b);
