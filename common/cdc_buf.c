@@ -72,9 +72,14 @@ int cdc_buf_printf(cdc_buf *b, const char *fmt, ...)
 
 void cdc_buf_reset(cdc_buf *b)
 {
-    b->len = 0;
+    cdc_buf_truncate(b, 0);
+}
+
+void cdc_buf_truncate(cdc_buf *b, size_t len)
+{
+    b->len = len;
     if (b->data)
-        b->data[0] = '\0';
+        b->data[len] = '\0';
 }
 
 void cdc_buf_free(cdc_buf *b)

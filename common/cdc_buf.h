@@ -26,6 +26,9 @@ int cdc_buf_vprintf(cdc_buf *b, const char *fmt, va_list ap)
 
 /* Empties the buffer but keeps its memory for reuse. */
 void cdc_buf_reset(cdc_buf *b);
+/* Cuts the buffer back to its first len bytes (len <= b->len): how a
+ * writer undoes what it appended before one of its appends failed. */
+void cdc_buf_truncate(cdc_buf *b, size_t len);
 /* Frees the memory; the buffer may be used again afterwards. */
 void cdc_buf_free(cdc_buf *b);
 /* Hands the contents to the caller (to free()) and empties the buffer. */

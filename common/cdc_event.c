@@ -443,10 +443,8 @@ static int enc_end(enc *e, int rc)
                 "(a bug in cdc_event.c)", e->what);
         rc = -1;
     }
-    if (rc < 0 && e->out->data) {
-        e->out->len = e->start;
-        e->out->data[e->start] = '\0';
-    }
+    if (rc < 0)
+        cdc_buf_truncate(e->out, e->start);
     if (e->g)
         yajl_gen_free(e->g);
     cdc_buf_free(&e->scratch);
@@ -1402,9 +1400,6 @@ int cdc_topic_name(const char *prefix, const char *schema, const char *table,
     return 0;
 
 fail:
-    if (out->data) {
-        out->len = start;
-        out->data[start] = '\0';
-    }
+    cdc_buf_truncate(out, start);
     return -1;
 }

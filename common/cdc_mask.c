@@ -231,9 +231,7 @@ int cdc_mask_secrets(const char *text, cdc_buf *out)
         goto oom;
     return 0;
 oom:
-    out->len = start_len;
-    if (out->data)
-        out->data[start_len] = '\0';
+    cdc_buf_truncate(out, start_len);
     return -1;
 #undef FLUSH_TO
 }

@@ -54,8 +54,7 @@ int es_index_name(const char *prefix, const char *schema, const char *table,
         for (size_t i = 0; i < raw.len; i++)
             h = (h ^ (unsigned char)raw.data[i]) * 16777619u;
         if (name_len > ES_INDEX_MAX - 9) {
-            out->len = mark + ES_INDEX_MAX - 9;
-            out->data[out->len] = '\0';
+            cdc_buf_truncate(out, mark + ES_INDEX_MAX - 9);
         }
         if (cdc_buf_printf(out, "-%08" PRIx32, h) < 0)
             goto done;
@@ -79,8 +78,7 @@ int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen)
         return 0;
     char hex[SHA256_HEX_LEN + 1];
     cdc_sha256_hex(out->data + mark, n, hex);
-    out->len = mark;
-    out->data[mark] = '\0';
+    cdc_buf_truncate(out, mark);
     if (cdc_buf_printf(out, "%s%s", ID_HASH_PREFIX, hex) < 0) {
         snprintf(err, errlen, "cannot make a document id: out of memory");
         return -1;
@@ -142,9 +140,7 @@ int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
         *toast_missing = missing;
     return 0;
 nomem:
-    out->len = mark;
-    if (out->data)
-        out->data[mark] = '\0';
+    cdc_buf_truncate(out, mark);
     snprintf(err, errlen, "cannot build a document for %s.%s at lsn %" PRIu64 ": out of memory",
              ev->schema, ev->table, ev->lsn);
     return -1;
@@ -184,9 +180,7 @@ nomem:
     snprintf(err, errlen, "cannot add %s.%s at lsn %" PRIu64 " to a bulk request: out of memory",
              ev->schema, ev->table, ev->lsn);
 fail:
-    body->len = mark;
-    if (body->data)
-        body->data[mark] = '\0';
+    cdc_buf_truncate(body, mark);
     return -1;
 }
 
@@ -221,9 +215,7 @@ int es_mget_body(const es_mget_doc *docs, size_t n, cdc_buf *out)
         goto nomem;
     return 0;
 nomem:
-    out->len = mark;
-    if (out->data)
-        out->data[mark] = '\0';
+    cdc_buf_truncate(out, mark);
     return -1;
 }
 

@@ -40,11 +40,8 @@ int keychange_old_key(const cdc_decoded_event *ev, yajl_val key, cdc_buf *out)
         goto done;
     rc = changed ? 1 : 0;
 done:
-    if (rc != 1) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = '\0';
-    }
+    if (rc != 1)
+        cdc_buf_truncate(out, mark);
     cdc_buf_free(&a);
     cdc_buf_free(&b);
     return rc;

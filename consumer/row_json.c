@@ -122,9 +122,7 @@ int row_id_text(yajl_val key, cdc_buf *out, char *err, size_t errlen)
         goto nomem;
     return 0;
 nomem:
-    out->len = mark;
-    if (out->data)
-        out->data[mark] = '\0';
+    cdc_buf_truncate(out, mark);
     snprintf(err, errlen, "cannot make a row id: out of memory");
     return -1;
 }

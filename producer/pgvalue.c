@@ -384,8 +384,7 @@ static int append_bytea(cdc_buf *out, const char *s, size_t n)
         return -1;
     return cdc_buf_putc(out, '"');
 not_bytea:
-    out->len = start;
-    out->data[start] = '\0';
+    cdc_buf_truncate(out, start);
     return 1;
 }
 
@@ -666,9 +665,7 @@ static int append_array(cdc_buf *out, const pgvalue_type *t, const char *s, size
         return array_fail(err, errlen, i, "unexpected text after the closing '}'");
     return 0;
 truncated:
-    out->len = start;
-    if (out->data)
-        out->data[start] = '\0';
+    cdc_buf_truncate(out, start);
     return array_fail(err, errlen, n, "ends before its closing '}'");
 oom:
     snprintf(err, errlen, "out of memory converting an array value");
@@ -682,9 +679,7 @@ int pgvalue_append_json(cdc_buf *out, const pgvalue_type *type,
     if (type->is_array) {
         size_t start = out->len;
         if (append_array(out, type, text, len, scratch, err, errlen) < 0) {
-            out->len = start;
-            if (out->data)
-                out->data[start] = '\0';
+            cdc_buf_truncate(out, start);
             return -1;
         }
         return 0;
