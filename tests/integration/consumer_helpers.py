@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import pytest
+import redis
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -277,6 +278,30 @@ class ConsumerRunner:
             if not keep:
                 p.cleanup()
         self.procs = []
+
+
+# --------------------------------------------------------------------------- fixtures
+# A test module uses these by importing them: from consumer_helpers import consumers, rc
+
+@pytest.fixture
+def consumers(build_dir, kafka):
+    """A ConsumerRunner on the session's Kafka; every consumer it started is stopped at
+    teardown."""
+    runner = ConsumerRunner(consumer_exe(build_dir), kafka.bootstrap)
+    try:
+        yield runner
+    finally:
+        runner.cleanup()
+
+
+@pytest.fixture
+def rc(redis_server):
+    """A redis-py client of the session's Redis."""
+    r = redis.Redis.from_url(redis_server.url, socket_timeout=10)
+    try:
+        yield r
+    finally:
+        r.close()
 
 
 # --------------------------------------------------------------------------- Redis

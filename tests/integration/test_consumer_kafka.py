@@ -8,32 +8,12 @@ import signal
 import threading
 import time
 
-import pytest
-import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from consumer_helpers import (ConsumerRunner, committed, consumer_exe, create_topic, dump,
-                              end_offsets, event, glob_escape, ins, keyj, produce, read_all,
-                              wait_for)
-
-
-@pytest.fixture
-def consumers(build_dir, kafka):
-    runner = ConsumerRunner(consumer_exe(build_dir), kafka.bootstrap)
-    try:
-        yield runner
-    finally:
-        runner.cleanup()
-
-
-@pytest.fixture
-def rc(redis_server):
-    r = redis.Redis.from_url(redis_server.url, socket_timeout=10)
-    try:
-        yield r
-    finally:
-        r.close()
+# consumers and rc are fixtures.
+from consumer_helpers import (committed, consumers, create_topic, dump, end_offsets, event,
+                              glob_escape, ins, keyj, produce, rc, read_all, wait_for)
 
 
 class Case:
