@@ -32,38 +32,6 @@ static bool same_str(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* Same shape, strings, number texts, values, doubles and flags. */
-static bool same_tree(yajl_val a, yajl_val b)
-{
-    if (!a || !b || a->type != b->type)
-        return false;
-    switch (a->type) {
-    case yajl_t_string:
-        return strcmp(a->u.string, b->u.string) == 0;
-    case yajl_t_number:
-        return strcmp(a->u.number.r, b->u.number.r) == 0 && a->u.number.i == b->u.number.i &&
-               a->u.number.flags == b->u.number.flags &&
-               memcmp(&a->u.number.d, &b->u.number.d, sizeof(double)) == 0;
-    case yajl_t_object:
-        if (a->u.object.len != b->u.object.len)
-            return false;
-        for (size_t i = 0; i < a->u.object.len; i++)
-            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
-                !same_tree(a->u.object.values[i], b->u.object.values[i]))
-                return false;
-        return true;
-    case yajl_t_array:
-        if (a->u.array.len != b->u.array.len)
-            return false;
-        for (size_t i = 0; i < a->u.array.len; i++)
-            if (!same_tree(a->u.array.values[i], b->u.array.values[i]))
-                return false;
-        return true;
-    default:
-        return true;
-    }
-}
-
 /* The columns of a decoded row, each value as JSON text. */
 typedef struct row_copy {
     cdc_column *cols;
@@ -153,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The decoder builds its trees itself: they must be yajl's. */
         yajl_val mine = NULL;
         if (YAJL_IS_OBJECT(v) &&
-            (cdc_key_decode(text, size, &mine, err, sizeof err) < 0 || !same_tree(mine, v)))
+            (cdc_key_decode(text, size, &mine, err, sizeof err) < 0 || !json_tree_same(mine, v)))
             abort();
         yajl_tree_free(mine);
         /* and in an arena */
@@ -161,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!arena)
             arena = cdc_arena_new();
         if (YAJL_IS_OBJECT(v) &&
-            (cdc_key_decode_in(arena, text, size, &mine, err, sizeof err) < 0 || !same_tree(mine, v)))
+            (cdc_key_decode_in(arena, text, size, &mine, err, sizeof err) < 0 ||
+             !json_tree_same(mine, v)))
             abort();
         cdc_arena_reset(arena);
         yajl_tree_free(v);
@@ -181,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ea = cdc_arena_new();
         cdc_decoded_event in;
         if (cdc_event_decode_in(ea, text, size, &in, err, sizeof err) < 0 ||
-            !same_tree(in.root, ev.root) || in.lsn != ev.lsn || in.op != ev.op)
+            !json_tree_same(in.root, ev.root) || in.lsn != ev.lsn || in.op != ev.op)
             abort();
         cdc_decoded_event_free(&in);
         cdc_arena_reset(ea);

@@ -1,9 +1,10 @@
-/* json_tree.h: a yajl tree back to compact JSON text, for tests and fuzz
- * targets that compare decoded values by their text (numbers keep the text
- * they were parsed from). Header-only: test support, not library code. */
+/* json_tree.h: yajl trees compared, and turned back into compact JSON text
+ * (numbers keep the text they were parsed from), for tests and fuzz targets
+ * that check decoded values. Header-only: test support, not library code. */
 #ifndef PGCDC_JSON_TREE_H
 #define PGCDC_JSON_TREE_H
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,39 @@ static inline char *json_tree_compact(yajl_val v, const char *none)
     char *s = strndup(buf ? (const char *)buf : "", len);
     yajl_gen_free(g);
     return s;
+}
+
+/* Same shape, same strings (byte for byte, up to the NUL yajl also stops
+ * at), same number text, value, double and flags. */
+static inline bool json_tree_same(yajl_val a, yajl_val b)
+{
+    if (!a || !b || a->type != b->type)
+        return false;
+    switch (a->type) {
+    case yajl_t_string:
+        return strcmp(a->u.string, b->u.string) == 0;
+    case yajl_t_number:
+        return strcmp(a->u.number.r, b->u.number.r) == 0 && a->u.number.i == b->u.number.i &&
+               a->u.number.flags == b->u.number.flags &&
+               memcmp(&a->u.number.d, &b->u.number.d, sizeof(double)) == 0;
+    case yajl_t_object:
+        if (a->u.object.len != b->u.object.len)
+            return false;
+        for (size_t i = 0; i < a->u.object.len; i++)
+            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
+                !json_tree_same(a->u.object.values[i], b->u.object.values[i]))
+                return false;
+        return true;
+    case yajl_t_array:
+        if (a->u.array.len != b->u.array.len)
+            return false;
+        for (size_t i = 0; i < a->u.array.len; i++)
+            if (!json_tree_same(a->u.array.values[i], b->u.array.values[i]))
+                return false;
+        return true;
+    default:
+        return true;
+    }
 }
 
 #endif

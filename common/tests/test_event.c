@@ -791,39 +791,6 @@ static void test_topic_names(void)
 
 /* ---- the decoder's tree is yajl_tree_parse's tree ---- */
 
-/* Same shape, same strings (byte for byte, up to the NUL yajl also stops
- * at), same number text, value, double and flags. */
-static bool same_tree(yajl_val a, yajl_val b)
-{
-    if (!a || !b || a->type != b->type)
-        return false;
-    switch (a->type) {
-    case yajl_t_string:
-        return strcmp(a->u.string, b->u.string) == 0;
-    case yajl_t_number:
-        return strcmp(a->u.number.r, b->u.number.r) == 0 && a->u.number.i == b->u.number.i &&
-               a->u.number.flags == b->u.number.flags &&
-               memcmp(&a->u.number.d, &b->u.number.d, sizeof(double)) == 0;
-    case yajl_t_object:
-        if (a->u.object.len != b->u.object.len)
-            return false;
-        for (size_t i = 0; i < a->u.object.len; i++)
-            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
-                !same_tree(a->u.object.values[i], b->u.object.values[i]))
-                return false;
-        return true;
-    case yajl_t_array:
-        if (a->u.array.len != b->u.array.len)
-            return false;
-        for (size_t i = 0; i < a->u.array.len; i++)
-            if (!same_tree(a->u.array.values[i], b->u.array.values[i]))
-                return false;
-        return true;
-    default:
-        return true;
-    }
-}
-
 static void test_decoded_tree_is_yajls(void)
 {
     static const char *const texts[] = {
@@ -843,7 +810,7 @@ static void test_decoded_tree_is_yajls(void)
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         yajl_val mine = NULL, theirs = yajl_tree_parse(texts[i], NULL, 0);
         int rc = cdc_key_decode(texts[i], strlen(texts[i]), &mine, err, sizeof err);
-        if (rc != 0 || !same_tree(mine, theirs)) {
+        if (rc != 0 || !json_tree_same(mine, theirs)) {
             printf("# text %zu: decoded tree differs from yajl_tree_parse's (%s)\n", i,
                    rc ? err : "contents");
             all = false;
@@ -861,7 +828,7 @@ static void test_decoded_tree_is_yajls(void)
         all = cdc_key_decode_in(arena, texts[i], strlen(texts[i]), &kept[i], err, sizeof err) == 0;
     for (size_t i = 0; all && i < sizeof texts / sizeof texts[0]; i++) {
         yajl_val theirs = yajl_tree_parse(texts[i], NULL, 0);
-        all = same_tree(kept[i], theirs);
+        all = json_tree_same(kept[i], theirs);
         yajl_tree_free(theirs);
     }
     TAP_OK(all, "decode_in_arena_builds_the_same_trees");
