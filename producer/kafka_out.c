@@ -12,6 +12,12 @@
 #include "cdc_clock.h"
 #include "cdc_kafka.h"
 #include "cdc_log.h"
+#include "cdc_signal.h"
+
+/* Longest single metadata request of kafka_out_topic: while no broker can
+ * be reached (wrong CA, refused credentials, broker down) a request waits
+ * out its whole timeout, and a SIGTERM must not wait that long. */
+#define METADATA_SLICE_MS 500
 
 struct kafka_topic {
     kafka_topic *next;
@@ -121,7 +127,7 @@ void kafka_out_destroy(kafka_out *k)
 }
 
 /* Partition count from the cluster's metadata: >0, 0 when the topic does
- * not exist, -1 on error. */
+ * not exist, -1 on a topic error, -2 when no broker answered in time. */
 static int topic_partitions(kafka_out *k, rd_kafka_topic_t *rkt, int timeout_ms,
                             char *err, size_t errlen)
 {
@@ -130,7 +136,7 @@ static int topic_partitions(kafka_out *k, rd_kafka_topic_t *rkt, int timeout_ms,
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         snprintf(err, errlen, "cannot read metadata of topic %s: %s", rd_kafka_topic_name(rkt),
                  rd_kafka_err2str(e));
-        return -1;
+        return -2;
     }
     int n = 0;
     if (md->topic_cnt == 1) {
@@ -222,7 +228,17 @@ int kafka_out_topic(kafka_out *k, const char *name, int timeout_ms, kafka_topic 
             snprintf(err, errlen, "topic %s has no partitions after %d ms", name, timeout_ms);
             goto fail;
         }
-        int n = topic_partitions(k, t->rkt, left, err, errlen);
+        if (cdc_signal_stop_requested()) {
+            snprintf(err, errlen, "stop requested while waiting for the metadata of topic %s",
+                     name);
+            goto fail;
+        }
+        int n = topic_partitions(k, t->rkt, left < METADATA_SLICE_MS ? left : METADATA_SLICE_MS,
+                                 err, errlen);
+        if (n == -2 && cdc_clock_mono_ms() < deadline) {
+            kafka_out_poll(k, 0); /* the error callback tells why, now */
+            continue;
+        }
         if (n < 0)
             goto fail;
         if (n > 0) {

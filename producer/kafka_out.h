@@ -26,7 +26,8 @@ void kafka_out_destroy(kafka_out *k);
 
 /* The topic handle for `name`, created with the configured partitions and
  * replication factor when the cluster does not have it. Cached: only the
- * first call per topic talks to the cluster (up to timeout_ms). */
+ * first call per topic talks to the cluster (up to timeout_ms, or until a
+ * stop is requested: cdc_signal_stop_requested). */
 int kafka_out_topic(kafka_out *k, const char *name, int timeout_ms, kafka_topic **t,
                     char *err, size_t errlen);
 int32_t kafka_topic_partitions(const kafka_topic *t);

@@ -17,7 +17,8 @@ also stopped at interpreter exit (atexit), and its child dies with this process
 Addresses:
     Postgres:       .host .port .dsn ("host=127.0.0.1 port=N user=postgres dbname=postgres")
     Redis:          .host .port .url ("redis://127.0.0.1:N/0")
-    Kafka:          .host .port .bootstrap ("127.0.0.1:N")
+    Kafka:          .host .port .bootstrap ("127.0.0.1:N"), .sasl_ssl_bootstrap (with
+                    sasl_ssl=..., else None)
     SearchEngine:   .host .port .url ("http://127.0.0.1:N"), .flavor ("opensearch" or
                     "elasticsearch")
 
@@ -395,16 +396,21 @@ def _parse_conninfo(conninfo):
 
 class Postgres(Service):
     """PostgreSQL 15 with wal_level=logical, trust auth on loopback (replication too),
-    run as the postgres user when started as root."""
+    run as the postgres user when started as root. ssl={"cert": PEM, "key": PEM} turns
+    on TLS with that certificate; hba_first lines go before every other pg_hba.conf line
+    (the first matching line decides, e.g. "hostssl all alice 127.0.0.1/32 scram-sha-256")."""
 
     name = "postgresql"
     prepare_what = "initdb"
     stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for clients
     start_deadline_s = 60.0
 
-    def __init__(self, port=None, user="postgres", dbname="postgres", keep_tmp=None):
+    def __init__(self, port=None, user="postgres", dbname="postgres", keep_tmp=None,
+                 ssl=None, hba_first=()):
         super().__init__(keep_tmp)
         self.port = port or free_port()
+        self.ssl = dict(ssl) if ssl else None
+        self.hba_first = list(hba_first)
         self.user = user
         self.dbname = dbname
         self.os_user = "postgres" if _running_as_root() else None
@@ -451,6 +457,24 @@ class Postgres(Service):
             **self._as_user())
         if res.returncode != 0:
             raise ServiceError(f"initdb failed with status {res.returncode}:\n{res.stdout}")
+        if self.hba_first:
+            hba = os.path.join(self.datadir, "pg_hba.conf")
+            with open(hba) as f:
+                rest = f.read()
+            with open(hba, "w") as f:
+                f.write("# pgcdc tests: these lines first\n" + "\n".join(self.hba_first)
+                        + "\n\n" + rest)
+        if self.ssl:
+            # The key must belong to the server's user and be private to it.
+            for src, name in ((self.ssl["cert"], "server.crt"), (self.ssl["key"], "server.key")):
+                dst = os.path.join(self.datadir, name)
+                shutil.copyfile(src, dst)
+                os.chmod(dst, 0o600)
+                if self.os_user:
+                    pw = pwd.getpwnam(self.os_user)
+                    os.chown(dst, pw.pw_uid, pw.pw_gid)
+            with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+                f.write("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
         # initdb -A trust already trusts "host all" and "host replication" from
         # 127.0.0.1/32 and ::1/128; say so explicitly so nobody has to look it up.
         with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as f:
@@ -564,7 +588,7 @@ class Kafka(Service):
     start_deadline_s = 120.0
     stop_grace_s = 30.0
 
-    def __init__(self, port=None, keep_tmp=None, extra_properties=None):
+    def __init__(self, port=None, keep_tmp=None, extra_properties=None, sasl_ssl=None):
         super().__init__(keep_tmp)
         self.port = port or free_port()
         self.controller_port = free_port()
@@ -572,6 +596,18 @@ class Kafka(Service):
             self.controller_port = free_port()
         self.bootstrap = f"{self.host}:{self.port}"
         self.extra_properties = dict(extra_properties or {})
+        # sasl_ssl={"keystore": PKCS12 file with the broker's key and certificate,
+        # "keystore_password": ..., "users": {name: password}, "mechanisms": default
+        # ["SCRAM-SHA-512"], PLAIN and SCRAM-SHA-256 too} adds a SASL_SSL listener
+        # (.sasl_ssl_bootstrap) next to the PLAINTEXT one. SCRAM credentials are written
+        # at storage format time, PLAIN users into the listener's JAAS configuration.
+        self.sasl_ssl = dict(sasl_ssl) if sasl_ssl else None
+        self.sasl_ssl_port = self.sasl_ssl_bootstrap = None
+        if self.sasl_ssl:
+            self.sasl_ssl_port = free_port()
+            while self.sasl_ssl_port in (self.port, self.controller_port):
+                self.sasl_ssl_port = free_port()
+            self.sasl_ssl_bootstrap = f"{self.host}:{self.sasl_ssl_port}"
 
     @classmethod
     def external_server(cls, bootstrap):
@@ -619,6 +655,31 @@ class Kafka(Service):
             "group.initial.rebalance.delay.ms": "0",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        scram_args = []
+        if self.sasl_ssl:
+            mechs = list(self.sasl_ssl.get("mechanisms", ["SCRAM-SHA-512"]))
+            users = self.sasl_ssl.get("users", {})
+            ln = "listener.name.sasl_ssl."
+            props["listeners"] += f",SASL_SSL://{self.host}:{self.sasl_ssl_port}"
+            props["advertised.listeners"] += f",SASL_SSL://{self.host}:{self.sasl_ssl_port}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props.update({
+                ln + "sasl.enabled.mechanisms": ",".join(mechs),
+                ln + "ssl.keystore.type": "PKCS12",
+                ln + "ssl.keystore.location": self.sasl_ssl["keystore"],
+                ln + "ssl.keystore.password": self.sasl_ssl["keystore_password"],
+                ln + "ssl.key.password": self.sasl_ssl["keystore_password"],
+            })
+            for mech in mechs:
+                if mech == "PLAIN":
+                    props[ln + "plain.sasl.jaas.config"] = (
+                        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                        + "".join(f'user_{n}="{pw}" ' for n, pw in users.items()) + ";")
+                    continue
+                props[ln + f"{mech.lower()}.sasl.jaas.config"] = \
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                for name, password in users.items():
+                    scram_args += ["--add-scram", f"{mech}=[name={name},password={password}]"]
         props.update(self.extra_properties)
         with open(self.props_path, "w") as f:
             for k, v in props.items():
@@ -630,7 +691,7 @@ class Kafka(Service):
         while uuid.startswith("-"):
             uuid = base64.urlsafe_b64encode(uuidlib.uuid4().bytes).rstrip(b"=").decode()
         res = subprocess.run(self._java("kafka.tools.StorageTool", "format", "--standalone",
-                                        "-t", uuid, "-c", self.props_path),
+                                        "-t", uuid, "-c", self.props_path, *scram_args),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              timeout=120)
         if res.returncode != 0:
