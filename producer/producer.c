@@ -996,6 +996,24 @@ static void disconnect(producer *p)
     resnap_reset(p->resnap);
 }
 
+/* A new relation cache, decoder and Kafka producer: at start, and after a
+ * fatal Kafka error (relations point at their producer's topics). Returns
+ * 0, or -1 with the error logged. */
+static int pipeline_new(producer *p)
+{
+    char err[1024];
+    if (!(p->rels = relcache_new(NULL))) {
+        cdc_log_error("out of memory");
+        return -1;
+    }
+    pgoutput_decoder_init(&p->decoder, relcache_ncols, p->rels);
+    if (kafka_out_new(p->cfg, on_delivered, p, &p->kafka, err, sizeof err) < 0) {
+        cdc_log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int producer_run(const cdc_config *cfg)
 {
     producer p = {
@@ -1021,15 +1039,8 @@ int producer_run(const cdc_config *cfg)
         cdc_log_error("%s", err);
         goto done;
     }
-    if (!(p.rels = relcache_new(NULL))) {
-        cdc_log_error("out of memory");
+    if (pipeline_new(&p) < 0)
         goto done;
-    }
-    pgoutput_decoder_init(&p.decoder, relcache_ncols, p.rels);
-    if (kafka_out_new(cfg, on_delivered, &p, &p.kafka, err, sizeof err) < 0) {
-        cdc_log_error("%s", err);
-        goto done;
-    }
 
     int backoff = BACKOFF_MIN_MS;
     while (p.stop == RUNNING || p.stop == STOP_RECONNECT) {
@@ -1080,15 +1091,8 @@ int producer_run(const cdc_config *cfg)
                  * sends every Relation again on the new stream. */
                 relcache_free(p.rels);
                 pgoutput_decoder_free(&p.decoder);
-                if (!(p.rels = relcache_new(NULL))) {
-                    cdc_log_error("out of memory");
+                if (pipeline_new(&p) < 0)
                     goto done;
-                }
-                pgoutput_decoder_init(&p.decoder, relcache_ncols, p.rels);
-                if (kafka_out_new(cfg, on_delivered, &p, &p.kafka, err, sizeof err) < 0) {
-                    cdc_log_error("%s", err);
-                    goto done;
-                }
             }
         }
     }
