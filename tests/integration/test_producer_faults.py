@@ -76,14 +76,37 @@ def assert_all_there(cdc, label):
 W = "CREATE TABLE w (id int PRIMARY KEY, n int)"
 
 
-def test_kill_9_mid_stream_then_restart_loses_nothing(cdc):
+def start_streaming(cdc, at_least, *args, txns=10**6):
+    """Table w, a Workload on it (running until stopped, by default) and a producer
+    started with args; returns (work, proc) once at_least records are in Kafka, so
+    that what the test does next happens mid-stream."""
     cdc.create(W)
-    # The workload runs until stopped: every fault below happens mid-stream.
-    work = Workload(cdc.pg.dsn, cdc.schema, txns=10**6)
-    topic = cdc.topic("w")
-    proc = cdc.start()
+    work = Workload(cdc.pg.dsn, cdc.schema, txns=txns)
+    proc = cdc.start(*args)
     work.start()
-    wait_records(cdc, topic, 2000, 90, proc)
+    try:
+        wait_records(cdc, cdc.topic("w"), at_least, 90, proc)
+    except BaseException:
+        work.stop()
+        raise
+    return work, proc
+
+
+def stop_and_check(cdc, work, proc, label):
+    """Stops the workload, then the producer by SIGTERM (exit 0); one more run drains
+    the rest, after which every change must be in Kafka."""
+    work.stop()
+    work.join(60)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, proc.log_tail()
+    finish(cdc)
+    assert_all_there(cdc, label)
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing(cdc):
+    # The workload runs until stopped: every fault below happens mid-stream.
+    work, proc = start_streaming(cdc, 2000)
+    topic = cdc.topic("w")
     proc.kill()
     assert proc.returncode == -signal.SIGKILL
     # Changes pile up while no producer runs.
@@ -94,23 +117,14 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(cdc):
     proc.kill()
     proc = cdc.start()
     more_txns(work, 60)
-    work.stop()
-    work.join(60)
-    proc.signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, proc.log_tail()
-    finish(cdc)
-    assert_all_there(cdc, "kill -9 twice")
+    stop_and_check(cdc, work, proc, "kill -9 twice")
 
 
 def test_broker_stopped_mid_stream_loses_nothing(cdc, kafka):
     if kafka.external:
         pytest.skip("needs a Kafka broker the tests can stop (PGCDC_TEST_KAFKA is set)")
-    cdc.create(W)
-    work = Workload(cdc.pg.dsn, cdc.schema, txns=10**6)
+    work, proc = start_streaming(cdc, 1000)
     topic = cdc.topic("w")
-    proc = cdc.start()
-    work.start()
-    wait_records(cdc, topic, 1000, 90, proc)
     kafka.stop()
     try:
         more_txns(work, 50)
@@ -119,12 +133,7 @@ def test_broker_stopped_mid_stream_loses_nothing(cdc, kafka):
         kafka.start()
     # The same producer process carries on once the broker is back.
     wait_records(cdc, topic, records_in_kafka(cdc, topic) + 1000, 120, proc)
-    work.stop()
-    work.join(60)
-    proc.signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, proc.log_tail()
-    finish(cdc)
-    assert_all_there(cdc, "broker stopped")
+    stop_and_check(cdc, work, proc, "broker stopped")
 
 
 def test_confirmed_flush_never_passes_what_kafka_has(cdc, kafka):
@@ -132,11 +141,7 @@ def test_confirmed_flush_never_passes_what_kafka_has(cdc, kafka):
     slot must still hold every transaction that is not completely in Kafka."""
     if kafka.external:
         pytest.skip("needs a Kafka broker the tests can stop (PGCDC_TEST_KAFKA is set)")
-    cdc.create(W)
-    work = Workload(cdc.pg.dsn, cdc.schema, txns=10**6)
-    proc = cdc.start()
-    work.start()
-    wait_records(cdc, cdc.topic("w"), 1000, 90, proc)
+    work, proc = start_streaming(cdc, 1000)
     kafka.stop()
     try:
         more_txns(work, 50)
@@ -173,11 +178,8 @@ def test_sigterm_while_broker_down_and_queue_full_exits_in_bounded_time(cdc, kaf
     it has, and exits 1 because records stayed unacknowledged."""
     if kafka.external:
         pytest.skip("needs a Kafka broker the tests can stop (PGCDC_TEST_KAFKA is set)")
-    cdc.create(W)
-    work = Workload(cdc.pg.dsn, cdc.schema, txns=200)
-    proc = cdc.start("-X", "queue.buffering.max.messages=1000")
-    work.start()
-    wait_records(cdc, cdc.topic("w"), 1000, 90, proc)
+    work, proc = start_streaming(cdc, 1000, "-X", "queue.buffering.max.messages=1000",
+                                 txns=200)
     kafka.stop()
     try:
         work.join(180)
@@ -208,35 +210,22 @@ def test_sigterm_while_broker_down_and_queue_full_exits_in_bounded_time(cdc, kaf
 def test_postgres_restart_mid_stream_reconnects_and_loses_nothing(cdc, pg):
     if pg.external:
         pytest.skip("needs a PostgreSQL the tests can restart (PGCDC_TEST_PG is set)")
-    cdc.create(W)
-    work = Workload(cdc.pg.dsn, cdc.schema, txns=10**6)
+    work, proc = start_streaming(cdc, 1000)
     topic = cdc.topic("w")
-    proc = cdc.start()
-    work.start()
-    wait_records(cdc, topic, 1000, 90, proc)
     pg.restart()
     wait_for("the workload to reconnect", lambda: work.reconnects >= 1 or work.error, 60)
     more_txns(work, 50)
     # The same producer process reconnects and carries on.
     wait_records(cdc, topic, records_in_kafka(cdc, topic) + 1000, 120, proc)
-    work.stop()
-    work.join(60)
+    stop_and_check(cdc, work, proc, "PostgreSQL restarted")
     log = proc.log()
     assert re.search(r"warn .*(reconnecting|retrying in)", log), log
     assert log.count("streaming slot") >= 2, log
-    proc.signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, proc.log_tail()
-    finish(cdc)
-    assert_all_there(cdc, "PostgreSQL restarted")
 
 
 def test_sigterm_mid_stream_exits_0_with_everything_before_its_position_in_kafka(cdc):
-    cdc.create(W)
-    work = Workload(cdc.pg.dsn, cdc.schema, txns=10**6)
-    proc = cdc.start()
-    work.start()
+    work, proc = start_streaming(cdc, 1500)
     try:
-        wait_records(cdc, cdc.topic("w"), 1500, 90, proc)
         proc.signal(signal.SIGTERM)
         assert proc.wait(60) == 0, proc.log_tail()
         more_txns(work, 20)  # changes after the stop, which must not be confirmed
