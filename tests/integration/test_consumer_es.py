@@ -218,13 +218,30 @@ def marker(lsn):
     return {"_pgcdc_deleted": True, "_pgcdc_lsn": lsn}
 
 
-# --------------------------------------------------------------------------- tests
-
-def test_insert_update_delete(search_engine, kafka, build_dir, unique, cleanup_indices):
+def new_table(kafka, unique, cleanup_indices, partitions=1):
+    """A test's own table: (topic, table, index), the topic created, the index deleted
+    at teardown."""
     topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
     index = index_of(table)
     cleanup_indices.append(index)
-    create_topic(kafka, topic)
+    create_topic(kafka, topic, partitions=partitions)
+    return topic, table, index
+
+
+def inserts(table, n):
+    """Inserts of rows {"id": i}, i < n, at lsn 10 + i."""
+    return [rec({"id": i}, event("c", table, 10 + i, after={"id": i})) for i in range(n)]
+
+
+def inserted(n):
+    """The rows of an index after inserts(table, n)."""
+    return {str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(n)}
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_insert_update_delete(search_engine, kafka, build_dir, unique, cleanup_indices):
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
     produce(kafka, topic, [
         rec({"id": 1}, event("c", table, 10, after={"id": 1, "name": "lamp", "price": "19.90"})),
         rec({"id": 2}, event("c", table, 11, after={"id": 2, "name": "desk", "tags": ["a"]})),
@@ -250,10 +267,7 @@ def test_insert_update_delete(search_engine, kafka, build_dir, unique, cleanup_i
 
 def test_out_of_order_versions_keep_the_newest(search_engine, kafka, build_dir, unique,
                                                cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
     produce(kafka, topic, [
         rec({"id": 1}, event("u", table, 20, after={"id": 1, "v": "twenty"})),
         rec({"id": 1}, event("u", table, 10, after={"id": 1, "v": "ten"})),
@@ -285,10 +299,7 @@ def _mixed_events(table, partitions=3):
 
 def test_replay_from_earliest_twice_gives_the_same_state(search_engine, kafka, build_dir, unique,
                                                          cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic, partitions=3)
+    topic, table, index = new_table(kafka, unique, cleanup_indices, partitions=3)
     produce(kafka, topic, _mixed_events(table))
     run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-a")
     first = index_state(search_engine, index)
@@ -302,10 +313,7 @@ def test_replay_from_earliest_twice_gives_the_same_state(search_engine, kafka, b
 
 def test_unchanged_toast_columns_are_kept(search_engine, kafka, build_dir, unique,
                                           cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
     long_text = "x" * 5000
     produce(kafka, topic, [
         rec({"id": 1}, event("c", table, 10, after={"id": 1, "n": 1, "doc": long_text,
@@ -337,10 +345,7 @@ def test_unchanged_toast_columns_are_kept(search_engine, kafka, build_dir, uniqu
 
 def test_truncate_interleaved_with_later_inserts_in_other_partitions(
         search_engine, kafka, build_dir, unique, cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic, partitions=3)
+    topic, table, index = new_table(kafka, unique, cleanup_indices, partitions=3)
     row = lambda i, lsn, p: rec({"id": i}, event("c", table, lsn, after={"id": i}), p)  # noqa
     trunc = lambda p: rec(None, event("t", table, 100), p)  # noqa
     produce(kafka, topic, [
@@ -391,10 +396,7 @@ def test_composite_and_unicode_keys(search_engine, kafka, build_dir, unique, cle
 
 def test_document_rejected_for_good_goes_to_the_dead_letter_topic(
         search_engine, kafka, build_dir, unique, cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
     bad = event("c", table, 11, after={"id": 2, "v": {"an": "object"}})
     produce(kafka, topic, [
         rec({"id": 1}, event("c", table, 10, after={"id": 1, "v": 5})),
@@ -506,30 +508,22 @@ def test_opensearch_stopped_and_restarted_mid_stream(opensearch, kafka, build_di
 
 def test_bulk_items_answered_429_are_retried_alone(search_engine, kafka, build_dir, unique,
                                                    cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
-    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i, after={"id": i}))
-                           for i in range(10)])
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 10))
     with FaultProxy(search_engine.url, reject_ids={"2", "5", "9"}, reject_requests=3) as proxy:
         log = run_consumer(build_dir, kafka, proxy.url, topic, unique)
         assert proxy.faulty_requests == 3
         # refused in the first answer, then each time they were sent again alone
         assert proxy.rejected_items >= 3
         assert proxy.bulk_requests >= 4
-    assert rows(index_state(search_engine, index)) == {
-        str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(10)}
+    assert rows(index_state(search_engine, index)) == inserted(10)
     assert "es_rejected_execution_exception" in log
     assert "dead-lettering" not in log
 
 
 def test_kill_9_mid_batch_then_restart(search_engine, kafka, build_dir, unique, tmp_path,
                                        cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic, partitions=3)
+    topic, table, index = new_table(kafka, unique, cleanup_indices, partitions=3)
     records, expect = [], {}
     lsn = 1000
     for i in range(600):
@@ -566,17 +560,12 @@ def test_kill_9_mid_batch_then_restart(search_engine, kafka, build_dir, unique, 
 @pytest.mark.parametrize("status", [429, 503, 401])
 def test_whole_bulk_request_failures_are_retried(search_engine, kafka, build_dir, unique,
                                                  cleanup_indices, status):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
-    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i, after={"id": i}))
-                           for i in range(5)])
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 5))
     with FaultProxy(search_engine.url, fail_status=status, fail_requests=3) as proxy:
         log = run_consumer(build_dir, kafka, proxy.url, topic, unique)
         assert proxy.failed_requests == 3
-    assert rows(index_state(search_engine, index)) == {
-        str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(5)}
+    assert rows(index_state(search_engine, index)) == inserted(5)
     failures = [ln for ln in log.splitlines() if f"HTTP {status}" in ln]
     assert len(failures) == 3, log
     assert all(proxy.url in ln and index in ln for ln in failures), failures
@@ -587,10 +576,7 @@ def test_whole_bulk_request_failures_are_retried(search_engine, kafka, build_dir
 
 def test_fails_over_to_the_next_url_and_masks_passwords(search_engine, kafka, build_dir, unique,
                                                         cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
     produce(kafka, topic, [rec({"id": 1}, event("c", table, 10, after={"id": 1}))])
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -604,10 +590,7 @@ def test_fails_over_to_the_next_url_and_masks_passwords(search_engine, kafka, bu
 @pytest.mark.parametrize("auth", ["basic", "api-key"])
 def test_credentials_are_sent_and_never_logged(search_engine, kafka, build_dir, unique,
                                                cleanup_indices, auth):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
     produce(kafka, topic, [rec({"id": 1}, event("c", table, 10, after={"id": 1}))])
     if auth == "basic":
         args = ["--es-user", "pgcdc", "--es-password", "pa55-w0rd"]
@@ -627,12 +610,8 @@ def test_credentials_are_sent_and_never_logged(search_engine, kafka, build_dir, 
 def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, kafka, build_dir,
                                                                  unique, tmp_path,
                                                                  cleanup_indices):
-    topic, table = f"pgcdc.{SCHEMA}.{unique}", unique
-    index = index_of(table)
-    cleanup_indices.append(index)
-    create_topic(kafka, topic)
-    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i, after={"id": i}))
-                           for i in range(3)])
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 3))
     with FaultProxy(search_engine.url, fail_status=503, fail_requests=10**6) as proxy:
         bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique),
                         tmp_path / "consumer.log")
@@ -646,5 +625,4 @@ def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, 
     assert get_doc(search_engine, index, "0") is None
     # Nothing was committed for the batch that was not applied: the same group reads it.
     run_consumer(build_dir, kafka, search_engine.url, topic, unique)
-    assert rows(index_state(search_engine, index)) == {
-        str(i): {"id": i, "_pgcdc_lsn": 10 + i} for i in range(3)}
+    assert rows(index_state(search_engine, index)) == inserted(3)
