@@ -28,6 +28,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "cdc_buf.h"
+#include "cdc_clock.h"
 #include "cdc_event.h"
 #include "cdc_kafka.h"
 #include "cdc_log.h"
@@ -160,13 +161,6 @@ typedef struct consumer {
     int64_t waiting_at_ms;
     uint64_t progress_applied;
 } consumer;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static part_state *part_get(consumer *c, const char *topic, int32_t partition, bool create)
 {
@@ -399,7 +393,7 @@ static void metrics_publish(consumer *c, double batch_seconds)
  * request), every few seconds. */
 static void metrics_lag(consumer *c)
 {
-    int64_t now = mono_ms();
+    int64_t now = cdc_clock_mono_ms();
     if (now - c->lag_at_ms < 5000)
         return;
     c->lag_at_ms = now;
@@ -633,7 +627,7 @@ static void *waker_main(void *arg)
         }
         pthread_cond_timedwait(&c->wake_cv, &c->mu, &until);
         int64_t reading = atomic_load_explicit(&c->reading_at_ms, memory_order_relaxed);
-        if (c->waker_quit || c->nwake == 0 || mono_ms() - reading > 1000)
+        if (c->waker_quit || c->nwake == 0 || cdc_clock_mono_ms() - reading > 1000)
             continue; /* idle: the fetcher runs by itself then */
         char topic[256];
         next = (next + 1) % c->nwake;
@@ -735,7 +729,7 @@ static void inflight_submit(consumer *c)
     c->fl.bytes = c->bytes;
     c->nrecs = c->nmsgs = 0;
     c->bytes = 0;
-    c->fl.started = mono_ms();
+    c->fl.started = cdc_clock_mono_ms();
     if (!c->worker_started) { /* setup or teardown: apply right here */
         c->fl.busy = true;
         inflight_apply(c);
@@ -797,7 +791,7 @@ static bool inflight_finish(consumer *c)
     records_free(c->fl.recs, c->fl.nrecs, c->fl.msgs, c->fl.nmsgs, c->fl.arena);
     c->fl.nrecs = c->fl.nmsgs = 0;
     if (ok) {
-        metrics_publish(c, (double)(mono_ms() - c->fl.started) / 1000.0);
+        metrics_publish(c, (double)(cdc_clock_mono_ms() - c->fl.started) / 1000.0);
         cdc_metrics_progress();
     }
     return ok;
@@ -1090,7 +1084,7 @@ static bool reached_end(consumer *c, uint64_t *behind)
 
 static void report_progress(consumer *c, uint64_t behind)
 {
-    int64_t now = mono_ms();
+    int64_t now = cdc_clock_mono_ms();
     if (!c->assigned_once) {
         /* A member that died without leaving holds its partitions until its
          * session times out (session.timeout.ms, 45 s by default). */
@@ -1166,7 +1160,7 @@ static rd_kafka_message_t *next_message(consumer *c, int timeout)
     if (n <= 0)
         return NULL;
     /* Messages flow: keep the fetcher awake (waker_main); idle, it is not. */
-    atomic_store_explicit(&c->reading_at_ms, mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&c->reading_at_ms, cdc_clock_mono_ms(), memory_order_relaxed);
     c->npend = (size_t)n;
     return c->pend[c->ipend++];
 }
@@ -1187,7 +1181,7 @@ static void run_loop(consumer *c)
         while (c->nmsgs < c->batch_records && c->bytes < c->batch_bytes && !read_to_end(c)) {
             int timeout = 100;
             if (batch_start >= 0) {
-                int64_t left = batch_start + c->batch_ms - mono_ms();
+                int64_t left = batch_start + c->batch_ms - cdc_clock_mono_ms();
                 if (left <= 0)
                     break;
                 timeout = sinks_free(c) ? 0 : left < 100 ? (int)left : 100;
@@ -1207,7 +1201,7 @@ static void run_loop(consumer *c)
                 continue;
             }
             if (batch_start < 0)
-                batch_start = mono_ms();
+                batch_start = cdc_clock_mono_ms();
             batch_add(c, m);
             if (c->fatal)
                 break;

@@ -12,28 +12,11 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from consumer_helpers import (ConsumerRunner, committed, consumer_exe, create_topic, dele,
-                              dump, end_offsets, event, glob_escape, ins, keyj, produce,
-                              trunc, upd, wait_for)
+# consumers and rc are fixtures.
+from consumer_helpers import (committed, consumers, create_topic, dele, dump,  # noqa: F401
+                              end_offsets, event, glob_escape, ins, keyj, produce, rc, trunc,
+                              upd, wait_for)
 import pgcdc_services
-
-
-@pytest.fixture
-def consumers(build_dir, kafka):
-    runner = ConsumerRunner(consumer_exe(build_dir), kafka.bootstrap)
-    try:
-        yield runner
-    finally:
-        runner.cleanup()
-
-
-@pytest.fixture
-def rc(redis_server):
-    r = redis.Redis.from_url(redis_server.url, socket_timeout=10)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 class Case:
