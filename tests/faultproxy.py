@@ -21,14 +21,11 @@ an engine-like error body.
 Authorization headers of every request (None where there was none).
 """
 
-import http.client
-import http.server
 import json
-import threading
 import urllib.parse
 
-HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-               "trailer", "upgrade", "content-length", "host"}
+from httpproxy import HttpProxy
+
 BODY_ACTIONS = {"index", "create", "update"}
 
 
@@ -56,12 +53,10 @@ def _rejected_item(action, meta):
                             "[injected by tests/faultproxy.py]"}}}
 
 
-class FaultProxy:
+class FaultProxy(HttpProxy):
     def __init__(self, upstream, reject_ids=(), reject_requests=0, delay_s=0.0,
                  fail_status=None, fail_requests=0):
-        u = urllib.parse.urlsplit(upstream)
-        self.upstream_host = u.hostname
-        self.upstream_port = u.port or 80
+        super().__init__(upstream)
         self.reject_ids = set(reject_ids)
         self.reject_requests = reject_requests
         self.delay_s = delay_s
@@ -69,85 +64,16 @@ class FaultProxy:
         self.fail_requests = fail_requests
         self.failed_requests = 0
         self.authorizations = []
-        self.lock = threading.Lock()
         self.bulk_requests = 0
         self.faulty_requests = 0
         self.rejected_items = 0
-        self.stopped = threading.Event()
-        self.server = None
-        self.thread = None
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self):
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):  # quiet
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, data = proxy._forward(self.command, self.path,
-                                                       self.headers, body)
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in HOP_HEADERS:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass  # a client killed mid-request (the kill -9 test) is expected
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        if self.server:
-            self.stopped.set()
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(10)
-            self.server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    # ------------------------------------------------------------------ proxying
-    def _upstream(self, method, path, headers, body):
-        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
-        try:
-            fwd = {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
-            fwd["Content-Length"] = str(len(body))
-            conn.request(method, path, body=body, headers=fwd)
-            resp = conn.getresponse()
-            return resp.status, resp.getheaders(), resp.read()
-        finally:
-            conn.close()
-
-    def _forward(self, method, path, headers, body):
+    def handle(self, method, path, headers, body):
         with self.lock:
             self.authorizations.append(headers.get("Authorization"))
         is_bulk = method == "POST" and urllib.parse.urlsplit(path).path.endswith("/_bulk")
         if not is_bulk:
-            return self._upstream(method, path, headers, body)
+            return self.forward(method, path, headers, body)
         with self.lock:
             self.bulk_requests += 1
         if self.delay_s:
@@ -170,13 +96,13 @@ class FaultProxy:
                 self.faulty_requests += 1
                 self.rejected_items += sum(chosen)
         if not inject:
-            return self._upstream(method, path, headers, body)
+            return self.forward(method, path, headers, body)
         kept = b"".join(b"".join(lines) for (_, _, lines), c in zip(items, chosen) if not c)
         upstream_items = []
         took = 0
         resp_headers = [("Content-Type", "application/json; charset=UTF-8")]
         if kept:
-            status, resp_headers, data = self._upstream(method, path, headers, kept)
+            status, resp_headers, data = self.forward(method, path, headers, kept)
             if status != 200:
                 return status, resp_headers, data
             answer = json.loads(data)
