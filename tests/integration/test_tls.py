@@ -226,6 +226,19 @@ def wait_all_named(runs, timeout):
         time.sleep(0.2)
 
 
+def stopped_and_named(name, p, words, seen):
+    """SIGTERMs p (it must exit 0), checks its log holds no secret and a line naming the
+    failure (one of words) within FAIL_WITHIN_S; returns that line for the report."""
+    rc = p.stop(timeout=60)
+    assert rc == 0, f"{name}: exit {rc} after SIGTERM{p.log_tail()}"
+    log = p.log()
+    assert_no_secret(name, log)
+    hits = [l for l in log.splitlines() if any(w.lower() in l.lower() for w in words)]
+    assert hits, f"{name}: no line naming {words}{p.log_tail()}"
+    assert name in seen and seen[name] < FAIL_WITHIN_S, (name, seen)
+    return hits[0].strip()
+
+
 def stop_all(procs):
     for p in procs:
         if p.running:
@@ -509,16 +522,9 @@ def test_postgres_wrong_ca_or_wrong_host_name_is_named(tls_pg, tls_kafka, pki, b
         seen = wait_all_named(runs, FAIL_WITHIN_S)
         report = []
         for name, (_, words) in plan.items():
-            p = procs[name]
-            rc = p.stop(timeout=60)
-            assert rc == 0, f"{name}: exit {rc} after SIGTERM{p.log_tail()}"
-            log = p.log()
-            assert_no_secret(name, log)
-            hits = [l for l in log.splitlines() if any(w.lower() in l.lower() for w in words)]
-            assert hits, f"{name}: no line naming {words}{p.log_tail()}"
-            assert name in seen and seen[name] < FAIL_WITHIN_S, (name, seen)
+            line = stopped_and_named(name, procs[name], words, seen)
             report.append(f"  {name}: named after {seen[name]:.1f} s, exit "
-                          f"{p.proc.returncode}: {hits[0].strip()[:200]}")
+                          f"{procs[name].proc.returncode}: {line[:200]}")
         print("\n" + "\n".join(report))
     finally:
         stop_all(procs.values())
@@ -558,14 +564,8 @@ def test_es_over_https_needs_the_ca_and_loses_nothing_without_it(opensearch, tls
             assert p.running, f"{name} gave up instead of retrying{p.log_tail()}"
         report = []
         for name, (p, words) in runs.items():
-            rc = p.stop(timeout=60)
-            assert rc == 0, f"{name}: exit {rc} after SIGTERM{p.log_tail()}"
-            log = p.log()
-            assert_no_secret(name, log)
-            hits = [l for l in log.splitlines() if any(w.lower() in l.lower() for w in words)]
-            assert hits, f"{name}: no line naming {words}{p.log_tail()}"
-            assert seen[name] < FAIL_WITHIN_S
-            report.append(f"  {name}: named after {seen[name]:.1f} s: {hits[0].strip()[:220]}")
+            line = stopped_and_named(name, p, words, seen)
+            report.append(f"  {name}: named after {seen[name]:.1f} s: {line[:220]}")
         assert proxy.handshake_errors, "the proxy saw no refused handshake"
         assert proxy.unauthorized > 0
         status, _ = opensearch.request("GET", f"/{index}/_count")
