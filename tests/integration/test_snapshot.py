@@ -150,8 +150,15 @@ class SlowWriters:
                         for i in range(threads)]
 
     def start(self):
+        """Starts the writers and returns once they have committed as many transactions as
+        there are writers, so they are writing back to back by then (under a loaded CI
+        machine the producer could make its slot before the first one had connected)."""
         for t in self.threads:
             t.start()
+        deadline = time.monotonic() + 60
+        while self.txns < len(self.threads) and not self.errors:
+            assert time.monotonic() < deadline, "the slow writers committed nothing in 60 s"
+            time.sleep(0.05)
 
     def stop(self):
         self._stop_flag.set()
