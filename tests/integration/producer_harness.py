@@ -74,6 +74,45 @@ def vm_hwm_kb(pid):
     return None
 
 
+def read_to_watermarks(bootstrap, topic, group, timeout=60):
+    """Every record of a topic, all partitions, up to the high watermarks read at the
+    start, as confluent Messages sorted by (partition, offset); [] when the topic does
+    not exist. Fails after `timeout` seconds short of the end."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False, "enable.partition.eof": False,
+                  "fetch.max.bytes": 8 << 20})
+    out = []
+    try:
+        t = c.list_topics(topic, timeout=30).topics.get(topic)
+        if t is None or t.error is not None or not t.partitions:
+            return []
+        highs = {}
+        for p in t.partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            if high > low:
+                highs[p] = high
+        if not highs:
+            return []
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in highs])
+        done = set()
+        end = time.monotonic() + timeout
+        while len(done) < len(highs):
+            if time.monotonic() >= end:
+                raise AssertionError(f"reading {topic}: not at the end after {timeout} s "
+                                     f"(read {len(out)})")
+            for m in c.consume(num_messages=10000, timeout=0.5):
+                if m.error():
+                    raise KafkaException(m.error())
+                p = m.partition()
+                if m.offset() < highs[p]:
+                    out.append(m)
+                if m.offset() >= highs[p] - 1:
+                    done.add(p)
+    finally:
+        c.close()
+    out.sort(key=lambda m: (m.partition(), m.offset()))
+    return out
+
 class ProducerProcess:
     """One pgcdc-producer child in its own process group, log in a file. Its peak RSS
     (VmHWM) is sampled every 50 ms while poll()/wait() run, so max_rss_kb is the peak
@@ -313,42 +352,8 @@ class ProducerSetup:
         """Every record of a topic, all partitions, up to the high watermark read at the
         start; sorted by (partition, offset)."""
         self.topics_made.add(topic)
-        c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests",
-                      "enable.auto.commit": False, "enable.partition.eof": False,
-                      "fetch.max.bytes": 8 << 20})
-        records = []
-        try:
-            md = c.list_topics(topic, timeout=30)
-            t = md.topics.get(topic)
-            if t is None or t.error is not None or not t.partitions:
-                return []
-            highs = {}
-            for p in t.partitions:
-                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                if high > low:
-                    highs[p] = high
-            if not highs:
-                return []
-            c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in highs])
-            done = {p: False for p in highs}
-            end = time.monotonic() + timeout
-            while not all(done.values()):
-                if time.monotonic() >= end:
-                    raise AssertionError(f"reading {topic}: not at the end after {timeout} s "
-                                         f"(read {len(records)})")
-                for m in c.consume(num_messages=10000, timeout=0.5):
-                    if m.error():
-                        raise KafkaException(m.error())
-                    p = m.partition()
-                    if m.offset() >= highs[p]:
-                        continue
-                    records.append(self._record(m, parse))
-                    if m.offset() == highs[p] - 1:
-                        done[p] = True
-        finally:
-            c.close()
-        records.sort(key=lambda r: (r.partition, r.offset))
-        return records
+        return [self._record(m, parse) for m in
+                read_to_watermarks(self.kafka.bootstrap, topic, "pgcdc-tests", timeout)]
 
     def read_at(self, topic, partition, offset, timeout=30):
         """The one record at (partition, offset)."""

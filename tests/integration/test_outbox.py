@@ -25,8 +25,9 @@ import uuid
 import psycopg
 import pytest
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from producer_harness import read_to_watermarks
 
 RUN_TIMEOUT_S = 120
 
@@ -192,32 +193,8 @@ class Shop:
     # ------------------------------------------------------------------ Kafka
     def read(self, topic, timeout=60):
         """Every record of a topic, as confluent Messages sorted by (partition, offset)."""
-        c = Consumer({"bootstrap.servers": self.kafka.bootstrap,
-                      "group.id": f"outbox-reader-{self.u}", "enable.auto.commit": False})
-        out = []
-        try:
-            md = c.list_topics(topic, timeout=30).topics.get(topic)
-            if md is None or md.error is not None:
-                return []
-            highs = {}
-            for p in md.partitions:
-                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                if high > low:
-                    highs[p] = high
-            c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in highs])
-            done = set()
-            deadline = time.monotonic() + timeout
-            while len(done) < len(highs):
-                assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout} s"
-                for m in c.consume(num_messages=1000, timeout=0.5):
-                    assert not m.error(), m.error()
-                    if m.offset() < highs[m.partition()]:
-                        out.append(m)
-                    if m.offset() >= highs[m.partition()] - 1:
-                        done.add(m.partition())
-        finally:
-            c.close()
-        return sorted(out, key=lambda m: (m.partition(), m.offset()))
+        return read_to_watermarks(self.kafka.bootstrap, topic, f"outbox-reader-{self.u}",
+                                  timeout)
 
     def topics(self):
         return set(AdminClient({"bootstrap.servers": self.kafka.bootstrap})
