@@ -77,7 +77,8 @@ const cdc_option consumer_options[] = {
      .metavar = "ID", .help = "Kafka consumer group"},
     {.name = "topics", .env = "PGCDC_TOPICS", .type = CDC_OPT_LIST, .def = "^pgcdc\\..*",
      .metavar = "TOPIC|^REGEX[,...]",
-     .help = "topics to read; an item starting with ^ is a regular expression"},
+     .help = "topics to read; an item starting with ^ is a regular expression (the list is "
+             "split at commas, so one cannot use {m,n})"},
     {.name = "batch-records", .env = "PGCDC_BATCH_RECORDS", .type = CDC_OPT_INT,
      .def = "5000", .min = 1, .max = 1000000, .help = "most records in one batch"},
     {.name = "batch-bytes", .env = "PGCDC_BATCH_BYTES", .type = CDC_OPT_INT,
