@@ -18,6 +18,8 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from polling import wait_for  # noqa: F401 - tests import it from here
+
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -324,14 +326,3 @@ def dump(r, pattern):
 
 def glob_escape(s):
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in s)
-
-
-def wait_for(what, predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not true after {timeout} s")
-        time.sleep(interval)

@@ -13,30 +13,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import psycopg
 import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pgcdc_services  # noqa: E402
+from polling import wait_for  # noqa: E402,F401 - tests use h.wait_for
 
 # The walsender session settings of EVENTS.md: the text forms the mapping starts from.
 EVENTS_SESSION = ("SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601; "
                   "SET extra_float_digits = 3; SET bytea_output = hex")
-
-
-def wait_for(what, check, timeout, interval=0.2, on_timeout=None):
-    """Polls check() until it returns something true; AssertionError after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() >= deadline:
-            extra = on_timeout() if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- processes

@@ -24,22 +24,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from confluent_kafka.admin import AdminClient
 
 import pgcdc_services
+from polling import wait_for  # noqa: F401 - tests import it from here
 
 Record = collections.namedtuple("Record", "topic partition offset key value lsn raw_key raw_value")
 RefChange = collections.namedtuple("RefChange", "lsn table op key commit_end")
-
-
-def wait_for(what, predicate, timeout, interval=0.05):
-    """Polls predicate() until it returns something truthy; fails after timeout seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-        interval = min(0.5, interval * 1.5)
 
 
 def lsn_int(text):

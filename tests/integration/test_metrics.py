@@ -6,12 +6,13 @@ import re
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import psycopg
 from confluent_kafka import Producer
+
+from polling import wait_for
 
 
 def free_port():
@@ -45,16 +46,6 @@ def metric(text, name, labels=None):
     return None
 
 
-def wait_until(what, check, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def stop(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -79,14 +70,14 @@ def test_producer_serves_metrics_health_and_readiness(pg, kafka, build_dir, uniq
          "--metrics-addr", f"127.0.0.1:{port}"], stderr=log)
     try:
         base = f"http://127.0.0.1:{port}"
-        assert wait_until("healthz", lambda: get(base + "/healthz")[0] == 200)
-        wait_until("readyz", lambda: get(base + "/readyz")[0] == 200)
+        assert wait_for("healthz", lambda: get(base + "/healthz")[0] == 200)
+        wait_for("readyz", lambda: get(base + "/readyz")[0] == 200)
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             with conn.transaction():
                 for i in range(50):
                     conn.execute(f"INSERT INTO {table} VALUES (%s, 'x')", (i,))
             conn.execute(f"UPDATE {table} SET v = 'y' WHERE id < 10")
-        text = wait_until("50+10 changes counted", lambda: (
+        text = wait_for("50+10 changes counted", lambda: (
             lambda t: t if (metric(t, "pgcdc_producer_changes_total") or 0) >= 60
             and (metric(t, "pgcdc_producer_confirmed_lsn") or 0) > 0 else None)(get(base + "/metrics")[1]))
         assert metric(text, "pgcdc_producer_transactions_total") >= 2
@@ -127,7 +118,7 @@ def test_consumer_serves_metrics_and_progress(kafka, redis_server, build_dir, un
          "--redis-prefix", unique, "--metrics-addr", f"127.0.0.1:{port}"], stderr=log)
     try:
         base = f"http://127.0.0.1:{port}"
-        text = wait_until("100 records applied", lambda: (
+        text = wait_for("100 records applied", lambda: (
             lambda t: t if (metric(t, "pgcdc_consumer_records_applied_total", {"sink": "redis"}) or 0) >= 100
             else None)(get(base + "/metrics")[1]))
         assert get(base + "/healthz")[0] == 200
@@ -137,7 +128,7 @@ def test_consumer_serves_metrics_and_progress(kafka, redis_server, build_dir, un
         assert metric(text, "pgcdc_consumer_batch_seconds_count") >= 1
         assert 'pgcdc_consumer_batch_seconds_bucket{le="+Inf"}' in text
         assert metric(text, "pgcdc_consumer_retries_total", {"sink": "redis"}) == 0
-        lag = wait_until("lag gauge", lambda: metric(get(base + "/metrics")[1],
+        lag = wait_for("lag gauge", lambda: metric(get(base + "/metrics")[1],
                                                       "pgcdc_consumer_lag_records",
                                                       {"topic": topic, "partition": "0"}) is not None,
                          timeout=20)
