@@ -697,6 +697,17 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Tells the worker or the waker to quit (its flag, under c->mu, and the
+ * condition it waits on) and waits for it. */
+static void thread_stop(consumer *c, pthread_t thread, bool *quit, pthread_cond_t *cv)
+{
+    pthread_mutex_lock(&c->mu);
+    *quit = true;
+    pthread_cond_broadcast(cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(thread, NULL);
+}
+
 /* True when no batch is being applied: a batch read now would be taken up
  * at once. */
 static bool sinks_free(consumer *c)
@@ -1327,13 +1338,8 @@ int consumer_run(const cdc_config *cfg)
     cdc_log_info("stopping: %" PRIu64 " records applied, %" PRIu64 " dead-lettered, %" PRIu64
                  " skipped", c.applied, c.dead_lettered, c.skipped);
 done:
-    if (c.waker_started) {
-        pthread_mutex_lock(&c.mu);
-        c.waker_quit = true;
-        pthread_cond_broadcast(&c.wake_cv);
-        pthread_mutex_unlock(&c.mu);
-        pthread_join(c.waker, NULL);
-    }
+    if (c.waker_started)
+        thread_stop(&c, c.waker, &c.waker_quit, &c.wake_cv);
     /* Taken from Kafka but not read into a batch: read again next time. */
     while (c.ipend < c.npend)
         rd_kafka_message_destroy(c.pend[c.ipend++]);
@@ -1341,13 +1347,8 @@ done:
      * (by the worker) and committed first. */
     if (c.rk)
         rd_kafka_consumer_close(c.rk);
-    if (c.worker_started) {
-        pthread_mutex_lock(&c.mu);
-        c.worker_quit = true;
-        pthread_cond_broadcast(&c.cv);
-        pthread_mutex_unlock(&c.mu);
-        pthread_join(c.worker, NULL);
-    }
+    if (c.worker_started)
+        thread_stop(&c, c.worker, &c.worker_quit, &c.cv);
     /* Messages hold references into the consumer handle: they go first. */
     batch_clear(&c);
     records_free(c.fl.recs, c.fl.nrecs, c.fl.msgs, c.fl.nmsgs, c.fl.arena);
