@@ -1,9 +1,12 @@
 /* consumer.c: pgcdc-consumer's main loop. Reads events as a member of a
  * Kafka consumer group, applies them in batches to every configured sink,
- * dead-letters what is not a valid event or what a sink refuses for good,
- * and stores a partition's offset only once the sinks (and the dead-letter
- * topic) have acknowledged that record and every one before it: Kafka's own
- * at-least-once recipe (enable.auto.offset.store=false).
+ * dead-letters what is not a valid event or what a sink refuses for good
+ * (deadletter.h), and stores a partition's offset only once the sinks (and
+ * the dead-letter topic) have acknowledged that record and every one before
+ * it: Kafka's own at-least-once recipe (enable.auto.offset.store=false),
+ * with the bookkeeping in offsets.h. A batch that is not applied (a stop, a
+ * dead letter that cannot be written) ends the run: nothing read after it
+ * is applied, and nothing past it is stored.
  *
  * A worker thread applies one batch to the sinks while the next is read
  * and decoded; the next is handed over only when the previous one is
@@ -34,7 +37,9 @@
 #include "cdc_log.h"
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
+#include "deadletter.h"
 #include "keychange.h"
+#include "offsets.h"
 #include "outbox_apply.h"
 #include "sink.h"
 
@@ -54,7 +59,8 @@ typedef struct part_state {
     bool assigned;
     bool reset_done;         /* --reset-offsets applies once per process */
     int64_t end_at_start;    /* high watermark when first assigned (--until-end) */
-    int64_t applied_next;    /* offset after the last applied record, -1 unknown */
+    int64_t applied_next;    /* offset after the last applied record, -1 unknown
+                                (a copy of what offsets.h stored, for --until-end) */
     int64_t eof_at;          /* offset of the last end-of-partition event, -1 none */
     int64_t reset_store;     /* offset --reset-offsets chose, to store once assigned */
 } part_state;
@@ -70,9 +76,9 @@ typedef struct reset_rule {
 typedef struct consumer {
     const cdc_config *cfg;
     rd_kafka_t *rk;
-    rd_kafka_t *dlq;          /* producer of dead letters */
-    rd_kafka_topic_t *dlq_rkt;
+    dead_letters *dlq;
     const char *dlq_topic;
+    offset_book *offsets;
     sink *sinks[MAX_SINKS];
     size_t nsinks;
 
@@ -110,6 +116,7 @@ typedef struct consumer {
     rd_kafka_message_t **msgs;  /* every message read, to destroy after */
     size_t nmsgs;
     size_t bytes;
+    uint64_t batch;             /* its number, for offsets.h */
 
     /* The batch in flight: handed to the worker thread, which applies it
      * to the sinks while the next one is read and decoded. Only one is in
@@ -124,6 +131,7 @@ typedef struct consumer {
         rd_kafka_message_t **msgs;
         size_t nmsgs;
         size_t bytes;
+        uint64_t batch;
         bool busy;              /* handed over, not yet finished */
         bool done;              /* the worker is through with it (under mu) */
         bool ok;                /* every sink applied it */
@@ -135,15 +143,13 @@ typedef struct consumer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
 
-    uint64_t dlq_pending;       /* dead letters not yet acknowledged */
-    bool dlq_failed;
-    char dlq_err[512];
-
-    bool stopping;
     bool fatal;
     char fatal_err[1024];
+    /* A batch was dropped (not applied): nothing after it may be applied or
+     * stored in this run. */
+    bool halted;
 
-    uint64_t applied, dead_lettered, skipped;
+    uint64_t applied, skipped;
     uint64_t last_lsn;          /* highest source.lsn applied */
 
     /* Outbox topics (outbox_apply.h): skipped, or applied with --outbox-apply. */
@@ -155,7 +161,7 @@ typedef struct consumer {
     /* /metrics: per-sink counters are published as deltas of the sinks' own. */
     cdc_metric *m_applied[MAX_SINKS], *m_rejected[MAX_SINKS], *m_retries[MAX_SINKS];
     uint64_t seen_applied[MAX_SINKS], seen_rejected[MAX_SINKS], seen_retries[MAX_SINKS];
-    cdc_metric *m_batch_seconds, *m_dead_lettered, *m_skipped, *m_last_lsn;
+    cdc_metric *m_batch_seconds, *m_skipped, *m_last_lsn;
     int64_t lag_at_ms;
     int64_t progress_at_ms;
     int64_t waiting_at_ms;
@@ -267,82 +273,19 @@ static const reset_rule *reset_for(const consumer *c, const char *topic, int32_t
 
 /* ---- dead letters ---------------------------------------------------- */
 
-static void on_dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+/* Queues the dead letter of m; when it cannot even be queued, the run ends
+ * (fatal) and the batch holding m is dropped, so its offset is not stored. */
+static bool dead_letter(consumer *c, const rd_kafka_message_t *m, const char *sink_name,
+                        const char *reason)
 {
-    (void)rk;
-    consumer *c = opaque;
-    if (c->dlq_pending > 0)
-        c->dlq_pending--;
-    if (m->err) {
-        c->dlq_failed = true;
-        snprintf(c->dlq_err, sizeof c->dlq_err, "cannot write to dead-letter topic %s: %s",
-                 c->dlq_topic, rd_kafka_err2str(m->err));
-    }
-}
-
-/* Writes the original key and value with the reason and origin in headers.
- * The offset is stored only once this is acknowledged (dlq_wait). */
-static int dead_letter(consumer *c, const rd_kafka_message_t *m, const char *sink_name,
-                       const char *reason)
-{
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%" PRId32, m->partition);
-    snprintf(off, sizeof off, "%" PRId64, m->offset);
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    cdc_log_warn("dead-lettering %s[%s]@%s (sink %s): %s", topic, part, off, sink_name, reason);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-    rd_kafka_headers_t *orig = NULL;
-    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t len;
-        for (size_t i = 0; rd_kafka_header_get_all(orig, i, &name, &val, &len) ==
-                           RD_KAFKA_RESP_ERR_NO_ERROR; i++)
-            rd_kafka_header_add(h, name, -1, val, (ssize_t)len);
-    }
-    rd_kafka_header_add(h, "pgcdc-dlq-reason", -1, reason, -1);
-    rd_kafka_header_add(h, "pgcdc-dlq-sink", -1, sink_name, -1);
-    rd_kafka_header_add(h, "pgcdc-dlq-topic", -1, topic, -1);
-    rd_kafka_header_add(h, "pgcdc-dlq-partition", -1, part, -1);
-    rd_kafka_header_add(h, "pgcdc-dlq-offset", -1, off, -1);
-    rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(c->dlq, RD_KAFKA_V_RKT(c->dlq_rkt),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(m->key, m->key_len),
-                                  RD_KAFKA_V_VALUE(m->payload, m->len),
-                                  RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        rd_kafka_poll(c->dlq, 50);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_headers_destroy(h);
+    char err[1024];
+    if (dead_letters_send(c->dlq, m, sink_name, reason, err, sizeof err) == 0)
+        return true;
+    if (!cdc_signal_stop_requested() && !c->fatal) {
         c->fatal = true;
-        snprintf(c->fatal_err, sizeof c->fatal_err, "cannot dead-letter %s[%s]@%s: %s", topic,
-                 part, off, rd_kafka_err2str(e));
-        return -1;
+        snprintf(c->fatal_err, sizeof c->fatal_err, "%s", err);
     }
-    c->dlq_pending++;
-    c->dead_lettered++;
-    cdc_counter_add(c->m_dead_lettered, 1);
-    return 0;
-}
-
-/* Waits until every dead letter is acknowledged; false on stop or failure. */
-static bool dlq_wait(consumer *c)
-{
-    while (c->dlq_pending > 0) {
-        rd_kafka_poll(c->dlq, 100);
-        if (c->dlq_failed) {
-            c->fatal = true;
-            snprintf(c->fatal_err, sizeof c->fatal_err, "%s", c->dlq_err);
-            return false;
-        }
-        if (cdc_signal_stop_requested() && c->dlq_pending > 0) {
-            /* Give Kafka a last chance, then leave the batch unstored. */
-            rd_kafka_flush(c->dlq, 5000);
-            return c->dlq_pending == 0 && !c->dlq_failed;
-        }
-    }
-    return true;
+    return false;
 }
 
 /* ---- metrics --------------------------------------------------------- */
@@ -365,8 +308,6 @@ static void metrics_register(consumer *c)
                                                "Time to apply a batch to every sink.", NULL,
                                                batch_bounds,
                                                sizeof batch_bounds / sizeof batch_bounds[0]);
-    c->m_dead_lettered = cdc_metrics_counter("pgcdc_consumer_dead_lettered_total",
-                                             "Records written to the dead-letter topic.", NULL);
     c->m_skipped = cdc_metrics_counter("pgcdc_consumer_skipped_total",
                                        "Tombstones and dead-letter records skipped.", NULL);
     c->m_last_lsn = cdc_metrics_gauge("pgcdc_consumer_last_applied_lsn",
@@ -433,12 +374,19 @@ static void records_free(consumer_record *recs, size_t nrecs, rd_kafka_message_t
     cdc_arena_reset(arena); /* every tree of the batch at once */
 }
 
-/* Drops the batch being read (it will be read again). */
+/* Drops the batch being read: not applied, so nothing of it or after it
+ * is stored (offsets.h); a later run reads it again. */
 static void batch_clear(consumer *c)
 {
+    if (c->nmsgs > 0) {
+        dead_letters_abandon(c->dlq); /* they point into its messages */
+        offset_book_drop(c->offsets, c->batch);
+        c->halted = true;
+    }
     records_free(c->recs, c->nrecs, c->msgs, c->nmsgs, c->arena);
     c->nrecs = c->nmsgs = 0;
     c->bytes = 0;
+    c->batch++;
 }
 
 static bool is_dlq_topic(const consumer *c, const char *topic)
@@ -507,6 +455,8 @@ static bool outbox_take(consumer *c, const rd_kafka_message_t *m, const char **v
         dead_letter(c, m, "outbox", why);
         return false;
     default:
+        /* The record is neither applied nor dead-lettered: batch_add's
+         * caller drops the batch. */
         c->fatal = true;
         snprintf(c->fatal_err, sizeof c->fatal_err, "%s", why);
         return false;
@@ -514,7 +464,9 @@ static bool outbox_take(consumer *c, const rd_kafka_message_t *m, const char **v
 }
 
 /* An update that changed the row's key also deletes the row at its old key
- * (keychange.h): a second record, right after it, of the same message. */
+ * (keychange.h): a second record, right after it, of the same message.
+ * When that cannot be made, the run ends (fatal) and the batch is dropped:
+ * applying the update alone would leave the row at its old key. */
 static void add_old_key_delete(consumer *c, const consumer_record *r, const char *value,
                                size_t value_len)
 {
@@ -551,12 +503,20 @@ static void add_old_key_delete(consumer *c, const consumer_record *r, const char
 }
 
 /* Takes one message into the batch: decoded into a record, or dead-lettered
- * at once, or skipped (tombstone, our own dead-letter topic). */
+ * at once, or skipped (tombstone, our own dead-letter topic). When it can be
+ * none of these, c->fatal is set and the caller drops the batch. */
 static void batch_add(consumer *c, rd_kafka_message_t *m)
 {
     c->msgs[c->nmsgs++] = m;
     c->bytes += m->len + m->key_len;
     const char *topic = rd_kafka_topic_name(m->rkt);
+    char why[512];
+    if (offset_book_read(c->offsets, topic, m->partition, m->offset, c->batch, why,
+                         sizeof why) < 0) {
+        c->fatal = true;
+        snprintf(c->fatal_err, sizeof c->fatal_err, "offset bookkeeping: %s", why);
+        return;
+    }
     if (!m->payload || is_dlq_topic(c, topic)) {
         c->skipped++;
         cdc_counter_add(c->m_skipped, 1);
@@ -585,8 +545,13 @@ static void batch_add(consumer *c, rd_kafka_message_t *m)
     add_old_key_delete(c, r, value, value_len);
 }
 
-static int store_offset(consumer *c, const char *topic, int32_t partition, int64_t next)
+/* offsets.h's store callback: the only place an offset is stored. */
+static int store_offset(void *ctx, const char *topic, int32_t partition, int64_t next)
 {
+    consumer *c = ctx;
+    part_state *p = part_get(c, topic, partition, true);
+    if (p)
+        p->applied_next = next;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
@@ -738,6 +703,7 @@ static void inflight_submit(consumer *c)
     c->fl.nrecs = c->nrecs;
     c->fl.nmsgs = c->nmsgs;
     c->fl.bytes = c->bytes;
+    c->fl.batch = c->batch++;
     c->nrecs = c->nmsgs = 0;
     c->bytes = 0;
     c->fl.started = cdc_clock_mono_ms();
@@ -756,8 +722,9 @@ static void inflight_submit(consumer *c)
 
 /* Waits for the batch in flight, if any, and finishes it: dead-letters
  * what the sinks refused, waits for the dead letters, then stores each
- * partition's next offset. Returns false when it could not be applied
- * (stop or fatal): nothing of it is stored, and it will be read again. */
+ * partition's next offset (offsets.h). Returns false when it could not be
+ * applied (stop or fatal): nothing of it or after it is stored, and it will
+ * be read again by the next run. */
 static bool inflight_finish(consumer *c)
 {
     if (!c->fl.busy)
@@ -768,36 +735,35 @@ static bool inflight_finish(consumer *c)
     c->fl.busy = false;
     pthread_mutex_unlock(&c->mu);
     bool ok = c->fl.ok;
+    char err[1024];
     if (!ok)
         cdc_log_warn("batch of %zu records not applied: %s; it will be read again", c->fl.nmsgs,
                      c->fl.err);
     for (size_t i = 0; ok && i < c->fl.nrecs; i++)
         for (sink_reject *r = c->fl.recs[i].rejects; ok && r; r = r->next)
-            ok = dead_letter(c, c->fl.recs[i].msg, r->sink, r->reason) == 0;
-    if (ok)
-        ok = dlq_wait(c);
+            ok = dead_letter(c, c->fl.recs[i].msg, r->sink, r->reason);
     if (ok) {
-        /* Messages are in read order, so the last one of each partition is
-         * the highest; store next = offset + 1. */
-        const rd_kafka_topic_t *prev_rkt = NULL;
-        int32_t prev_part = -1;
-        for (size_t i = c->fl.nmsgs; i-- > 0;) {
-            rd_kafka_message_t *m = c->fl.msgs[i];
-            if (m->rkt == prev_rkt && m->partition == prev_part)
-                continue; /* a run of one partition: its last is stored */
-            prev_rkt = m->rkt;
-            prev_part = m->partition;
-            const char *topic = rd_kafka_topic_name(m->rkt);
-            part_state *p = part_get(c, topic, m->partition, true);
-            if (!p || p->applied_next > m->offset)
-                continue;
-            p->applied_next = m->offset + 1;
-            store_offset(c, topic, m->partition, m->offset + 1);
+        int rc = dead_letters_wait(c->dlq, err, sizeof err);
+        if (rc < 0 && !c->fatal) {
+            c->fatal = true;
+            snprintf(c->fatal_err, sizeof c->fatal_err, "%s", err);
         }
+        ok = rc == 0;
+    }
+    if (ok && offset_book_finish(c->offsets, c->fl.batch, err, sizeof err) < 0) {
+        ok = false; /* a bug: say so and stop, never commit past the gap */
+        c->fatal = true;
+        snprintf(c->fatal_err, sizeof c->fatal_err, "offset bookkeeping: %.900s", err);
+    }
+    if (ok) {
         for (size_t i = 0; i < c->fl.nrecs; i++)
             if (c->fl.recs[i].ev.lsn > c->last_lsn)
                 c->last_lsn = c->fl.recs[i].ev.lsn;
         c->applied += c->fl.nrecs;
+    } else {
+        dead_letters_abandon(c->dlq);
+        offset_book_drop(c->offsets, c->fl.batch);
+        c->halted = true;
     }
     records_free(c->fl.recs, c->fl.nrecs, c->fl.msgs, c->fl.nmsgs, c->fl.arena);
     c->fl.nrecs = c->fl.nmsgs = 0;
@@ -917,7 +883,10 @@ static void store_resets(consumer *c, const rd_kafka_topic_partition_list_t *par
         part_state *p = part_get(c, parts->elems[i].topic, parts->elems[i].partition, false);
         if (!p || p->reset_store < 0)
             continue;
-        store_offset(c, p->topic, p->partition, p->reset_store);
+        char err[512];
+        if (offset_book_skip_to(c->offsets, p->topic, p->partition, p->reset_store, err,
+                                sizeof err) < 0)
+            cdc_log_error("--reset-offsets: %s", err);
         p->reset_store = -1;
     }
 }
@@ -935,6 +904,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     consumer *c = opaque;
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++)
+            offset_book_assign(c->offsets, parts->elems[i].topic, parts->elems[i].partition);
         apply_resets_and_marks(c, parts);
         c->assigned_once = true;
         cdc_metrics_set_ready(true); /* in the group: ready once it makes progress */
@@ -954,15 +925,28 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     /* Revoked or lost: finish what was read, store, commit, let go. A lost
-     * assignment cannot commit; applying is still harmless (idempotent). */
+     * assignment cannot commit; applying is still harmless (idempotent).
+     * When the batches cannot be applied (a stop while a sink retries: a
+     * rolling deploy), they are dropped and the run ends (c->halted): the
+     * partitions kept must not move past them either. After a drop or a
+     * fatal error nothing more is applied. */
     bool lost = rd_kafka_assignment_lost(rk);
-    batch_apply(c);
+    cdc_log_info("%s %d partition(s): finishing what was read first", lost ? "losing" : "revoking",
+                 parts->cnt);
+    if (c->halted || c->fatal) {
+        inflight_finish(c);
+        batch_clear(c);
+    } else if (!batch_apply(c)) {
+        cdc_log_warn("the records read before the rebalance were not applied; stopping without "
+                     "storing their offsets");
+    }
     if (!lost)
         commit_sync(c);
     for (int i = 0; i < parts->cnt; i++) {
         part_state *p = part_get(c, parts->elems[i].topic, parts->elems[i].partition, false);
         if (p)
             p->assigned = false;
+        offset_book_revoke(c->offsets, parts->elems[i].topic, parts->elems[i].partition);
     }
     waker_targets(c);
     cdc_log_info("%s %d partition(s)", lost ? "lost" : "revoked", parts->cnt);
@@ -1012,31 +996,8 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
     }
     rd_kafka_poll_set_consumer(c->rk);
 
-    /* Dead letters: idempotent, acks=all, never given up on. */
-    conf = rd_kafka_conf_new();
-    const char *const dlq_settings[] = {
-        "bootstrap.servers", cdc_config_str(c->cfg, "brokers"),
-        "client.id", "pgcdc-consumer-dlq",
-        "enable.idempotence", "true",
-        "acks", "all",
-        "message.timeout.ms", "0",
-        NULL,
-    };
-    if (cdc_kafka_conf_set_all(conf, dlq_settings, err, errlen) < 0 ||
-        cdc_config_apply_kafka(c->cfg, conf, err, errlen) < 0) {
-        rd_kafka_conf_destroy(conf);
+    if (!(c->dlq = dead_letters_new(c->cfg, c->dlq_topic, err, errlen)))
         return -1;
-    }
-    rd_kafka_conf_set_opaque(conf, c);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivered);
-    rd_kafka_conf_set_log_cb(conf, cdc_kafka_log);
-    c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason, sizeof reason);
-    if (!c->dlq) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "cannot create the dead-letter producer: %s", reason);
-        return -1;
-    }
-    c->dlq_rkt = rd_kafka_topic_new(c->dlq, c->dlq_topic, NULL);
 
     const char *const *topics;
     size_t n = cdc_config_list(c->cfg, "topics", &topics);
@@ -1178,7 +1139,7 @@ static rd_kafka_message_t *next_message(consumer *c, int timeout)
 
 static void run_loop(consumer *c)
 {
-    while (!c->fatal) {
+    while (!c->fatal && !c->halted) {
         if (cdc_signal_stop_requested())
             break;
         /* Group commit: a batch takes what has arrived and goes to the
@@ -1198,6 +1159,11 @@ static void run_loop(consumer *c)
                 timeout = sinks_free(c) ? 0 : left < 100 ? (int)left : 100;
             }
             rd_kafka_message_t *m = next_message(c, timeout);
+            if (c->halted) { /* by a rebalance, inside next_message */
+                if (m)
+                    rd_kafka_message_destroy(m);
+                break;
+            }
             if (!m) {
                 if (batch_start < 0 || cdc_signal_stop_requested() || sinks_free(c))
                     break;
@@ -1218,8 +1184,10 @@ static void run_loop(consumer *c)
                 break;
         }
         /* The previous batch must be finished before this one is handed
-         * over; then this one is applied while the next is read. */
-        if (!inflight_finish(c)) {
+         * over; then this one is applied while the next is read. A batch
+         * holding a record that could not be taken (c->fatal) is dropped,
+         * never handed over: its offsets must not be stored. */
+        if (!inflight_finish(c) || c->fatal || c->halted) {
             batch_clear(c);
             break;
         }
@@ -1262,6 +1230,7 @@ int consumer_run(const cdc_config *cfg)
         .until_end = cdc_config_bool(cfg, "until-end"),
         .outbox_prefix = cdc_config_str(cfg, "outbox-topic-prefix"),
         .outbox_apply = cdc_config_bool(cfg, "outbox-apply"),
+        .batch = 1,
     };
     char err[1024];
     int status = 1;
@@ -1297,7 +1266,8 @@ int consumer_run(const cdc_config *cfg)
     c.fl.recs = calloc(2 * c.batch_records, sizeof *c.fl.recs);
     c.fl.recp = calloc(2 * c.batch_records, sizeof *c.fl.recp);
     c.fl.msgs = calloc(c.batch_records, sizeof *c.fl.msgs);
-    if (!c.arena || !c.recs || !c.recp || !c.msgs || !c.fl.arena || !c.fl.recs || !c.fl.recp ||
+    c.offsets = offset_book_new(store_offset, &c);
+    if (!c.offsets || !c.arena || !c.recs || !c.recp || !c.msgs || !c.fl.arena || !c.fl.recs || !c.fl.recp ||
         !c.fl.msgs) {
         cdc_log_error("out of memory for a batch of %zu records", c.batch_records);
         goto done;
@@ -1335,8 +1305,9 @@ int consumer_run(const cdc_config *cfg)
         commit_sync(&c);
         status = 0;
     }
-    cdc_log_info("stopping: %" PRIu64 " records applied, %" PRIu64 " dead-lettered, %" PRIu64
-                 " skipped", c.applied, c.dead_lettered, c.skipped);
+    cdc_log_info("stopping: %" PRIu64 " records applied, %" PRIu64 " dead-lettered (%" PRIu64
+                 " reduced), %" PRIu64 " skipped", c.applied, dead_letters_written(c.dlq),
+                 dead_letters_reduced(c.dlq), c.skipped);
 done:
     if (c.waker_started)
         thread_stop(&c, c.waker, &c.waker_quit, &c.wake_cv);
@@ -1357,12 +1328,8 @@ done:
             rd_kafka_queue_destroy(c.cq);
         rd_kafka_destroy(c.rk);
     }
-    if (c.dlq) {
-        rd_kafka_flush(c.dlq, 5000);
-        if (c.dlq_rkt)
-            rd_kafka_topic_destroy(c.dlq_rkt);
-        rd_kafka_destroy(c.dlq);
-    }
+    dead_letters_free(c.dlq);
+    offset_book_free(c.offsets);
     for (size_t s = 0; s < c.nsinks; s++)
         c.sinks[s]->destroy(c.sinks[s]);
     while (c.parts) {

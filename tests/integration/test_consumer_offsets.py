@@ -1,0 +1,192 @@
+"""pgcdc-consumer never stores (so never commits) an offset past a record that was
+neither applied, nor dead-lettered, nor skipped on purpose (consumer/offsets.h): dead
+letters too large for Kafka are written reduced, a dead-letter topic that refuses
+everything stops the consumer with the record unstored, and a SIGTERM while a revoke
+waits on a failing sink drops what was read without storing past it. Real Kafka and
+Redis; after each case the committed offsets are compared with what the sinks hold."""
+
+import signal
+import socket
+
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                  NewTopic)
+
+import pgcdc_services
+from consumer_helpers import (committed, consumers, create_topic, end_offsets, ins,  # noqa: F401
+                              produce, rc, read_all, wait_for)
+from test_consumer_kafka import Case, _headers
+
+BIG = 999_900  # under Kafka's default message.max.bytes, over it with dead-letter headers
+
+
+def _dlq_topic(bootstrap, topic, max_message_bytes):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    fs = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                       config={"max.message.bytes": str(max_message_bytes)})],
+                             operation_timeout=30)
+    for f in fs.values():
+        f.result(timeout=60)
+
+
+def _set_max_message_bytes(bootstrap, topic, n):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    entry = ConfigEntry("max.message.bytes", str(n),
+                        incremental_operation=AlterConfigOpType.SET)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(timeout=30)
+
+
+def _three(c):
+    """A valid insert, a malformed record of BIG bytes, a valid insert: offsets 0, 1, 2."""
+    bad = b"x" * BIG
+    return produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 0}),
+                                          (b'{"id": 1}', bad),
+                                          ins(c.table, 102, {"id": 2})]), bad
+
+
+def test_dead_letter_too_large_for_kafka_is_written_reduced(kafka, redis_server, rc, consumers,
+                                                            unique):
+    c = Case(kafka, unique)
+    _, bad = _three(c)
+    log = consumers.run(*c.args(redis_server.url))
+    assert c.applied(rc) == {0, 2}
+    assert c.committed() == {0: 3}
+    dlq = read_all(kafka.bootstrap, c.dlq, expect=1)
+    assert len(dlq) == 1, log[-4000:]
+    h = _headers(dlq[0])
+    assert h["pgcdc-dlq-topic"] == c.topic and h["pgcdc-dlq-offset"] == "1"
+    assert h["pgcdc-dlq-sink"] == "decode" and h["pgcdc-dlq-reason"]
+    assert h["pgcdc-dlq-original-bytes"] == str(BIG)
+    assert "value cut to" in h["pgcdc-dlq-reduced"], h
+    assert dlq[0].key() == b'{"id": 1}'
+    v = dlq[0].value()
+    assert 0 < len(v) < BIG and bad.startswith(v)
+    assert "dead letter of" in log and "reduced" in log
+    assert "1 dead-lettered (1 reduced)" in log
+
+
+def test_dead_letter_topic_with_a_small_limit_gets_the_reduced_form(kafka, redis_server, rc,
+                                                                     consumers, unique):
+    """The broker refuses the whole dead letter (the topic's max.message.bytes), then each
+    smaller form until one fits."""
+    c = Case(kafka, unique)
+    _dlq_topic(kafka.bootstrap, c.dlq, 4000)
+    bad = b"y" * 20_000
+    produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 0}), (None, bad),
+                                   ins(c.table, 102, {"id": 2})])
+    log = consumers.run(*c.args(redis_server.url))
+    assert c.applied(rc) == {0, 2}
+    assert c.committed() == {0: 3}
+    dlq = read_all(kafka.bootstrap, c.dlq, expect=1)
+    assert len(dlq) == 1, log[-4000:]
+    h = _headers(dlq[0])
+    assert h["pgcdc-dlq-original-bytes"] == "20000"
+    assert 0 < len(dlq[0].value()) <= 4000 and bad.startswith(dlq[0].value())
+    # A null key became the origin: a keyed dead letter survives a compacted topic.
+    assert dlq[0].key() == f"{c.topic}[0]@1".encode()
+
+
+def test_dead_letter_topic_refusing_everything_stops_without_storing_and_a_restart_retries(
+        kafka, redis_server, rc, consumers, unique):
+    c = Case(kafka, unique)
+    _dlq_topic(kafka.bootstrap, c.dlq, 64)  # smaller than any dead letter's headers
+    _three(c)
+    log = consumers.run(*c.args(redis_server.url), expect_status=1)
+    assert "cannot dead-letter" in log and c.dlq in log, log[-4000:]
+    got = c.committed()[0]
+    assert got <= 1, f"committed {got}: past offset 1, which is in no sink and no dead letter"
+    assert read_all(kafka.bootstrap, c.dlq) == []
+
+    _set_max_message_bytes(kafka.bootstrap, c.dlq, 2_000_000)
+    consumers.run(*c.args(redis_server.url))
+    assert c.applied(rc) == {0, 2}
+    assert c.committed() == {0: 3}
+    dlq = read_all(kafka.bootstrap, c.dlq, expect=1)
+    assert [_headers(m)["pgcdc-dlq-offset"] for m in dlq] == ["1"]
+
+
+def test_invalid_outbox_record_whose_dead_letter_fails_is_not_committed(kafka, redis_server, rc,
+                                                                         consumers, unique):
+    """The outbox path of batch_add: an outbox record that cannot be applied goes to the
+    dead-letter topic; when that topic refuses it, its batch is dropped, unstored."""
+    c = Case(kafka, unique)
+    outbox = f"pgcdc.outbox.{unique}"
+    create_topic(kafka.bootstrap, outbox)
+    _dlq_topic(kafka.bootstrap, c.dlq, 64)
+    produce(kafka.bootstrap, outbox, [(b"agg-1", b'{"no": "lsn header"}')])
+    args = ["--topics", outbox, "--group", c.group, "--redis", redis_server.url,
+            "--dlq-topic", c.dlq, "--outbox-apply", "--outbox-topic-prefix", "pgcdc.outbox."]
+    log = consumers.run(*args, expect_status=1)
+    assert "cannot dead-letter" in log, log[-4000:]
+    assert committed(kafka.bootstrap, c.group, outbox, 1)[0] <= 0
+
+    _set_max_message_bytes(kafka.bootstrap, c.dlq, 2_000_000)
+    consumers.run(*args)
+    assert committed(kafka.bootstrap, c.group, outbox, 1) == {0: 1}
+    assert len(read_all(kafka.bootstrap, c.dlq, expect=1)) == 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_during_a_revoke_while_the_sink_fails_stores_nothing_past_the_dropped_batch(
+        kafka, consumers, unique):
+    """A rolling deploy: B joins the group while A's Redis is down and A holds records it
+    could not apply; the cooperative revoke waits on A's sink, SIGTERM arrives, Redis comes
+    back. Records read after the revoke must not be applied and stored past the dropped
+    ones. B's sink is a dead port, so B applies and commits nothing."""
+    import redis as redis_py
+
+    c = Case(kafka, unique, partitions=2)
+    srv = pgcdc_services.Redis(persist=True).start()
+    r = redis_py.Redis.from_url(srv.url, socket_timeout=10)
+    a = b = None
+    try:
+        a = consumers.start(*c.args(srv.url, "--batch-ms", "600000", "--batch-records", "5000"))
+        produce(c.bootstrap, c.topic, [(*ins(c.table, 100 + i, {"id": i}), i % 2)
+                                      for i in range(20)])
+        wait_for("the first records applied", lambda: len(c.applied(r)) == 20, 60, interval=0.2)
+        wait_for("and committed", lambda: c.committed() == {0: 10, 1: 10}, 30, interval=0.3)
+
+        srv.stop()
+        produce(c.bootstrap, c.topic, [(*ins(c.table, 200 + i, {"id": 100 + i}), i % 2)
+                                      for i in range(20)])
+        wait_for("A retrying its sink",
+                 lambda: a.log().count("retrying (attempt") >= 3, 60, interval=0.2)
+        b = consumers.start(*c.args(f"redis://127.0.0.1:{_free_port()}/0"))
+        wait_for("A revoking a partition", lambda: "revoking 1 partition" in a.log(), 60,
+                 interval=0.1)
+        # Records A will fetch after the revoke, in the partition it keeps.
+        produce(c.bootstrap, c.topic, [(*ins(c.table, 300 + i, {"id": 200 + i}), i % 2)
+                                      for i in range(20)])
+        a.signal(signal.SIGTERM)
+        srv.start()
+        assert a.wait(60) == 0, a.log()[-6000:]
+        applied = c.applied(r)
+        got = c.committed()
+        for p, off in got.items():
+            if off < 0:
+                continue
+            # offsets 0..9 are ids p, p+2, ...; 10..19 are 100+p, ...; 20..29 are 200+p, ...
+            below = {base + p + 2 * i for base in (0, 100, 200) for i in range(10)
+                     if (base // 100) * 10 + i < off}
+            missing = below - applied
+            assert not missing, (f"partition {p} committed at {off} but ids {sorted(missing)} "
+                                 f"are not in Redis; A's log:\n{a.log()[-6000:]}")
+        # The case really happened: the revoke could not apply what A had read.
+        assert "were not applied; stopping without storing" in a.log(), a.log()[-6000:]
+        b.stop()
+        # Nothing was lost: the next run applies everything from the committed offsets.
+        consumers.run(*c.args(srv.url))
+        assert len(c.applied(r)) == 60
+        assert c.committed() == c.ends()
+    finally:
+        for p in (a, b):
+            if p:
+                p.stop()
+        r.close()
+        srv.cleanup()
