@@ -45,16 +45,22 @@ def _three(c):
                                           ins(c.table, 102, {"id": 2})]), bad
 
 
+def _run_to_one_dead_letter(c, consumers, rc, url):
+    """Runs a consumer to the end: rows 0 and 2 applied, offset 3 committed, the record
+    at offset 1 the one dead letter. Returns (log, [dead letter], its headers)."""
+    log = consumers.run(*c.args(url))
+    assert c.applied(rc) == {0, 2}
+    assert c.committed() == {0: 3}
+    dlq = read_all(c.bootstrap, c.dlq, expect=1)
+    assert len(dlq) == 1, log[-4000:]
+    return log, dlq, _headers(dlq[0])
+
+
 def test_dead_letter_too_large_for_kafka_is_written_reduced(kafka, redis_server, rc, consumers,
                                                             unique):
     c = Case(kafka, unique)
     _, bad = _three(c)
-    log = consumers.run(*c.args(redis_server.url))
-    assert c.applied(rc) == {0, 2}
-    assert c.committed() == {0: 3}
-    dlq = read_all(kafka.bootstrap, c.dlq, expect=1)
-    assert len(dlq) == 1, log[-4000:]
-    h = _headers(dlq[0])
+    log, dlq, h = _run_to_one_dead_letter(c, consumers, rc, redis_server.url)
     assert h["pgcdc-dlq-topic"] == c.topic and h["pgcdc-dlq-offset"] == "1"
     assert h["pgcdc-dlq-sink"] == "decode" and h["pgcdc-dlq-reason"]
     assert h["pgcdc-dlq-original-bytes"] == str(BIG)
@@ -75,12 +81,7 @@ def test_dead_letter_topic_with_a_small_limit_gets_the_reduced_form(kafka, redis
     bad = b"y" * 20_000
     produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 0}), (None, bad),
                                    ins(c.table, 102, {"id": 2})])
-    log = consumers.run(*c.args(redis_server.url))
-    assert c.applied(rc) == {0, 2}
-    assert c.committed() == {0: 3}
-    dlq = read_all(kafka.bootstrap, c.dlq, expect=1)
-    assert len(dlq) == 1, log[-4000:]
-    h = _headers(dlq[0])
+    log, dlq, h = _run_to_one_dead_letter(c, consumers, rc, redis_server.url)
     assert h["pgcdc-dlq-original-bytes"] == "20000"
     assert 0 < len(dlq[0].value()) <= 4000 and bad.startswith(dlq[0].value())
     # A null key became the origin: a keyed dead letter survives a compacted topic.
