@@ -4,6 +4,7 @@
  * have reached their working size. */
 #include "change.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,33 @@ done:
     return rc;
 }
 
+/* The old key of an update, after the new one in b->row.cols (from n + nkey
+ * on), when `before` has every key column and one of them differs: texts
+ * compare exactly, as both come from the same conversion. */
+static void set_moved_from(change_builder *b, const relcache_rel *rel, size_t n, size_t nkey)
+{
+    cdc_column *old = b->row.cols + n + nkey;
+    bool moved = false;
+    for (size_t k = 0; k < nkey; k++) {
+        int p = b->pos_old[rel->key[k]];
+        if (p < 0)
+            return;
+        old[k] = b->row.cols[p];
+        const cdc_column *now = &b->row.cols[n + k];
+        if (old[k].json_len != now->json_len || memcmp(old[k].json, now->json, now->json_len))
+            moved = true;
+    }
+    if (moved) {
+        b->moved_from.columns = old;
+        b->moved_from.ncolumns = nkey;
+    }
+}
+
+const cdc_row *change_moved_from(const change_builder *b)
+{
+    return b->moved_from.ncolumns ? &b->moved_from : NULL;
+}
+
 static const char *op_name(char op)
 {
     return op == 'c' ? "insert" : op == 'u' ? "update" : "delete";
@@ -237,6 +265,7 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
     uint32_t relid;
     char op, old_kind = 0;
     const pgoutput_tuple *oldtup = NULL, *newtup = NULL;
+    b->moved_from.ncolumns = 0;
     switch (m->type) {
     case PGOUTPUT_INSERT:
         op = 'c';
@@ -276,7 +305,8 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
                  rel->ncols);
         return -1;
     }
-    if (reserve(b, 2 * (size_t)rel->ncols + rel->nkey, rel->ncols ? rel->ncols : 1) < 0) {
+    if (reserve(b, 2 * (size_t)rel->ncols + 2 * (size_t)rel->nkey,
+                rel->ncols ? rel->ncols : 1) < 0) {
         snprintf(err, errlen, "out of memory building %s of %s.%s", op_name(op),
                  rel->nspname, rel->relname);
         return -1;
@@ -317,6 +347,8 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
         }
         b->row.cols[n + nkey++] = b->row.cols[p];
     }
+    if (op == 'u' && oldtup && nkey > 0)
+        set_moved_from(b, rel, n, nkey);
 
     b->before.columns = b->row.cols;
     b->before.ncolumns = nbefore;
@@ -363,6 +395,7 @@ int change_build_truncate(change_builder *b, const pgoutput_msg *m, size_t i,
                  "Relation message", m->u.truncate.relids[i]);
         return -1;
     }
+    b->moved_from.ncolumns = 0;
     memset(ev, 0, sizeof *ev);
     ev->op = 't';
     ev->source = *src;

@@ -34,6 +34,7 @@ typedef struct change_builder {
     const char **toast;
     size_t toast_cap;
     cdc_row before, after, key;
+    cdc_row moved_from;           /* change_moved_from */
 } change_builder;
 
 void change_builder_init(change_builder *b, relcache *rc,
@@ -71,8 +72,19 @@ void change_builder_set_fetch(change_builder *b, change_fetch_fn fetch, void *ct
 int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src,
                  cdc_event *ev, const cdc_row **key, char *err, size_t errlen);
 
+/* After change_build of an update that changed the row's key: the old
+ * key, as the record key the row had until then (the key columns, in key
+ * order, with the values of `before`). NULL for every other change, and
+ * when `before` lacks a key column. Valid as long as change_build's *key. */
+const cdc_row *change_moved_from(const change_builder *b);
+
 /* Builds the 't' event of relation i of a Truncate message (before and
- * after null, key null). Returns 0, or -1 with err set (unknown relation). */
+ * after null; its record key is CHANGE_TRUNCATE_KEY). Returns 0, or -1 with err set (unknown relation). */
+/* The record key of every truncate event (EVENTS.md): the JSON text null.
+ * Not a Kafka null key, which a log-compacted topic refuses; and no
+ * primary key, always a JSON object, can have it. */
+#define CHANGE_TRUNCATE_KEY "null"
+
 int change_build_truncate(change_builder *b, const pgoutput_msg *m, size_t i,
                           const cdc_source *src, cdc_event *ev,
                           char *err, size_t errlen);

@@ -65,6 +65,7 @@ typedef struct table_out {
     kafka_topic *topic;
     char *schema;
     char *table;
+    bool warned_compact;     /* --tombstones: what compaction costs it, said once */
 } table_out;
 
 /* What a produced record needs to find its way back in the delivery
@@ -650,6 +651,51 @@ static int snapshots_setup(producer *p, char *err, size_t errlen)
     return 0;
 }
 
+/* What a log-compacted topic (--tombstones) needs besides the event just
+ * produced. Compaction keeps only the latest record of each key, so a key
+ * change's delete of the old key, which lives in the new key's record, goes
+ * with that record once the new key is written again: the old key gets its
+ * own delete, and a tombstone after it, in its own partition (EVENTS.md).
+ * What nothing here can mend is said once per table: unchanged TOAST values
+ * are in no record that is sure to stay, and a record without a key is
+ * refused by a compacted topic (Kafka only says it failed to validate it). */
+static int compacted_extras(producer *p, table_out *t, const cdc_event *ev, const cdc_row *key)
+{
+    if (!key && !t->warned_compact) {
+        cdc_log_warn("%s.%s has no key (no replica identity): a log-compacted topic refuses "
+                     "its records", t->schema, t->table);
+        t->warned_compact = true;
+    } else if (ev->n_unchanged_toast > 0 && !t->warned_compact) {
+        cdc_log_warn("%s.%s: an update left unchanged TOAST column %s out of its event; once "
+                     "compaction has removed the older records of such a row, a replay from "
+                     "the topic lacks that value: REPLICA IDENTITY FULL puts it in every update",
+                     t->schema, t->table, ev->unchanged_toast[0]);
+        t->warned_compact = true;
+    }
+    const cdc_row *old = ev->op == 'u' ? change_moved_from(&p->builder) : NULL;
+    if (!old)
+        return 0;
+    char err[512];
+    cdc_event del = *ev;
+    del.op = 'd';
+    del.after = NULL;
+    del.unchanged_toast = NULL;
+    del.n_unchanged_toast = 0;
+    cdc_buf_reset(&p->value);
+    cdc_buf_reset(&p->key);
+    if (cdc_event_encode(&del, &p->value, err, sizeof err) < 0 ||
+        cdc_key_encode(old, &p->key, err, sizeof err) < 0) {
+        fail(p, STOP_FATAL, "cannot encode the delete of the old key of %s.%s at %" PRIu64
+             ": %s", t->schema, t->table, ev->source.lsn, err);
+        return -1;
+    }
+    if (produce(p, t, RD_KAFKA_PARTITION_UA, &p->key, &p->value, ev->source.lsn) < 0 ||
+        produce(p, t, RD_KAFKA_PARTITION_UA, &p->key, NULL, ev->source.lsn) < 0)
+        return -1;
+    cdc_counter_add(p->m_bytes, p->value.len);
+    return 0;
+}
+
 static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
 {
     char err[1024];
@@ -687,12 +733,16 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
     if (ev.op == 'd' && p->tombstones && key &&
         produce(p, t, RD_KAFKA_PARTITION_UA, &p->key, NULL, lsn) < 0)
         return -1;
+    if (p->tombstones && compacted_extras(p, t, &ev, key) < 0)
+        return -1;
     p->changes++;
     return 0;
 }
 
 /* A truncate is written to every partition so that each partition sees it
- * in order with the changes around it. */
+ * in order with the changes around it, keyed CHANGE_TRUNCATE_KEY: a
+ * compacted topic refuses a null key, and keeps the latest truncate of each
+ * partition, which removes all that the ones before it removed. */
 static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
 {
     char err[1024];
@@ -712,13 +762,18 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
         if (!t)
             return -1;
         cdc_buf_reset(&p->value);
+        cdc_buf_reset(&p->key);
+        if (cdc_buf_puts(&p->key, CHANGE_TRUNCATE_KEY) < 0) {
+            fail(p, STOP_FATAL, "out of memory");
+            return -1;
+        }
         if (cdc_event_encode(&ev, &p->value, err, sizeof err) < 0) {
             fail(p, STOP_FATAL, "cannot encode the truncate of %s.%s: %s", rel->nspname,
                  rel->relname, err);
             return -1;
         }
         for (int32_t part = 0; part < kafka_topic_partitions(t->topic); part++)
-            if (produce(p, t, part, NULL, &p->value, lsn) < 0)
+            if (produce(p, t, part, &p->key, &p->value, lsn) < 0)
                 return -1;
         p->changes++;
     }

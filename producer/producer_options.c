@@ -51,7 +51,9 @@ const cdc_option producer_options[] = {
      .def = "1", .min = 1, .max = 1000,
      .help = "replication factor of a topic created when missing"},
     {.name = "tombstones", .env = "PGCDC_TOMBSTONES", .type = CDC_OPT_BOOL, .def = "false",
-     .help = "follow each delete with a tombstone (null value) for log compaction"},
+     .help = "the topics are log-compacted (cleanup.policy=compact): follow each delete "
+             "with a tombstone (null value), and an update that changes a row's key with a "
+             "delete and a tombstone under the old key (docs/EVENTS.md)"},
     {.name = "endpos", .env = "PGCDC_ENDPOS", .type = CDC_OPT_STRING, .metavar = "LSN",
      .check = check_lsn,
      .help = "stop once this WAL position is reached and everything before it is in Kafka"},

@@ -654,6 +654,9 @@ class Kafka(Service):
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "log.flush.interval.messages": "9223372036854775807",
+            # The log cleaner looks for compactable partitions every 15 s by default:
+            # test_compaction.py waits for it, and an idle look costs nothing.
+            "log.cleaner.backoff.ms": "500",
         }
         scram_args = []
         if self.sasl_ssl:

@@ -1,8 +1,9 @@
 /* test_change.c: building events from decoded changes: errors name the
  * table and column, user types are resolved once, keys come from the old
  * tuple when the new one lacks them, unchanged TOAST values come from a
- * FULL old row or are read by the new key of a moved row. (The captured
- * streams are covered by test_golden.c.) */
+ * FULL old row or are read by the new key of a moved row, whose old key
+ * change_moved_from gives. (The captured streams are covered by
+ * test_golden.c.) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +158,7 @@ int main(void)
            ev.n_unchanged_toast == 2 && strcmp(ev.unchanged_toast[0], "id") == 0 &&
            strcmp(ev.unchanged_toast[1], "doc") == 0,
            "update_takes_a_toasted_key_from_the_old_key_tuple");
+    TAP_OK(ok && !change_moved_from(&b), "a_toasted_key_taken_from_the_old_tuple_did_not_move");
     if (!ok)
         printf("# %s\n", err);
 
@@ -178,6 +180,14 @@ int main(void)
            ev.after->columns[2].json_len == 18 &&
            strncmp(ev.after->columns[2].json, "\"the big old text\"", 18) == 0 &&
            ev.before->ncolumns == 3, "full_update_takes_unchanged_toast_from_the_old_row");
+    TAP_OK(ok && !change_moved_from(&b), "full_update_that_kept_its_key_did_not_move");
+    newv[0] = v_text("10");
+    ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
+    const cdc_row *moved = change_moved_from(&b);
+    TAP_OK(ok && moved && moved->ncolumns == 1 && strcmp(moved->columns[0].name, "id") == 0 &&
+           moved->columns[0].json_len == 1 && strncmp(moved->columns[0].json, "8", 1) == 0 &&
+           strncmp(key->columns[0].json, "10", 2) == 0,
+           "full_update_that_changed_its_key_gives_the_old_key");
 
     /* A key change under DEFAULT: the value is in no WAL record; the fetch
      * function reads it by the new key. */
@@ -196,6 +206,9 @@ int main(void)
            key && strncmp(key->columns[0].json, "9", 1) == 0 &&
            ev.before && strncmp(ev.before->columns[0].json, "8", 1) == 0,
            "key_change_reads_unchanged_toast_by_the_new_key");
+    moved = change_moved_from(&b);
+    TAP_OK(ok && moved && moved->ncolumns == 1 && moved->columns[0].json_len == 1 &&
+           strncmp(moved->columns[0].json, "8", 1) == 0, "key_change_gives_the_old_key");
     fetch_found = 0;
     ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
     TAP_OK(ok && fetch_calls == 2 && ev.n_unchanged_toast == 1 &&
@@ -206,6 +219,7 @@ int main(void)
     ok = change_build(&b, &m, &src, &ev, &key, err, sizeof err) == 0;
     TAP_OK(ok && fetch_calls == 2 && ev.n_unchanged_toast == 1,
            "update_that_kept_its_key_reads_nothing");
+    TAP_OK(ok && !change_moved_from(&b), "update_without_an_old_key_did_not_move");
     change_builder_set_fetch(&b, NULL, NULL);
 
     memset(&m, 0, sizeof m);
@@ -215,6 +229,7 @@ int main(void)
     m.u.truncate.relids = relids;
     TAP_OK(change_build_truncate(&b, &m, 1, &src, &ev, err, sizeof err) == 0 && ev.op == 't' &&
            !ev.before && !ev.after, "truncate_builds_an_event_per_relation");
+    TAP_OK(!change_moved_from(&b), "a_truncate_moved_no_row");
     TAP_OK(change_build_truncate(&b, &m, 2, &src, &ev, err, sizeof err) < 0,
            "truncate_index_out_of_range_is_rejected");
     m.type = PGOUTPUT_BEGIN;
