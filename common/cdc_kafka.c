@@ -40,7 +40,9 @@ void cdc_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     (void)opaque;
     /* Broker connection trouble is retried by librdkafka itself: worth a
-     * line, not an action; a fatal error is acted on by the caller. */
+     * line, and /readyz says so while every broker is down (until
+     * cdc_kafka_watch sees one answer), not an action; a fatal error is
+     * acted on by the caller. */
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         cdc_metrics_dependency("kafka", false);
     if (err == RD_KAFKA_RESP_ERR__FATAL)
