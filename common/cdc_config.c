@@ -47,7 +47,8 @@ static const cdc_option common_options[] = {
     {.name = "log-format", .env = "PGCDC_LOG_FORMAT", .type = CDC_OPT_ENUM, .def = "text",
      .choices = "text|json", .help = "log lines on stderr as text or as JSON objects"},
     {.name = "X", .env = "PGCDC_X", .type = CDC_OPT_LIST, .metavar = "KEY=VALUE",
-     .help = "librdkafka property passed through untouched (repeatable: -X acks=all -X linger.ms=5)",
+     .help = "librdkafka property passed through (repeatable: -X linger.ms=5 -X "
+             "compression.type=zstd); one a delivery guarantee rests on is refused at start",
      .check = check_kafka_pair},
     {.name = "help", .type = CDC_OPT_BOOL, .help = "print this help and exit (also -h)"},
     {.name = "version", .type = CDC_OPT_BOOL, .help = "print the version and exit (also -V)"},
