@@ -47,7 +47,8 @@ static const cdc_option common_options[] = {
     {.name = "log-format", .env = "PGCDC_LOG_FORMAT", .type = CDC_OPT_ENUM, .def = "text",
      .choices = "text|json", .help = "log lines on stderr as text or as JSON objects"},
     {.name = "X", .env = "PGCDC_X", .type = CDC_OPT_LIST, .metavar = "KEY=VALUE",
-     .help = "librdkafka property passed through untouched (repeatable: -X acks=all -X linger.ms=5)",
+     .help = "librdkafka property passed through (repeatable: -X linger.ms=5 -X "
+             "compression.type=zstd); one a delivery guarantee rests on is refused at start",
      .check = check_kafka_pair},
     {.name = "help", .type = CDC_OPT_BOOL, .help = "print this help and exit (also -h)"},
     {.name = "version", .type = CDC_OPT_BOOL, .help = "print the version and exit (also -V)"},
@@ -556,6 +557,204 @@ int cdc_config_apply_kafka(const cdc_config *cfg, rd_kafka_conf_t *conf, char *e
             return set_err(err, errlen, "-X %s: %s", key, why);
     }
     return 0;
+}
+
+/* -X guards: each pair is applied to a scratch configuration that holds
+ * the guarded values, and the guarded properties are read back, so that
+ * librdkafka itself resolves aliases and spellings of values. */
+
+static void conf_read(rd_kafka_conf_t *conf, const char *key, char *out, size_t len)
+{
+    size_t n = len;
+    if (rd_kafka_conf_get(conf, key, out, &n) != RD_KAFKA_CONF_OK)
+        out[0] = '\0';
+}
+
+static bool guard_holds(const cdc_kafka_guard *g, const char *base, const char *now)
+{
+    if (strcmp(base, now) == 0)
+        return true;
+    if (g->max <= 0)
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(now, &end, 10);
+    return errno == 0 && end != now && *end == '\0' && v >= 1 && v <= g->max;
+}
+
+int cdc_config_check_kafka(const cdc_config *cfg, const cdc_kafka_guard *guards, char *err,
+                           size_t errlen)
+{
+    cfg_value *v = must_value(cfg, "X", CDC_OPT_LIST);
+    size_t ng = 0;
+    while (guards && guards[ng].key)
+        ng++;
+    if (v->nitems == 0)
+        return 0;
+    enum { VAL_LEN = 128 };
+    char why[512], now[VAL_LEN];
+    char (*base)[VAL_LEN] = calloc(ng ? ng : 1, sizeof *base);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc = -1;
+    if (!base || !conf) {
+        set_err(err, errlen, "cannot check the -X properties: out of memory");
+        goto done;
+    }
+    for (size_t g = 0; g < ng; g++)
+        if (guards[g].value && rd_kafka_conf_set(conf, guards[g].key, guards[g].value, why,
+                                                 sizeof why) != RD_KAFKA_CONF_OK) {
+            /* The program's own table is wrong: say so rather than guard nothing. */
+            set_err(err, errlen, "guard %s=%s: %s", guards[g].key, guards[g].value, why);
+            goto done;
+        }
+    for (size_t g = 0; g < ng; g++)
+        conf_read(conf, guards[g].key, base[g], sizeof base[g]);
+
+    for (size_t k = 0; k < v->nitems; k++) {
+        const char *pair = v->items[k];
+        const char *eq = strchr(pair, '=');
+        char key[256];
+        size_t kl = eq ? (size_t)(eq - pair) : 0;
+        if (!eq || kl >= sizeof key)
+            continue; /* cdc_config_apply_kafka says what is wrong with it */
+        memcpy(key, pair, kl);
+        key[kl] = '\0';
+        /* Setting it loads the plugins: only the real clients do that. */
+        if (strcmp(key, "plugin.library.paths") == 0)
+            continue;
+        if (rd_kafka_conf_set(conf, key, eq + 1, why, sizeof why) != RD_KAFKA_CONF_OK) {
+            set_err(err, errlen, "-X %s: %s", key, why);
+            goto done;
+        }
+        for (size_t g = 0; g < ng; g++) {
+            const cdc_kafka_guard *gd = &guards[g];
+            conf_read(conf, gd->key, now, sizeof now);
+            if (guard_holds(gd, base[g], now))
+                continue;
+            if (gd->max > 0)
+                set_err(err, errlen, "-X %s: refused: %s; %s must be 1..%lld", pair,
+                        gd->guarantee, gd->key, gd->max);
+            else
+                set_err(err, errlen, "-X %s: refused: %s; %s must stay %s", pair, gd->guarantee,
+                        gd->key, gd->value ? gd->value : base[g]);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(base);
+    return rc;
+}
+
+/* PGCDC_* variables nothing reads */
+
+const char *const cdc_config_known_env[] = {
+    /* pgcdc-producer */
+    "PGCDC_PG", "PGCDC_SLOT", "PGCDC_PUBLICATION", "PGCDC_CREATE_SLOT",
+    "PGCDC_CREATE_PUBLICATION", "PGCDC_TABLES", "PGCDC_BROKERS", "PGCDC_TOPIC_PREFIX",
+    "PGCDC_PARTITIONS", "PGCDC_REPLICATION_FACTOR", "PGCDC_TOMBSTONES", "PGCDC_ENDPOS",
+    "PGCDC_STATUS_INTERVAL", "PGCDC_ON_OVERSIZE", "PGCDC_DLQ_TOPIC", "PGCDC_OUTBOX_TABLE",
+    "PGCDC_OUTBOX_COLUMNS", "PGCDC_OUTBOX_MESSAGE_PREFIX", "PGCDC_SNAPSHOT",
+    "PGCDC_SNAPSHOT_WORKERS", "PGCDC_SNAPSHOT_CHUNK_ROWS", "PGCDC_SIGNAL_TABLE",
+    "PGCDC_RESNAPSHOT", "PGCDC_HEARTBEAT_INTERVAL", "PGCDC_METRICS_ADDR",
+    /* pgcdc-consumer */
+    "PGCDC_GROUP", "PGCDC_TOPICS", "PGCDC_BATCH_RECORDS", "PGCDC_BATCH_BYTES",
+    "PGCDC_BATCH_MS", "PGCDC_RESET_OFFSETS", "PGCDC_UNTIL_END", "PGCDC_ES", "PGCDC_ES_USER",
+    "PGCDC_ES_PASSWORD", "PGCDC_ES_API_KEY", "PGCDC_ES_CACERT", "PGCDC_ES_INDEX_PREFIX",
+    "PGCDC_REDIS", "PGCDC_REDIS_PREFIX", "PGCDC_REDIS_FORMAT", "PGCDC_REDIS_TOMBSTONE_TTL",
+    "PGCDC_REDIS_TTL", "PGCDC_OUTBOX_APPLY", "PGCDC_OUTBOX_TOPIC_PREFIX",
+    /* both */
+    "PGCDC_LOG_LEVEL", "PGCDC_LOG_FORMAT", "PGCDC_X",
+    /* tests and scripts (besides PGCDC_TEST_* and PGCDC_E2E_*) */
+    "PGCDC_BUILD_DIR", "PGCDC_KEEP_TMP", "PGCDC_PG_BIN", "PGCDC_CONSUMER_BIN",
+    "PGCDC_SNAPSHOT_ROWS", "PGCDC_RESNAPSHOT_ROWS", "PGCDC_HEARTBEAT_MB",
+    NULL,
+};
+
+static const char *const known_env_prefixes[] = {"PGCDC_TEST_", "PGCDC_E2E_", NULL};
+
+/* Edit distance (insertions, deletions, substitutions and swaps of two
+ * neighbours), capped: names longer than 63 characters count as far. */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+    enum { N = 64 };
+    if (la >= N || lb >= N)
+        return (size_t)-1;
+    size_t d[N][N];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+static bool env_known(const cdc_option *table, const char *name, size_t len)
+{
+    for (int t = 0; t < 2; t++)
+        for (const cdc_option *o = t ? common_options : table; o && o->name; o++)
+            if (o->env && strlen(o->env) == len && strncmp(o->env, name, len) == 0)
+                return true;
+    for (size_t k = 0; cdc_config_known_env[k]; k++)
+        if (strlen(cdc_config_known_env[k]) == len &&
+            strncmp(cdc_config_known_env[k], name, len) == 0)
+            return true;
+    for (size_t k = 0; known_env_prefixes[k]; k++)
+        if (strncmp(name, known_env_prefixes[k], strlen(known_env_prefixes[k])) == 0)
+            return true;
+    return false;
+}
+
+/* The option variable nearest to name[0..len), or NULL when none is near
+ * enough to be what was meant: at most 1 + a quarter of the shorter name
+ * (after PGCDC_) apart. */
+static const char *env_closest(const cdc_option *table, const char *name, size_t len)
+{
+    const size_t pl = strlen("PGCDC_");
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (int t = 0; t < 2; t++)
+        for (const cdc_option *o = t ? common_options : table; o && o->name; o++) {
+            if (!o->env || strncmp(o->env, "PGCDC_", pl) != 0)
+                continue;
+            size_t ol = strlen(o->env) - pl;
+            size_t d = edit_distance(name + pl, len - pl, o->env + pl, ol);
+            size_t shorter = ol < len - pl ? ol : len - pl;
+            if (d <= 1 + shorter / 4 && d < best_d) {
+                best = o->env;
+                best_d = d;
+            }
+        }
+    return best;
+}
+
+void cdc_config_unknown_env(const cdc_option *table, char *const *envp, cdc_config_env_fn fn,
+                            void *ctx)
+{
+    for (size_t k = 0; envp && envp[k]; k++) {
+        const char *e = envp[k];
+        const char *eq = strchr(e, '=');
+        size_t len = eq ? (size_t)(eq - e) : strlen(e);
+        char name[128];
+        if (strncmp(e, "PGCDC_", 6) != 0 || len >= sizeof name || env_known(table, e, len))
+            continue;
+        memcpy(name, e, len);
+        name[len] = '\0';
+        fn(name, env_closest(table, name, len), ctx);
+    }
 }
 
 static const char *source_name(cfg_source s)

@@ -83,6 +83,44 @@ bool cdc_config_is_set(const cdc_config *cfg, const char *name);
 /* Applies every -X key=value to a librdkafka configuration, in order. */
 int cdc_config_apply_kafka(const cdc_config *cfg, rd_kafka_conf_t *conf, char *err, size_t errlen);
 
+/* A librdkafka property a guarantee of the program rests on. -X is applied
+ * after the program's own settings, so without a guard it could switch the
+ * guarantee off. Values are compared as librdkafka reads them ("all" is
+ * "-1", "earliest" is "smallest") and keys under every name librdkafka
+ * knows (acks / request.required.acks, delivery.timeout.ms /
+ * message.timeout.ms, topic.auto.offset.reset, ...). */
+typedef struct cdc_kafka_guard {
+    const char *key;        /* librdkafka's name, e.g. "enable.auto.offset.store" */
+    const char *value;      /* the one value allowed; NULL: librdkafka's default */
+    long long max;          /* > 0: instead of one value, an integer 1..max */
+    const char *guarantee;  /* the reason a change is refused, one sentence */
+} cdc_kafka_guard;
+
+/* Terminates a table of guards. */
+#define CDC_KAFKA_GUARD_END {.key = NULL}
+
+/* Checks every -X pair against `guards` (NULL: none): a pair that changes a
+ * guarded property is refused with "-X KEY=VALUE: refused: GUARANTEE;
+ * KEY must stay VALUE"; a pair librdkafka does not take at all is refused with its
+ * reason. Returns 0, or -1 with err set (a usage error). */
+int cdc_config_check_kafka(const cdc_config *cfg, const cdc_kafka_guard *guards, char *err,
+                           size_t errlen);
+
+/* Calls `fn` for each PGCDC_* variable of `envp` (NAME=VALUE strings,
+ * NULL-terminated) that nothing of pgcdc reads: not an option of `table`
+ * nor a common one, nor a name in cdc_config_known_env (the other program's
+ * options, the tests' and scripts' settings). `closest` is the variable of
+ * `table` or of the common options nearest in spelling, or NULL when none
+ * is near: it is likely a typo of that one. */
+typedef void (*cdc_config_env_fn)(const char *name, const char *closest, void *ctx);
+void cdc_config_unknown_env(const cdc_option *table, char *const *envp, cdc_config_env_fn fn,
+                            void *ctx);
+
+/* Every PGCDC_* name pgcdc itself reads or sets (both programs' options and
+ * the variables of its tests and scripts), NULL-terminated; names starting
+ * PGCDC_TEST_ or PGCDC_E2E_ are the tests' too. */
+extern const char *const cdc_config_known_env[];
+
 /* Logs every setting at info level, secrets masked. */
 void cdc_config_log(const cdc_config *cfg);
 

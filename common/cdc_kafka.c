@@ -3,7 +3,12 @@
 
 #include <stdio.h>
 
+#include "cdc_clock.h"
 #include "cdc_log.h"
+#include "cdc_metrics.h"
+
+#define WATCH_INTERVAL_MS 1000
+#define WATCH_TIMEOUT_MS 500
 
 int cdc_kafka_conf_set_all(rd_kafka_conf_t *conf, const char *const *pairs,
                            char *err, size_t errlen)
@@ -35,9 +40,30 @@ void cdc_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     (void)opaque;
     /* Broker connection trouble is retried by librdkafka itself: worth a
-     * line, not an action; a fatal error is acted on by the caller. */
+     * line, and /readyz says so while every broker is down (until
+     * cdc_kafka_watch sees one answer), not an action; a fatal error is
+     * acted on by the caller. */
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        cdc_metrics_dependency("kafka", false);
     if (err == RD_KAFKA_RESP_ERR__FATAL)
         cdc_log_error("kafka: fatal error: %s", reason);
     else
         cdc_log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+void cdc_kafka_watch(rd_kafka_t *rk)
+{
+    static int64_t next_ms;
+    if (!rk || cdc_metrics_dependency_up("kafka"))
+        return;
+    int64_t now = cdc_clock_mono_ms();
+    if (now < next_ms)
+        return;
+    next_ms = now + WATCH_INTERVAL_MS;
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, NULL, &md, WATCH_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_metadata_destroy(md);
+    cdc_metrics_dependency("kafka", true);
+    cdc_log_info("kafka: a broker answers again");
 }

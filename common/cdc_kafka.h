@@ -14,8 +14,17 @@
 int cdc_kafka_conf_set_all(rd_kafka_conf_t *conf, const char *const *pairs,
                            char *err, size_t errlen);
 
-/* For rd_kafka_conf_set_log_cb and rd_kafka_conf_set_error_cb. */
+/* For rd_kafka_conf_set_log_cb and rd_kafka_conf_set_error_cb. The error
+ * callback marks the dependency "kafka" down (cdc_metrics_dependency) when
+ * all brokers are down. */
 void cdc_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 void cdc_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+/* While "kafka" is marked down, asks the cluster for metadata, at most once
+ * a second and for at most half a second, and marks it up when a broker
+ * answers: librdkafka reports brokers going down but not coming back, and
+ * an idle client has no request of its own to find out. Does nothing while
+ * Kafka is up. Call it from the loop that owns rk (one thread). */
+void cdc_kafka_watch(rd_kafka_t *rk);
 
 #endif

@@ -9,8 +9,22 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 
-int cdc_main(int argc, char **argv, const cdc_option *options, const char *program,
-             const char *summary, cdc_run_fn run)
+extern char **environ;
+
+static void warn_unknown_env(const char *name, const char *closest, void *ctx)
+{
+    const char *program = ctx;
+    if (closest)
+        cdc_log_warn("environment variable %s is not an option of %s and is ignored: "
+                     "did you mean %s?", name, program, closest);
+    else
+        cdc_log_warn("environment variable %s is not an option of %s and is ignored "
+                     "(--help lists the variables it reads)", name, program);
+}
+
+int cdc_main(int argc, char **argv, const cdc_option *options,
+             const cdc_kafka_guard *kafka_guards, const char *program, const char *summary,
+             cdc_run_fn run)
 {
     char err[512];
     cdc_config *cfg = NULL;
@@ -23,7 +37,13 @@ int cdc_main(int argc, char **argv, const cdc_option *options, const char *progr
     }
 
     cdc_config_setup_log(cfg);
-    int status = 1;
+    cdc_config_unknown_env(options, environ, warn_unknown_env, (void *)program);
+    int status = 2;
+    if (cdc_config_check_kafka(cfg, kafka_guards, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", program, err);
+        goto done;
+    }
+    status = 1;
     if (cdc_signal_install() < 0) {
         cdc_log_error("cannot install signal handlers: %s", strerror(errno));
         goto done;

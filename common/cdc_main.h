@@ -9,8 +9,13 @@
 
 typedef int (*cdc_run_fn)(const cdc_config *cfg);
 
-/* `options` must have a "metrics-addr" entry. Returns the exit status. */
-int cdc_main(int argc, char **argv, const cdc_option *options, const char *program,
-             const char *summary, cdc_run_fn run);
+/* `options` must have a "metrics-addr" entry. `kafka_guards` are the
+ * librdkafka properties -X may not change (cdc_config_check_kafka): a pair
+ * that would is a usage error. Each PGCDC_* variable nothing reads is named
+ * in a warning, with the option variable it is likely a typo of. Returns
+ * the exit status. */
+int cdc_main(int argc, char **argv, const cdc_option *options,
+             const cdc_kafka_guard *kafka_guards, const char *program, const char *summary,
+             cdc_run_fn run);
 
 #endif

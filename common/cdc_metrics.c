@@ -40,6 +40,15 @@ static struct MHD_Daemon *daemon_handle;
 static atomic_bool ready_flag;
 static _Atomic int64_t last_progress_ms;
 
+/* Entries are appended under registry_lock and published by ndeps, so
+ * readers scan without the lock. */
+typedef struct dependency {
+    char name[32];
+    cdc_metric *up;  /* gauge pgcdc_dependency_up{dependency="name"} */
+} dependency;
+static dependency deps[CDC_METRICS_MAX_DEPENDENCIES];
+static atomic_size_t ndeps;
+
 static uint64_t d2u(double d)
 {
     uint64_t u;
@@ -261,10 +270,81 @@ void cdc_metrics_progress(void)
     atomic_store_explicit(&last_progress_ms, cdc_clock_mono_ms(), memory_order_relaxed);
 }
 
+static dependency *dependency_find(const char *name)
+{
+    size_t n = atomic_load_explicit(&ndeps, memory_order_acquire);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(deps[k].name, name) == 0)
+            return &deps[k];
+    return NULL;
+}
+
+static dependency *dependency_add(const char *name)
+{
+    cdc_buf label = CDC_BUF_INIT;
+    if (cdc_metrics_label(&label, "dependency", name) < 0) {
+        cdc_buf_free(&label);
+        return NULL;
+    }
+    /* Registered before taking the lock, which registration takes too. */
+    cdc_metric *g = cdc_metrics_gauge("pgcdc_dependency_up",
+                                      "1 while the server is reachable as far as the program "
+                                      "last saw, 0 while it is not",
+                                      label.data);
+    cdc_buf_free(&label);
+    if (!g)
+        return NULL;
+    pthread_mutex_lock(&registry_lock);
+    dependency *d = dependency_find(name);
+    size_t n = atomic_load_explicit(&ndeps, memory_order_relaxed);
+    if (!d && n < CDC_METRICS_MAX_DEPENDENCIES && strlen(name) < sizeof deps[n].name) {
+        d = &deps[n];
+        snprintf(d->name, sizeof d->name, "%s", name);
+        d->up = g;
+        cdc_gauge_set(g, 1);
+        atomic_store_explicit(&ndeps, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return d;
+}
+
+void cdc_metrics_dependency(const char *name, bool up)
+{
+    dependency *d = dependency_find(name);
+    if (!d)
+        d = dependency_add(name);
+    if (d)
+        cdc_gauge_set(d->up, up ? 1 : 0);
+}
+
+bool cdc_metrics_dependency_up(const char *name)
+{
+    dependency *d = dependency_find(name);
+    return !d || cdc_metric_value(d->up) != 0;
+}
+
+int cdc_metrics_readiness(int64_t stall_ms, cdc_buf *why)
+{
+    int rc = 0;
+    size_t n = atomic_load_explicit(&ndeps, memory_order_acquire);
+    for (size_t k = 0; k < n; k++)
+        if (cdc_metric_value(deps[k].up) == 0)
+            rc |= cdc_buf_printf(why, "%s%s down", why->len ? ", " : "", deps[k].name);
+    if (!atomic_load(&ready_flag))
+        rc |= cdc_buf_printf(why, "%snot started or reconnecting", why->len ? ", " : "");
+    int64_t idle = cdc_clock_mono_ms() - atomic_load(&last_progress_ms);
+    if (atomic_load(&ready_flag) && idle > stall_ms)
+        rc |= cdc_buf_printf(why, "%sno progress for %lld s", why->len ? ", " : "",
+                             (long long)(idle / 1000));
+    return rc ? -1 : 0;
+}
+
 bool cdc_metrics_is_ready(int64_t stall_ms)
 {
-    return atomic_load(&ready_flag) &&
-           cdc_clock_mono_ms() - atomic_load(&last_progress_ms) <= stall_ms;
+    cdc_buf why = CDC_BUF_INIT;
+    bool ready = cdc_metrics_readiness(stall_ms, &why) == 0 && why.len == 0;
+    cdc_buf_free(&why);
+    return ready;
 }
 
 #define READY_STALL_MS 60000
@@ -308,9 +388,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (strcmp(url, "/healthz") == 0)
         return respond(conn, 200, "text/plain", "ok\n", 3);
     if (strcmp(url, "/readyz") == 0) {
-        if (cdc_metrics_is_ready(READY_STALL_MS))
+        cdc_buf why = CDC_BUF_INIT;
+        if (cdc_metrics_readiness(READY_STALL_MS, &why) < 0) {
+            cdc_buf_free(&why);
+            return respond(conn, 500, "text/plain", "out of memory\n", 14);
+        }
+        if (why.len == 0) {
+            cdc_buf_free(&why);
             return respond(conn, 200, "text/plain", "ready\n", 6);
-        return respond(conn, 503, "text/plain", "not ready\n", 10);
+        }
+        cdc_buf body = CDC_BUF_INIT;
+        enum MHD_Result ret = MHD_NO;
+        if (cdc_buf_printf(&body, "not ready: %s\n", why.data) == 0)
+            ret = respond(conn, 503, "text/plain", body.data, body.len);
+        cdc_buf_free(&why);
+        cdc_buf_free(&body);
+        return ret;
     }
     return respond(conn, 404, "text/plain", "not found\n", 10);
 }
@@ -364,6 +457,7 @@ void cdc_metrics_shutdown(void)
         daemon_handle = NULL;
     }
     pthread_mutex_lock(&registry_lock);
+    atomic_store(&ndeps, 0);
     cdc_metric *m = registry_head;
     registry_head = registry_tail = NULL;
     pthread_mutex_unlock(&registry_lock);

@@ -2,8 +2,8 @@
  * Counters, gauges and histograms are registered once and updated with
  * atomics from any thread; --metrics-addr host:port serves them over HTTP
  * (libmicrohttpd, its own thread): /metrics in Prometheus text format,
- * /healthz (the process answers) and /readyz (connected and making
- * progress, as the runtime reports it). */
+ * /healthz (the process answers) and /readyz (connected, every dependency
+ * up, and making progress, as the runtime reports it; docs/operations.md). */
 #ifndef PGCDC_CDC_METRICS_H
 #define PGCDC_CDC_METRICS_H
 
@@ -39,16 +39,31 @@ int cdc_metrics_label(cdc_buf *out, const char *name, const char *value);
 int cdc_metrics_render(cdc_buf *out);
 
 /* Readiness: the runtime says whether it is connected, and marks progress
- * (any work or keepalive). /readyz answers 200 when ready and the last
- * progress is at most `stall_ms` old. */
+ * (any work or keepalive). /readyz answers 200 when ready, no dependency is
+ * down and the last progress is at most `stall_ms` old. */
 void cdc_metrics_set_ready(bool ready);
 void cdc_metrics_progress(void);
 bool cdc_metrics_is_ready(int64_t stall_ms);
+/* Why not: "" when ready, else e.g. "redis down, kafka down". Returns 0, or
+ * -1 when memory runs out. */
+int cdc_metrics_readiness(int64_t stall_ms, cdc_buf *why);
+
+/* Dependencies: a server the program cannot make progress without
+ * ("postgresql", "kafka", "redis", "search"). The code that sees a request
+ * to it fail marks it down, the code that sees one succeed marks it up, so
+ * /readyz follows an outage as soon as the program meets it (an idle
+ * program notices nothing). A name never marked counts as up; each marked
+ * one is the gauge pgcdc_dependency_up{dependency="NAME"} (1 or 0). At most
+ * CDC_METRICS_MAX_DEPENDENCIES names. Lock-free once a name is known, so a
+ * success path may mark it on every request; any thread. */
+#define CDC_METRICS_MAX_DEPENDENCIES 8
+void cdc_metrics_dependency(const char *name, bool up);
+bool cdc_metrics_dependency_up(const char *name);
 
 /* Serves on "host:port" (port 0 picks one; *bound_port receives it, may be
  * NULL). Returns 0, or -1 with err set. */
 int cdc_metrics_serve(const char *addr, int *bound_port, char *err, size_t errlen);
-/* Stops serving and frees every metric. */
+/* Stops serving, frees every metric and forgets the dependencies. */
 void cdc_metrics_shutdown(void);
 
 #endif

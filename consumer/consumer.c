@@ -1196,6 +1196,7 @@ static void run_loop(consumer *c)
         if (c->nmsgs > 0)
             inflight_submit(c);
         cdc_metrics_progress();
+        cdc_kafka_watch(c->rk);
         metrics_lag(c);
         if (c->until_end) {
             uint64_t behind;

@@ -136,6 +136,42 @@ const cdc_option consumer_options[] = {
              "<topic prefix>.outbox.)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
-     .help = "serve /metrics and /health over HTTP here; off when unset"},
+     .help = "serve /metrics, /healthz and /readyz over HTTP here (docs/operations.md); "
+             "off when unset"},
     CDC_OPTION_END,
+};
+
+/* consumer.c sets these for the consumer and for its dead-letter producer
+ * (or leaves librdkafka's default); -X goes to both clients after them, so
+ * it is checked against this at start. */
+const cdc_kafka_guard consumer_kafka_guards[] = {
+    {.key = "enable.auto.offset.store", .value = "false",
+     .guarantee = "pgcdc-consumer stores an offset only after the sinks applied the record "
+                  "(at-least-once)"},
+    {.key = "enable.auto.commit", .value = "true",
+     .guarantee = "pgcdc-consumer commits the offsets it stored by auto-commit; without it "
+                  "they would be committed only at a rebalance or a stop, and a crash would "
+                  "replay everything since"},
+    {.key = "isolation.level", .value = "read_committed",
+     .guarantee = "pgcdc-consumer applies only records of committed Kafka transactions"},
+    {.key = "auto.offset.reset", .value = "earliest",
+     .guarantee = "a partition without a committed offset is read from its first record, so "
+                  "that no change is skipped (--reset-offsets moves offsets on purpose)"},
+    {.key = "enable.partition.eof", .value = "true",
+     .guarantee = "pgcdc-consumer needs end-of-partition events to know it has read "
+                  "everything (--until-end)"},
+    /* the dead-letter producer */
+    {.key = "acks", .value = "all",
+     .guarantee = "pgcdc-consumer stores the offset of a dead-lettered record only once every "
+                  "in-sync replica holds the dead letter"},
+    {.key = "enable.idempotence", .value = "true",
+     .guarantee = "retries must neither duplicate nor reorder dead letters"},
+    {.key = "message.timeout.ms", .value = "0",
+     .guarantee = "pgcdc-consumer never gives up on a dead letter while Kafka is away"},
+    {.key = "retries",
+     .guarantee = "pgcdc-consumer sends a dead letter again until Kafka takes it"},
+    {.key = "max.in.flight", .max = 5,
+     .guarantee = "idempotence keeps dead letters in order only with at most 5 requests in "
+                  "flight"},
+    CDC_KAFKA_GUARD_END,
 };

@@ -9,5 +9,8 @@
 
 extern const cdc_option consumer_options[];
 extern const char consumer_summary[];
+/* The librdkafka properties -X may not change (the consumer's and its
+ * dead-letter producer's), with the guarantee each one keeps. */
+extern const cdc_kafka_guard consumer_kafka_guards[];
 
 #endif

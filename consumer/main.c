@@ -6,6 +6,6 @@
 
 int main(int argc, char **argv)
 {
-    return cdc_main(argc, argv, consumer_options, CONSUMER_PROGRAM, consumer_summary,
-                    consumer_run);
+    return cdc_main(argc, argv, consumer_options, consumer_kafka_guards, CONSUMER_PROGRAM,
+                    consumer_summary, consumer_run);
 }

@@ -42,6 +42,7 @@
 #include "cdc_config.h"
 #include "cdc_log.h"
 #include "cdc_mask.h"
+#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "es_bulk.h"
 #include "es_response.h"
@@ -203,6 +204,7 @@ static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status,
                 s->base.retries++;
                 continue;
             }
+            cdc_metrics_dependency("search", false); /* no node answers */
         } else {
             long st = *status;
             bool auth = st == 401 || st == 403;
@@ -210,6 +212,7 @@ static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status,
                 if (s->failing) {
                     cdc_log_info("%s answers again (%s)", s->masked[s->cur], r->what);
                     s->failing = false;
+                    cdc_metrics_dependency("search", true);
                 }
                 return 0;
             }
@@ -219,6 +222,8 @@ static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status,
                             "privileges)" : "",
                      resp_excerpt(s, excerpt, sizeof excerpt));
             s->failing = true;
+            if (auth || st >= 500) /* cannot work: /readyz says so (408/429: busy) */
+                cdc_metrics_dependency("search", false);
             if (auth) {
                 if (!es_retry_wait(s, attempt, true, why))
                     goto stopped;

@@ -18,6 +18,7 @@
 #include "cdc_buf.h"
 #include "cdc_log.h"
 #include "cdc_mask.h"
+#include "cdc_metrics.h"
 #include "redis_cmd.h"
 
 #define SCAN_COUNT "1000"
@@ -515,8 +516,11 @@ static int redis_apply(sink *s, consumer_record *const *recs, size_t n, char *er
             }
             recs[i]->rejects = kept;
         }
-        if (attempt(r, recs, n, err, errlen) == ATTEMPT_DONE)
+        if (attempt(r, recs, n, err, errlen) == ATTEMPT_DONE) {
+            cdc_metrics_dependency("redis", true);
             return 0;
+        }
+        cdc_metrics_dependency("redis", false);
         s->retries++;
         cdc_log_warn("%s; retrying (attempt %u)", err, tries + 1);
         disconnect(r);

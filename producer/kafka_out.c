@@ -354,6 +354,7 @@ void kafka_out_purge(kafka_out *k, int timeout_ms)
 void kafka_out_poll(kafka_out *k, int timeout_ms)
 {
     rd_kafka_poll(k->rk, timeout_ms);
+    cdc_kafka_watch(k->rk); /* /readyz: are the brokers back? */
 }
 
 int kafka_out_in_flight(kafka_out *k)

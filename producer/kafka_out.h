@@ -65,7 +65,8 @@ rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int3
  * to timeout_ms), so no record is left without its report. */
 void kafka_out_purge(kafka_out *k, int timeout_ms);
 
-/* Serves delivery reports and errors for up to timeout_ms. */
+/* Serves delivery reports and errors for up to timeout_ms; while Kafka is
+ * marked down, checks whether it is back (cdc_kafka_watch). */
 void kafka_out_poll(kafka_out *k, int timeout_ms);
 /* Records not yet acknowledged or failed. */
 int kafka_out_in_flight(kafka_out *k);

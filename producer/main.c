@@ -6,6 +6,6 @@
 
 int main(int argc, char **argv)
 {
-    return cdc_main(argc, argv, producer_options, PRODUCER_PROGRAM, producer_summary,
-                    producer_run);
+    return cdc_main(argc, argv, producer_options, producer_kafka_guards, PRODUCER_PROGRAM,
+                    producer_summary, producer_run);
 }

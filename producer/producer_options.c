@@ -105,6 +105,33 @@ const cdc_option producer_options[] = {
              "are idle and others write WAL; 0 turns it off (10 is a good value)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
-     .help = "serve /metrics and /health over HTTP here; off when unset"},
+     .help = "serve /metrics, /healthz and /readyz over HTTP here (docs/operations.md); "
+             "off when unset"},
     CDC_OPTION_END,
+};
+
+/* kafka_out.c sets these (or leaves librdkafka's default) so that the slot
+ * is confirmed only past changes Kafka holds for good, each row's in order;
+ * -X is applied after them, so it is checked against this at start. */
+const cdc_kafka_guard producer_kafka_guards[] = {
+    {.key = "acks", .value = "all",
+     .guarantee = "pgcdc-producer confirms a change to PostgreSQL only once every in-sync "
+                  "replica holds it"},
+    {.key = "enable.idempotence", .value = "true",
+     .guarantee = "pgcdc-producer's retries must neither duplicate nor reorder a row's "
+                  "changes"},
+    {.key = "message.timeout.ms", .value = "0",
+     .guarantee = "pgcdc-producer never gives up on a change while Kafka is away: it waits, "
+                  "and stops reading WAL meanwhile"},
+    {.key = "retries",
+     .guarantee = "pgcdc-producer sends a change again until Kafka takes it"},
+    {.key = "max.in.flight", .max = 5,
+     .guarantee = "idempotence keeps a row's changes in order only with at most 5 requests "
+                  "in flight"},
+    {.key = "partitioner", .value = "murmur2_random",
+     .guarantee = "all changes of a row go to the partition its key hashes to (as with Java "
+                  "clients), so that they stay in order"},
+    {.key = "queuing.strategy",
+     .guarantee = "pgcdc-producer sends changes in the order it reads them"},
+    CDC_KAFKA_GUARD_END,
 };

@@ -9,5 +9,8 @@
 
 extern const cdc_option producer_options[];
 extern const char producer_summary[];
+/* The librdkafka properties -X may not change, with the guarantee each
+ * one keeps. */
+extern const cdc_kafka_guard producer_kafka_guards[];
 
 #endif

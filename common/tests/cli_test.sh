@@ -59,6 +59,25 @@ ok $? "positional_argument_exits_2"
 run 2 "$bin" -X nokey && one_line_naming "-X" 'KEY=VALUE'
 ok $? "kafka_property_without_equals_exits_2"
 
+run 2 "$bin" -X acks=0 && one_line_naming "-X acks=0" 'refused: .*; acks must stay all'
+ok $? "kafka_property_breaking_a_guarantee_exits_2_naming_it"
+
+run 2 env PGCDC_X=request.required.acks=1 "$bin" && one_line_naming "-X request.required.acks=1" 'refused: '
+ok $? "kafka_property_breaking_a_guarantee_from_the_environment_exits_2"
+
+# A PGCDC_* variable nothing reads is named, with the option it is likely a
+# typo of; the tests' own variables are not. (-X acks=0 stops the program
+# right after the warnings.)
+run 2 env PGCDC_LOG_LEVL=debug PGCDC_NO_SUCH_THING=1 "$bin" -X acks=0 &&
+    grep -q "warn $prog: environment variable PGCDC_LOG_LEVL is not an option of $prog and is ignored: did you mean PGCDC_LOG_LEVEL?" "$tmp/err" &&
+    grep -q "environment variable PGCDC_NO_SUCH_THING is not an option of $prog and is ignored (--help" "$tmp/err" ||
+    { show "$tmp/err"; false; }
+ok $? "unknown_pgcdc_variable_is_named_with_the_closest_option"
+
+run 2 env PGCDC_TEST_KAFKA=x PGCDC_E2E_SEED=1 PGCDC_BUILD_DIR=x PGCDC_KEEP_TMP=1 "$bin" -X acks=0 &&
+    ! grep -q "environment variable" "$tmp/err" || { show "$tmp/err"; false; }
+ok $? "the_tests_variables_are_not_warned_about"
+
 run 2 "$bin" --log-level=loud && one_line_naming "--log-level" 'debug|info|warn|error'
 ok $? "bad_enum_exits_2_listing_the_choices"
 

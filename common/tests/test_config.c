@@ -358,6 +358,114 @@ static void test_kafka(void)
     cdc_config_free(cfg);
 }
 
+
+/* The guards of a program like the consumer with its dead-letter producer. */
+static const cdc_kafka_guard guards[] = {
+    {.key = "enable.auto.offset.store", .value = "false", .guarantee = "at-least-once"},
+    {.key = "auto.offset.reset", .value = "earliest", .guarantee = "nothing skipped"},
+    {.key = "acks", .value = "all", .guarantee = "on every replica"},
+    {.key = "message.timeout.ms", .value = "0", .guarantee = "never given up"},
+    {.key = "retries", .guarantee = "sent until taken"},
+    {.key = "max.in.flight", .max = 5, .guarantee = "in order"},
+    CDC_KAFKA_GUARD_END,
+};
+
+/* cdc_config_check_kafka on the -X pairs given, NULL-terminated. */
+static int check_pairs(const char *const *pairs)
+{
+    char *argv[32] = {"prog"};
+    int argc = 1;
+    for (; pairs[argc - 1] && argc < 30; argc++)
+        argv[argc] = (char *)pairs[argc - 1];
+    argv[argc] = NULL;
+    cdc_config *cfg = NULL;
+    err[0] = '\0';
+    int rc = cdc_config_parse(table, "prog", "t", argc, argv, &cfg, err, sizeof err);
+    if (rc == CDC_CONFIG_OK)
+        rc = cdc_config_check_kafka(cfg, guards, err, sizeof err);
+    cdc_config_free(cfg);
+    return rc;
+}
+
+#define CHECK(...) check_pairs((const char *const[]){__VA_ARGS__, NULL})
+
+static void test_kafka_guards(void)
+{
+    TAP_OK(CHECK("-X", "linger.ms=5", "-X", "client.id=x") == 0 && err[0] == '\0',
+           "kafka_guard_lets_other_properties_through");
+    TAP_OK(CHECK("-X", "enable.auto.offset.store=false", "-X", "acks=all", "-X",
+                 "request.required.acks=-1", "-X", "auto.offset.reset=smallest", "-X",
+                 "delivery.timeout.ms=0", "-X", "max.in.flight=5", "-X", "retries=2147483647") == 0,
+           "kafka_guard_accepts_the_value_the_program_uses_in_any_spelling");
+    TAP_OK(CHECK("-X", "enable.auto.offset.store=true") == -1 &&
+               strcmp(err, "-X enable.auto.offset.store=true: refused: at-least-once; "
+                           "enable.auto.offset.store must stay false") == 0,
+           "kafka_guard_refuses_a_change_naming_the_guarantee");
+    TAP_OK(CHECK("-X", "request.required.acks=1") == -1 &&
+               strstr(err, "-X request.required.acks=1: refused: on every replica; acks must "
+                           "stay all") == err,
+           "kafka_guard_sees_through_aliases");
+    TAP_OK(CHECK("-X", "delivery.timeout.ms=300000") == -1 && strstr(err, "never given up"),
+           "kafka_guard_sees_delivery_timeout_as_message_timeout");
+    TAP_OK(CHECK("-X", "topic.auto.offset.reset=latest") == -1 && strstr(err, "nothing skipped"),
+           "kafka_guard_sees_topic_prefixed_names");
+    TAP_OK(CHECK("-X", "retries=3") == -1 && strstr(err, "retries must stay 2147483647"),
+           "kafka_guard_without_value_keeps_librdkafkas_default");
+    TAP_OK(CHECK("-X", "max.in.flight.requests.per.connection=6") == -1 &&
+               strstr(err, "in order; max.in.flight must be 1..5"),
+           "kafka_guard_with_max_refuses_above_it");
+    TAP_OK(CHECK("-X", "max.in.flight=1") == 0, "kafka_guard_with_max_accepts_within");
+    TAP_OK(CHECK("-X", "linger.ms=5", "-X", "acks=1") == -1 && strstr(err, "-X acks=1:") == err,
+           "kafka_guard_names_the_pair_that_breaks_it");
+    TAP_OK(CHECK("-X", "no.such.property=1") == -1 &&
+               strstr(err, "-X no.such.property: ") == err,
+           "kafka_guard_check_refuses_what_librdkafka_does_not_know");
+    setenv("PGCDC_X", "linger.ms=1,enable.auto.offset.store=true", 1);
+    TAP_OK(CHECK("--slot", "s") == -1 && strstr(err, "enable.auto.offset.store=true"),
+           "kafka_guard_checks_pairs_from_the_environment");
+    unsetenv("PGCDC_X");
+    cdc_config *cfg = NULL;
+    char *argv[] = {"prog", "-X", "acks=0", NULL};
+    TAP_OK(cdc_config_parse(table, "prog", "t", 3, argv, &cfg, err, sizeof err) == CDC_CONFIG_OK &&
+               cdc_config_check_kafka(cfg, NULL, err, sizeof err) == 0,
+           "kafka_guard_none_given_refuses_nothing");
+    cdc_config_free(cfg);
+}
+
+static char seen[1024];
+
+static void collect_env(const char *name, const char *closest, void *ctx)
+{
+    (void)ctx;
+    size_t len = strlen(seen);
+    snprintf(seen + len, sizeof seen - len, "%s>%s;", name, closest ? closest : "-");
+}
+
+static const cdc_option pgcdc_table[] = {
+    {.name = "slot", .env = "PGCDC_SLOT", .type = CDC_OPT_STRING, .help = "slot"},
+    {.name = "snapshot-workers", .env = "PGCDC_SNAPSHOT_WORKERS", .type = CDC_OPT_INT,
+     .min = 1, .max = 9, .help = "workers"},
+    CDC_OPTION_END,
+};
+
+static void test_unknown_env(void)
+{
+    char *envp[] = {"PATH=/bin", "PGCDC_SLOT=s", "PGCDC_SLOTT=s", "PGCDC_SNAPHOST_WORKERS=2",
+                    "PGCDC_LOG_LEVL=debug", "PGCDC_FROBNICATE=1", "PGCDC_REDIS=redis://x",
+                    "PGCDC_TEST_KAFKA=h:1", "PGCDC_E2E_SEED=7", "PGCDC_BUILD_DIR=b",
+                    "PGCDC_X=acks=all", "pgcdc_slot=lower", "PGCDC_NOVALUE", NULL};
+    seen[0] = '\0';
+    cdc_config_unknown_env(pgcdc_table, envp, collect_env, NULL);
+    TAP_STREQ(seen,
+              "PGCDC_SLOTT>PGCDC_SLOT;PGCDC_SNAPHOST_WORKERS>PGCDC_SNAPSHOT_WORKERS;"
+              "PGCDC_LOG_LEVL>PGCDC_LOG_LEVEL;PGCDC_FROBNICATE>-;PGCDC_NOVALUE>-;",
+              "unknown_env_names_each_unread_variable_with_the_closest_option");
+    bool all = true;
+    for (size_t k = 0; cdc_config_known_env[k]; k++)
+        all = all && strncmp(cdc_config_known_env[k], "PGCDC_", 6) == 0;
+    TAP_OK(all, "known_env_names_all_start_with_pgcdc");
+}
+
 /* cdc_config_log output, read back from a temporary file standing in for
  * stderr. */
 static void test_log(void)
@@ -415,6 +523,8 @@ int main(void)
     test_errors();
     test_help_version();
     test_kafka();
+    test_kafka_guards();
+    test_unknown_env();
     test_log();
     return tap_done();
 }

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -95,6 +96,54 @@ int main(void)
     body = http_get(port, "/readyz");
     TAP_OK(body && strstr(body, "200 OK"), "readyz_is_200_when_ready_and_progressing");
     free(body);
+
+    /* Dependencies: a name marked down makes /readyz 503, naming it, until
+     * it is marked up again; /metrics shows each one as a gauge. */
+    TAP_OK(cdc_metrics_dependency_up("redis"), "dependency_never_marked_counts_as_up");
+    cdc_metrics_dependency("redis", true);
+    cdc_metrics_dependency("kafka", false);
+    TAP_OK(!cdc_metrics_dependency_up("kafka") && cdc_metrics_dependency_up("redis"),
+           "dependency_marks_are_kept_per_name");
+    TAP_OK(!cdc_metrics_is_ready(60000), "not_ready_while_a_dependency_is_down");
+    body = http_get(port, "/readyz");
+    TAP_OK(body && strstr(body, "503") && strstr(body, "not ready: kafka down\n") &&
+               !strstr(body, "redis"),
+           "readyz_names_the_dependency_that_is_down");
+    free(body);
+    body = http_get(port, "/metrics");
+    TAP_OK(body && strstr(body, "pgcdc_dependency_up{dependency=\"kafka\"} 0\n") &&
+               strstr(body, "pgcdc_dependency_up{dependency=\"redis\"} 1\n") &&
+               strstr(body, "# TYPE pgcdc_dependency_up gauge\n"),
+           "metrics_show_each_dependency_as_a_gauge");
+    free(body);
+    cdc_metrics_dependency("redis", false);
+    body = http_get(port, "/readyz");
+    TAP_OK(body && strstr(body, "not ready: redis down, kafka down\n"),
+           "readyz_names_every_dependency_down");
+    free(body);
+    cdc_metrics_dependency("kafka", true);
+    cdc_metrics_dependency("redis", true);
+    body = http_get(port, "/readyz");
+    TAP_OK(body && strstr(body, "200 OK"), "readyz_is_200_again_once_every_dependency_is_up");
+    free(body);
+    cdc_buf why = CDC_BUF_INIT;
+    TAP_OK(cdc_metrics_readiness(-1, &why) == 0 && why.data && strstr(why.data, "no progress"),
+           "readiness_says_when_progress_stalled");
+    cdc_buf_free(&why);
+    cdc_metrics_set_ready(false);
+    TAP_OK(cdc_metrics_readiness(60000, &why) == 0 && why.data &&
+               strcmp(why.data, "not started or reconnecting") == 0,
+           "readiness_says_when_not_started");
+    cdc_buf_free(&why);
+    char name[16];
+    for (int k = 0; k < CDC_METRICS_MAX_DEPENDENCIES + 2; k++) {
+        snprintf(name, sizeof name, "dep%d", k);
+        cdc_metrics_dependency(name, false);
+    }
+    TAP_OK(!cdc_metrics_dependency_up("dep0") && cdc_metrics_dependency_up(name),
+           "dependencies_beyond_the_limit_are_ignored");
+    cdc_metrics_set_ready(true);
+
     body = http_get(port, "/nope");
     TAP_OK(body && strstr(body, "404"), "unknown_path_is_404");
     free(body);
