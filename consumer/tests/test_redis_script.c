@@ -206,6 +206,25 @@ static void deletes_stay_deleted(void)
            strcmp(cmd("GET %s:~del:s.t:11", prefix), "70") == 0, "delete of an unknown row leaves a marker");
 }
 
+/* --redis-tombstone-ttl 0: markers never expire, so no replay of any age
+ * brings a deleted row back; a marker that had an expiry loses it. */
+static void tombstone_ttl_0_keeps_markers_forever(void)
+{
+    redis_opts o = hash_opts();
+    apply_opts(&o, ev_text('d', 40, "null", NULL), "{\"id\":12}");
+    TAP_OK(atoll(cmd("TTL %s:~del:s.t:12", prefix)) > 0, "marker with a tombstone TTL expires");
+    o.tombstone_ttl = 0;
+    TAP_OK(apply_opts(&o, ev_text('d', 41, "null", NULL), "{\"id\":12}") == 1 &&
+           strcmp(cmd("TTL %s:~del:s.t:12", prefix), "-1") == 0,
+           "tombstone TTL 0: a newer delete leaves a marker without expiry");
+    apply_opts(&o, ev_text('c', 42, "{\"id\":13}", NULL), "{\"id\":13}");
+    apply_opts(&o, ev_text('d', 43, "null", NULL), "{\"id\":13}");
+    TAP_STREQ(cmd("TTL %s:~del:s.t:13", prefix), "-1", "tombstone TTL 0: marker without expiry");
+    TAP_OK(apply_opts(&o, ev_text('c', 42, "{\"id\":13}", NULL), "{\"id\":13}") == 0 &&
+           strcmp(cmd("EXISTS %s:s.t:13", prefix), "0") == 0,
+           "tombstone TTL 0: the replayed insert stays out");
+}
+
 static void toast_kept_and_ttl(void)
 {
     redis_opts o = hash_opts();
@@ -493,6 +512,7 @@ int main(void)
     if (TAP_OK(loaded, "script loads")) {
         newest_version_wins();
         deletes_stay_deleted();
+        tombstone_ttl_0_keeps_markers_forever();
         toast_kept_and_ttl();
         other_formats_and_foreign_keys();
         truncate_in_scan_steps();
