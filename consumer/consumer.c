@@ -1189,8 +1189,8 @@ static void run_loop(consumer *c)
          * over; then this one is applied while the next is read. A batch
          * holding a record that could not be taken (c->fatal) is dropped,
          * never handed over: its offsets must not be stored. */
-        if (!inflight_finish(c) || c->fatal || c->halted) {
-            batch_clear(c);
+        if (!inflight_finish(c) || c->fatal || c->halted || cdc_signal_stop_requested()) {
+            batch_clear(c); /* after a stop the sinks take no batch: read again next run */
             break;
         }
         if (c->nmsgs > 0)
@@ -1220,6 +1220,28 @@ static void usage_topics_warning(consumer *c)
         if (topics[i][0] == '^')
             cdc_log_debug("records of the dead-letter topic %s are never applied, even when --topics "
                           "matches it", c->dlq_topic);
+}
+
+/* librdkafka before 2.3.0 (Debian bookworm has 2.0.2) aborts in
+ * rd_kafka_destroy() of a cooperative-sticky consumer that has been answered
+ * its JoinGroup but not yet given its first assignment (assert
+ * `assignor_state' in rd_kafka_sticky_assignor_state_destroy, librdkafka
+ * issue #4312): a SIGTERM during the first rebalance ended the consumer by
+ * SIGABRT after it had shut down cleanly. Such a handle, already closed
+ * (out of the group, nothing to commit), is left to the exit instead; it
+ * stays reachable from here, so it is not a leak. */
+static rd_kafka_t *kept_until_exit;
+
+static void consumer_handle_destroy(consumer *c)
+{
+    if (!c->assigned_once && rd_kafka_version() < 0x020300ff) {
+        cdc_log_debug("Kafka consumer closed before its first assignment: its handle is "
+                      "left to the exit (librdkafka %s would abort in rd_kafka_destroy)",
+                      rd_kafka_version_str());
+        kept_until_exit = c->rk;
+        return;
+    }
+    rd_kafka_destroy(c->rk);
 }
 
 int consumer_run(const cdc_config *cfg)
@@ -1329,7 +1351,7 @@ done:
     if (c.rk) {
         if (c.cq)
             rd_kafka_queue_destroy(c.cq);
-        rd_kafka_destroy(c.rk);
+        consumer_handle_destroy(&c);
     }
     dead_letters_free(c.dlq);
     offset_book_free(c.offsets);

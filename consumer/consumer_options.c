@@ -120,9 +120,10 @@ const cdc_option consumer_options[] = {
      .def = "hash", .choices = "hash|json",
      .help = "a hash per row (columns as fields) or one JSON string per row"},
     {.name = "redis-tombstone-ttl", .env = "PGCDC_REDIS_TOMBSTONE_TTL", .type = CDC_OPT_INT,
-     .def = "604800", .min = 1, .max = 315360000, .metavar = "SECONDS",
+     .def = "604800", .min = 0, .max = 315360000, .metavar = "SECONDS",
      .help = "how long a deleted row's version marker is kept (replays older than this "
-             "could bring the row back; default: Kafka's default retention, 7 days)"},
+             "could bring the row back; default: Kafka's default retention, 7 days; "
+             "0: forever, so no replay can)"},
     {.name = "redis-ttl", .env = "PGCDC_REDIS_TTL", .type = CDC_OPT_LIST,
      .metavar = "SECONDS|SCHEMA.TABLE=SECONDS[,...]", .check = check_ttl,
      .help = "expire row keys (cache mode), renewed on every write; globally or per table"},

@@ -46,7 +46,9 @@ struct sink {
      * of one row are in one partition). Returns 0 when every record is
      * applied, refused (sink_reject_record) or skipped on purpose (no key:
      * counted and logged); -1 with err when a stop was requested before the
-     * batch could be applied: none of its offsets may then be stored. */
+     * batch was applied, including before its first request: once a stop is
+     * requested no batch may succeed, since one before it may have been
+     * dropped (consumer/offsets.h). None of its offsets is then stored. */
     int (*apply)(sink *s, consumer_record *const *recs, size_t n, char *err, size_t errlen);
     void (*destroy)(sink *s);
     /* Applied, refused, skipped records; retried requests. */

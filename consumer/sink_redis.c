@@ -19,6 +19,7 @@
 #include "cdc_log.h"
 #include "cdc_mask.h"
 #include "cdc_metrics.h"
+#include "cdc_signal.h"
 #include "redis_cmd.h"
 
 #define SCAN_COUNT "1000"
@@ -516,6 +517,17 @@ static int redis_apply(sink *s, consumer_record *const *recs, size_t n, char *er
             }
             recs[i]->rejects = kept;
         }
+        /* Once a stop is requested no batch may succeed: one before it may
+         * have been given up (not applied, not stored), and a later one
+         * applied and stored would commit past it. */
+        if (cdc_signal_stop_requested()) {
+            if (tries == 0)
+                snprintf(err, errlen, "Redis at %s: stop requested before the batch was sent",
+                         r->url_masked);
+            else
+                snprintf(err + strlen(err), errlen - strlen(err), " (stop requested)");
+            return -1;
+        }
         if (attempt(r, recs, n, err, errlen) == ATTEMPT_DONE) {
             cdc_metrics_dependency("redis", true);
             return 0;
@@ -524,10 +536,7 @@ static int redis_apply(sink *s, consumer_record *const *recs, size_t n, char *er
         s->retries++;
         cdc_log_warn("%s; retrying (attempt %u)", err, tries + 1);
         disconnect(r);
-        if (!sink_backoff(tries, BACKOFF_MIN_MS, BACKOFF_MAX_MS)) {
-            snprintf(err + strlen(err), errlen - strlen(err), " (stop requested)");
-            return -1;
-        }
+        sink_backoff(tries, BACKOFF_MIN_MS, BACKOFF_MAX_MS); /* a stop ends it early */
     }
 }
 

@@ -48,6 +48,8 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))
+import children  # noqa: E402
 import pgcdc_services  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -85,6 +87,27 @@ def pytest_configure(config):
 def pytest_sessionfinish(session, exitstatus):
     for svc in reversed(list(_servers.values())):
         svc.cleanup()
+
+
+def pytest_runtest_setup(item):
+    children.forget_all()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # A failed test's report says how every pgcdc child that failed or died by a signal
+    # ended, with its last lines: `assert p.wait(30) == 0` alone would say "-6 != 0".
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    text = children.failure_report()
+    if not text:
+        return
+    if hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection("pgcdc processes that failed", text)
+    else:
+        report.sections.append(("Captured stderr: pgcdc processes that failed", text))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

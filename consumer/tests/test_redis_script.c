@@ -3,7 +3,8 @@
  * directory and stopped at the end (or the server in PGCDC_TEST_REDIS,
  * host:port). Pins: newest version wins whatever the arrival order, deletes
  * stay deleted, unchanged TOAST kept, TTLs, truncate in SCAN steps, and
- * hostile names stay data. */
+ * hostile names stay data. Last, the sink (sink_redis.c) on the same server:
+ * once a stop is requested it gives every batch up, sending nothing. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,8 +20,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cdc_signal.h"
+#include "consumer_options.h"
 #include "event_fixture.h"
 #include "redis_cmd.h"
+#include "sink.h"
 #include "tap.h"
 
 extern char **environ;
@@ -29,6 +33,7 @@ static redisContext *rc;
 static char sha[64];
 static char prefix[64];
 static char err[256];
+static char server_addr[300]; /* host:port */
 
 static int free_port(void)
 {
@@ -204,6 +209,25 @@ static void deletes_stay_deleted(void)
     /* delete of a row never seen still leaves a marker */
     TAP_OK(apply_opts(&o, ev_text('d', 70, "null", NULL), "{\"id\":11}") == 1 &&
            strcmp(cmd("GET %s:~del:s.t:11", prefix), "70") == 0, "delete of an unknown row leaves a marker");
+}
+
+/* --redis-tombstone-ttl 0: markers never expire, so no replay of any age
+ * brings a deleted row back; a marker that had an expiry loses it. */
+static void tombstone_ttl_0_keeps_markers_forever(void)
+{
+    redis_opts o = hash_opts();
+    apply_opts(&o, ev_text('d', 40, "null", NULL), "{\"id\":12}");
+    TAP_OK(atoll(cmd("TTL %s:~del:s.t:12", prefix)) > 0, "marker with a tombstone TTL expires");
+    o.tombstone_ttl = 0;
+    TAP_OK(apply_opts(&o, ev_text('d', 41, "null", NULL), "{\"id\":12}") == 1 &&
+           strcmp(cmd("TTL %s:~del:s.t:12", prefix), "-1") == 0,
+           "tombstone TTL 0: a newer delete leaves a marker without expiry");
+    apply_opts(&o, ev_text('c', 42, "{\"id\":13}", NULL), "{\"id\":13}");
+    apply_opts(&o, ev_text('d', 43, "null", NULL), "{\"id\":13}");
+    TAP_STREQ(cmd("TTL %s:~del:s.t:13", prefix), "-1", "tombstone TTL 0: marker without expiry");
+    TAP_OK(apply_opts(&o, ev_text('c', 42, "{\"id\":13}", NULL), "{\"id\":13}") == 0 &&
+           strcmp(cmd("EXISTS %s:s.t:13", prefix), "0") == 0,
+           "tombstone TTL 0: the replayed insert stays out");
 }
 
 static void toast_kept_and_ttl(void)
@@ -434,6 +458,85 @@ static void noscript_reported(void)
     fixture_event_free(&e);
 }
 
+/* A Redis sink as pgcdc-consumer makes it; *cfg is freed after the sink. */
+static sink *redis_sink_at(const char *addr, cdc_config **cfg)
+{
+    char url[400];
+    snprintf(url, sizeof url, "redis://%s/0", addr);
+    char *argv[] = {CONSUMER_PROGRAM, "--brokers", "127.0.0.1:1", "--topics", "t", "--redis", url,
+                    "--redis-prefix", prefix, "--log-level", "error", NULL};
+    char e[512];
+    if (cdc_config_parse(consumer_options, CONSUMER_PROGRAM, consumer_summary, 11, argv, cfg, e,
+                         sizeof e) != CDC_CONFIG_OK) {
+        printf("# options: %s\n", e);
+        return NULL;
+    }
+    cdc_config_setup_log(*cfg);
+    sink *s = sink_redis_new(*cfg, e, sizeof e);
+    if (!s)
+        printf("# sink_redis_new: %s\n", e);
+    return s;
+}
+
+static int apply_one(sink *s, const char *event, const char *key, char *e, size_t elen)
+{
+    consumer_record rec = {0};
+    if (fixture_event(event, &rec.ev) < 0)
+        return -100;
+    rec.key = fixture_json(key);
+    consumer_record *recs[] = {&rec};
+    int rc_ = s->apply(s, recs, 1, e, elen);
+    sink_rejects_free(&rec);
+    yajl_tree_free(rec.key);
+    fixture_event_free(&rec.ev);
+    return rc_;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    cdc_signal_request_stop();
+}
+
+/* After a stop request no batch may succeed: one before it may have been
+ * given up unapplied, and a later one applied and stored would commit past
+ * it. So the sink gives a batch up between retries, and before its first
+ * request. Runs last: a stop request cannot be taken back. */
+static void sink_gives_batches_up_once_stop_is_requested(void)
+{
+    char e[1024];
+    cdc_config *live_cfg = NULL, *dead_cfg = NULL;
+    sink *live = redis_sink_at(server_addr, &live_cfg);
+    char dead_addr[64];
+    snprintf(dead_addr, sizeof dead_addr, "127.0.0.1:%d", free_port()); /* nothing listens */
+    sink *dead = redis_sink_at(dead_addr, &dead_cfg);
+    if (!TAP_OK(live && dead, "sinks made"))
+        goto done;
+    table = "t";
+    TAP_OK(apply_one(live, ev_text('c', 5, "{\"id\":60,\"v\":\"a\"}", NULL), "{\"id\":60}", e,
+                     sizeof e) == 0 && live->applied == 1,
+           "the sink applies a batch");
+    signal(SIGALRM, on_alarm);
+    alarm(1);
+    double t0 = now_s();
+    int got = apply_one(dead, ev_text('c', 6, "{\"id\":61}", NULL), "{\"id\":61}", e, sizeof e);
+    TAP_OK(got < 0 && strstr(e, "stop requested") && now_s() - t0 < 10,
+           "a stop between retries gives the batch up");
+    printf("# %s\n", e);
+    TAP_OK(apply_one(live, ev_text('u', 7, "{\"id\":60,\"v\":\"b\"}", NULL), "{\"id\":60}", e,
+                     sizeof e) < 0 && strstr(e, "stop requested") && live->applied == 1,
+           "after a stop request a healthy sink gives a batch up before its first request");
+    printf("# %s\n", e);
+    TAP_STREQ(cmd("HGET %s:s.t:60 v", prefix), "a", "nothing of that batch reached Redis");
+done:
+    if (live)
+        live->destroy(live);
+    if (dead)
+        dead->destroy(dead);
+    cdc_config_free(live_cfg);
+    cdc_config_free(dead_cfg);
+}
+
 int main(void)
 {
     pid_t server = 0;
@@ -450,6 +553,7 @@ int main(void)
             return 1;
         }
         rc = connect_until(host, port, 10);
+        snprintf(server_addr, sizeof server_addr, "%s:%d", host, port);
     } else {
         int port = free_port();
         if (!mkdtemp(dir)) {
@@ -470,6 +574,7 @@ int main(void)
         posix_spawn_file_actions_destroy(&fa);
         if (server)
             rc = connect_until("127.0.0.1", port, 10);
+        snprintf(server_addr, sizeof server_addr, "127.0.0.1:%d", port);
     }
     if (!rc) {
         int ci = getenv("CI") != NULL;
@@ -493,12 +598,14 @@ int main(void)
     if (TAP_OK(loaded, "script loads")) {
         newest_version_wins();
         deletes_stay_deleted();
+        tombstone_ttl_0_keeps_markers_forever();
         toast_kept_and_ttl();
         other_formats_and_foreign_keys();
         truncate_in_scan_steps();
         hostile_names_are_data();
         several_rows_one_call();
         noscript_reported();
+        sink_gives_batches_up_once_stop_is_requested();
     }
 
     if (ext && *ext) {

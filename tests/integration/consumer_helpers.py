@@ -15,9 +15,11 @@ import time
 
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import children
+from polling import kafka_retry, kafka_transient, kafka_wait_for
 from polling import wait_for  # noqa: F401 - tests import it from here
 
 IN_CI = bool(os.environ.get("CI"))
@@ -73,14 +75,12 @@ def create_topic(bootstrap, topic, partitions=1):
     for f in fs.values():
         f.result(timeout=60)
     # Metadata reaches every client a moment later; wait until a client sees it.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        md = admin.list_topics(topic, timeout=10)
-        t = md.topics.get(topic)
-        if t is not None and t.error is None and len(t.partitions) == partitions:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"topic {topic} not visible with {partitions} partitions after 30 s")
+    def visible():
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if t is not None and t.error is not None:
+            raise KafkaException(t.error)
+        return t is not None and len(t.partitions) == partitions
+    kafka_wait_for(f"topic {topic} visible with {partitions} partitions", visible, 30)
 
 
 def produce(bootstrap, topic, records, partition=None, timestamp=None):
@@ -133,8 +133,9 @@ def produce(bootstrap, topic, records, partition=None, timestamp=None):
 def end_offsets(bootstrap, topic, partitions):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "pgcdc-test-watermarks"})
     try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)}
+        return kafka_retry(f"the end offsets of {topic}", lambda: {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)})
     finally:
         c.close()
 
@@ -143,9 +144,14 @@ def committed(bootstrap, group, topic, partitions):
     """The group's committed offset per partition (-1001 when none)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                   "enable.auto.commit": False})
-    try:
+    def ask():
         got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        for tp in got:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
         return {tp.partition: tp.offset for tp in got}
+    try:
+        return kafka_retry(f"the offsets group {group} committed on {topic}", ask)
     finally:
         c.close()
 
@@ -166,12 +172,12 @@ def read_all(bootstrap, topic, partitions=1, timeout=30, expect=None):
             if m is None:
                 continue
             if m.error():
-                if m.error().code() == -191:  # _PARTITION_EOF
+                if m.error().code() == KafkaError._PARTITION_EOF:
                     at_end.add(m.partition())
                     if len(at_end) == partitions and (expect is None or len(out) >= expect):
                         break
                     continue
-                if m.error().code() == 3:  # UNKNOWN_TOPIC_OR_PART: not created yet
+                if kafka_transient(m.error()):  # a topic not created yet, a leader moving
                     continue
                 raise KafkaException(m.error())
             at_end.discard(m.partition())
@@ -211,6 +217,8 @@ class ConsumerProcess:
                                          start_new_session=True)
         finally:
             log.close()
+        self.killed = False  # SIGKILLed by the harness or the test: a crash on purpose
+        children.started("pgcdc-consumer", self.proc, self.log_path, lambda: self.killed)
 
     @property
     def pid(self):
@@ -229,10 +237,12 @@ class ConsumerProcess:
 
     def signal(self, sig):
         if self.proc.poll() is None:
+            self.killed = self.killed or sig == signal.SIGKILL
             os.kill(self.proc.pid, sig)
 
     def stop(self):
         if self.proc.poll() is None:
+            self.killed = True
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -18,6 +18,7 @@ import psycopg
 import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import children  # noqa: E402
 import pgcdc_services  # noqa: E402
 from polling import wait_for  # noqa: E402,F401 - tests use h.wait_for
 
@@ -57,6 +58,9 @@ class PgcdcProcess:
                                          preexec_fn=pgcdc_services._die_with_parent)
         self.starts += 1
         self.wanted = True
+        proc = self.proc
+        children.started(self.name, proc, self.log_path,
+                         lambda: getattr(proc, "killed_on_purpose", False))
         return self
 
     @property
@@ -67,6 +71,7 @@ class PgcdcProcess:
         """SIGKILL: a crash at whatever point the process was."""
         self.wanted = False
         if self.running:
+            self.proc.killed_on_purpose = True
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
             self.kills += 1

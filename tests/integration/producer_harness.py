@@ -20,11 +20,12 @@ import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+import children
 import pgcdc_services
-from polling import wait_for  # noqa: F401 - tests import it from here
+from polling import kafka_retry, kafka_transient, wait_for  # noqa: F401 - tests import it from here
 
 Record = collections.namedtuple("Record", "topic partition offset key value lsn raw_key raw_value")
 RefChange = collections.namedtuple("RefChange", "lsn table op key commit_end")
@@ -71,14 +72,7 @@ def read_to_watermarks(bootstrap, topic, group, timeout=60):
                   "fetch.max.bytes": 8 << 20})
     out = []
     try:
-        t = c.list_topics(topic, timeout=30).topics.get(topic)
-        if t is None or t.error is not None or not t.partitions:
-            return []
-        highs = {}
-        for p in t.partitions:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                highs[p] = high
+        highs = kafka_retry(f"the watermarks of {topic}", lambda: _highs(c, topic), timeout)
         if not highs:
             return []
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in highs])
@@ -90,6 +84,8 @@ def read_to_watermarks(bootstrap, topic, group, timeout=60):
                                      f"(read {len(out)})")
             for m in c.consume(num_messages=10000, timeout=0.5):
                 if m.error():
+                    if kafka_transient(m.error()):  # a leader moving: the client retries
+                        continue
                     raise KafkaException(m.error())
                 p = m.partition()
                 if m.offset() < highs[p]:
@@ -100,6 +96,28 @@ def read_to_watermarks(bootstrap, topic, group, timeout=60):
         c.close()
     out.sort(key=lambda m: (m.partition(), m.offset()))
     return out
+
+
+def _topic_partitions(c, topic, timeout=10):
+    """The topic's partitions, [] when it does not exist; KafkaException (retried by
+    kafka_retry when transient) while its metadata is not settled."""
+    t = c.list_topics(topic, timeout=timeout).topics.get(topic)
+    if t is None or (t.error is not None and t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        return []
+    if t.error is not None:
+        raise KafkaException(t.error)
+    return sorted(t.partitions)
+
+
+def _highs(c, topic, timeout=10):
+    """{partition: high watermark} of the partitions holding records."""
+    highs = {}
+    for p in _topic_partitions(c, topic, timeout):
+        low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        if high > low:
+            highs[p] = high
+    return highs
+
 
 class ProducerProcess:
     """One pgcdc-producer child in its own process group, log in a file. Its peak RSS
@@ -124,6 +142,8 @@ class ProducerProcess:
         finally:
             log.close()
         self.pid = self.proc.pid
+        self.killed = False  # SIGKILLed by the test: a crash on purpose
+        children.started("pgcdc-producer", self, log_path, lambda: self.killed)
 
     def poll(self):
         if self.returncode is not None:
@@ -157,6 +177,7 @@ class ProducerProcess:
     def kill(self):
         """SIGKILL and reap (a crash)."""
         if self.returncode is None:
+            self.killed = True
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -318,21 +339,19 @@ class ProducerSetup:
     def partitions(self, topic, timeout=30):
         c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests"})
         try:
-            md = c.list_topics(topic, timeout=timeout)
-            t = md.topics.get(topic)
-            if t is None or t.error is not None:
-                return []
-            return sorted(t.partitions)
+            return kafka_retry(f"the partitions of {topic}",
+                               lambda: _topic_partitions(c, topic, min(10, timeout)), timeout)
         finally:
             c.close()
 
     def watermarks(self, topic, timeout=30):
-        """{partition: (low, high)} of a topic."""
+        """{partition: (low, high)} of a topic ({} when it does not exist)."""
         c = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": "pgcdc-tests"})
         try:
-            md = c.list_topics(topic, timeout=timeout)
-            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                    for p in sorted(md.topics[topic].partitions)}
+            each = min(10, timeout)
+            return kafka_retry(f"the watermarks of {topic}", lambda: {
+                p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=each)
+                for p in _topic_partitions(c, topic, each)}, timeout)
         finally:
             c.close()
 
@@ -356,6 +375,8 @@ class ProducerSetup:
                 if m is None:
                     continue
                 if m.error():
+                    if kafka_transient(m.error()):
+                        continue
                     raise KafkaException(m.error())
                 return self._record(m, True)
             raise AssertionError(f"no record at {topic}/{partition}@{offset}")

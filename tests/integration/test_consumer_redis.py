@@ -367,6 +367,24 @@ def test_tombstone_ttl(kafka, redis_server, rc, consumers, case):
     wait_for("marker expired", lambda: rc.exists(case.marker(1)) == 0, 10, interval=0.2)
 
 
+def test_tombstone_ttl_0_keeps_markers_forever(kafka, redis_server, rc, consumers, case):
+    t = case.table
+    produce(kafka.bootstrap, case.topic, [ins(t, 10, {"id": 1, "v": "a"}),
+                                          upd(t, 11, {"id": 1, "v": "b"}),
+                                          dele(t, 12, {"id": 1})])
+    args = case.args(redis_server.url, "--redis-tombstone-ttl", "0")
+    consumers.run(*args)
+    assert rc.exists(case.row(1)) == 0
+    assert rc.get(case.marker(1)) == b"12"
+    assert rc.ttl(case.marker(1)) == -1  # no expiry
+    # A replay from the beginning, however late, does not bring the row back.
+    log = consumers.run(*args, "--reset-offsets", "earliest")
+    assert "stopping: 3 records applied" in log, log
+    assert rc.exists(case.row(1)) == 0
+    assert rc.get(case.marker(1)) == b"12"
+    assert rc.ttl(case.marker(1)) == -1
+
+
 def test_acl_user_password_is_never_logged(kafka, redis_server, rc, consumers, case):
     # ':' '/' '@' '%' in the password: percent-encoded in the URL, as usual.
     user, password = f"u_{case.table}"[:60], "s3cr3t:Pw/@x%y"
