@@ -7,6 +7,7 @@ with plain HTTP. Most tests run against OpenSearch 2.19 and Elasticsearch 7.10.2
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from faultproxy import FaultProxy  # noqa: E402
+from httpproxy import HttpProxy  # noqa: E402
 
 SCHEMA = "public"
 RUN_TIMEOUT_S = 90
@@ -626,3 +628,96 @@ def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, 
     # Nothing was committed for the batch that was not applied: the same group reads it.
     run_consumer(build_dir, kafka, search_engine.url, topic, unique)
     assert rows(index_state(search_engine, index)) == inserted(3)
+
+
+# --------------------------------------------------------------------------- request sizes
+
+REQUEST_LINE = re.compile(r"POST \S+/(_bulk|_mget) \((_bulk|_mget) of (\d+) .*?\): (\d+) bytes "
+                          r"sent, HTTP (\d+), (\d+) bytes received")
+
+
+def requests_in(log):
+    """(endpoint, items, bytes sent, status, bytes received) of each _bulk and _mget the
+    consumer's debug log shows."""
+    return [(m.group(1), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
+            for m in REQUEST_LINE.finditer(log)]
+
+
+def test_toast_merge_is_split_into_requests_within_the_budget(search_engine, kafka, build_dir,
+                                                              unique, cleanup_indices):
+    """A mass update of a small column on rows with big unchanged TOAST values: the merged
+    documents (about 4 MB) are far more than --batch-bytes (1 MiB, the request budget);
+    every _mget answer and _bulk body of several documents stays within it, and every row
+    keeps its big value."""
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    budget, rows_n = 1 << 20, 40
+    big = {i: f"{i:03d}" + "x" * 100_000 for i in range(rows_n)}
+    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i,
+                                                 after={"id": i, "status": "new", "doc": big[i]}))
+                           for i in range(rows_n)])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique, "--batch-bytes", str(budget))
+    produce(kafka, topic, [rec({"id": i}, event("u", table, 1000 + i,
+                                                 after={"id": i, "status": "shipped"},
+                                                 toast=["doc"]))
+                           for i in range(rows_n)])
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique,
+                       "--batch-bytes", str(budget), "--log-level", "debug")
+    assert index_state(search_engine, index) == {
+        str(i): (1000 + i, {"id": i, "status": "shipped", "doc": big[i], "_pgcdc_lsn": 1000 + i})
+        for i in range(rows_n)}
+    reqs = requests_in(log)
+    mgets = [r for r in reqs if r[0] == "_mget" and r[3] == 200]
+    bulks = [r for r in reqs if r[0] == "_bulk" and r[3] == 200]
+    assert sum(n for _, n, _, _, _ in mgets) == rows_n, log
+    assert sum(n for _, n, _, _, _ in bulks) == rows_n, log
+    # Each answer or body of several documents within the budget: several requests each.
+    assert all(got <= budget for _, n, _, _, got in mgets if n > 1), mgets
+    assert all(sent <= budget for _, n, sent, _, _ in bulks if n > 1), bulks
+    assert len(mgets) >= 4 and len(bulks) >= 4, (mgets, bulks)
+    assert "dead-lettering" not in log
+
+
+# --------------------------------------------------------------------------- truncate and stop
+
+class ThrottlingProxy(HttpProxy):
+    """Passes everything on, but makes each _delete_by_query slow on the real node:
+    batches of 10 documents, one batch every 20 s."""
+
+    def handle(self, method, path, headers, body):
+        if "/_delete_by_query" in path:
+            path += ("&" if "?" in path else "?") + "requests_per_second=0.5&scroll_size=10"
+        return self.forward(method, path, headers, body)
+
+
+def delete_by_query_tasks(engine):
+    status, body = engine.request("GET", "/_tasks?actions=*delete/byquery")
+    assert status == 200, body
+    return [t for node in body["nodes"].values() for t in node["tasks"]]
+
+
+def test_sigterm_during_a_long_truncate_exits_and_the_restart_completes_it(
+        search_engine, kafka, build_dir, unique, tmp_path, cleanup_indices):
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 100))
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    produce(kafka, topic, [rec(None, event("t", table, 500)),
+                           rec({"id": 7}, event("c", table, 501, after={"id": 7}))])
+    with ThrottlingProxy(search_engine.url) as proxy:
+        bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique),
+                        tmp_path / "consumer.log")
+        try:
+            wait_for("the truncate running in the engine",
+                     lambda: delete_by_query_tasks(search_engine), timeout_s=60)
+            started = time.monotonic()
+            assert bg.terminate(15) == 0, bg.output()
+            assert time.monotonic() - started < 10, bg.output()
+            assert "will be read again" in bg.output()
+        finally:
+            bg.kill()
+    # The consumer cancelled its task on the way out.
+    wait_for("no truncate running", lambda: not delete_by_query_tasks(search_engine),
+             timeout_s=30)
+    assert len(rows(index_state(search_engine, index))) > 1  # not done, and not committed
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index) == {"7": (501, {"id": 7, "_pgcdc_lsn": 501})}
+    assert "truncate of public." in log and "document(s) removed" in log, log
