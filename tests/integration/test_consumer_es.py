@@ -632,23 +632,29 @@ def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, 
 
 # --------------------------------------------------------------------------- request sizes
 
-REQUEST_LINE = re.compile(r"POST \S+/(_bulk|_mget) \((_bulk|_mget) of (\d+) .*?\): (\d+) bytes "
-                          r"sent, HTTP (\d+), (\d+) bytes received")
+class RecordingProxy(HttpProxy):
+    """Passes everything on and records, for each _bulk and _mget, (endpoint, bytes sent,
+    HTTP status, bytes received)."""
 
+    def __init__(self, upstream):
+        super().__init__(upstream)
+        self.requests = []
 
-def requests_in(log):
-    """(endpoint, items, bytes sent, status, bytes received) of each _bulk and _mget the
-    consumer's debug log shows."""
-    return [(m.group(1), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
-            for m in REQUEST_LINE.finditer(log)]
+    def handle(self, method, path, headers, body):
+        status, resp_headers, data = self.forward(method, path, headers, body)
+        endpoint = urllib.parse.urlsplit(path).path.rsplit("/", 1)[-1]
+        if endpoint in ("_bulk", "_mget"):
+            with self.lock:
+                self.requests.append((endpoint, len(body), status, len(data)))
+        return status, resp_headers, data
 
 
 def test_toast_merge_is_split_into_requests_within_the_budget(search_engine, kafka, build_dir,
                                                               unique, cleanup_indices):
     """A mass update of a small column on rows with big unchanged TOAST values: the merged
     documents (about 4 MB) are far more than --batch-bytes (1 MiB, the request budget);
-    every _mget answer and _bulk body of several documents stays within it, and every row
-    keeps its big value."""
+    every _mget answer and _bulk body stays within it, and every row keeps its big
+    value."""
     topic, table, index = new_table(kafka, unique, cleanup_indices)
     budget, rows_n = 1 << 20, 40
     big = {i: f"{i:03d}" + "x" * 100_000 for i in range(rows_n)}
@@ -660,20 +666,26 @@ def test_toast_merge_is_split_into_requests_within_the_budget(search_engine, kaf
                                                  after={"id": i, "status": "shipped"},
                                                  toast=["doc"]))
                            for i in range(rows_n)])
-    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique,
-                       "--batch-bytes", str(budget), "--log-level", "debug")
+    with RecordingProxy(search_engine.url) as proxy:
+        log = run_consumer(build_dir, kafka, proxy.url, topic, unique,
+                           "--batch-bytes", str(budget), "--log-level", "debug")
     assert index_state(search_engine, index) == {
         str(i): (1000 + i, {"id": i, "status": "shipped", "doc": big[i], "_pgcdc_lsn": 1000 + i})
         for i in range(rows_n)}
-    reqs = requests_in(log)
-    mgets = [r for r in reqs if r[0] == "_mget" and r[3] == 200]
-    bulks = [r for r in reqs if r[0] == "_bulk" and r[3] == 200]
-    assert sum(n for _, n, _, _, _ in mgets) == rows_n, log
-    assert sum(n for _, n, _, _, _ in bulks) == rows_n, log
-    # Each answer or body of several documents within the budget: several requests each.
-    assert all(got <= budget for _, n, _, _, got in mgets if n > 1), mgets
-    assert all(sent <= budget for _, n, sent, _, _ in bulks if n > 1), bulks
-    assert len(mgets) >= 4 and len(bulks) >= 4, (mgets, bulks)
+    mgets = [r for r in proxy.requests if r[0] == "_mget"]
+    bulks = [r for r in proxy.requests if r[0] == "_bulk"]
+    # Every body within the budget (a single document could go over it, but none is that
+    # big), and every answer too: the consumer cuts off a longer one (its first _mget asks
+    # for 16 documents of a guessed 64 KiB) and asks for fewer documents at a time. So
+    # the 4 MB of merged documents took several requests of each kind.
+    cut_off = re.findall(r"_mget of (\d+) document\(s\) .*: the answer is longer than "
+                         rf"{budget} bytes; asking for at most (\d+) at a time", log)
+    assert len([r for r in mgets if r[3] > budget]) == len(cut_off), (mgets, cut_off)
+    assert all(sent <= budget for _, sent, _, _ in bulks), bulks
+    assert len([r for r in mgets if r[2] == 200]) >= 4, mgets
+    assert len(bulks) >= 4, bulks
+    # The consumer's debug log shows each request with its sizes.
+    assert len(re.findall(r"POST \S+/_bulk \(.*\): \d+ bytes sent, HTTP 200", log)) == len(bulks)
     assert "dead-lettering" not in log
 
 
