@@ -735,8 +735,10 @@ static int fetch_toast(es_sink *s, segment *g, size_t from, size_t to, char *err
             goto done;
         }
         if (sent == ES_TOO_LARGE && nm > 1) {
-            cdc_log_info("%s; asking for at most %zu at a time", why, nm / 2);
+            /* Cut off: so many documents take more than the budget. */
             s->mget_doc_bytes = s->budget / (nm / 2) + 1;
+            cdc_log_info("%s; asking for at most %zu at a time", why,
+                         es_mget_docs_per_request(s->budget, s->mget_doc_bytes));
             rc = ES_TOO_LARGE;
             goto done;
         }

@@ -630,6 +630,29 @@ def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, 
     assert rows(index_state(search_engine, index)) == inserted(3)
 
 
+
+def test_sigterm_while_a_bulk_is_in_flight_exits_at_once_without_committing(
+        search_engine, kafka, build_dir, unique, tmp_path, cleanup_indices):
+    """The engine holds a _bulk for a minute (the proxy delays it): SIGTERM abandons the
+    request within seconds, and the batch is neither committed nor lost."""
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 3))
+    with FaultProxy(search_engine.url, delay_s=60) as proxy:
+        bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique),
+                        tmp_path / "consumer.log")
+        try:
+            wait_for("a _bulk in flight", lambda: proxy.bulk_requests >= 1, timeout_s=60,
+                     interval=0.05)
+            started = time.monotonic()
+            assert bg.terminate(15) == 0, bg.output()
+            assert time.monotonic() - started < 10, bg.output()
+            assert "will be read again" in bg.output()
+        finally:
+            bg.kill()
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert "stopping: 3 records applied" in log, log  # read again: nothing was committed
+    assert rows(index_state(search_engine, index)) == inserted(3)
+
 # --------------------------------------------------------------------------- request sizes
 
 class RecordingProxy(HttpProxy):
