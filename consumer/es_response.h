@@ -1,6 +1,7 @@
 /* es_response.h: reading a _bulk response body item by item, and deciding
- * for each whether it is done, to be retried, or rejected for good. No I/O:
- * the body comes from the sink's HTTP client.
+ * for each whether it is done, to be retried, or rejected for good; reading
+ * what the engine says of a truncate's task. No I/O: the body comes from
+ * the sink's HTTP client.
  *
  * Classification (es_classify):
  *   2xx, and 404 for a delete (already gone)          -> ES_ITEM_OK
@@ -17,9 +18,9 @@
  * item without a status) is an error: the caller retries the whole request
  * rather than guess.
  *
- * Also the two answers of a truncate run as a task: the task id of a
- * _delete_by_query started with wait_for_completion=false, and what
- * GET /_tasks/<id> says of it (es_task_parse). */
+ * A truncate runs as a task: es_task_id_parse reads the task id of a
+ * _delete_by_query started with wait_for_completion=false, es_task_parse
+ * what GET /_tasks/<id> says of it. */
 #ifndef PGCDC_CONSUMER_ES_RESPONSE_H
 #define PGCDC_CONSUMER_ES_RESPONSE_H
 
