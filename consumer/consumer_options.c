@@ -83,7 +83,8 @@ const cdc_option consumer_options[] = {
      .def = "5000", .min = 1, .max = 1000000, .help = "most records in one batch"},
     {.name = "batch-bytes", .env = "PGCDC_BATCH_BYTES", .type = CDC_OPT_INT,
      .def = "8388608", .min = 1024, .max = 1073741824, .metavar = "BYTES",
-     .help = "most bytes of record values in one batch"},
+     .help = "most bytes of record values in one batch; also the most bytes of one request "
+             "to Elasticsearch/OpenSearch (at most 32 MiB)"},
     {.name = "batch-ms", .env = "PGCDC_BATCH_MS", .type = CDC_OPT_INT, .def = "10", .min = 1,
      .max = 600000, .metavar = "MS", .help = "longest a batch keeps growing while the sinks apply the one before"},
     {.name = "reset-offsets", .env = "PGCDC_RESET_OFFSETS", .type = CDC_OPT_LIST,

@@ -285,3 +285,52 @@ fail:
     es_mget_result_free(out);
     return -1;
 }
+
+size_t es_request_budget(size_t batch_bytes)
+{
+    return batch_bytes < ES_REQUEST_BYTES_MAX ? batch_bytes : ES_REQUEST_BYTES_MAX;
+}
+
+size_t es_take_by_bytes(const size_t *sizes, size_t n, size_t budget)
+{
+    if (n == 0)
+        return 0;
+    size_t used = sizes[0], k = 1;
+    while (k < n && sizes[k] <= budget && used <= budget - sizes[k])
+        used += sizes[k++];
+    return k;
+}
+
+size_t es_mget_docs_per_request(size_t budget, size_t doc_bytes)
+{
+    size_t n = budget / (doc_bytes ? doc_bytes : 1);
+    return n < 1 ? 1 : n > ES_MGET_DOCS_MAX ? ES_MGET_DOCS_MAX : n;
+}
+
+size_t es_mget_doc_bytes(size_t len, size_t ndocs)
+{
+    size_t b = ndocs ? len / ndocs : len;
+    return b < ES_MGET_DOC_MIN ? ES_MGET_DOC_MIN : b;
+}
+
+bool es_chunk_fetches(const es_chunk_item *items, size_t i, size_t from)
+{
+    return items[i].merge && (items[i].prev < 0 || (size_t)items[i].prev < from);
+}
+
+size_t es_chunk_end(const es_chunk_item *items, size_t n, size_t from, size_t budget,
+                    size_t max_fetch, size_t *nfetch)
+{
+    size_t used = 0, fetch = 0, i = from;
+    while (i < n) {
+        size_t f = es_chunk_fetches(items, i, from) ? 1 : 0;
+        bool over = items[i].bytes > budget - used || fetch + f > max_fetch;
+        if (over && i > from)
+            break;
+        used = over ? budget : used + items[i].bytes;
+        fetch += f;
+        i++;
+    }
+    *nfetch = fetch;
+    return i;
+}

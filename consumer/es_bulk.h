@@ -25,7 +25,18 @@
  * Truncate: POST /<index>/_delete_by_query?conflicts=proceed with the body
  * of es_truncate_body(): every document (rows and markers) whose
  * _pgcdc_lsn is below the truncate's LSN. Rows written after the truncate
- * have a larger LSN and stay; repeating it is harmless. */
+ * have a larger LSN and stay; repeating it is harmless.
+ *
+ * Request sizes: a batch segment is applied in chunks, so that merged TOAST
+ * values never make one request or response grow with the batch. The
+ * budget of a request is --batch-bytes, at most ES_REQUEST_BYTES_MAX (the
+ * engines refuse a body over http.max_content_length, 100 MB by default):
+ *   - a chunk holds records whose values add up to at most the budget, and
+ *     at most as many documents to fetch as es_mget_docs_per_request();
+ *   - an _mget answer of several documents may hold the budget; one that
+ *     would hold more is cut off and asked for again in halves;
+ *   - a _bulk body holds items adding up to at most the budget
+ *     (es_take_by_bytes); a single larger item goes alone. */
 #ifndef PGCDC_CONSUMER_ES_BULK_H
 #define PGCDC_CONSUMER_ES_BULK_H
 
@@ -127,5 +138,51 @@ typedef struct es_mget_result {
  * no freeing. */
 int es_mget_parse(const char *body, size_t len, es_mget_result *out, char *err, size_t errlen);
 void es_mget_result_free(es_mget_result *r);
+
+/* ---- request sizes (see the top of this file) ---- */
+
+#define ES_REQUEST_BYTES_MAX ((size_t)32 << 20)
+/* Most documents one _mget asks for, however small they are. */
+#define ES_MGET_DOCS_MAX 10000
+/* Bytes per _mget document assumed before the first answer, and the least
+ * ever assumed (an answer's per-document overhead). */
+#define ES_MGET_DOC_GUESS ((size_t)64 << 10)
+#define ES_MGET_DOC_MIN 512
+
+/* The byte budget of one request for a --batch-bytes value. */
+size_t es_request_budget(size_t batch_bytes);
+
+/* How many of the next items, of sizes[0..n), go into one request of at
+ * most `budget` bytes: the longest prefix that fits, but at least one (a
+ * larger item goes alone). 0 only when n is 0. */
+size_t es_take_by_bytes(const size_t *sizes, size_t n, size_t budget);
+
+/* How many documents one _mget asks for when a document is thought to
+ * take `doc_bytes` in the answer: budget / doc_bytes, within
+ * 1..ES_MGET_DOCS_MAX. */
+size_t es_mget_docs_per_request(size_t budget, size_t doc_bytes);
+
+/* Bytes per document learnt from an _mget of ndocs answered with len
+ * bytes (at least ES_MGET_DOC_MIN). */
+size_t es_mget_doc_bytes(size_t len, size_t ndocs);
+
+/* One record of a segment as the chunk planner sees it. */
+typedef struct es_chunk_item {
+    size_t bytes;   /* its Kafka value: what its document holds at least */
+    bool merge;     /* it has unchanged TOAST columns to merge */
+    long prev;      /* the earlier record of the same row it merges from, or -1 */
+} es_chunk_item;
+
+/* The end of the chunk of items[from..n) that starts at `from`: the longest
+ * run whose bytes add up to at most `budget` and that needs at most
+ * `max_fetch` stored documents (an item that merges needs one unless it
+ * merges from an earlier item of the same chunk: items of earlier chunks
+ * are written by then, so it reads their result from the index). At least
+ * one item. Sets *nfetch to the documents the chunk needs. */
+size_t es_chunk_end(const es_chunk_item *items, size_t n, size_t from, size_t budget,
+                    size_t max_fetch, size_t *nfetch);
+
+/* Whether item i of a chunk starting at `from` needs its stored document. */
+bool es_chunk_fetches(const es_chunk_item *items, size_t i, size_t from);
 
 #endif

@@ -1,6 +1,6 @@
-/* es_response.c: _bulk response parsing and per-item classification (see
- * es_response.h). The tree stays alive in the result so item strings need
- * no copies. */
+/* es_response.c: _bulk response parsing and per-item classification, and
+ * the answers about a truncate's task (see es_response.h). The tree stays
+ * alive in a _bulk result so item strings need no copies. */
 #include "es_response.h"
 
 #include <stdio.h>
@@ -127,4 +127,106 @@ int es_bulk_parse(const char *body, size_t len, es_bulk_result *out, char *err, 
 fail:
     es_bulk_result_free(out);
     return -1;
+}
+
+/* A task answer nests: response, failures[], cause, caused_by... */
+#define TASK_MAX_DEPTH 64
+
+int es_task_id_parse(const char *body, size_t len, char id[ES_TASK_ID_MAX + 1], char *err,
+                     size_t errlen)
+{
+    yajl_val root = NULL;
+    int rc = -1;
+    if (row_json_parse("the _delete_by_query answer", body, len, TASK_MAX_DEPTH, &root, err,
+                       errlen) < 0)
+        return -1;
+    const char *task = str_member(root, "task");
+    if (!task) {
+        snprintf(err, errlen, "the _delete_by_query answer has no \"task\"");
+        goto done;
+    }
+    size_t n = strlen(task);
+    if (n == 0 || n > ES_TASK_ID_MAX || strspn(task, "abcdefghijklmnopqrstuvwxyz"
+                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                     "0123456789-_:") != n) {
+        snprintf(err, errlen, "the _delete_by_query answer's task id is not a task id (%zu bytes)",
+                 n);
+        goto done;
+    }
+    memcpy(id, task, n + 1);
+    rc = 0;
+done:
+    yajl_tree_free(root);
+    return rc;
+}
+
+static long long int_member(yajl_val obj, const char *name)
+{
+    yajl_val v = row_json_member(obj, name);
+    return v && YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : -1;
+}
+
+/* "type: reason" of an error object (or of a failure's cause). */
+static void error_words(yajl_val e, char *out, size_t outlen)
+{
+    const char *type = str_member(e, "type");
+    const char *reason = str_member(e, "reason");
+    if (e && YAJL_IS_STRING(e))
+        reason = e->u.string;
+    snprintf(out, outlen, "%s%s%s", type ? type : "", type && reason ? ": " : "",
+             reason ? reason : type ? "" : "no reason given");
+}
+
+int es_task_parse(const char *body, size_t len, es_task_status *out, char *err, size_t errlen)
+{
+    yajl_val root = NULL;
+    memset(out, 0, sizeof *out);
+    out->total = out->deleted = -1;
+    if (row_json_parse("the _tasks answer", body, len, TASK_MAX_DEPTH, &root, err, errlen) < 0)
+        return -1;
+    yajl_val completed = row_json_member(root, "completed");
+    if (!completed || !(YAJL_IS_TRUE(completed) || YAJL_IS_FALSE(completed))) {
+        snprintf(err, errlen, "the _tasks answer has no \"completed\" flag");
+        yajl_tree_free(root);
+        return -1;
+    }
+    yajl_val status = row_json_member(row_json_member(root, "task"), "status");
+    yajl_val response = row_json_member(root, "response");
+    yajl_val counts = response ? response : status;
+    out->total = int_member(counts, "total");
+    out->deleted = int_member(counts, "deleted");
+    out->state = ES_TASK_RUNNING;
+    if (YAJL_IS_FALSE(completed))
+        goto done;
+    out->state = ES_TASK_FAILED;
+    yajl_val error = row_json_member(root, "error");
+    yajl_val failures = row_json_member(response, "failures");
+    yajl_val timed_out = row_json_member(response, "timed_out");
+    const char *canceled = str_member(response, "canceled");
+    if (error) {
+        const char *type = str_member(error, "type");
+        if (type && strcmp(type, "index_not_found_exception") == 0) {
+            out->state = ES_TASK_NO_INDEX;
+            goto done;
+        }
+        error_words(error, out->reason, sizeof out->reason);
+    } else if (!response || !YAJL_IS_OBJECT(response)) {
+        snprintf(out->reason, sizeof out->reason, "completed without a response");
+    } else if (failures && YAJL_IS_ARRAY(failures) && failures->u.array.len > 0) {
+        yajl_val f = failures->u.array.values[0];
+        yajl_val cause = row_json_member(f, "cause");
+        char words[400];
+        error_words(cause ? cause : row_json_member(f, "reason"), words, sizeof words);
+        snprintf(out->reason, sizeof out->reason, "%zu failure(s), first: %s",
+                 failures->u.array.len, words);
+    } else if (timed_out && YAJL_IS_TRUE(timed_out)) {
+        snprintf(out->reason, sizeof out->reason, "timed out");
+    } else if (canceled) {
+        snprintf(out->reason, sizeof out->reason, "cancelled: %s", canceled);
+    } else {
+        out->state = ES_TASK_DONE;
+    }
+done:
+    yajl_tree_free(root);
+    return 0;
 }

@@ -1,6 +1,7 @@
 /* es_response.h: reading a _bulk response body item by item, and deciding
- * for each whether it is done, to be retried, or rejected for good. No I/O:
- * the body comes from the sink's HTTP client.
+ * for each whether it is done, to be retried, or rejected for good; reading
+ * what the engine says of a truncate's task. No I/O: the body comes from
+ * the sink's HTTP client.
  *
  * Classification (es_classify):
  *   2xx, and 404 for a delete (already gone)          -> ES_ITEM_OK
@@ -15,7 +16,11 @@
  *                                                          with the server's reason
  * A body that cannot be read item by item (not JSON, no items array, an
  * item without a status) is an error: the caller retries the whole request
- * rather than guess. */
+ * rather than guess.
+ *
+ * A truncate runs as a task: es_task_id_parse reads the task id of a
+ * _delete_by_query started with wait_for_completion=false, es_task_parse
+ * what GET /_tasks/<id> says of it. */
 #ifndef PGCDC_CONSUMER_ES_RESPONSE_H
 #define PGCDC_CONSUMER_ES_RESPONSE_H
 
@@ -62,5 +67,34 @@ es_item_class es_classify(const char *action, int status, const char *error_type
 
 /* "ok", "conflict", "retry", "rejected". */
 const char *es_item_class_name(es_item_class c);
+
+/* Longest task id kept ("<node id>:<number>"). */
+#define ES_TASK_ID_MAX 128
+
+/* The task id of {"task":"<node>:<n>"}, copied into id. Returns 0, or -1
+ * with err set (not JSON, no task, an id too long or with a character
+ * other than letters, digits, '-', '_' and ':'; it goes into a URL path). */
+int es_task_id_parse(const char *body, size_t len, char id[ES_TASK_ID_MAX + 1], char *err,
+                     size_t errlen);
+
+/* What GET /_tasks/<id> says of a _delete_by_query task. */
+typedef enum es_task_state {
+    ES_TASK_RUNNING,
+    ES_TASK_DONE,          /* completed, nothing failed */
+    ES_TASK_NO_INDEX,      /* completed with index_not_found_exception: nothing to delete */
+    ES_TASK_FAILED,        /* completed, but with an error, failures, a timeout or a
+                              cancellation: running it again may finish the job */
+} es_task_state;
+
+typedef struct es_task_status {
+    es_task_state state;
+    long long total, deleted;  /* documents found and deleted so far (status, or the
+                                  response once completed); -1 when not given */
+    char reason[512];          /* ES_TASK_FAILED: why, from the engine's words */
+} es_task_status;
+
+/* Parses a GET /_tasks/<id> answer. Returns 0, or -1 with err set (not
+ * JSON, no "completed" flag). */
+int es_task_parse(const char *body, size_t len, es_task_status *out, char *err, size_t errlen);
 
 #endif

@@ -28,7 +28,18 @@
  * logged as errors since only the operator can fix them) is sent again
  * with capped exponential backoff and jitter, failing over to the next
  * --es URL on connection errors, until it succeeds or a stop is requested.
- * Items of a _bulk that fail alone (429, 5xx) are sent again alone. */
+ * Items of a _bulk that fail alone (429, 5xx) are sent again alone.
+ *
+ * What can never succeed is not retried: an answer larger than its limit
+ * (es_bulk.h: a request of several documents is split, a single document
+ * is refused and dead-lettered), a _bulk item or request refused for good.
+ *
+ * Stops: every request first looks for a stop request, and one in flight
+ * is abandoned within about a second of SIGTERM (libcurl's progress
+ * callback); the batch then fails, so none of its offsets are stored and
+ * it is applied again after a restart (every write is idempotent by LSN).
+ * A truncate runs as a task of the engine that is polled, and cancelled on
+ * a stop. */
 #include "sink.h"
 
 #include <inttypes.h>
@@ -39,6 +50,7 @@
 #include <curl/curl.h>
 
 #include "cdc_buf.h"
+#include "cdc_clock.h"
 #include "cdc_config.h"
 #include "cdc_log.h"
 #include "cdc_mask.h"
@@ -51,9 +63,14 @@
 #define SINK_NAME "es"
 #define CONNECT_TIMEOUT_MS 5000L
 #define REQUEST_TIMEOUT_MS 60000L
-/* A truncate of a big index can take a while; repeating it after a
- * timeout is harmless but wasteful. */
-#define TRUNCATE_TIMEOUT_MS 600000L
+/* A truncate's task is polled every 50-100 ms at first, then about once a
+ * second; its progress is logged every TASK_LOG_MS. */
+#define TASK_POLL_MIN_MS 100
+#define TASK_POLL_MAX_MS 1000
+#define TASK_LOG_MS 30000
+/* A request sent once whatever happens (es_request_once) gets this long:
+ * it may run after a stop. */
+#define ONCE_TIMEOUT_MS 2000L
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
 #define RESPONSE_MAX ((size_t)512 << 20)
@@ -92,6 +109,11 @@ typedef struct es_sink {
     es_table *tables;
     es_table *last_table;
     bool failing;           /* the last request failed: log the recovery */
+    size_t budget;          /* bytes of one request (es_request_budget) */
+    size_t mget_doc_bytes;  /* bytes an _mget document is thought to take */
+    size_t resp_max;        /* longest answer to the request in flight */
+    bool resp_over;         /* that answer was longer: cut off */
+    bool deaf;              /* the request in flight ignores a stop (a cancel) */
 } es_sink;
 
 /* One c/u/r/d record of a segment (the records between two truncates). */
@@ -100,9 +122,9 @@ typedef struct es_item {
     es_table *t;
     size_t id_off;          /* into the segment's ids buffer */
     long prev;              /* earlier item of the same row in the segment, or -1 */
-    long mget;              /* index into the _mget request, or -1 */
-    size_t line_off, line_len;  /* action and document lines in the body */
-    size_t doc_off;         /* the document line alone, within the body */
+    long mget;              /* index into the chunk's _mget request, or -1 */
+    size_t line_off, line_len;  /* action and document lines in the chunk's body */
+    size_t doc_off;         /* the document line alone, within that body */
     bool done;              /* applied, refused or skipped */
 } es_item;
 
@@ -114,17 +136,35 @@ typedef struct es_req {
     size_t len;
     const char *what;       /* "_bulk of 12 items for index x", for messages */
     long timeout_ms;
+    size_t resp_max;        /* longest answer taken; 0 for RESPONSE_MAX */
 } es_req;
+
+/* What es_perform and es_send return besides 0 (answered) and -1. */
+#define ES_TOO_LARGE 1
 
 /* ---- HTTP ------------------------------------------------------------ */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *opaque)
 {
-    cdc_buf *b = opaque;
+    es_sink *s = opaque;
     size_t n = size * nmemb;
-    if (b->len + n > RESPONSE_MAX || cdc_buf_append(b, data, n) < 0)
+    if (s->resp.len + n > s->resp_max) {
+        s->resp_over = true;
         return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+    }
+    if (cdc_buf_append(&s->resp, data, n) < 0)
+        return 0;
     return n;
+}
+
+/* Called by libcurl about once a second at least, even while it waits:
+ * a non-zero return abandons the request (CURLE_ABORTED_BY_CALLBACK). */
+static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const es_sink *s = opaque;
+    return !s->deaf && cdc_signal_stop_requested();
 }
 
 /* The first EXCERPT_MAX bytes of the response, on one line, for messages. */
@@ -140,8 +180,10 @@ static const char *resp_excerpt(es_sink *s, char *out, size_t outlen)
 }
 
 /* Sends r once to the current URL. Returns 0 when the server answered
- * (*status, body in s->resp), or -1 with err set when it could not be
- * reached; then the next URL becomes current. */
+ * (*status, body in s->resp); ES_TOO_LARGE with err set when the answer
+ * was longer than r->resp_max (the node is fine: asking again would get
+ * the same answer); or -1 with err set when it could not be reached (or
+ * a stop abandoned the request); then the next URL becomes current. */
 static int es_perform(es_sink *s, const es_req *r, long *status, char *err, size_t errlen)
 {
     size_t u = s->cur;
@@ -160,7 +202,19 @@ static int es_perform(es_sink *s, const es_req *r, long *status, char *err, size
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->ndjson ? s->hdr_ndjson : s->hdr_json);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     s->curl_err[0] = '\0';
+    s->resp_max = r->resp_max ? r->resp_max : RESPONSE_MAX;
+    s->resp_over = false;
     CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_WRITE_ERROR && s->resp_over) {
+        snprintf(err, errlen, "%s %s%s (%s): the answer is longer than %zu bytes", r->method,
+                 s->masked[u], r->path, r->what, s->resp_max);
+        return ES_TOO_LARGE;
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(err, errlen, "%s %s%s (%s): abandoned on a stop request", r->method,
+                 s->masked[u], r->path, r->what);
+        return -1;
+    }
     if (rc != CURLE_OK) {
         snprintf(err, errlen, "%s %s%s (%s) failed: %s", r->method, s->masked[u], r->path, r->what,
                  s->curl_err[0] ? s->curl_err : curl_easy_strerror(rc));
@@ -169,6 +223,8 @@ static int es_perform(es_sink *s, const es_req *r, long *status, char *err, size
         return -1;
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    cdc_log_debug("%s %s%s (%s): %zu bytes sent, HTTP %ld, %zu bytes received", r->method,
+                  s->masked[u], r->path, r->what, r->body ? r->len : 0, *status, s->resp.len);
     return 0;
 }
 
@@ -189,14 +245,26 @@ static bool es_retry_wait(es_sink *s, unsigned *attempt, bool as_error, const ch
  * the operator can fix credentials) are retried with backoff; with several
  * URLs each is tried once before waiting. *attempt counts consecutive
  * failures and is shared with callers that retry for their own reasons.
- * Returns 0 with *status, or -1 with err when a stop was requested. */
+ * Nothing is sent once a stop is requested. Returns 0 with *status;
+ * ES_TOO_LARGE with err when the answer is longer than r->resp_max (asking
+ * again cannot help: the caller asks for less, or refuses what it asked
+ * for); or -1 with err when a stop was requested. */
 static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status, char *err,
                    size_t errlen)
 {
     unsigned unreachable = 0;
     for (;;) {
         char why[1024], excerpt[EXCERPT_MAX + 1];
-        if (es_perform(s, r, status, why, sizeof why) < 0) {
+        if (cdc_signal_stop_requested())
+            goto stopped;
+        int rc = es_perform(s, r, status, why, sizeof why);
+        if (rc == ES_TOO_LARGE) {
+            snprintf(err, errlen, "%s", why);
+            return ES_TOO_LARGE;
+        }
+        if (rc < 0) {
+            if (cdc_signal_stop_requested())
+                goto stopped;
             s->failing = true;
             unreachable++;
             if (s->nurls > 1 && unreachable % s->nurls != 0) {
@@ -315,10 +383,15 @@ static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
                 .len = strlen(INDEX_MAPPING), .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
     unsigned attempt = 0;
     long status = 0;
-    if (es_send(s, &r, &attempt, &status, err, errlen) < 0)
+    char excerpt[EXCERPT_MAX + 1], big[512];
+    int sent = es_send(s, &r, &attempt, &status, big, sizeof big);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", big);
         goto done;
-    char excerpt[EXCERPT_MAX + 1];
-    if (status >= 200 && status < 300) {
+    }
+    if (sent == ES_TOO_LARGE) {
+        cdc_log_warn("%s; writing anyway", big);
+    } else if (status >= 200 && status < 300) {
         cdc_log_info("created index %s for %s.%s", t->index, t->schema, t->table);
     } else if (s->resp.data && strstr(s->resp.data, "resource_already_exists_exception")) {
         cdc_log_debug("index %s exists", t->index);
@@ -339,10 +412,102 @@ done:
 
 /* ---- truncate -------------------------------------------------------- */
 
+/* One request, sent once even after a stop, its failure only logged (as
+ * a warning when `warn`): the cancel of a truncate's task on a stop, the
+ * removal of its result (which engines that guard their system indices
+ * may not allow). */
+static void es_request_once(es_sink *s, const char *method, const char *path, const char *what,
+                            bool warn)
+{
+    es_req r = {.method = method, .path = path, .what = what, .timeout_ms = ONCE_TIMEOUT_MS};
+    long status = 0;
+    char why[1024], excerpt[EXCERPT_MAX + 1];
+    s->deaf = true;
+    int rc = es_perform(s, &r, &status, why, sizeof why);
+    s->deaf = false;
+    if (rc != 0)
+        cdc_log(warn ? CDC_LOG_WARN : CDC_LOG_DEBUG, "%s", why);
+    else if (status < 200 || status >= 300)
+        cdc_log(warn ? CDC_LOG_WARN : CDC_LOG_DEBUG, "%s %s%s (%s): HTTP %ld: %s", method,
+                s->masked[s->cur], path, what, status, resp_excerpt(s, excerpt, sizeof excerpt));
+}
+
+/* How a truncate's task ended (task_wait). */
+typedef enum task_end {
+    TASK_ENDED,        /* completed: see the status */
+    TASK_LOST,         /* the engine no longer knows it (its node restarted) */
+    TASK_STOPPED,      /* a stop was requested: cancelled */
+} task_end;
+
+/* Polls the task until it completes. On a stop the task is cancelled: the
+ * batch is not stored, so the truncate runs again after a restart, and
+ * what this one deleted stays deleted. */
+static task_end task_wait(es_sink *s, const char *task, const char *what, es_task_status *st,
+                          char *err, size_t errlen)
+{
+    cdc_buf path = CDC_BUF_INIT, cancel = CDC_BUF_INIT;
+    task_end end = TASK_STOPPED;
+    unsigned attempt = 0, poll = 0;
+    int64_t log_at = cdc_clock_mono_ms() + TASK_LOG_MS;
+    if (cdc_buf_printf(&path, "/_tasks/%s", task) < 0 ||
+        cdc_buf_printf(&cancel, "/_tasks/%s/_cancel", task) < 0) {
+        snprintf(err, errlen, "cannot wait for task %s (%s): out of memory", task, what);
+        goto done;
+    }
+    for (;;) {
+        if (!sink_backoff(poll < 5 ? poll++ : 5, TASK_POLL_MIN_MS, TASK_POLL_MAX_MS))
+            goto stopped;
+        es_req r = {.method = "GET", .path = path.data, .what = what,
+                    .timeout_ms = REQUEST_TIMEOUT_MS};
+        long status = 0;
+        char why[1024], perr[512], excerpt[EXCERPT_MAX + 1];
+        int rc = es_send(s, &r, &attempt, &status, why, sizeof why);
+        if (rc < 0)
+            goto stopped;
+        if (rc == 0 && status == 404) {
+            cdc_log_warn("GET %s%s (%s): the engine no longer knows the task: %s", s->masked[s->cur],
+                         path.data, what, resp_excerpt(s, excerpt, sizeof excerpt));
+            end = TASK_LOST;
+            goto done;
+        }
+        if (rc == 0 && status == 200 &&
+            es_task_parse(s->resp.data, s->resp.len, st, perr, sizeof perr) == 0) {
+            attempt = 0;
+            if (st->state != ES_TASK_RUNNING) {
+                end = TASK_ENDED;
+                goto done;
+            }
+            if (cdc_clock_mono_ms() >= log_at) {
+                cdc_log_info("%s: task %s has deleted %lld of %lld document(s) so far", what, task,
+                             st->deleted, st->total);
+                log_at = cdc_clock_mono_ms() + TASK_LOG_MS;
+            }
+            continue;
+        }
+        if (rc == 0)
+            snprintf(why, sizeof why, "GET %s%s (%s): HTTP %ld: %s", s->masked[s->cur], path.data,
+                     what, status, status == 200 ? perr : resp_excerpt(s, excerpt, sizeof excerpt));
+        if (!es_retry_wait(s, &attempt, false, why))
+            goto stopped;
+    }
+stopped:
+    es_request_once(s, "POST", cancel.data, what, true);
+    snprintf(err, errlen, "stop requested during the %s (task %s cancelled; the truncate runs "
+             "again after a restart)", what, task);
+done:
+    cdc_buf_free(&path);
+    cdc_buf_free(&cancel);
+    return end;
+}
+
 /* Removes the table's documents older than the truncate: a refresh first,
  * because _delete_by_query only sees what a refresh has made searchable,
  * and documents of this table written just before must go too. A 404
- * (no such index) means there is nothing to remove. */
+ * (no such index) means there is nothing to remove. The deletion runs as
+ * a task of the engine (wait_for_completion=false), polled: it may take
+ * far longer than a request should, and a stop must be heard meanwhile. A
+ * task that fails or is lost is started again: deleting what is older
+ * than the truncate twice is harmless. */
 static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t errlen)
 {
     const cdc_decoded_event *ev = &rec->ev;
@@ -354,10 +519,10 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
         s->base.applied++;
         return 0;
     }
-    cdc_buf path = CDC_BUF_INIT, body = CDC_BUF_INIT, what = CDC_BUF_INIT;
+    cdc_buf path = CDC_BUF_INIT, body = CDC_BUF_INIT, what = CDC_BUF_INIT, done_path = CDC_BUF_INIT;
     int rc = -1;
     unsigned attempt = 0;
-    char excerpt[EXCERPT_MAX + 1], why[1024];
+    char excerpt[EXCERPT_MAX + 1], why[1024], task[ES_TASK_ID_MAX + 1];
     if (cdc_buf_printf(&what, "truncate of %s.%s at lsn %" PRIu64 " in index %s", ev->schema,
                        ev->table, ev->lsn, t->index) < 0 ||
         es_truncate_body(ev->lsn, &body) < 0) {
@@ -372,63 +537,87 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
             goto nomem;
         es_req refresh = {.method = "POST", .path = path.data, .what = what.data,
                           .timeout_ms = REQUEST_TIMEOUT_MS};
-        if (es_send(s, &refresh, &attempt, &status, err, errlen) < 0)
-            goto done;
+        int sent = es_send(s, &refresh, &attempt, &status, why, sizeof why);
+        if (sent < 0)
+            goto stopped;
+        if (sent == ES_TOO_LARGE)
+            goto refused;
+        if (status == 404 && s->resp.data && strstr(s->resp.data, "index_not_found_exception"))
+            goto no_index;
         cdc_buf_reset(&path);
         if (path_put_index(&path, t->index) < 0 ||
-            cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true") < 0)
+            cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true"
+                                "&wait_for_completion=false") < 0)
             goto nomem;
         es_req dbq = {.method = "POST", .path = path.data, .body = body.data, .len = body.len,
-                      .what = what.data, .timeout_ms = TRUNCATE_TIMEOUT_MS};
-        if (es_send(s, &dbq, &attempt, &status, err, errlen) < 0)
-            goto done;
-        if (status == 404 && s->resp.data && strstr(s->resp.data, "index_not_found_exception")) {
-            cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": index %s does not exist",
-                         ev->schema, ev->table, ev->lsn, t->index);
-            break;
+                      .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
+        sent = es_send(s, &dbq, &attempt, &status, why, sizeof why);
+        if (sent < 0)
+            goto stopped;
+        if (sent == ES_TOO_LARGE)
+            goto refused;
+        if (status == 404 && s->resp.data && strstr(s->resp.data, "index_not_found_exception"))
+            goto no_index;
+        if (status < 200 || status >= 300) {
+            /* Any other answer is about this request itself (a bad query, a
+             * field mapped otherwise by the user): retrying cannot help. */
+            snprintf(why, sizeof why, "%s refused: HTTP %ld: %s", what.data, status,
+                     resp_excerpt(s, excerpt, sizeof excerpt));
+            goto refused;
         }
-        if (status >= 200 && status < 300) {
-            yajl_val root = NULL;
-            char perr[256];
-            if (row_json_parse("the _delete_by_query response", s->resp.data, s->resp.len, 64,
-                               &root, perr, sizeof perr) == 0) {
-                yajl_val failures = row_json_member(root, "failures");
-                yajl_val deleted = row_json_member(root, "deleted");
-                bool failed = failures && YAJL_IS_ARRAY(failures) && failures->u.array.len > 0;
-                long long n = deleted && YAJL_IS_INTEGER(deleted) ? YAJL_GET_INTEGER(deleted) : -1;
-                yajl_tree_free(root);
-                if (!failed) {
-                    cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": %lld document(s) removed "
-                                 "from index %s", ev->schema, ev->table, ev->lsn, n, t->index);
-                    break;
-                }
-                snprintf(why, sizeof why, "POST %s%s (%s): some documents were not removed: %s",
-                         s->masked[s->cur], path.data, what.data,
-                         resp_excerpt(s, excerpt, sizeof excerpt));
-            } else {
-                snprintf(why, sizeof why, "POST %s%s (%s): HTTP %ld: %s", s->masked[s->cur],
-                         path.data, what.data, status, perr);
-            }
-            if (!es_retry_wait(s, &attempt, false, why)) {
-                snprintf(err, errlen, "stop requested during the %s", what.data);
-                goto done;
-            }
+        char perr[512];
+        if (es_task_id_parse(s->resp.data, s->resp.len, task, perr, sizeof perr) < 0) {
+            snprintf(why, sizeof why, "POST %s%s (%s): %s", s->masked[s->cur], path.data,
+                     what.data, perr);
+            if (!es_retry_wait(s, &attempt, false, why))
+                goto stopped;
             continue;
         }
-        /* Any other answer is about this request itself (a bad query, a
-         * field mapped otherwise by the user): retrying cannot help. */
-        snprintf(why, sizeof why, "%s refused: HTTP %ld: %s", what.data, status,
-                 resp_excerpt(s, excerpt, sizeof excerpt));
-        if (sink_reject_record(rec, SINK_NAME, why) < 0)
-            goto nomem;
-        s->base.rejected++;
-        rc = 0;
-        goto done;
+        cdc_log_debug("%s: task %s started", what.data, task);
+        es_task_status st;
+        task_end end = task_wait(s, task, what.data, &st, err, errlen);
+        if (end == TASK_STOPPED)
+            goto done;
+        if (end == TASK_ENDED) {
+            /* The engine keeps a finished task's result in its .tasks index
+             * until told otherwise. */
+            cdc_buf_reset(&done_path);
+            if (cdc_buf_printf(&done_path, "/.tasks/_doc/%s", task) < 0)
+                goto nomem;
+            es_request_once(s, "DELETE", done_path.data, what.data, false);
+            if (st.state == ES_TASK_NO_INDEX)
+                goto no_index;
+            if (st.state == ES_TASK_DONE) {
+                cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": %lld document(s) removed "
+                             "from index %s", ev->schema, ev->table, ev->lsn, st.deleted, t->index);
+                break;
+            }
+            snprintf(why, sizeof why, "%s: task %s: %s", what.data, task, st.reason);
+        } else {
+            snprintf(why, sizeof why, "%s: task %s was lost", what.data, task);
+        }
+        if (!es_retry_wait(s, &attempt, end == TASK_ENDED, why))
+            goto stopped;
     }
+    goto applied;
+no_index:
+    cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": index %s does not exist", ev->schema,
+                 ev->table, ev->lsn, t->index);
+applied:
     t->truncated = true;
     t->truncate_lsn = ev->lsn;
     s->base.applied++;
     rc = 0;
+    goto done;
+refused:
+    cdc_log_error("%s; retrying cannot succeed: dead-lettering the truncate", why);
+    if (sink_reject_record(rec, SINK_NAME, why) < 0)
+        goto nomem;
+    s->base.rejected++;
+    rc = 0;
+    goto done;
+stopped:
+    snprintf(err, errlen, "stop requested during the %s", what.data);
     goto done;
 nomem:
     snprintf(err, errlen, "cannot apply the truncate of %s.%s: out of memory", ev->schema,
@@ -437,28 +626,47 @@ done:
     cdc_buf_free(&path);
     cdc_buf_free(&body);
     cdc_buf_free(&what);
+    cdc_buf_free(&done_path);
     return rc;
 }
 
 /* ---- c/u/r/d segments ------------------------------------------------ */
 
+/* The records between two truncates, applied in chunks (es_bulk.h: request
+ * sizes): ids and plan for the whole segment, the rest for the chunk being
+ * applied. */
 typedef struct segment {
     es_item *items;
+    es_chunk_item *plan;    /* by item */
     size_t n;
     cdc_buf ids;
-    cdc_buf body;
-    es_mget_result mget;
-    yajl_val *prev_docs;    /* parsed documents of earlier items, by item */
+    cdc_buf body;           /* the chunk's bulk lines */
+    es_mget_result mget;    /* the chunk's stored documents */
+    yajl_val *prev_docs;    /* parsed documents of the chunk's items, by item */
+    size_t *todo, *sizes;   /* items to send, and their sizes */
 } segment;
+
+/* Forgets what the chunk items[from..to) held. */
+static void chunk_reset(segment *g, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        if (g->prev_docs[i]) {
+            yajl_tree_free(g->prev_docs[i]);
+            g->prev_docs[i] = NULL;
+        }
+    cdc_buf_reset(&g->body);
+    es_mget_result_free(&g->mget);
+}
 
 static void segment_free(segment *g)
 {
     if (g->prev_docs)
-        for (size_t i = 0; i < g->n; i++)
-            if (g->prev_docs[i])
-                yajl_tree_free(g->prev_docs[i]);
+        chunk_reset(g, 0, g->n);
     free(g->prev_docs);
     free(g->items);
+    free(g->plan);
+    free(g->todo);
+    free(g->sizes);
     cdc_buf_free(&g->ids);
     cdc_buf_free(&g->body);
     es_mget_result_free(&g->mget);
@@ -480,22 +688,31 @@ static int reject(es_sink *s, es_item *it, const char *reason, char *err, size_t
     return 0;
 }
 
-/* Fetches the stored documents of the rows whose unchanged TOAST columns
- * cannot be taken from an earlier record of the same batch. */
-static int fetch_toast(es_sink *s, segment *g, char *err, size_t errlen)
+/* Fetches the stored documents of the chunk items[from..to) that merge
+ * unchanged TOAST columns and have no earlier record of their row in the
+ * chunk (es_chunk_fetches). An answer of several documents may take
+ * s->budget bytes: a longer one returns ES_TOO_LARGE, and the caller
+ * makes the chunk smaller. A single document longer than RESPONSE_MAX can
+ * never be read: its record is refused. Returns 0, ES_TOO_LARGE, or -1
+ * with err (a stop, no memory). */
+static int fetch_toast(es_sink *s, segment *g, size_t from, size_t to, char *err, size_t errlen)
 {
     size_t nm = 0;
-    for (size_t i = 0; i < g->n; i++)
-        if (g->items[i].mget >= 0)
-            nm++;
+    for (size_t i = from; i < to; i++) {
+        es_item *it = &g->items[i];
+        it->mget = -1;
+        if (!it->done && es_chunk_fetches(g->plan, i, from))
+            it->mget = (long)nm++;
+    }
     if (nm == 0)
         return 0;
     es_mget_doc *docs = calloc(nm, sizeof *docs);
+    es_item *only = NULL;
     cdc_buf body = CDC_BUF_INIT, what = CDC_BUF_INIT;
     int rc = -1;
     if (!docs)
         goto nomem;
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = from; i < to; i++) {
         es_item *it = &g->items[i];
         if (it->mget < 0)
             continue;
@@ -504,19 +721,43 @@ static int fetch_toast(es_sink *s, segment *g, char *err, size_t errlen)
         d->id = item_id(g, it);
         d->fields = (const char *const *)it->rec->ev.unchanged_toast;
         d->nfields = it->rec->ev.n_unchanged_toast;
+        only = it;
     }
     if (es_mget_body(docs, nm, &body) < 0 ||
         cdc_buf_printf(&what, "_mget of %zu document(s) for unchanged TOAST columns, first in "
                        "index %s", nm, docs[0].index) < 0)
         goto nomem;
     es_req r = {.method = "POST", .path = "/_mget", .body = body.data, .len = body.len,
-                .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
+                .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS,
+                .resp_max = nm > 1 ? s->budget : 0};
     unsigned attempt = 0;
     for (;;) {
         long status = 0;
         char why[1024], perr[512], excerpt[EXCERPT_MAX + 1];
-        if (es_send(s, &r, &attempt, &status, err, errlen) < 0)
+        int sent = es_send(s, &r, &attempt, &status, why, sizeof why);
+        if (sent < 0) {
+            snprintf(err, errlen, "%s", why);
             goto done;
+        }
+        if (sent == ES_TOO_LARGE && nm > 1) {
+            /* Cut off: so many documents take more than the budget. */
+            s->mget_doc_bytes = s->budget / (nm / 2) + 1;
+            cdc_log_info("%s; asking for at most %zu at a time", why,
+                         es_mget_docs_per_request(s->budget, s->mget_doc_bytes));
+            rc = ES_TOO_LARGE;
+            goto done;
+        }
+        if (sent == ES_TOO_LARGE) {
+            char reason[1536];
+            snprintf(reason, sizeof reason, "%s: the stored document of id %s in index %s is too "
+                     "large to be read, so the unchanged TOAST columns of lsn %" PRIu64 " can "
+                     "never be merged", why, item_id(g, only), only->t->index, only->rec->ev.lsn);
+            cdc_log_error("%s; retrying cannot succeed: dead-lettering the record", reason);
+            if (reject(s, only, reason, err, errlen) < 0)
+                goto done;
+            only->mget = -1;
+            break;
+        }
         if (status == 200 && es_mget_parse(s->resp.data, s->resp.len, &g->mget, perr,
                                            sizeof perr) == 0) {
             if (g->mget.n == nm) {
@@ -525,8 +766,10 @@ static int fetch_toast(es_sink *s, segment *g, char *err, size_t errlen)
                     if (g->mget.items[k].error &&
                         strncmp(g->mget.items[k].error, "no such index", 13) != 0)
                         doc_err = g->mget.items[k].error;
-                if (!doc_err)
+                if (!doc_err) {
+                    s->mget_doc_bytes = es_mget_doc_bytes(s->resp.len, nm);
                     break;
+                }
                 snprintf(why, sizeof why, "POST %s/_mget (%s): a document could not be read: %s",
                          s->masked[s->cur], what.data, doc_err);
             } else {
@@ -556,17 +799,26 @@ done:
     return rc;
 }
 
-/* The document a TOAST merge of item i starts from: the one written by the
- * same row earlier in the batch, else the stored one. */
-static int toast_current(segment *g, size_t i, yajl_val *current, char *err, size_t errlen)
+/* The document a TOAST merge of item i starts from: the stored one when
+ * fetch_toast read it, else the one written by the same row earlier in
+ * the chunk. Sets *base_refused when that earlier record was refused:
+ * what it held is unknown, so this one cannot be merged either. */
+static int toast_current(segment *g, size_t i, yajl_val *current, bool *base_refused, char *err,
+                         size_t errlen)
 {
     es_item *it = &g->items[i];
     *current = NULL;
-    if (it->prev >= 0) {
+    *base_refused = false;
+    if (it->mget >= 0) {
+        es_mget_item *m = &g->mget.items[it->mget];
+        *current = m->found ? m->source : NULL;
+    } else if (it->prev >= 0) {
         size_t p = (size_t)it->prev;
         es_item *pi = &g->items[p];
-        if (pi->line_len == 0)
-            return 0; /* refused while building: nothing written to merge from */
+        if (pi->line_len == 0) {
+            *base_refused = pi->done;
+            return 0;
+        }
         if (!g->prev_docs[p]) {
             const char *doc = g->body.data + pi->doc_off;
             size_t len = pi->line_off + pi->line_len - pi->doc_off;
@@ -575,27 +827,34 @@ static int toast_current(segment *g, size_t i, yajl_val *current, char *err, siz
                 return -1;
         }
         *current = g->prev_docs[p];
-    } else if (it->mget >= 0) {
-        es_mget_item *m = &g->mget.items[it->mget];
-        *current = m->found ? m->source : NULL;
     }
     return 0;
 }
 
-/* Builds the bulk lines of every item still to do, in order. */
-static int build_body(es_sink *s, segment *g, char *err, size_t errlen)
+/* Builds the bulk lines of every item of the chunk items[from..to) still
+ * to do, in order. */
+static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = from; i < to; i++) {
         es_item *it = &g->items[i];
         if (it->done)
             continue;
         const cdc_decoded_event *ev = &it->rec->ev;
         yajl_val current = NULL;
-        if (ev->n_unchanged_toast > 0 && ev->op != 'd' &&
-            toast_current(g, i, &current, err, errlen) < 0)
+        bool base_refused = false;
+        if (g->plan[i].merge && toast_current(g, i, &current, &base_refused, err, errlen) < 0)
             return -1;
-        size_t mark = g->body.len, missing = 0;
         char berr[512];
+        if (base_refused) {
+            snprintf(berr, sizeof berr, "%s.%s id %s at lsn %" PRIu64 ": its unchanged TOAST "
+                     "columns come from the row's record at lsn %" PRIu64 ", which was refused",
+                     ev->schema, ev->table, item_id(g, it), ev->lsn,
+                     g->items[it->prev].rec->ev.lsn);
+            if (reject(s, it, berr, err, errlen) < 0)
+                return -1;
+            continue;
+        }
+        size_t mark = g->body.len, missing = 0;
         if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing, berr,
                            sizeof berr) < 0) {
             /* Only an event the decoder should not have let through, or no
@@ -668,9 +927,12 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                     .len = body.len, .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
         long status = 0;
         char why[1536], perr[512], excerpt[EXCERPT_MAX + 1];
-        if (es_send(s, &r, &attempt, &status, err, errlen) < 0)
+        int sent = es_send(s, &r, &attempt, &status, why, sizeof why);
+        if (sent < 0) {
+            snprintf(err, errlen, "%s", why);
             goto done;
-        if (status == 404) {
+        }
+        if (sent == 0 && status == 404) {
             /* The whole _bulk endpoint missing: a wrong URL or proxy path,
              * which the operator must fix; not the documents' fault. */
             snprintf(why, sizeof why, "POST %s/_bulk (%s): HTTP 404 (is the --es URL right?): %s",
@@ -679,10 +941,13 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                 goto stopped;
             continue;
         }
-        if (status >= 400) {
-            char reason[1024];
-            snprintf(reason, sizeof reason, "the %s was refused as a whole: HTTP %ld: %s",
-                     what.data, status, resp_excerpt(s, excerpt, sizeof excerpt));
+        if (sent == ES_TOO_LARGE || status >= 400) {
+            char reason[1600];
+            if (sent == ES_TOO_LARGE)
+                snprintf(reason, sizeof reason, "%s", why);
+            else
+                snprintf(reason, sizeof reason, "the %s was refused as a whole: HTTP %ld: %s",
+                         what.data, status, resp_excerpt(s, excerpt, sizeof excerpt));
             if (n == 1) {
                 if (reject(s, &g->items[todo[0]], reason, err, errlen) < 0)
                     goto done;
@@ -760,25 +1025,60 @@ done:
     return rc;
 }
 
+/* Applies the chunk of items that starts at `from` (es_bulk.h: request
+ * sizes) and sets *to to its end: its stored documents are fetched (the
+ * chunk is made smaller while their answer would be too long), its bulk
+ * lines built, then sent in _bulk requests of at most s->budget bytes. */
+static int apply_chunk(es_sink *s, segment *g, size_t from, size_t *to, char *err, size_t errlen)
+{
+    for (;;) {
+        size_t nfetch;
+        size_t max_fetch = es_mget_docs_per_request(s->budget, s->mget_doc_bytes);
+        *to = es_chunk_end(g->plan, g->n, from, s->budget, max_fetch, &nfetch);
+        int rc = fetch_toast(s, g, from, *to, err, errlen);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+    }
+    if (build_body(s, g, from, *to, err, errlen) < 0)
+        return -1;
+    size_t nt = 0;
+    for (size_t i = from; i < *to; i++)
+        if (!g->items[i].done) {
+            g->todo[nt] = i;
+            g->sizes[nt++] = g->items[i].line_len;
+        }
+    for (size_t k = 0; k < nt;) {
+        size_t take = es_take_by_bytes(g->sizes + k, nt - k, s->budget);
+        if (send_items(s, g, g->todo + k, take, err, errlen) < 0)
+            return -1;
+        k += take;
+    }
+    chunk_reset(g, from, *to);
+    return 0;
+}
+
 /* Applies recs[0..n), which holds no truncate. */
 static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, char *err,
                          size_t errlen)
 {
     segment g = {.ids = CDC_BUF_INIT, .body = CDC_BUF_INIT};
-    size_t *todo = NULL;
     int rc = -1;
     g.items = calloc(n, sizeof *g.items);
+    g.plan = calloc(n, sizeof *g.plan);
     g.prev_docs = calloc(n, sizeof *g.prev_docs);
-    todo = calloc(n, sizeof *todo);
-    if (!g.items || !g.prev_docs || !todo)
+    g.todo = calloc(n, sizeof *g.todo);
+    g.sizes = calloc(n, sizeof *g.sizes);
+    if (!g.items || !g.plan || !g.prev_docs || !g.todo || !g.sizes)
         goto nomem;
-    long nmget = 0;
     for (size_t i = 0; i < n; i++) {
         es_item *it = &g.items[g.n];
         consumer_record *rec = recs[i];
         const cdc_decoded_event *ev = &rec->ev;
         it->rec = rec;
         it->prev = it->mget = -1;
+        g.plan[g.n] = (es_chunk_item){.bytes = rec->msg ? rec->msg->len : 0, .prev = -1};
         if (!(it->t = table_get(s, ev->schema, ev->table, err, errlen)))
             goto done;
         g.n++;
@@ -815,7 +1115,9 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
          * which comes from the new key's partition, in any batch, and may be
          * older than a re-insert of that key already stored or earlier in
          * the batch; and the row's own deletes are always followed by the
-         * insert that made this update possible. */
+         * insert that made this update possible. An earlier write in an
+         * earlier chunk is in the index by the time this one is built, so
+         * the stored document is then read instead (es_chunk_fetches). */
         for (size_t p = g.n - 1; p-- > 0;) {
             es_item *pi = &g.items[p];
             if (!pi->done && pi->t == it->t && pi->rec->ev.op != 'd' &&
@@ -824,35 +1126,33 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
                 strcmp(item_id(&g, pi), item_id(&g, it)) == 0)
                 it->prev = (long)p;
         }
-        if (it->prev < 0)
-            it->mget = nmget++;
+        g.plan[g.n - 1].merge = true;
+        g.plan[g.n - 1].prev = it->prev;
     }
     for (size_t i = 0; i < g.n; i++)
         if (!g.items[i].done && index_ensure(s, g.items[i].t, err, errlen) < 0)
             goto done;
-    if (fetch_toast(s, &g, err, errlen) < 0)
-        goto done;
-    if (build_body(s, &g, err, errlen) < 0)
-        goto done;
-    size_t nt = 0;
-    for (size_t i = 0; i < g.n; i++)
-        if (!g.items[i].done)
-            todo[nt++] = i;
-    if (nt > 0 && send_items(s, &g, todo, nt, err, errlen) < 0)
-        goto done;
+    for (size_t from = 0, to; from < g.n; from = to)
+        if (apply_chunk(s, &g, from, &to, err, errlen) < 0)
+            goto done;
     rc = 0;
     goto done;
 nomem:
     snprintf(err, errlen, "cannot apply a batch of %zu records: out of memory", n);
 done:
     segment_free(&g);
-    free(todo);
     return rc;
 }
 
 static int es_apply(sink *base, consumer_record *const *recs, size_t n, char *err, size_t errlen)
 {
     es_sink *s = (es_sink *)base;
+    /* A batch read before a stop must not be applied after one that the
+     * stop cut short: its offsets would be stored past the other's. */
+    if (cdc_signal_stop_requested()) {
+        snprintf(err, errlen, "stop requested before a batch of %zu records was applied", n);
+        return -1;
+    }
     size_t i = 0;
     while (i < n) {
         if (recs[i]->ev.op == 't') {
@@ -932,6 +1232,8 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     s->base.name = SINK_NAME;
     s->base.apply = es_apply;
     s->base.destroy = es_destroy;
+    s->budget = es_request_budget((size_t)cdc_config_int(cfg, "batch-bytes"));
+    s->mget_doc_bytes = ES_MGET_DOC_GUESS;
     s->prefix = cdc_config_str(cfg, "es-index-prefix");
     if (!s->prefix)
         s->prefix = "";
@@ -992,7 +1294,10 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s->resp);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->curl_err);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -1005,8 +1310,8 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--es-cacert %s: libcurl cannot use it", s->cacert);
         goto fail;
     }
-    cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, index prefix \"%s\"",
-                 s->nurls, s->masked[0], s->prefix);
+    cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, index prefix \"%s\", "
+                 "requests of at most %zu bytes", s->nurls, s->masked[0], s->prefix, s->budget);
     cdc_buf_free(&auth);
     return &s->base;
 nomem:

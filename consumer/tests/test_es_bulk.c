@@ -1,5 +1,6 @@
 /* test_es_bulk.c: index names, ids, documents and request bodies for the
  * Elasticsearch/OpenSearch sink, byte for byte. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -335,6 +336,101 @@ static void decoded_event_of_events_md(void)
     cdc_decoded_event_free(&ev);
 }
 
+/* _bulk bodies are cut by bytes, never below one item per request. */
+static void bulk_requests_are_split_by_bytes(void)
+{
+    size_t sizes[] = {400, 300, 300, 1, 2000, 10, 10};
+    TAP_OK(es_take_by_bytes(sizes, 0, 1000) == 0, "no items: nothing taken");
+    TAP_OK(es_take_by_bytes(sizes, 7, 1000) == 3, "items fill the budget exactly and stop");
+    TAP_OK(es_take_by_bytes(sizes + 4, 3, 1000) == 1, "an item over the budget goes alone");
+    TAP_OK(es_take_by_bytes(sizes + 5, 2, 1000) == 2, "the rest fits in one request");
+    TAP_OK(es_take_by_bytes(sizes, 7, SIZE_MAX) == 7, "no overflow with a huge budget");
+    size_t big[] = {SIZE_MAX - 5, 10};
+    TAP_OK(es_take_by_bytes(big, 2, SIZE_MAX) == 1, "sizes that would overflow the sum split");
+
+    /* Every item lands in exactly one request, none over the budget but a
+     * lone big one, in order. */
+    size_t many[1000], total = 0, requests = 0, biggest = 0;
+    for (size_t i = 0; i < 1000; i++)
+        many[i] = 1 + (i * 7919) % 3000;
+    for (size_t k = 0; k < 1000; requests++) {
+        size_t take = es_take_by_bytes(many + k, 1000 - k, 2500), sum = 0;
+        for (size_t j = k; j < k + take; j++)
+            sum += many[j];
+        if (take > 1 && sum > biggest)
+            biggest = sum;
+        total += take;
+        k += take;
+    }
+    TAP_OK(total == 1000, "every item is in one request");
+    TAP_OK(biggest <= 2500, "no request of several items is over the budget");
+    TAP_OK(requests > 1000 * 1500 / 2500, "the budget made many requests");
+}
+
+static void request_budget_and_mget_sizes(void)
+{
+    TAP_OK(es_request_budget(8 << 20) == (size_t)8 << 20, "--batch-bytes is the budget");
+    TAP_OK(es_request_budget((size_t)1 << 30) == ES_REQUEST_BYTES_MAX,
+           "the budget is capped below the engines' request limit");
+    TAP_OK(es_mget_docs_per_request(8 << 20, ES_MGET_DOC_GUESS) == 128,
+           "first _mget: 128 documents of a guessed 64 KiB in 8 MiB");
+    TAP_OK(es_mget_docs_per_request(8 << 20, 110 << 10) == 74, "110 KB documents: 74 a request");
+    TAP_OK(es_mget_docs_per_request(1024, 110 << 10) == 1, "never fewer than one");
+    TAP_OK(es_mget_docs_per_request(32 << 20, ES_MGET_DOC_MIN) == ES_MGET_DOCS_MAX,
+           "never more than ES_MGET_DOCS_MAX");
+    TAP_OK(es_mget_docs_per_request(1000, 0) == 1000, "a zero estimate does not divide by zero");
+    TAP_OK(es_mget_doc_bytes(1100000, 10) == 110000, "learnt from an answer: bytes per document");
+    TAP_OK(es_mget_doc_bytes(100, 10) == ES_MGET_DOC_MIN, "never below the per-document overhead");
+    TAP_OK(es_mget_doc_bytes(5000, 0) == 5000, "no documents: no division by zero");
+}
+
+/* Chunks: bounded by the records' bytes and by the documents to fetch; a
+ * record merging from an earlier one of its chunk fetches nothing, from an
+ * earlier chunk it fetches the stored document. */
+static void chunks_bound_bytes_and_fetches(void)
+{
+    /* 0: plain; 1: merges, fetch; 2: merges from 1; 3: merges, fetch;
+     * 4: plain, big; 5: merges from 3; 6: merges, fetch */
+    es_chunk_item it[] = {
+        {.bytes = 100, .prev = -1},
+        {.bytes = 100, .merge = true, .prev = -1},
+        {.bytes = 100, .merge = true, .prev = 1},
+        {.bytes = 100, .merge = true, .prev = -1},
+        {.bytes = 5000, .prev = -1},
+        {.bytes = 100, .merge = true, .prev = 3},
+        {.bytes = 100, .merge = true, .prev = -1},
+    };
+    size_t nf = 99;
+    TAP_OK(es_chunk_end(it, 7, 0, 1000, 100, &nf) == 4 && nf == 2,
+           "bytes: the chunk stops before the record that would pass the budget");
+    TAP_OK(es_chunk_end(it, 7, 4, 1000, 100, &nf) == 5 && nf == 0,
+           "a record over the budget is a chunk of its own");
+    TAP_OK(es_chunk_end(it, 7, 5, 1000, 100, &nf) == 7 && nf == 2,
+           "merging from an earlier chunk fetches the stored document");
+    TAP_OK(es_chunk_fetches(it, 5, 5) && !es_chunk_fetches(it, 5, 3) && !es_chunk_fetches(it, 0, 0),
+           "es_chunk_fetches: only merging records whose base is not in the chunk");
+    TAP_OK(es_chunk_end(it, 7, 0, 100000, 1, &nf) == 3 && nf == 1,
+           "fetches: the chunk stops before a second document to fetch");
+    TAP_OK(es_chunk_end(it, 7, 1, 100000, 0, &nf) == 2 && nf == 1,
+           "at least one record, even over the fetch limit");
+    TAP_OK(es_chunk_end(it, 7, 6, 10, 0, &nf) == 7 && nf == 1, "the last record alone");
+
+    /* The issue's case: a mass update of 5,000 rows whose 110 KB documents
+     * are only in the index. Each chunk's answer stays near the budget. */
+    static es_chunk_item mass[5000];
+    for (size_t i = 0; i < 5000; i++)
+        mass[i] = (es_chunk_item){.bytes = 400, .merge = true, .prev = -1};
+    size_t budget = 8 << 20, chunks = 0, worst = 0;
+    size_t per = es_mget_docs_per_request(budget, 110 << 10);
+    for (size_t from = 0, to; from < 5000; from = to, chunks++) {
+        to = es_chunk_end(mass, 5000, from, budget, per, &nf);
+        if (nf * (110 << 10) > worst)
+            worst = nf * (110 << 10);
+    }
+    TAP_OK(worst <= budget, "mass update: no _mget answer over the budget");
+    TAP_OK(chunks == (5000 + per - 1) / per, "mass update: as few chunks as the budget allows");
+}
+
 int main(int argc, char **argv)
 {
     index_name_rules();
@@ -343,6 +439,9 @@ int main(int argc, char **argv)
     bulk_items();
     mget_body_and_response();
     decoded_event_of_events_md();
+    bulk_requests_are_split_by_bytes();
+    request_budget_and_mget_sizes();
+    chunks_bound_bytes_and_fetches();
     if (argc > 1)
         captured_mget(argv[1]);
     return tap_done();

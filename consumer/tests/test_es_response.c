@@ -197,13 +197,116 @@ static void captured_responses(const char *dir)
     }
 }
 
+static int task_of(const char *body, es_task_status *st)
+{
+    return es_task_parse(body, strlen(body), st, err, sizeof err);
+}
+
+/* What GET /_tasks/<id> says of a truncate's task, in the engines' shapes. */
+static void task_answers(void)
+{
+    es_task_status st;
+    TAP_OK(task_of("{\"completed\":false,\"task\":{\"status\":{\"total\":50,\"deleted\":10}}}", &st) == 0 &&
+           st.state == ES_TASK_RUNNING && st.total == 50 && st.deleted == 10,
+           "running: progress from task.status");
+    TAP_OK(task_of("{\"completed\":true,\"task\":{\"status\":{\"deleted\":1}},\"response\":{\"total\":40,"
+                   "\"deleted\":40,\"timed_out\":false,\"failures\":[]}}", &st) == 0 &&
+           st.state == ES_TASK_DONE && st.deleted == 40, "done: counts from the response");
+    TAP_OK(task_of("{\"completed\":true,\"response\":{\"deleted\":3,\"failures\":[{\"index\":\"i\","
+                   "\"id\":\"1\",\"cause\":{\"type\":\"es_rejected_execution_exception\","
+                   "\"reason\":\"queue full\"},\"status\":429},{}]}}", &st) == 0 &&
+           st.state == ES_TASK_FAILED &&
+           strcmp(st.reason, "2 failure(s), first: es_rejected_execution_exception: queue full") == 0,
+           "failures: failed, with the first cause");
+    TAP_OK(task_of("{\"completed\":true,\"response\":{\"failures\":[{\"shard\":0,\"reason\":"
+                   "{\"type\":\"search_phase_execution_exception\"}}]}}", &st) == 0 &&
+           st.state == ES_TASK_FAILED &&
+           strcmp(st.reason, "1 failure(s), first: search_phase_execution_exception") == 0,
+           "search failures: failed, with the reason's type");
+    TAP_OK(task_of("{\"completed\":true,\"response\":{\"timed_out\":true,\"failures\":[]}}", &st) == 0 &&
+           st.state == ES_TASK_FAILED && strcmp(st.reason, "timed out") == 0, "timed out: failed");
+    TAP_OK(task_of("{\"completed\":true,\"error\":{\"type\":\"search_phase_execution_exception\","
+                   "\"reason\":\"all shards failed\"}}", &st) == 0 && st.state == ES_TASK_FAILED &&
+           strcmp(st.reason, "search_phase_execution_exception: all shards failed") == 0,
+           "an error: failed, in the engine's words");
+    TAP_OK(task_of("{\"completed\":true,\"error\":{\"type\":\"index_not_found_exception\"}}", &st) == 0 &&
+           st.state == ES_TASK_NO_INDEX, "no such index: nothing to delete");
+    TAP_OK(task_of("{\"completed\":true,\"task\":{}}", &st) == 0 && st.state == ES_TASK_FAILED,
+           "completed without a response: failed");
+    TAP_OK(task_of("{\"task\":{}}", &st) == -1 && strstr(err, "\"completed\""),
+           "no completed flag: an error");
+    TAP_OK(task_of("[1,2", &st) == -1, "not JSON: an error");
+    TAP_OK(task_of("{\"completed\":\"yes\"}", &st) == -1, "completed not a boolean: an error");
+
+    char id[ES_TASK_ID_MAX + 1];
+    const char *ok = "{\"task\":\"wJxSVuK_R9GQOnD80fJvEg:21\"}";
+    TAP_OK(es_task_id_parse(ok, strlen(ok), id, err, sizeof err) == 0 &&
+           strcmp(id, "wJxSVuK_R9GQOnD80fJvEg:21") == 0, "task id of a started _delete_by_query");
+    const char *bad[] = {"{\"task\":\"a/b:1\"}", "{\"task\":\"\"}", "{\"task\":12}", "{}",
+                         "{\"task\":\"a?x=1\"}", "nope"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "not a task id, refused: %s", bad[i]);
+        TAP_OK(es_task_id_parse(bad[i], strlen(bad[i]), id, err, sizeof err) == -1, what);
+    }
+    char longer[ES_TASK_ID_MAX + 32];
+    snprintf(longer, sizeof longer, "{\"task\":\"%0*d\"}", ES_TASK_ID_MAX + 1, 1);
+    TAP_OK(es_task_id_parse(longer, strlen(longer), id, err, sizeof err) == -1,
+           "a task id longer than ES_TASK_ID_MAX is refused");
+}
+
+/* Task answers captured from OpenSearch 2.19.1 and Elasticsearch 7.10.2:
+ * a throttled _delete_by_query started, running, cancelled; another done;
+ * one on an index that does not exist. */
+static void captured_task_answers(const char *dir)
+{
+    static const char *flavors[] = {"opensearch", "elasticsearch"};
+    for (int f = 0; f < 2; f++) {
+        static const struct {
+            const char *file;
+            es_task_state state;
+        } want[] = {{"running", ES_TASK_RUNNING}, {"cancelled", ES_TASK_FAILED},
+                    {"done", ES_TASK_DONE}, {"no_index", ES_TASK_NO_INDEX}};
+        char name[128], what[200];
+        size_t len = 0;
+        snprintf(name, sizeof name, "%s_task_started.json", flavors[f]);
+        char *body = fixture_read(dir, name, &len);
+        char id[ES_TASK_ID_MAX + 1];
+        snprintf(what, sizeof what, "%s: captured task id", flavors[f]);
+        TAP_OK(body && es_task_id_parse(body, len, id, err, sizeof err) == 0 && strchr(id, ':'), what);
+        free(body);
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+            es_task_status st;
+            snprintf(name, sizeof name, "%s_task_%s.json", flavors[f], want[k].file);
+            body = fixture_read(dir, name, &len);
+            int rc = body ? es_task_parse(body, len, &st, err, sizeof err) : -1;
+            snprintf(what, sizeof what, "%s: captured task %s", flavors[f], want[k].file);
+            TAP_OK(rc == 0 && st.state == want[k].state, what);
+            if (rc == 0 && k == 0) {
+                snprintf(what, sizeof what, "%s: a running task's progress", flavors[f]);
+                TAP_OK(st.total == 50 && st.deleted == 10, what);
+            } else if (rc == 0 && k == 1) {
+                snprintf(what, sizeof what, "%s: a cancelled task says so", flavors[f]);
+                TAP_OK(strcmp(st.reason, "cancelled: by user request") == 0, what);
+            } else if (rc == 0 && k == 2) {
+                snprintf(what, sizeof what, "%s: a done task's count", flavors[f]);
+                TAP_OK(st.deleted == 40, what);
+            }
+            free(body);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     mixed_response_items_are_classified_one_by_one();
     clean_response();
     whole_request_errors_and_malformed_bodies();
     classify_table();
-    if (argc > 1)
+    task_answers();
+    if (argc > 1) {
         captured_responses(argv[1]);
+        captured_task_answers(argv[1]);
+    }
     return tap_done();
 }

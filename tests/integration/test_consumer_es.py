@@ -7,6 +7,7 @@ with plain HTTP. Most tests run against OpenSearch 2.19 and Elasticsearch 7.10.2
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from faultproxy import FaultProxy  # noqa: E402
+from httpproxy import HttpProxy  # noqa: E402
 
 SCHEMA = "public"
 RUN_TIMEOUT_S = 90
@@ -626,3 +628,131 @@ def test_sigterm_while_retrying_exits_cleanly_without_committing(search_engine, 
     # Nothing was committed for the batch that was not applied: the same group reads it.
     run_consumer(build_dir, kafka, search_engine.url, topic, unique)
     assert rows(index_state(search_engine, index)) == inserted(3)
+
+
+
+def test_sigterm_while_a_bulk_is_in_flight_exits_at_once_without_committing(
+        search_engine, kafka, build_dir, unique, tmp_path, cleanup_indices):
+    """The engine holds a _bulk for a minute (the proxy delays it): SIGTERM abandons the
+    request within seconds, and the batch is neither committed nor lost."""
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 3))
+    with FaultProxy(search_engine.url, delay_s=60) as proxy:
+        bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique),
+                        tmp_path / "consumer.log")
+        try:
+            wait_for("a _bulk in flight", lambda: proxy.bulk_requests >= 1, timeout_s=60,
+                     interval=0.05)
+            started = time.monotonic()
+            assert bg.terminate(15) == 0, bg.output()
+            assert time.monotonic() - started < 10, bg.output()
+            assert "will be read again" in bg.output()
+        finally:
+            bg.kill()
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert "stopping: 3 records applied" in log, log  # read again: nothing was committed
+    assert rows(index_state(search_engine, index)) == inserted(3)
+
+# --------------------------------------------------------------------------- request sizes
+
+class RecordingProxy(HttpProxy):
+    """Passes everything on and records, for each _bulk and _mget, (endpoint, bytes sent,
+    HTTP status, bytes received)."""
+
+    def __init__(self, upstream):
+        super().__init__(upstream)
+        self.requests = []
+
+    def handle(self, method, path, headers, body):
+        status, resp_headers, data = self.forward(method, path, headers, body)
+        endpoint = urllib.parse.urlsplit(path).path.rsplit("/", 1)[-1]
+        if endpoint in ("_bulk", "_mget"):
+            with self.lock:
+                self.requests.append((endpoint, len(body), status, len(data)))
+        return status, resp_headers, data
+
+
+def test_toast_merge_is_split_into_requests_within_the_budget(search_engine, kafka, build_dir,
+                                                              unique, cleanup_indices):
+    """A mass update of a small column on rows with big unchanged TOAST values: the merged
+    documents (about 4 MB) are far more than --batch-bytes (1 MiB, the request budget);
+    every _mget answer and _bulk body stays within it, and every row keeps its big
+    value."""
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    budget, rows_n = 1 << 20, 40
+    big = {i: f"{i:03d}" + "x" * 100_000 for i in range(rows_n)}
+    produce(kafka, topic, [rec({"id": i}, event("c", table, 10 + i,
+                                                 after={"id": i, "status": "new", "doc": big[i]}))
+                           for i in range(rows_n)])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique, "--batch-bytes", str(budget))
+    produce(kafka, topic, [rec({"id": i}, event("u", table, 1000 + i,
+                                                 after={"id": i, "status": "shipped"},
+                                                 toast=["doc"]))
+                           for i in range(rows_n)])
+    with RecordingProxy(search_engine.url) as proxy:
+        log = run_consumer(build_dir, kafka, proxy.url, topic, unique,
+                           "--batch-bytes", str(budget), "--log-level", "debug")
+    assert index_state(search_engine, index) == {
+        str(i): (1000 + i, {"id": i, "status": "shipped", "doc": big[i], "_pgcdc_lsn": 1000 + i})
+        for i in range(rows_n)}
+    mgets = [r for r in proxy.requests if r[0] == "_mget"]
+    bulks = [r for r in proxy.requests if r[0] == "_bulk"]
+    # Every body within the budget (a single document could go over it, but none is that
+    # big), and every answer too: the consumer cuts off a longer one (its first _mget asks
+    # for 16 documents of a guessed 64 KiB) and asks for fewer documents at a time. So
+    # the 4 MB of merged documents took several requests of each kind.
+    cut_off = re.findall(r"_mget of (\d+) document\(s\) .*: the answer is longer than "
+                         rf"{budget} bytes; asking for at most (\d+) at a time", log)
+    assert len([r for r in mgets if r[3] > budget]) == len(cut_off), (mgets, cut_off)
+    assert all(sent <= budget for _, sent, _, _ in bulks), bulks
+    assert len([r for r in mgets if r[2] == 200]) >= 4, mgets
+    assert len(bulks) >= 4, bulks
+    # The consumer's debug log shows each request with its sizes.
+    assert len(re.findall(r"POST \S+/_bulk \(.*\): \d+ bytes sent, HTTP 200", log)) == len(bulks)
+    assert "dead-lettering" not in log
+
+
+# --------------------------------------------------------------------------- truncate and stop
+
+class ThrottlingProxy(HttpProxy):
+    """Passes everything on, but makes each _delete_by_query slow on the real node:
+    batches of 10 documents, one batch every 20 s."""
+
+    def handle(self, method, path, headers, body):
+        if "/_delete_by_query" in path:
+            path += ("&" if "?" in path else "?") + "requests_per_second=0.5&scroll_size=10"
+        return self.forward(method, path, headers, body)
+
+
+def delete_by_query_tasks(engine):
+    status, body = engine.request("GET", "/_tasks?actions=*delete/byquery")
+    assert status == 200, body
+    return [t for node in body["nodes"].values() for t in node["tasks"]]
+
+
+def test_sigterm_during_a_long_truncate_exits_and_the_restart_completes_it(
+        search_engine, kafka, build_dir, unique, tmp_path, cleanup_indices):
+    topic, table, index = new_table(kafka, unique, cleanup_indices)
+    produce(kafka, topic, inserts(table, 100))
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    produce(kafka, topic, [rec(None, event("t", table, 500)),
+                           rec({"id": 7}, event("c", table, 501, after={"id": 7}))])
+    with ThrottlingProxy(search_engine.url) as proxy:
+        bg = Background(consumer_cmd(build_dir, kafka, proxy.url, topic, unique),
+                        tmp_path / "consumer.log")
+        try:
+            wait_for("the truncate running in the engine",
+                     lambda: delete_by_query_tasks(search_engine), timeout_s=60)
+            started = time.monotonic()
+            assert bg.terminate(15) == 0, bg.output()
+            assert time.monotonic() - started < 10, bg.output()
+            assert "will be read again" in bg.output()
+        finally:
+            bg.kill()
+    # The consumer cancelled its task on the way out.
+    wait_for("no truncate running", lambda: not delete_by_query_tasks(search_engine),
+             timeout_s=30)
+    assert len(rows(index_state(search_engine, index))) > 1  # not done, and not committed
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert index_state(search_engine, index) == {"7": (501, {"id": 7, "_pgcdc_lsn": 501})}
+    assert "truncate of public." in log and "document(s) removed" in log, log
