@@ -1167,15 +1167,21 @@ static void run_loop(consumer *c)
                 break;
             }
             if (!m) {
-                if (batch_start < 0 || cdc_signal_stop_requested() || sinks_free(c))
+                /* Nothing to read now. While the sinks are busy (a retrying
+                 * sink may be busy for minutes) keep serving the consumer
+                 * queue rather than block on them: rebalances are then
+                 * handled at once and max.poll.interval.ms holds. */
+                if (cdc_signal_stop_requested() || sinks_free(c))
                     break;
                 continue;
             }
             if (m->err) {
                 handle_event_message(c, m);
-                /* let --until-end look at the end-of-partition; and once
-                 * everything is read, apply it without waiting --batch-ms */
-                if (batch_start < 0 || read_to_end(c))
+                /* let --until-end look at the end-of-partition (once the
+                 * sinks are free: until then nothing can have reached it);
+                 * and once everything is read, apply it without waiting
+                 * --batch-ms */
+                if (read_to_end(c) || (batch_start < 0 && sinks_free(c)))
                     break;
                 continue;
             }
