@@ -298,6 +298,24 @@ def test_oversize_record_refused_by_broker_goes_to_dlq(cdc):
     assert "large" in marker.value["reason"].lower(), marker.value
 
 
+def test_refused_record_marker_when_the_client_queue_is_full(cdc):
+    """The broker refuses a record while librdkafka's queue is full (here it holds one
+    record, the refused one itself, until its delivery report returns): the marker
+    cannot be written from inside that report. It is written by the loop right after,
+    and the run ends as usual."""
+    make_big_rows(cdc)
+    topic = cdc.topic("t")
+    admin = cdc.admin()
+    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
+    fut[topic].result(timeout=60)
+    dlq = f"{cdc.prefix}.dlq"
+    cdc.run("--on-oversize=dlq", "--dlq-topic", dlq, "-X", "queue.buffering.max.messages=1",
+            timeout=60)
+    assert sorted(r.key["id"] for r in cdc.read(topic)) == [1, 3]
+    [marker] = cdc.read(dlq)
+    assert marker.value["key"] == {"id": 2}
+
+
 @pytest.mark.parametrize("where", ["client", "broker"])
 def test_oversize_record_without_dlq_stops_with_exit_1_and_holds_the_slot(cdc, where):
     lsn_before_big = make_big_rows(cdc)
