@@ -140,6 +140,7 @@ typedef struct producer {
     stop_reason stop;
     char stop_err[1024];
     bool streamed;            /* a stream was started once: there is a position to report */
+    bool in_stream;           /* p->repl is streaming (status updates may be sent) */
 
     uint64_t changes;
     uint64_t keyless;         /* of them without a record key: sinks skip these */
@@ -825,7 +826,7 @@ static bool on_catalog_wait(void *ctx)
     producer *p = ctx;
     if (p->kafka)
         kafka_out_poll(p->kafka, 0);
-    if (p->repl && status_due(p))
+    if (p->in_stream && status_due(p))
         send_status(p, false);
     return cdc_signal_stop_requested();
 }
@@ -1109,7 +1110,7 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         return start_failed(p, rc);
     char lsn[CDC_LSN_BUFSZ];
     cdc_metrics_set_ready(true);
-    p->streamed = true;
+    p->streamed = p->in_stream = true;
     cdc_log_info("streaming slot %s (publication %s, database %s) from %s", p->slot,
                  p->publication, p->dbname, cdc_lsn_format(confirmed, lsn));
     return 0;
@@ -1120,6 +1121,7 @@ static void disconnect(producer *p)
     cdc_metrics_set_ready(false);
     repl_close(p->repl);
     p->repl = NULL;
+    p->in_stream = false;
     flushpos_abandon_open(&p->flush);
     p->in_txn = false;
     resnap_reset(p->resnap);
