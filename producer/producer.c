@@ -376,6 +376,8 @@ static void markers_send(producer *p)
         cdc_buf marker = CDC_BUF_INIT;
         rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (kafka_out_topic(p->kafka, p->dlq_topic, TOPIC_TIMEOUT_MS, &dlq, err, sizeof err) < 0) {
+            if (cdc_signal_stop_requested())
+                return; /* gave up for the stop: dropped at the end of drain */
             fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: %s", what, err);
         } else if (marker_encode(m, &marker) < 0) {
             fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: out of memory",
@@ -1028,7 +1030,7 @@ static void stream(producer *p)
             repl_frame f;
             int r = repl_read(p->repl, &f, handled == 0 ? (int)wait : 0, err, sizeof err);
             if (r < 0) {
-                fail(p, STOP_RECONNECT, "%s", err);
+                fail(p, r == PG_PERMANENT ? STOP_FATAL : STOP_RECONNECT, "%s", err);
                 break;
             }
             if (r == 0)
@@ -1242,7 +1244,7 @@ int producer_run(const cdc_config *cfg)
         drain(&p, why == STOP_FATAL ? FATAL_FLUSH_MS : SHUTDOWN_FLUSH_MS);
         /* Safe whatever happened: the position never passes a record that
          * Kafka refused or has not acknowledged. */
-        if (p.repl)
+        if (p.in_stream)
             send_status(&p, false);
         char lsn[CDC_LSN_BUFSZ];
         cdc_lsn_format(p.flush.confirmed, lsn);

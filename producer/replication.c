@@ -234,12 +234,13 @@ int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t err
             return repl_parse_frame((const uint8_t *)c->copybuf, (size_t)n, f, err, errlen) < 0 ? -1 : 1;
         if (n == -1) {
             PGresult *res = PQgetResult(c->pg);
+            int rc = -1;
             if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_COPY_OUT)
                 snprintf(err, errlen, "the server ended the replication stream");
             else
-                pg_error_format(c->pg, "replication stream ended", err, errlen);
+                rc = pg_error_result(c->pg, res, "replication stream ended", err, errlen);
             PQclear(res);
-            return -1;
+            return rc;
         }
         if (n == -2) {
             pg_error_format(c->pg, "cannot read the replication stream", err, errlen);

@@ -1,9 +1,9 @@
 """pgcdc-producer stops at once, exit 1 with a hint, on what no retry can fix (a
 misspelt conninfo keyword, an unknown database, a role that may not log in or may not
-create a FOR ALL TABLES publication, a missing slot without --create-slot), and keeps
-retrying what may pass (PostgreSQL down). It also stops within seconds on SIGTERM while
-a catalog query it needs waits on a lock, and names changes without a key in its
-closing summary."""
+create a FOR ALL TABLES publication, a missing slot without --create-slot, a publication
+that does not exist), and keeps retrying what may pass (PostgreSQL down). It also stops
+within seconds on SIGTERM while a catalog query it needs waits on a lock, and names
+changes without a key in its closing summary."""
 
 import re
 import signal
@@ -88,6 +88,15 @@ def test_missing_slot_without_create_slot_stops_at_once(cdc):
     cdc.create("CREATE TABLE t (id int PRIMARY KEY)", reference=False, slot=False)
     log, _ = run_expecting_exit_1(cdc, "--snapshot=never")
     assert "does not exist (use --create-slot)" in log, log
+
+
+def test_missing_publication_stops_at_once(cdc):
+    """The server says so only once a change is decoded, in the stream."""
+    cdc.create("CREATE TABLE t (id int PRIMARY KEY)", reference=False)
+    cdc.in_schema("INSERT INTO t VALUES (1)")
+    log, _ = run_expecting_exit_1(cdc, "--snapshot=never", "--publication", "nosuch")
+    assert 'publication "nosuch" does not exist' in log, log
+    assert "check the name of the publication" in log and "reconnecting" not in log, log
 
 
 def test_postgres_down_is_retried_until_sigterm(cdc):
