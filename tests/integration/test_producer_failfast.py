@@ -7,6 +7,7 @@ changes without a key in its closing summary."""
 
 import re
 import signal
+import socket
 import time
 
 import psycopg
@@ -113,6 +114,37 @@ def test_postgres_down_is_retried_until_sigterm(cdc):
 
 
 # ---------------------------------------------------------------- nothing stuck
+
+def test_server_that_never_answers_hears_sigterm_and_times_out(cdc):
+    """A server that takes the TCP connection and never answers (a hung host, a
+    half-open firewall): a SIGTERM during the connect ends it at once; and the connect
+    times out and is retried (here connect_timeout=2 from --pg, which overrides the
+    producer's default of 10 s)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    silent.settimeout(60)
+    held = []
+    try:
+        proc = cdc.start("--pg", dsn_with(cdc, port=silent.getsockname()[1]))
+        held.append(silent.accept()[0])  # connected, and waiting for the server's answer
+        t0 = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(FAIL_FAST_S) == 0, proc.log_tail()
+        took = time.monotonic() - t0
+        assert took < 10, f"SIGTERM took {took:.0f} s"
+
+        proc = cdc.start("--pg", dsn_with(cdc, port=silent.getsockname()[1], connect_timeout=2))
+        wait_for("a connect timeout", lambda: proc.poll() is None and
+                 "no answer within the connect timeout (2 s)" in proc.log(), 60)
+        wait_for("the next attempt", lambda: proc.log().count("retrying in") >= 2, 60)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(FAIL_FAST_S) == 0, proc.log_tail()
+    finally:
+        for c in held:
+            c.close()
+        silent.close()
+
 
 def test_sigterm_while_reading_a_moved_row_behind_a_lock_exits_and_loses_nothing(cdc):
     """An update that moved a row to a new key with an unchanged TOAST column makes the
