@@ -50,6 +50,8 @@
  * visible to the catalog connection (fetch_moved_row). */
 #define FETCH_VISIBLE_MS 10000
 #define BACKOFF_MIN_MS 500
+/* A stream that ran this long resets the backoff when it breaks. */
+#define STREAM_LASTED_MS 5000
 #define BACKOFF_MAX_MS 30000
 
 typedef enum stop_reason {
@@ -1147,6 +1149,22 @@ static int pipeline_new(producer *p)
     return 0;
 }
 
+/* Waits *backoff ms before the next connection attempt, serving Kafka so
+ * that acknowledgements keep landing, and doubles it (up to the maximum).
+ * Returns -1 when a stop was requested meanwhile (p->stop = STOP_SIGNAL). */
+static int backoff_wait(producer *p, int *backoff)
+{
+    for (int64_t until = cdc_clock_mono_ms() + *backoff; cdc_clock_mono_ms() < until;) {
+        if (cdc_signal_stop_requested()) {
+            p->stop = STOP_SIGNAL;
+            return -1;
+        }
+        kafka_out_poll(p->kafka, 50);
+    }
+    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+    return 0;
+}
+
 int producer_run(const cdc_config *cfg)
 {
     producer p = {
@@ -1186,16 +1204,7 @@ int producer_run(const cdc_config *cfg)
             }
             cdc_log_warn("%s; retrying in %d ms", err, backoff);
             disconnect(&p);
-            /* Kafka is served meanwhile so acknowledgements keep landing. */
-            for (int64_t until = cdc_clock_mono_ms() + backoff; cdc_clock_mono_ms() < until;) {
-                if (cdc_signal_stop_requested()) {
-                    p.stop = STOP_SIGNAL;
-                    break;
-                }
-                kafka_out_poll(p.kafka, 50);
-            }
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-            if (p.stop == STOP_SIGNAL)
+            if (backoff_wait(&p, &backoff) < 0)
                 break;
             p.stop = STOP_RECONNECT;
             continue;
@@ -1204,12 +1213,21 @@ int producer_run(const cdc_config *cfg)
         change_builder_free(&p.builder);
         change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
         change_builder_set_fetch(&p.builder, fetch_moved_row, &p);
-        backoff = BACKOFF_MIN_MS;
+        int64_t started_ms = cdc_clock_mono_ms();
         stream(&p);
         if (p.stop == STOP_RECONNECT || p.stop == STOP_KAFKA_FATAL) {
-            cdc_log_warn("%s; reconnecting", p.stop_err);
+            /* A stream that breaks again at once is not reconnected in a
+             * tight loop: the backoff is reset only by one that lasted. */
+            bool lasted = cdc_clock_mono_ms() - started_ms >= STREAM_LASTED_MS;
+            if (lasted)
+                backoff = BACKOFF_MIN_MS;
+            cdc_log_warn("%s; reconnecting%s", p.stop_err, lasted ? "" : " after a pause");
             cdc_counter_add(p.m_reconnects, 1);
             disconnect(&p);
+            stop_reason why = p.stop;
+            if (!lasted && backoff_wait(&p, &backoff) < 0)
+                break;
+            p.stop = why;
             if (p.stop == STOP_KAFKA_FATAL) {
                 /* A fatal idempotence error: a new producer, everything
                  * unacknowledged is read again from the slot. */
