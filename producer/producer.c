@@ -50,7 +50,7 @@
  * visible to the catalog connection (fetch_moved_row). */
 #define FETCH_VISIBLE_MS 10000
 #define BACKOFF_MIN_MS 500
-/* A stream that ran this long resets the backoff when it breaks. */
+/* A stream that broke sooner than this is reconnected after a pause. */
 #define STREAM_LASTED_MS 5000
 #define BACKOFF_MAX_MS 30000
 
@@ -1213,14 +1213,13 @@ int producer_run(const cdc_config *cfg)
         change_builder_free(&p.builder);
         change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
         change_builder_set_fetch(&p.builder, fetch_moved_row, &p);
+        backoff = BACKOFF_MIN_MS;
         int64_t started_ms = cdc_clock_mono_ms();
         stream(&p);
         if (p.stop == STOP_RECONNECT || p.stop == STOP_KAFKA_FATAL) {
-            /* A stream that breaks again at once is not reconnected in a
-             * tight loop: the backoff is reset only by one that lasted. */
+            /* A stream that breaks right after it started is not
+             * reconnected in a tight loop. */
             bool lasted = cdc_clock_mono_ms() - started_ms >= STREAM_LASTED_MS;
-            if (lasted)
-                backoff = BACKOFF_MIN_MS;
             cdc_log_warn("%s; reconnecting%s", p.stop_err, lasted ? "" : " after a pause");
             cdc_counter_add(p.m_reconnects, 1);
             disconnect(&p);
