@@ -24,8 +24,8 @@ struct catalog {
 };
 
 /* Bounds every statement of this connection (catalog look-ups, row reads,
- * heartbeats) unless the user's conninfo options or the role's settings
- * chose a statement_timeout of their own. */
+ * heartbeats) unless the role's or the database's settings chose a
+ * statement_timeout of their own. */
 #define STATEMENT_TIMEOUT "30s"
 
 static void session_setup(catalog *cat)

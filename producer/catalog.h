@@ -14,7 +14,7 @@ typedef struct catalog catalog;
 
 /* Connects (pg_connect: a malformed conninfo, an unknown database or a
  * refused login return PG_PERMANENT). Statements time out after 30 s
- * unless the user's settings say otherwise. */
+ * unless the role's or database's settings say otherwise. */
 int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errlen);
 void catalog_close(catalog *cat);
 
