@@ -67,7 +67,9 @@ int pg_error_result(PGconn *pg, const PGresult *res, const char *what, char *err
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *hint = pg_error_hint(state);
-    format_text(what, pg ? PQerrorMessage(pg) : "out of memory", hint, err, errlen);
+    const char *msg = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+                    : pg ? PQerrorMessage(pg) : "out of memory";
+    format_text(what, msg, hint, err, errlen);
     return hint ? PG_PERMANENT : -1;
 }
 
