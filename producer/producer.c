@@ -127,6 +127,7 @@ typedef struct producer {
     int64_t last_status_ms;
     record_ref *spare_refs;  /* delivered records' references, for reuse */
     pending_marker *markers, **markers_tail;
+    uint64_t nmarkers;
 
     /* The transaction being received. */
     bool in_txn;
@@ -329,6 +330,7 @@ static int marker_queue(producer *p, record_ref *ref, const char *topic, const v
     ref->is_marker = true;
     *p->markers_tail = m;
     p->markers_tail = &m->next;
+    p->nmarkers++;
     return 0;
 }
 
@@ -386,9 +388,12 @@ static void markers_send(producer *p)
                  what);
         } else if ((e = kafka_out_produce(p->kafka, dlq, RD_KAFKA_PARTITION_UA, m->key,
                                           m->keylen, marker.data, marker.len, m->ref->lsn,
-                                          m->ref)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                                          m->ref)) == RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+                   e == RD_KAFKA_RESP_ERR__FATAL) {
+            /* Full: the loop polls, and this comes again. Fatal: the loop
+             * replaces the Kafka producer, the record is read again. */
             cdc_buf_free(&marker);
-            return; /* the loop polls, and this comes again */
+            return;
         } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: %s", what,
                  rd_kafka_err2str(e));
@@ -404,6 +409,7 @@ static void markers_send(producer *p)
         p->markers = m->next;
         if (!p->markers)
             p->markers_tail = &p->markers;
+        p->nmarkers--;
         marker_free(m);
     }
 }
@@ -420,6 +426,7 @@ static void markers_drop(producer *p)
         marker_free(m);
     }
     p->markers_tail = &p->markers;
+    p->nmarkers = 0;
 }
 
 /* A new flush position is worth reporting (not too often), or the status
@@ -1046,18 +1053,23 @@ static void stream(producer *p)
 }
 
 /* Waits, serving Kafka and the server, until everything sent is
- * acknowledged or the deadline passes. */
+ * acknowledged or the deadline passes. Markers still queued stay queued
+ * (counted in flush.outstanding): the caller drops them. */
 static void drain(producer *p, int timeout_ms)
 {
     int64_t deadline = cdc_clock_mono_ms() + timeout_ms;
+    char ferr[512];
     while (p->flush.outstanding > 0 && cdc_clock_mono_ms() < deadline) {
         kafka_out_poll(p->kafka, 50);
+        /* A failed producer takes no marker: do not wait for one. */
+        if (kafka_out_fatal(p->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR &&
+            p->flush.outstanding <= p->nmarkers)
+            break;
         markers_send(p);
         if (status_due(p))
             send_status(p, false);
     }
     kafka_out_poll(p->kafka, 0);
-    markers_drop(p);
 }
 
 /* A failure of connect_and_start: retried, unless the call said that
@@ -1231,6 +1243,7 @@ int producer_run(const cdc_config *cfg)
                 /* A fatal idempotence error: a new producer, everything
                  * unacknowledged is read again from the slot. */
                 drain(&p, 0);
+                markers_drop(&p);
                 kafka_out_purge(p.kafka, FATAL_FLUSH_MS);
                 kafka_out_destroy(p.kafka);
                 p.kafka = NULL;
@@ -1259,6 +1272,8 @@ int producer_run(const cdc_config *cfg)
         /* After an error too: what Kafka still takes moves the position on,
          * which is less to send again. */
         drain(&p, why == STOP_FATAL ? FATAL_FLUSH_MS : SHUTDOWN_FLUSH_MS);
+        uint64_t unacked = p.flush.outstanding; /* queued markers included */
+        markers_drop(&p);
         /* Safe whatever happened: the position never passes a record that
          * Kafka refused or has not acknowledged. */
         if (p.in_stream)
@@ -1276,10 +1291,10 @@ int producer_run(const cdc_config *cfg)
             cdc_log_error("%s", p.stop_err);
             cdc_log_error("stopped on the error above: %" PRIu64 " changes%s, confirmed "
                           "position %s, a restart resumes from there", p.changes, keyless, lsn);
-        } else if (p.flush.outstanding > 0) {
+        } else if (unacked > 0) {
             cdc_log_error("stopped with %" PRIu64 " records unacknowledged by Kafka; "
                           "confirmed position %s (they will be sent again)%s",
-                          p.flush.outstanding, lsn, keyless);
+                          unacked, lsn, keyless);
         } else {
             cdc_log_info("stopped (%s): %" PRIu64 " changes in %" PRIu64 " transactions%s, "
                          "confirmed position %s",

@@ -513,3 +513,29 @@ def test_resnapshot_signal_is_not_confirmed_away_across_a_reconnect(cdc, kafka):
             os.killpg(kafka.proc.pid, signal.SIGCONT)
         blocker.close()
         relay.close()
+
+
+def test_fatal_kafka_producer_error_gets_a_new_producer_and_loses_nothing(cdc):
+    """A fatal error of the idempotent producer (here: enable.gapless.guarantee and a
+    record the broker refuses) is its own stop reason: the producer is replaced, the
+    stream reconnects from the slot, and nothing after the refused record is confirmed."""
+    lsn_before_big = make_big_rows(cdc)
+    topic = cdc.topic("t")
+    admin = cdc.admin()
+    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
+    fut[topic].result(timeout=60)
+    dlq = f"{cdc.prefix}.dlq"
+    proc = cdc.start("--on-oversize=dlq", "--dlq-topic", dlq,
+                     "-X", "enable.gapless.guarantee=true")
+    wait_for("a new Kafka producer and a new stream", lambda: proc.poll() is None and
+             "the Kafka producer failed" in proc.log() and
+             proc.log().count("streaming slot") >= 2, 90, on_timeout=proc.log_tail)
+    # A marker the failed producer could not take does not hold SIGTERM up; the record
+    # is counted as unacknowledged (exit 1) unless the new stream had not reached it.
+    t0 = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(60) in (0, 1), proc.log_tail()
+    assert time.monotonic() - t0 < 15, proc.log_tail()
+    ref = cdc.reference_changes()
+    big = [c for c in ref if c.key == 2][0]
+    assert lsn_before_big <= cdc.confirmed_flush() < big.commit_end
