@@ -3,6 +3,8 @@
  * the server, so names from users or the catalog never change a statement. */
 #include "catalog.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,27 +13,89 @@
 
 #include "cdc_buf.h"
 #include "cdc_lsn.h"
+#include "cdc_signal.h"
 #include "pg_error.h"
 #include "snapdb.h"
 
 struct catalog {
     PGconn *pg;
+    catalog_wait_fn wait;
+    void *wait_ctx;
 };
+
+/* Bounds every statement of this connection (catalog look-ups, row reads,
+ * heartbeats) unless the role's or the database's settings chose a
+ * statement_timeout of their own. */
+#define STATEMENT_TIMEOUT "30s"
+
+static void session_setup(catalog *cat)
+{
+    PQclear(PQexec(cat->pg,
+        "SET search_path = pg_catalog; "
+        "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT "', false) "
+        "FROM pg_settings WHERE name = 'statement_timeout' AND source = 'default'"));
+}
+
+/* One statement, waited for in steps of 100 ms so that the wait function
+ * runs meanwhile. NULL when it asked to give up (a stop is requested: the
+ * statement is left to the server, the connection is closed at exit). */
+static PGresult *exec_waiting(catalog *cat, const char *sql, int nparams,
+                              const char *const *params)
+{
+    if (!PQsendQueryParams(cat->pg, sql, nparams, NULL, params, NULL, NULL, 0))
+        return PQmakeEmptyPGresult(cat->pg, PGRES_FATAL_ERROR);
+    while (PQisBusy(cat->pg)) {
+        struct pollfd pfd[2] = {{.fd = PQsocket(cat->pg), .events = POLLIN},
+                                {.fd = cdc_signal_fd(), .events = POLLIN}};
+        int pr = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 100);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr > 0 && pfd[0].revents && !PQconsumeInput(cat->pg))
+            break; /* PQgetResult below reports the broken connection */
+        if (cdc_signal_stop_requested() || (cat->wait && cat->wait(cat->wait_ctx)))
+            return NULL;
+    }
+    PGresult *res = NULL, *r;
+    while ((r = PQgetResult(cat->pg))) {
+        PQclear(res);
+        res = r;
+    }
+    return res ? res : PQmakeEmptyPGresult(cat->pg, PGRES_FATAL_ERROR);
+}
 
 /* A dropped catalog connection is re-established once per query. */
 static PGresult *query(catalog *cat, const char *sql, int nparams, const char *const *params,
                        ExecStatusType want)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        PGresult *res = PQexecParams(cat->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(res) == want)
+        PGresult *res = exec_waiting(cat, sql, nparams, params);
+        if (!res || PQresultStatus(res) == want)
             return res;
         if (PQstatus(cat->pg) == CONNECTION_OK || attempt == 1)
             return res;
         PQclear(res);
         PQreset(cat->pg);
+        if (PQstatus(cat->pg) == CONNECTION_OK)
+            session_setup(cat);
     }
     return NULL;
+}
+
+/* A failed query's message; res NULL: given up for a stop. */
+static int cat_error(catalog *cat, const PGresult *res, const char *what, char *err,
+                     size_t errlen)
+{
+    if (!res) {
+        snprintf(err, errlen, "%s: stop requested", what);
+        return -1;
+    }
+    return pg_error_result(cat->pg, res, what, err, errlen);
+}
+
+void catalog_set_wait(catalog *cat, catalog_wait_fn fn, void *ctx)
+{
+    cat->wait = fn;
+    cat->wait_ctx = ctx;
 }
 
 int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errlen)
@@ -48,13 +112,12 @@ int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errle
     const char *vals[] = {conninfo ? conninfo : "", "pgcdc-producer-catalog",
                           "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 "
                           "-c extra_float_digits=3 -c bytea_output=hex", NULL};
-    cat->pg = PQconnectdbParams(keys, vals, 1);
-    if (!cat->pg || PQstatus(cat->pg) != CONNECTION_OK) {
-        pg_error_format(cat->pg, "cannot connect to PostgreSQL", err, errlen);
+    int rc = pg_connect(keys, vals, "cannot connect to PostgreSQL", &cat->pg, err, errlen);
+    if (rc < 0) {
         catalog_close(cat);
-        return -1;
+        return rc;
     }
-    PQclear(PQexec(cat->pg, "SET search_path = pg_catalog"));
+    session_setup(cat);
     *out = cat;
     return 0;
 }
@@ -78,12 +141,13 @@ int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err,
     int rc = -1;
     *confirmed = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error_format(cat->pg, "cannot look up the replication slot", err, errlen);
+        rc = cat_error(cat, res, "cannot look up the replication slot", err, errlen);
     } else if (PQntuples(res) == 0) {
         rc = 0;
     } else if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0) {
-        snprintf(err, errlen, "replication slot %s uses plugin %s, not pgoutput", slot,
-                 PQgetvalue(res, 0, 0));
+        snprintf(err, errlen, "replication slot %s uses plugin %s, not pgoutput (use another "
+                 "--slot)", slot, PQgetvalue(res, 0, 0));
+        rc = PG_PERMANENT;
     } else {
         if (!PQgetisnull(res, 0, 1))
             cdc_lsn_parse(PQgetvalue(res, 0, 1), confirmed);
@@ -100,6 +164,8 @@ int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
     int rc = snapdb_emit_message(cat->pg, transactional, prefix, content, lsn, err, errlen);
     if (rc < 0 && PQstatus(cat->pg) != CONNECTION_OK) {
         PQreset(cat->pg);
+        if (PQstatus(cat->pg) == CONNECTION_OK)
+            session_setup(cat);
         rc = snapdb_emit_message(cat->pg, transactional, prefix, content, lsn, err, errlen);
     }
     return rc;
@@ -113,9 +179,9 @@ int catalog_ensure_publication(catalog *cat, const char *publication,
     PGresult *res = query(cat, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params,
                           PGRES_TUPLES_OK);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error_format(cat->pg, "cannot look up the publication", err, errlen);
+        int rc = cat_error(cat, res, "cannot look up the publication", err, errlen);
         PQclear(res);
-        return -1;
+        return rc;
     }
     int exists = PQntuples(res) > 0;
     PQclear(res);
@@ -138,10 +204,10 @@ int catalog_ensure_publication(catalog *cat, const char *publication,
         2, p2, PGRES_TUPLES_OK);
     cdc_buf_free(&list);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error_format(cat->pg, "cannot prepare CREATE PUBLICATION (is every --tables entry an existing table?)",
-                 err, errlen);
+        int rc = cat_error(cat, res, "cannot prepare CREATE PUBLICATION (is every "
+                                 "--tables entry an existing table?)", err, errlen);
         PQclear(res);
-        return -1;
+        return rc;
     }
     char *sql = strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -154,9 +220,15 @@ int catalog_ensure_publication(catalog *cat, const char *publication,
     int rc = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (!state || strcmp(state, "42710") != 0) { /* someone else made it meanwhile */
+        if (state && strcmp(state, "42501") == 0 && ntables == 0) {
+            /* FOR ALL TABLES needs a superuser; a table list only ownership. */
             pg_error_format(cat->pg, "cannot create publication", err, errlen);
-            rc = -1;
+            size_t len = strlen(err);
+            snprintf(err + len, errlen - len, " (use --tables to publish only these tables, "
+                     "or have a superuser create publication %s)", publication);
+            rc = PG_PERMANENT;
+        } else if (!state || strcmp(state, "42710") != 0) { /* 42710: made meanwhile */
+            rc = cat_error(cat, res, "cannot create publication", err, errlen);
         }
     }
     PQclear(res);
@@ -191,7 +263,7 @@ int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, 
             "       t.typsubscript = 'array_subscript_handler'::regproc "
             "FROM pg_type t WHERE t.oid = $1::oid", 1, params, PGRES_TUPLES_OK);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            pg_error_format(cat->pg, "cannot look up a column type", err, errlen);
+            cat_error(cat, res, "cannot look up a column type", err, errlen);
             PQclear(res);
             return -1;
         }
@@ -246,7 +318,7 @@ int catalog_primary_key(catalog *cat, uint32_t relid, char ***names, char *err, 
         "WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY a.attnum",
         1, params, PGRES_TUPLES_OK);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error_format(cat->pg, "cannot look up a primary key", err, errlen);
+        cat_error(cat, res, "cannot look up a primary key", err, errlen);
         PQclear(res);
         return -1;
     }
@@ -346,7 +418,7 @@ int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
         PQnfields(res) != (int)ncols + 2) {
         char what[600];
         snprintf(what, sizeof what, "cannot read a row of %s.%s by its key", nspname, relname);
-        pg_error_format(cat->pg, what, err, errlen);
+        cat_error(cat, res, what, err, errlen);
         goto done;
     }
     if (PQgetvalue(res, 0, 0)[0] != 't') {

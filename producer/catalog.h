@@ -12,11 +12,22 @@
 
 typedef struct catalog catalog;
 
+/* Connects (pg_connect: a malformed conninfo, an unknown database or a
+ * refused login return PG_PERMANENT). Statements time out after 30 s
+ * unless the role's or database's settings say otherwise. */
 int catalog_connect(const char *conninfo, catalog **out, char *err, size_t errlen);
 void catalog_close(catalog *cat);
 
+/* Called about every 100 ms while a query waits for the server (to send
+ * replication status updates meanwhile). A query also gives up when a stop
+ * is requested (SIGTERM) or when fn returns true: it then fails with a
+ * NULL result, the server's statement is abandoned. */
+typedef bool (*catalog_wait_fn)(void *ctx);
+void catalog_set_wait(catalog *cat, catalog_wait_fn fn, void *ctx);
+
 /* Whether the slot exists; its confirmed_flush_lsn in *confirmed (0 when
- * it has none yet). Returns 1 exists, 0 missing, -1 error. */
+ * it has none yet). Returns 1 exists, 0 missing, -1 error, PG_PERMANENT
+ * (the slot has another plugin). */
 int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err, size_t errlen);
 
 /* pg_logical_emit_message(transactional, prefix, content) in a transaction
@@ -27,7 +38,8 @@ int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
 
 /* Creates the publication when missing: for the listed tables
  * ("schema.table"), or for all tables when ntables == 0. Returns 0 when it
- * exists afterwards, -1 on error. */
+ * exists afterwards, -1 on error, PG_PERMANENT when retrying cannot help
+ * (the role may not create it: err says to use --tables). */
 int catalog_ensure_publication(catalog *cat, const char *publication,
                                const char *const *tables, size_t ntables,
                                char *err, size_t errlen);

@@ -31,6 +31,7 @@
 #include "heartbeat.h"
 #include "kafka_out.h"
 #include "outbox.h"
+#include "pg_error.h"
 #include "pgoutput.h"
 #include "relcache.h"
 #include "replication.h"
@@ -45,7 +46,12 @@
  * is work for the walsender, which is the pipeline's bottleneck, and a
  * crash re-sends at most this much more. */
 #define STATUS_MIN_GAP_MS 100
+/* How long an update that moved a row may wait for its transaction to be
+ * visible to the catalog connection (fetch_moved_row). */
+#define FETCH_VISIBLE_MS 10000
 #define BACKOFF_MIN_MS 500
+/* A stream that broke sooner than this is reconnected after a pause. */
+#define STREAM_LASTED_MS 5000
 #define BACKOFF_MAX_MS 30000
 
 typedef enum stop_reason {
@@ -54,6 +60,7 @@ typedef enum stop_reason {
     STOP_ENDPOS,      /* --endpos reached: clean exit 0 */
     STOP_FATAL,       /* a record Kafka refuses for good, a decoding error: exit 1 */
     STOP_RECONNECT,   /* connection lost: reconnect with backoff */
+    STOP_KAFKA_FATAL, /* the idempotent producer failed for good: a new one, then reconnect */
 } stop_reason;
 
 /* Where a table's changes go, and its names for messages about them. One
@@ -77,6 +84,22 @@ typedef struct record_ref {
     bool is_marker;          /* a --on-oversize=dlq marker */
     struct record_ref *next_spare;
 } record_ref;
+
+/* A record Kafka refused for good, whose --on-oversize=dlq marker is still
+ * to be written. Its reference keeps its transaction unacknowledged, so the
+ * position cannot pass it until the marker is acknowledged (or the program
+ * stops: then the position stays before it). Queued from the delivery
+ * callback, which must not produce (a full queue would need the poll that
+ * is calling it), and written by the loop (markers_send). */
+typedef struct pending_marker {
+    struct pending_marker *next;
+    record_ref *ref;
+    char *topic;
+    void *key;               /* NULL: a keyless record */
+    size_t keylen;
+    size_t size;
+    char reason[160];
+} pending_marker;
 
 typedef struct producer {
     const cdc_config *cfg;
@@ -104,6 +127,8 @@ typedef struct producer {
     int64_t next_status_ms;
     int64_t last_status_ms;
     record_ref *spare_refs;  /* delivered records' references, for reuse */
+    pending_marker *markers, **markers_tail;
+    uint64_t nmarkers;
 
     /* The transaction being received. */
     bool in_txn;
@@ -118,8 +143,11 @@ typedef struct producer {
 
     stop_reason stop;
     char stop_err[1024];
+    bool streamed;            /* a stream was started once: there is a position to report */
+    bool in_stream;           /* p->repl is streaming (status updates may be sent) */
 
     uint64_t changes;
+    uint64_t keyless;         /* of them without a record key: sinks skip these */
     uint64_t txns;
     uint64_t server_wal_end;  /* newest end of WAL the server told us */
 
@@ -171,8 +199,8 @@ static void fail(producer *p, stop_reason why, const char *fmt, ...)
 
 static void fail(producer *p, stop_reason why, const char *fmt, ...)
 {
-    if (p->stop == STOP_FATAL)
-        return; /* keep the first fatal reason */
+    if (p->stop == STOP_FATAL || (p->stop == STOP_KAFKA_FATAL && why == STOP_RECONNECT))
+        return; /* keep the first fatal reason; a new Kafka producer is due either way */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(p->stop_err, sizeof p->stop_err, fmt, ap);
@@ -197,8 +225,8 @@ static bool permanent_refusal(rd_kafka_resp_err_t e)
     }
 }
 
-static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
-                       size_t keylen, size_t size, const char *reason);
+static int marker_queue(producer *p, record_ref *ref, const char *topic, const void *key,
+                        size_t keylen, size_t size, const char *reason);
 
 /* One reference per record in flight: recycled, as there are tens of
  * thousands per second. */
@@ -264,7 +292,7 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
     cdc_counter_add(p->m_delivery_errors, 1);
     if (!ref->is_marker && p->oversize_to_dlq && permanent_refusal(m->err)) {
         /* The marker takes over the record's place in its transaction. */
-        if (send_marker(p, ref, topic, m->key, m->key_len, m->len, rd_kafka_err2str(m->err)) == 0)
+        if (marker_queue(p, ref, topic, m->key, m->key_len, m->len, rd_kafka_err2str(m->err)) == 0)
             return;
     }
     char what[1024];
@@ -277,64 +305,129 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
     ref_release(p, ref);
 }
 
-/* A small JSON marker in place of a record Kafka would not take:
- * {"schema","table","topic","key","lsn","size","reason"}, keyed like the
- * record, so it says what to look up in PostgreSQL. */
-static int send_marker(producer *p, record_ref *ref, const char *topic, const void *key,
-                       size_t keylen, size_t size, const char *reason)
+static void marker_free(pending_marker *m)
 {
-    char err[512];
-    kafka_topic *dlq;
-    if (kafka_out_topic(p->kafka, p->dlq_topic, TOPIC_TIMEOUT_MS, &dlq, err, sizeof err) < 0) {
-        fail(p, STOP_FATAL, "cannot dead-letter a refused record: %s", err);
-        return -1;
-    }
-    cdc_buf marker = CDC_BUF_INIT;
-    int rc = cdc_buf_puts(&marker, "{\"schema\":");
-    if (ref->tab) {
-        rc |= pgvalue_append_json_string(&marker, ref->tab->schema, strlen(ref->tab->schema));
-        rc |= cdc_buf_puts(&marker, ",\"table\":");
-        rc |= pgvalue_append_json_string(&marker, ref->tab->table, strlen(ref->tab->table));
-    } else {
-        rc |= cdc_buf_puts(&marker, "null,\"table\":null");
-    }
-    rc |= cdc_buf_puts(&marker, ",\"topic\":");
-    rc |= pgvalue_append_json_string(&marker, topic, strlen(topic));
-    rc |= cdc_buf_puts(&marker, ",\"key\":");
-    /* Table keys are JSON objects: embedded as such; anything else as text. */
-    char jerr[64];
-    if (!key)
-        rc |= cdc_buf_puts(&marker, "null");
-    else if (ref->tab && cdc_json_validate(key, keylen, jerr, sizeof jerr) == 0)
-        rc |= cdc_buf_append(&marker, key, keylen);
-    else
-        rc |= pgvalue_append_json_string(&marker, key, keylen);
-    rc |= cdc_buf_printf(&marker, ",\"lsn\":%" PRIu64 ",\"size\":%zu,\"reason\":", ref->lsn,
-                         size);
-    rc |= pgvalue_append_json_string(&marker, reason, strlen(reason));
-    rc |= cdc_buf_putc(&marker, '}');
-    if (rc < 0) {
-        cdc_buf_free(&marker);
+    free(m->topic);
+    free(m->key);
+    free(m);
+}
+
+static int marker_queue(producer *p, record_ref *ref, const char *topic, const void *key,
+                        size_t keylen, size_t size, const char *reason)
+{
+    pending_marker *m = calloc(1, sizeof *m);
+    if (!m || !(m->topic = strdup(topic)) || (key && !(m->key = malloc(keylen ? keylen : 1)))) {
+        if (m)
+            marker_free(m);
         fail(p, STOP_FATAL, "cannot dead-letter a refused record: out of memory");
         return -1;
     }
+    if (key)
+        memcpy(m->key, key, keylen);
+    m->ref = ref;
+    m->keylen = keylen;
+    m->size = size;
+    snprintf(m->reason, sizeof m->reason, "%s", reason);
     ref->is_marker = true;
-    rd_kafka_resp_err_t e;
-    while ((e = kafka_out_produce(p->kafka, dlq, RD_KAFKA_PARTITION_UA, key, keylen,
-                                  marker.data, marker.len, ref->lsn, ref)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        kafka_out_poll(p->kafka, 10);
-    cdc_buf_free(&marker);
-    char what[1024];
-    describe_record(what, sizeof what, ref, topic, key, keylen);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: %s", what,
-             rd_kafka_err2str(e));
-        return -1;
-    }
-    cdc_log_warn("record of %s, %zu bytes, refused by Kafka (%s): marker written to %s", what,
-                 size, reason, p->dlq_topic);
+    *p->markers_tail = m;
+    p->markers_tail = &m->next;
+    p->nmarkers++;
     return 0;
+}
+
+/* A small JSON marker in place of a record Kafka would not take:
+ * {"schema","table","topic","key","lsn","size","reason"}, keyed like the
+ * record, so it says what to look up in PostgreSQL. */
+static int marker_encode(const pending_marker *m, cdc_buf *out)
+{
+    const record_ref *ref = m->ref;
+    int rc = cdc_buf_puts(out, "{\"schema\":");
+    if (ref->tab) {
+        rc |= pgvalue_append_json_string(out, ref->tab->schema, strlen(ref->tab->schema));
+        rc |= cdc_buf_puts(out, ",\"table\":");
+        rc |= pgvalue_append_json_string(out, ref->tab->table, strlen(ref->tab->table));
+    } else {
+        rc |= cdc_buf_puts(out, "null,\"table\":null");
+    }
+    rc |= cdc_buf_puts(out, ",\"topic\":");
+    rc |= pgvalue_append_json_string(out, m->topic, strlen(m->topic));
+    rc |= cdc_buf_puts(out, ",\"key\":");
+    /* Table keys are JSON objects: embedded as such; anything else as text. */
+    char jerr[64];
+    if (!m->key)
+        rc |= cdc_buf_puts(out, "null");
+    else if (ref->tab && cdc_json_validate(m->key, m->keylen, jerr, sizeof jerr) == 0)
+        rc |= cdc_buf_append(out, m->key, m->keylen);
+    else
+        rc |= pgvalue_append_json_string(out, m->key, m->keylen);
+    rc |= cdc_buf_printf(out, ",\"lsn\":%" PRIu64 ",\"size\":%zu,\"reason\":", ref->lsn,
+                         m->size);
+    rc |= pgvalue_append_json_string(out, m->reason, strlen(m->reason));
+    rc |= cdc_buf_putc(out, '}');
+    return rc < 0 ? -1 : 0;
+}
+
+/* Writes the queued markers, in order, as far as the client queue takes
+ * them; called from the loop, never from a delivery callback. A marker
+ * that cannot be written at all stops the program (its record is
+ * refused: the position stays before it). */
+static void markers_send(producer *p)
+{
+    while (p->markers && p->stop != STOP_FATAL) {
+        pending_marker *m = p->markers;
+        char err[512], what[1024];
+        describe_record(what, sizeof what, m->ref, m->topic, m->key, m->keylen);
+        kafka_topic *dlq;
+        cdc_buf marker = CDC_BUF_INIT;
+        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (kafka_out_topic(p->kafka, p->dlq_topic, TOPIC_TIMEOUT_MS, &dlq, err, sizeof err) < 0) {
+            if (cdc_signal_stop_requested())
+                return; /* gave up for the stop: dropped at the end of drain */
+            fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: %s", what, err);
+        } else if (marker_encode(m, &marker) < 0) {
+            fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: out of memory",
+                 what);
+        } else if ((e = kafka_out_produce(p->kafka, dlq, RD_KAFKA_PARTITION_UA, m->key,
+                                          m->keylen, marker.data, marker.len, m->ref->lsn,
+                                          m->ref)) == RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+                   e == RD_KAFKA_RESP_ERR__FATAL) {
+            /* Full: the loop polls, and this comes again. Fatal: the loop
+             * replaces the Kafka producer, the record is read again. */
+            cdc_buf_free(&marker);
+            return;
+        } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fail(p, STOP_FATAL, "cannot dead-letter the refused record of %s: %s", what,
+                 rd_kafka_err2str(e));
+        } else {
+            cdc_log_warn("record of %s, %zu bytes, refused by Kafka (%s): marker written to %s",
+                         what, m->size, m->reason, p->dlq_topic);
+        }
+        cdc_buf_free(&marker);
+        if (p->stop == STOP_FATAL) {
+            flushpos_refused(&p->flush, m->ref->txn);
+            ref_release(p, m->ref);
+        }
+        p->markers = m->next;
+        if (!p->markers)
+            p->markers_tail = &p->markers;
+        p->nmarkers--;
+        marker_free(m);
+    }
+}
+
+/* Markers never written (the program stops, or its Kafka producer is
+ * replaced): their records stay unconfirmed. */
+static void markers_drop(producer *p)
+{
+    while (p->markers) {
+        pending_marker *m = p->markers;
+        p->markers = m->next;
+        flushpos_refused(&p->flush, m->ref->txn);
+        ref_release(p, m->ref);
+        marker_free(m);
+    }
+    p->markers_tail = &p->markers;
+    p->nmarkers = 0;
 }
 
 /* A new flush position is worth reporting (not too often), or the status
@@ -394,6 +487,7 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
             return 0;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             kafka_out_poll(p->kafka, 50);
+            markers_send(p);
             if (status_due(p))
                 send_status(p, false);
             if (p->stop == STOP_FATAL || cdc_signal_stop_requested()) {
@@ -408,11 +502,12 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
             continue;
         }
         if (permanent_refusal(e) && p->oversize_to_dlq) {
-            char reason[160];
-            snprintf(reason, sizeof reason, "%s", rd_kafka_err2str(e));
-            if (send_marker(p, ref, kafka_topic_name(t), key ? key->data : NULL,
-                            key ? key->len : 0, value ? value->len : 0, reason) == 0)
-                return 0;
+            if (marker_queue(p, ref, kafka_topic_name(t), key ? key->data : NULL,
+                             key ? key->len : 0, value ? value->len : 0,
+                             rd_kafka_err2str(e)) == 0) {
+                markers_send(p);
+                return p->stop == STOP_FATAL ? -1 : 0;
+            }
             flushpos_refused(&p->flush, ref->txn);
             ref_release(p, ref);
             return -1;
@@ -704,9 +799,16 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
     cdc_event ev;
     const cdc_row *key = NULL;
     if (change_build(&p->builder, m, &src, &ev, &key, err, sizeof err) < 0) {
-        fail(p, STOP_FATAL, "cannot build the event at %" PRIu64 ": %s", lsn, err);
+        if (cdc_signal_stop_requested() && p->stop == RUNNING)
+            p->stop = STOP_SIGNAL; /* a catalog look-up gave up */
+        else
+            fail(p, STOP_FATAL, "cannot build the event at %" PRIu64 ": %s", lsn, err);
         return -1;
     }
+    /* Stopped while it read the catalog (fetch_moved_row): not sent, the
+     * transaction stays unconfirmed and is read again. */
+    if (p->stop != RUNNING)
+        return -1;
     ev.ts_ms = cdc_clock_wall_ms();
     uint32_t relid = m->type == PGOUTPUT_INSERT ? m->u.insert.relid
                    : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
@@ -718,6 +820,8 @@ static int emit_row_change(producer *p, const pgoutput_msg *m, uint64_t lsn)
     table_out *t = topic_for(p, rel);
     if (!t)
         return -1;
+    if (!key)
+        p->keyless++;
     cdc_buf_reset(&p->value);
     cdc_buf_reset(&p->key);
     if (cdc_event_encode(&ev, &p->value, err, sizeof err) < 0 ||
@@ -780,6 +884,19 @@ static int emit_truncate(producer *p, const pgoutput_msg *m, uint64_t lsn)
     return 0;
 }
 
+/* catalog_wait_fn: while a catalog query or fetch_moved_row waits, Kafka's
+ * acknowledgements and the server's status updates go on (a walsender that
+ * hears nothing for wal_sender_timeout drops the stream). True: give up. */
+static bool on_catalog_wait(void *ctx)
+{
+    producer *p = ctx;
+    if (p->kafka)
+        kafka_out_poll(p->kafka, 0);
+    if (p->in_stream && status_due(p))
+        send_status(p, false);
+    return cdc_signal_stop_requested();
+}
+
 /* change_fetch_fn over the catalog connection: the TOAST values of a row
  * that an update moved to a new key (change.h says why). A failure only
  * loses those values, so it is logged and the event goes out without them. */
@@ -797,25 +914,33 @@ static int fetch_moved_row(void *ctx, const relcache_rel *rel, const char *const
         for (size_t j = 0; j < n; j++)
             names[j] = rel->cols[cols[j]].name;
         /* Not visible yet: the committing session is a moment behind the
-         * WAL it flushed; it catches up in microseconds, but not always. */
-        for (int waited_ms = 0;; waited_ms += 2) {
+         * WAL it flushed; it catches up in microseconds, but not always.
+         * The stream waits meanwhile, the server still hears from us. */
+        int64_t deadline = cdc_clock_mono_ms() + FETCH_VISIBLE_MS;
+        for (long pause_us = 2000;; pause_us = pause_us < 50000 ? pause_us * 2 : 50000) {
             rc = catalog_fetch_row(p->cat, rel->nspname, rel->relname, keycols, keyvals,
                                    rel->nkey, names, n, p->txn_xid, values, err, sizeof err);
             if (rc != 2)
                 break;
-            if (waited_ms >= 30000) {
-                snprintf(err, sizeof err, "transaction %u is still not visible after 30 s",
-                         p->txn_xid);
+            if (cdc_clock_mono_ms() >= deadline) {
+                snprintf(err, sizeof err, "transaction %u is still not visible after %d s",
+                         p->txn_xid, FETCH_VISIBLE_MS / 1000);
                 rc = -1;
                 break;
             }
-            nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
+            nanosleep(&(struct timespec){.tv_nsec = pause_us * 1000}, NULL);
+            if (on_catalog_wait(p)) {
+                rc = -1;
+                break;
+            }
         }
     } else {
         snprintf(err, sizeof err, "out of memory");
         rc = -1;
     }
-    if (rc < 0)
+    if (rc < 0 && cdc_signal_stop_requested())
+        p->stop = p->stop == RUNNING ? STOP_SIGNAL : p->stop; /* the event is not sent */
+    else if (rc < 0)
         cdc_log_warn("%s.%s: an update moved a row to a new key and its %zu unchanged TOAST "
                      "column(s) could not be read (%s): the event lists them as unchanged",
                      rel->nspname, rel->relname, n, err);
@@ -947,13 +1072,14 @@ static void stream(producer *p)
             break;
         }
         kafka_out_poll(p->kafka, 0);
+        markers_send(p);
         if (status_due(p))
             send_status(p, false);
         if (p->stop != RUNNING)
             break;
         char ferr[512];
         if (kafka_out_fatal(p->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            fail(p, STOP_RECONNECT, "the Kafka producer failed: %s", ferr);
+            fail(p, STOP_KAFKA_FATAL, "the Kafka producer failed: %s", ferr);
             break;
         }
         heartbeat_tick(&p->hb, p->cat, cdc_clock_mono_ms());
@@ -968,7 +1094,7 @@ static void stream(producer *p)
             repl_frame f;
             int r = repl_read(p->repl, &f, handled == 0 ? (int)wait : 0, err, sizeof err);
             if (r < 0) {
-                fail(p, STOP_RECONNECT, "%s", err);
+                fail(p, r == PG_PERMANENT ? STOP_FATAL : STOP_RECONNECT, "%s", err);
                 break;
             }
             if (r == 0)
@@ -982,37 +1108,57 @@ static void stream(producer *p)
 }
 
 /* Waits, serving Kafka and the server, until everything sent is
- * acknowledged or the deadline passes. */
+ * acknowledged or the deadline passes. Markers still queued stay queued
+ * (counted in flush.outstanding): the caller drops them. */
 static void drain(producer *p, int timeout_ms)
 {
     int64_t deadline = cdc_clock_mono_ms() + timeout_ms;
+    char ferr[512];
     while (p->flush.outstanding > 0 && cdc_clock_mono_ms() < deadline) {
         kafka_out_poll(p->kafka, 50);
+        /* A failed producer takes no marker: do not wait for one. */
+        if (kafka_out_fatal(p->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR &&
+            p->flush.outstanding <= p->nmarkers)
+            break;
+        markers_send(p);
         if (status_due(p))
             send_status(p, false);
     }
     kafka_out_poll(p->kafka, 0);
 }
 
+/* A failure of connect_and_start: retried, unless the call said that
+ * retrying cannot help (PG_PERMANENT): then the program stops. */
+static int start_failed(producer *p, int rc)
+{
+    if (rc == PG_PERMANENT)
+        p->stop = STOP_FATAL;
+    return -1;
+}
+
 static int connect_and_start(producer *p, char *err, size_t errlen)
 {
-    if (!p->cat && catalog_connect(cdc_config_str(p->cfg, "pg"), &p->cat, err, errlen) < 0)
-        return -1;
+    int rc;
+    if (!p->cat) {
+        if ((rc = catalog_connect(cdc_config_str(p->cfg, "pg"), &p->cat, err, errlen)) < 0)
+            return start_failed(p, rc);
+        catalog_set_wait(p->cat, on_catalog_wait, p);
+    }
     if (cdc_config_bool(p->cfg, "create-publication")) {
         const char *const *tables;
         size_t n = cdc_config_list(p->cfg, "tables", &tables);
-        if (catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen) < 0)
-            return -1;
+        if ((rc = catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen)) < 0)
+            return start_failed(p, rc);
     }
-    if (repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen) < 0)
-        return -1;
+    if ((rc = repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen)) < 0)
+        return start_failed(p, rc);
     uint64_t xlogpos;
-    if (repl_identify(p->repl, &xlogpos, p->dbname, sizeof p->dbname, err, errlen) < 0)
-        return -1;
+    if ((rc = repl_identify(p->repl, &xlogpos, p->dbname, sizeof p->dbname, err, errlen)) < 0)
+        return start_failed(p, rc);
     uint64_t confirmed;
     int exists = catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
     if (exists < 0)
-        return -1;
+        return start_failed(p, exists);
     /* When an initial snapshot is due it creates the slot and reads every
      * table before anything is streamed (snapshot.c). */
     if (snapshot_before_stream(p->snap, p->repl, p->dbname, p->kafka, catalog_resolve_type,
@@ -1021,21 +1167,21 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
     if (!exists) {
         if (!cdc_config_bool(p->cfg, "create-slot")) {
             snprintf(err, errlen, "replication slot %s does not exist (use --create-slot)", p->slot);
-            p->stop = STOP_FATAL;
-            return -1;
+            return start_failed(p, PG_PERMANENT);
         }
-        if (repl_create_slot(p->repl, p->slot, err, errlen) < 0)
-            return -1;
+        if ((rc = repl_create_slot(p->repl, p->slot, err, errlen)) < 0)
+            return start_failed(p, rc);
         cdc_log_info("created replication slot %s", p->slot);
         catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
     }
     if (confirmed > p->flush.confirmed)
         p->flush.confirmed = confirmed;
     p->reported = p->flush.confirmed;
-    if (repl_start(p->repl, p->slot, p->publication, 0, err, errlen) < 0)
-        return -1;
+    if ((rc = repl_start(p->repl, p->slot, p->publication, 0, err, errlen)) < 0)
+        return start_failed(p, rc);
     char lsn[CDC_LSN_BUFSZ];
     cdc_metrics_set_ready(true);
+    p->streamed = p->in_stream = true;
     cdc_log_info("streaming slot %s (publication %s, database %s) from %s", p->slot,
                  p->publication, p->dbname, cdc_lsn_format(confirmed, lsn));
     return 0;
@@ -1046,6 +1192,7 @@ static void disconnect(producer *p)
     cdc_metrics_set_ready(false);
     repl_close(p->repl);
     p->repl = NULL;
+    p->in_stream = false;
     flushpos_abandon_open(&p->flush);
     p->in_txn = false;
     resnap_reset(p->resnap);
@@ -1069,6 +1216,22 @@ static int pipeline_new(producer *p)
     return 0;
 }
 
+/* Waits *backoff ms before the next connection attempt, serving Kafka so
+ * that acknowledgements keep landing, and doubles it (up to the maximum).
+ * Returns -1 when a stop was requested meanwhile (p->stop = STOP_SIGNAL). */
+static int backoff_wait(producer *p, int *backoff)
+{
+    for (int64_t until = cdc_clock_mono_ms() + *backoff; cdc_clock_mono_ms() < until;) {
+        if (cdc_signal_stop_requested()) {
+            p->stop = STOP_SIGNAL;
+            return -1;
+        }
+        kafka_out_poll(p->kafka, 50);
+    }
+    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+    return 0;
+}
+
 int producer_run(const cdc_config *cfg)
 {
     producer p = {
@@ -1088,6 +1251,7 @@ int producer_run(const cdc_config *cfg)
         cdc_log_error("--endpos: \"%s\" is not an LSN", endpos);
         return 2;
     }
+    p.markers_tail = &p.markers;
     flushpos_init(&p.flush, 0);
     metrics_register(&p);
     if (outbox_setup(&p, err, sizeof err) < 0 || snapshots_setup(&p, err, sizeof err) < 0) {
@@ -1098,7 +1262,7 @@ int producer_run(const cdc_config *cfg)
         goto done;
 
     int backoff = BACKOFF_MIN_MS;
-    while (p.stop == RUNNING || p.stop == STOP_RECONNECT) {
+    while (p.stop == RUNNING || p.stop == STOP_RECONNECT || p.stop == STOP_KAFKA_FATAL) {
         p.stop = RUNNING;
         if (connect_and_start(&p, err, sizeof err) < 0) {
             if (p.stop == STOP_FATAL) {
@@ -1107,16 +1271,7 @@ int producer_run(const cdc_config *cfg)
             }
             cdc_log_warn("%s; retrying in %d ms", err, backoff);
             disconnect(&p);
-            /* Kafka is served meanwhile so acknowledgements keep landing. */
-            for (int64_t until = cdc_clock_mono_ms() + backoff; cdc_clock_mono_ms() < until;) {
-                if (cdc_signal_stop_requested()) {
-                    p.stop = STOP_SIGNAL;
-                    break;
-                }
-                kafka_out_poll(p.kafka, 50);
-            }
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-            if (p.stop == STOP_SIGNAL)
+            if (backoff_wait(&p, &backoff) < 0)
                 break;
             p.stop = STOP_RECONNECT;
             continue;
@@ -1126,22 +1281,35 @@ int producer_run(const cdc_config *cfg)
         change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
         change_builder_set_fetch(&p.builder, fetch_moved_row, &p);
         backoff = BACKOFF_MIN_MS;
+        int64_t started_ms = cdc_clock_mono_ms();
         stream(&p);
-        if (p.stop == STOP_RECONNECT) {
-            cdc_log_warn("%s; reconnecting", p.stop_err);
+        if (p.stop == STOP_RECONNECT || p.stop == STOP_KAFKA_FATAL) {
+            /* A stream that breaks right after it started is not
+             * reconnected in a tight loop. */
+            bool lasted = cdc_clock_mono_ms() - started_ms >= STREAM_LASTED_MS;
+            cdc_log_warn("%s; reconnecting%s", p.stop_err, lasted ? "" : " after a pause");
             cdc_counter_add(p.m_reconnects, 1);
             disconnect(&p);
-            if (strstr(p.stop_err, "Kafka producer failed")) {
+            stop_reason why = p.stop;
+            if (!lasted && backoff_wait(&p, &backoff) < 0)
+                break;
+            p.stop = why;
+            if (p.stop == STOP_KAFKA_FATAL) {
                 /* A fatal idempotence error: a new producer, everything
                  * unacknowledged is read again from the slot. */
                 drain(&p, 0);
+                markers_drop(&p);
                 kafka_out_purge(p.kafka, FATAL_FLUSH_MS);
                 kafka_out_destroy(p.kafka);
                 p.kafka = NULL;
                 tables_free(p.tables);
                 p.tables = NULL;
+                /* A re-snapshot's hold outlives the tracker (resnap_reset). */
+                uint64_t hold = p.flush.hold;
                 flushpos_free(&p.flush);
                 flushpos_init(&p.flush, p.reported);
+                if (hold)
+                    flushpos_hold(&p.flush, hold);
                 /* Relations point at the old producer's topics; the server
                  * sends every Relation again on the new stream. */
                 relcache_free(p.rels);
@@ -1159,25 +1327,34 @@ int producer_run(const cdc_config *cfg)
         /* After an error too: what Kafka still takes moves the position on,
          * which is less to send again. */
         drain(&p, why == STOP_FATAL ? FATAL_FLUSH_MS : SHUTDOWN_FLUSH_MS);
+        uint64_t unacked = p.flush.outstanding; /* queued markers included */
+        markers_drop(&p);
         /* Safe whatever happened: the position never passes a record that
          * Kafka refused or has not acknowledged. */
-        if (p.repl)
+        if (p.in_stream)
             send_status(&p, false);
         char lsn[CDC_LSN_BUFSZ];
         cdc_lsn_format(p.flush.confirmed, lsn);
-        if (why == STOP_FATAL || p.stop == STOP_FATAL) {
+        /* Sinks skip events without a key (EVENTS.md): say so once more. */
+        char keyless[200] = "";
+        if (p.keyless > 0)
+            snprintf(keyless, sizeof keyless, "; %" PRIu64 " of them from tables without a key "
+                     "(null record key: sinks skip them)", p.keyless);
+        if ((why == STOP_FATAL || p.stop == STOP_FATAL) && !p.streamed) {
             cdc_log_error("%s", p.stop_err);
-            cdc_log_error("stopped on the error above: confirmed position %s, a restart "
-                          "resumes from there", lsn);
-        } else if (p.flush.outstanding > 0) {
+        } else if (why == STOP_FATAL || p.stop == STOP_FATAL) {
+            cdc_log_error("%s", p.stop_err);
+            cdc_log_error("stopped on the error above: %" PRIu64 " changes%s, confirmed "
+                          "position %s, a restart resumes from there", p.changes, keyless, lsn);
+        } else if (unacked > 0) {
             cdc_log_error("stopped with %" PRIu64 " records unacknowledged by Kafka; "
-                          "confirmed position %s (they will be sent again)",
-                          p.flush.outstanding, lsn);
+                          "confirmed position %s (they will be sent again)%s",
+                          unacked, lsn, keyless);
         } else {
-            cdc_log_info("stopped (%s): %" PRIu64 " changes in %" PRIu64 " transactions, "
+            cdc_log_info("stopped (%s): %" PRIu64 " changes in %" PRIu64 " transactions%s, "
                          "confirmed position %s",
                          why == STOP_SIGNAL ? "signal" : "endpos reached", p.changes, p.txns,
-                         lsn);
+                         keyless, lsn);
             status = 0;
         }
     }
@@ -1188,6 +1365,7 @@ done:
     pgoutput_decoder_free(&p.decoder);
     kafka_out_purge(p.kafka, FATAL_FLUSH_MS);
     kafka_out_destroy(p.kafka);
+    markers_drop(&p);
     refs_free(p.spare_refs);
     tables_free(p.tables);
     relcache_free(p.rels);

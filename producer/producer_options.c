@@ -26,7 +26,8 @@ const char producer_summary[] =
 const cdc_option producer_options[] = {
     {.name = "pg", .env = "PGCDC_PG", .type = CDC_OPT_STRING, .metavar = "CONNINFO",
      .help = "PostgreSQL connection string (key=value or postgresql:// URI); "
-             "PG* environment variables fill in what it leaves out"},
+             "PG* environment variables fill in what it leaves out; defaults it may "
+             "override: connect_timeout=10, keepalives, tcp_user_timeout=60000"},
     {.name = "slot", .env = "PGCDC_SLOT", .type = CDC_OPT_STRING, .def = "pgcdc",
      .metavar = "NAME", .help = "logical replication slot to read"},
     {.name = "publication", .env = "PGCDC_PUBLICATION", .type = CDC_OPT_STRING,

@@ -95,11 +95,11 @@ int repl_connect(const char *conninfo, repl_conn **out, char *err, size_t errlen
         snprintf(err, errlen, "cannot connect for replication: out of memory");
         return -1;
     }
-    c->pg = PQconnectdbParams(keys, vals, 1);
-    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        pg_error_format(c->pg, "cannot connect to PostgreSQL for replication", err, errlen);
+    int rc = pg_connect(keys, vals, "cannot connect to PostgreSQL for replication", &c->pg,
+                        err, errlen);
+    if (rc < 0) {
         repl_close(c);
-        return -1;
+        return rc;
     }
     *out = c;
     return 0;
@@ -111,7 +111,7 @@ int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamele
     PGresult *res = PQexec(c->pg, "IDENTIFY_SYSTEM");
     int rc = -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error_format(c->pg, "IDENTIFY_SYSTEM failed", err, errlen);
+        rc = pg_error_result(c->pg, res, "IDENTIFY_SYSTEM failed", err, errlen);
         goto done;
     }
     if (PQntuples(res) != 1 || PQnfields(res) < 4) {
@@ -168,8 +168,7 @@ int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen)
         if (state && strcmp(state, "42710") == 0) { /* duplicate_object */
             rc = 1;
         } else {
-            pg_error_format(c->pg, "cannot create replication slot", err, errlen);
-            rc = -1;
+            rc = pg_error_result(c->pg, res, "cannot create replication slot", err, errlen);
         }
     }
     PQclear(res);
@@ -217,8 +216,7 @@ int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t
         char what[256];
         snprintf(what, sizeof what, "cannot start replication from slot %s, publication \"%s\"",
                  slot, publication);
-        pg_error_format(c->pg, what, err, errlen);
-        rc = -1;
+        rc = pg_error_result(c->pg, res, what, err, errlen);
     }
     PQclear(res);
     return rc;
@@ -236,12 +234,13 @@ int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t err
             return repl_parse_frame((const uint8_t *)c->copybuf, (size_t)n, f, err, errlen) < 0 ? -1 : 1;
         if (n == -1) {
             PGresult *res = PQgetResult(c->pg);
+            int rc = -1;
             if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_COPY_OUT)
                 snprintf(err, errlen, "the server ended the replication stream");
             else
-                pg_error_format(c->pg, "replication stream ended", err, errlen);
+                rc = pg_error_result(c->pg, res, "replication stream ended", err, errlen);
             PQclear(res);
-            return -1;
+            return rc;
         }
         if (n == -2) {
             pg_error_format(c->pg, "cannot read the replication stream", err, errlen);

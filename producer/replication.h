@@ -45,7 +45,9 @@ int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t
                char *err, size_t errlen);
 
 /* Waits up to timeout_ms for a frame. Returns 1 with *f filled, 0 when none
- * arrived in time, -1 on error or when the server ended the stream. */
+ * arrived in time, -1 on error or when the server ended the stream,
+ * PG_PERMANENT when its error cannot pass (e.g. the publication does not
+ * exist). */
 int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t errlen);
 
 /* Sends a standby status update: received up to `write`, flushed (durable

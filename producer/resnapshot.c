@@ -104,6 +104,10 @@ struct resnap {
 
     request *head, *tail;
     bool hold_set;
+    /* After resnap_reset: the hold of dropped signal requests stays in the
+     * flush position until the new stream brings the signal again (it
+     * starts at or before it) or has passed this position without it. */
+    uint64_t kept_hold;
 
     /* The table being read. */
     request *cur;
@@ -305,8 +309,11 @@ void resnap_reset(resnap *rs)
             pp = &r->next;
         }
     }
+    /* Not released: records of transactions after the signal may still be
+     * in flight, and their acknowledgements would carry the position past
+     * the signal before the new stream has read it again. */
     if (rs->hold_set) {
-        flushpos_release(rs->fp);
+        rs->kept_hold = rs->fp->hold;
         rs->hold_set = false;
     }
     update_pending(rs);
@@ -351,6 +358,13 @@ void resnap_observe_change(resnap *rs, const char *schema, const char *table,
 {
     if (!rs)
         return;
+    if (rs->kept_hold && final_lsn > rs->kept_hold) {
+        /* The stream is past the kept hold and brought no signal before it
+         * (the hold is set again at the first one it brings). */
+        if (!rs->hold_set)
+            flushpos_release(rs->fp);
+        rs->kept_hold = 0;
+    }
     if (rs->sig_table && ev->op == 'c' && ev->after &&
         name_matches(rs->sig_schema, rs->sig_table, schema, table)) {
         snap_request req;
@@ -369,6 +383,7 @@ void resnap_observe_change(resnap *rs, const char *schema, const char *table,
             if (!rs->hold_set) {
                 flushpos_hold(rs->fp, final_lsn);
                 rs->hold_set = true;
+                rs->kept_hold = 0;
             }
         }
         if (rc == 1)

@@ -67,9 +67,11 @@ int resnap_on_message(resnap *rs, const char *prefix, const char *content, size_
  * retried; streaming is never stopped by a re-snapshot. */
 void resnap_step(resnap *rs, kafka_out *kafka, pgvalue_resolve_fn resolve, void *resolve_ctx);
 
-/* The stream broke: the chunk in progress is dropped and the hold
- * released; requests from signal rows come again from the slot, those of
- * --resnapshot start over. */
+/* The stream broke: the chunk in progress is dropped; requests from signal
+ * rows come again from the slot, those of --resnapshot start over. The
+ * hold of signal requests stays on the flush position until the new
+ * stream has brought the signal again, so that acknowledgements of records
+ * still in flight cannot confirm past it. */
 void resnap_reset(resnap *rs);
 
 /* Tables queued or being read (for tests and /metrics). */

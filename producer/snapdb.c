@@ -18,14 +18,8 @@ int snapdb_connect(const char *conninfo, const char *appname, PGconn **out,
                           "-c extra_float_digits=3 -c bytea_output=hex "
                           "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
                           appname, NULL};
-    *out = PQconnectdbParams(keys, vals, 1);
-    if (!*out || PQstatus(*out) != CONNECTION_OK) {
-        pg_error_format(*out, "cannot connect to PostgreSQL for the snapshot", err, errlen);
-        PQfinish(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
+    return pg_connect(keys, vals, "cannot connect to PostgreSQL for the snapshot", out, err,
+                      errlen);
 }
 
 void snapdb_free_tables(snap_table **tables, size_t n)

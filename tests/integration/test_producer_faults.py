@@ -4,10 +4,14 @@ Kafka refuses. After each, every committed change (as an independent test_decodi
 slot saw it) is in Kafka at least once, and the slot's confirmed_flush_lsn never passes
 a change Kafka does not have."""
 
+import os
 import re
 import signal
+import socket
+import threading
 import time
 
+import psycopg
 import pytest
 
 from confluent_kafka.admin import NewTopic
@@ -300,6 +304,24 @@ def test_oversize_record_refused_by_broker_goes_to_dlq(cdc):
     assert "large" in marker.value["reason"].lower(), marker.value
 
 
+def test_refused_record_marker_when_the_client_queue_is_full(cdc):
+    """The broker refuses a record while librdkafka's queue is full (here it holds one
+    record, the refused one itself, until its delivery report returns): the marker
+    cannot be written from inside that report. It is written by the loop right after,
+    and the run ends as usual."""
+    make_big_rows(cdc)
+    topic = cdc.topic("t")
+    admin = cdc.admin()
+    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
+    fut[topic].result(timeout=60)
+    dlq = f"{cdc.prefix}.dlq"
+    cdc.run("--on-oversize=dlq", "--dlq-topic", dlq, "-X", "queue.buffering.max.messages=1",
+            timeout=60)
+    assert sorted(r.key["id"] for r in cdc.read(topic)) == [1, 3]
+    [marker] = cdc.read(dlq)
+    assert marker.value["key"] == {"id": 2}
+
+
 @pytest.mark.parametrize("where", ["client", "broker"])
 def test_oversize_record_without_dlq_stops_with_exit_1_and_holds_the_slot(cdc, where):
     lsn_before_big = make_big_rows(cdc)
@@ -334,3 +356,188 @@ def test_oversize_record_without_dlq_stops_with_exit_1_and_holds_the_slot(cdc, w
     # Running again without the limit delivers the row, and what came after it.
     cdc.run()
     assert sorted(r.key["id"] for r in cdc.read(topic)) == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- re-snapshot hold
+
+class TcpRelay:
+    """A loopback TCP relay in front of PostgreSQL that can cut every connection and
+    refuse new ones (cut) until restore: the network between producer and server."""
+
+    def __init__(self, host, port):
+        self.upstream = (host, port)
+        self.port = None
+        self.lock = threading.Lock()
+        self.conns = []
+        self.listener = None
+        self._listen()
+
+    def _listen(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port or 0))
+        s.listen(16)
+        self.port = s.getsockname()[1]
+        self.listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self.lock:
+                self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.listener.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self):
+        self._listen()
+
+    def close(self):
+        self.cut()
+
+
+def test_resnapshot_signal_is_not_confirmed_away_across_a_reconnect(cdc, kafka):
+    """A re-snapshot asked for by a signal row holds the slot before the signal until it
+    is done. Records of later transactions are in flight (the broker is paused) when the
+    connection to PostgreSQL is lost; they are acknowledged while the producer cannot
+    reconnect. The position must still not pass the signal: with the re-snapshot not
+    done (a running transaction keeps its chunk waiting), a crash from then on would
+    lose the request."""
+    if kafka.external or cdc.pg.external:
+        pytest.skip("pauses the broker (PGCDC_TEST_KAFKA or PGCDC_TEST_PG is set)")
+    cdc.create("CREATE TABLE t (id int PRIMARY KEY)",
+               "CREATE TABLE pgcdc_signal (id text PRIMARY KEY, type text NOT NULL, data jsonb)",
+               reference=False)
+    relay = TcpRelay(cdc.pg.host, cdc.pg.port)
+    blocker = psycopg.connect(cdc.pg.dsn)
+    paused = False
+    try:
+        dsn = " ".join(f"port={relay.port}" if p.startswith("port=") else p
+                       for p in cdc.pg.dsn.split())
+        proc = cdc.start("--pg", dsn, "--snapshot=never",
+                         "--signal-table", f"{cdc.schema}.pgcdc_signal")
+        # Both topics exist before the broker pauses (creating one would wait for it).
+        cdc.in_schema("INSERT INTO t VALUES (0)",
+                      "INSERT INTO pgcdc_signal VALUES ('warm-up', 'none', NULL)")
+        wait_records(cdc, cdc.topic("t"), 1, 90, proc)
+        wait_records(cdc, cdc.topic("pgcdc_signal"), 1, 90, proc)
+        # Holds a transaction id: the re-snapshot's chunk waits for it (step 4).
+        blocker.execute("SELECT pg_current_xact_id()")
+
+        os.killpg(kafka.proc.pid, signal.SIGSTOP)
+        paused = True
+        cdc.in_schema("INSERT INTO pgcdc_signal VALUES ('r1', 'snapshot', "
+                      f"'{{\"tables\": [\"{cdc.schema}.t\"]}}')")
+        signal_end = cdc.lsn()
+        for i in range(1, 4):
+            cdc.in_schema(f"INSERT INTO t VALUES ({i})")
+        after_end = cdc.lsn()
+        def sent():
+            return lsn_int(cdc.one("SELECT coalesce(max(sent_lsn), '0/0')::text FROM "
+                                   "pg_stat_replication WHERE application_name = "
+                                   "'pgcdc-producer'"))
+        wait_for("the producer to read the signal and what follows",
+                 lambda: proc.poll() is None and "asked for by a row" in proc.log() and
+                 sent() >= after_end, 60)
+
+        relay.cut()
+        wait_for("a failed reconnect", lambda: proc.poll() is None and
+                 "retrying in" in proc.log(), 60)
+        os.killpg(kafka.proc.pid, signal.SIGCONT)
+        paused = False
+        wait_records(cdc, cdc.topic("t"), 4, 90, proc)
+        # Two more backoff rounds: the acknowledgements have reached the producer.
+        retries = proc.log().count("retrying in")
+        wait_for("two more reconnect attempts",
+                 lambda: proc.log().count("retrying in") >= retries + 2, 60)
+        relay.restore()
+        wait_for("streaming again", lambda: proc.poll() is None and
+                 proc.log().count("streaming slot") >= 2, 60)
+        since = cdc.one("SELECT clock_timestamp()")
+
+        def reported():
+            row = cdc.conn.execute(
+                "SELECT flush_lsn::text FROM pg_stat_replication WHERE application_name = "
+                "'pgcdc-producer' AND reply_time > %s + interval '1 s' AND sent_lsn >= %s",
+                (since, lsn_text(after_end))).fetchone()
+            return row and row[0]
+        flush = wait_for("a status update of the new stream", reported, 60)
+        assert lsn_int(flush) < signal_end, \
+            f"reported {flush}, past the signal at {lsn_text(signal_end)}{proc.log_tail()}"
+        assert cdc.confirmed_flush() < signal_end
+
+        # Once the re-snapshot is done the hold goes and the position moves on.
+        blocker.commit()
+        wait_for("the re-snapshot", lambda: re.search(r"re-snapshot of \S+ done", proc.log()),
+                 90)
+        wait_for("the position past the signal",
+                 lambda: cdc.confirmed_flush() >= after_end, 60)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.log_tail()
+    finally:
+        if paused:
+            os.killpg(kafka.proc.pid, signal.SIGCONT)
+        blocker.close()
+        relay.close()
+
+
+def test_fatal_kafka_producer_error_gets_a_new_producer_and_loses_nothing(cdc):
+    """A fatal error of the idempotent producer (here: enable.gapless.guarantee and a
+    record the broker refuses) is its own stop reason: the producer is replaced, the
+    stream reconnects from the slot, and nothing after the refused record is confirmed."""
+    lsn_before_big = make_big_rows(cdc)
+    topic = cdc.topic("t")
+    admin = cdc.admin()
+    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
+    fut[topic].result(timeout=60)
+    dlq = f"{cdc.prefix}.dlq"
+    proc = cdc.start("--on-oversize=dlq", "--dlq-topic", dlq,
+                     "-X", "enable.gapless.guarantee=true")
+    wait_for("a new Kafka producer and a new stream", lambda: proc.poll() is None and
+             "the Kafka producer failed" in proc.log() and
+             proc.log().count("streaming slot") >= 2, 90, on_timeout=proc.log_tail)
+    # A marker the failed producer could not take does not hold SIGTERM up; the record
+    # is counted as unacknowledged (exit 1) unless the new stream had not reached it.
+    t0 = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(60) in (0, 1), proc.log_tail()
+    assert time.monotonic() - t0 < 15, proc.log_tail()
+    ref = cdc.reference_changes()
+    big = [c for c in ref if c.key == 2][0]
+    assert lsn_before_big <= cdc.confirmed_flush() < big.commit_end
