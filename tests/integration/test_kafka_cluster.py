@@ -91,8 +91,12 @@ class KafkaView:
 
     def partitions(self, topic=None):
         """{partition: (leader, replicas, isrs)}, or None while one has no leader."""
+        name = topic or self.topic
+
         def get():
-            t = self.client.list_topics(topic or self.topic, timeout=5).topics[topic or self.topic]
+            t = self.client.list_topics(name, timeout=5).topics.get(name)
+            if t is None:
+                return None
             if t.error is not None:
                 raise KafkaException(t.error)
             out = {}
@@ -130,12 +134,12 @@ class KafkaView:
         return self._try(get)
 
     def coordinator(self):
-        def get():
+        """The group coordinator's broker id, None when it cannot be told now (for the
+        timeline only)."""
+        try:
             return self.admin.describe_consumer_groups([self.group])[self.group] \
                 .result(timeout=5).coordinator.id
-        try:
-            return self._try(get)
-        except KafkaException:
+        except (KafkaException, concurrent.futures.TimeoutError):
             return None
 
     def records_in(self, topic):
