@@ -10,6 +10,10 @@ Fixtures (all session-scoped unless noted; each server starts on first use, on a
                    .command("PING") -> "+PONG"
     kafka          Kafka 4.1 KRaft, auto topic creation on, 1 partition by default.
                    kafka.bootstrap "127.0.0.1:N", .host, .port
+    kafka_cluster  three Kafka 4.1 KRaft nodes (broker + controller each, 3 voters),
+                   replication factor 3, min.insync.replicas=2; never external (its
+                   tests kill brokers). .bootstrap "127.0.0.1:A,127.0.0.1:B,127.0.0.1:C",
+                   .nodes[i] (broker id i + 1), .kill_node(id), .start_node(id)
     opensearch     OpenSearch 2.19. opensearch.url "http://127.0.0.1:N", .flavor,
                    .request(method, path, body=None, ndjson=False) -> (status, json)
     elasticsearch  Elasticsearch 7.10.2, same attributes. Parametrizable with
@@ -136,6 +140,11 @@ def redis_server():
 @pytest.fixture(scope="session")
 def kafka():
     return _server("kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    return _server("kafka-cluster")
 
 
 @pytest.fixture(scope="session")
