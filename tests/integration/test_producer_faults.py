@@ -287,15 +287,21 @@ def test_oversize_record_goes_to_dlq_as_marker_and_stream_goes_on(cdc):
     assert "marker written" in proc.log()
 
 
+def big_rows_and_a_topic_refusing_them(cdc):
+    """make_big_rows, and their topic made with a 100 kB limit the middle row exceeds.
+    Returns (topic, dead-letter topic name)."""
+    make_big_rows(cdc)
+    topic = cdc.topic("t")
+    fut = cdc.admin().create_topics([NewTopic(topic, 3, 1,
+                                              config={"max.message.bytes": "100000"})])
+    fut[topic].result(timeout=60)
+    return topic, f"{cdc.prefix}.dlq"
+
+
 def test_oversize_record_refused_by_broker_goes_to_dlq(cdc):
     """The record fits the producer's limit but not the topic's: the broker refuses it
     in the delivery report, not at produce time."""
-    make_big_rows(cdc)
-    topic = cdc.topic("t")
-    admin = cdc.admin()
-    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
-    fut[topic].result(timeout=60)
-    dlq = f"{cdc.prefix}.dlq"
+    topic, dlq = big_rows_and_a_topic_refusing_them(cdc)
     cdc.run("--on-oversize=dlq", "--dlq-topic", dlq)
     assert sorted(r.key["id"] for r in cdc.read(topic)) == [1, 3]
     [marker] = cdc.read(dlq)
@@ -309,12 +315,7 @@ def test_refused_record_marker_when_the_client_queue_is_full(cdc):
     record, the refused one itself, until its delivery report returns): the marker
     cannot be written from inside that report. It is written by the loop right after,
     and the run ends as usual."""
-    make_big_rows(cdc)
-    topic = cdc.topic("t")
-    admin = cdc.admin()
-    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
-    fut[topic].result(timeout=60)
-    dlq = f"{cdc.prefix}.dlq"
+    topic, dlq = big_rows_and_a_topic_refusing_them(cdc)
     cdc.run("--on-oversize=dlq", "--dlq-topic", dlq, "-X", "queue.buffering.max.messages=1",
             timeout=60)
     assert sorted(r.key["id"] for r in cdc.read(topic)) == [1, 3]
