@@ -225,6 +225,18 @@ static bool permanent_refusal(rd_kafka_resp_err_t e)
     }
 }
 
+/* librdkafka gave up on a record for its own state, not the record's: a
+ * fatal idempotence error (librdkafka < 2.3 raises "out of order sequence
+ * number" after a leader change, librdkafka#4438), or a topic that a
+ * lagging broker's metadata left out (librdkafka#4401, seen on a
+ * three-broker cluster: "partition count changed from 6 to 0"). A restarting
+ * broker is transient, so these are too. */
+static bool kafka_gave_up(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+           e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+}
+
 static int marker_queue(producer *p, record_ref *ref, const char *topic, const void *key,
                         size_t keylen, size_t size, const char *reason);
 
@@ -290,6 +302,17 @@ static void on_delivered(void *ctx, const rd_kafka_message_t *m)
     }
     const char *topic = rd_kafka_topic_name(m->rkt);
     cdc_counter_add(p->m_delivery_errors, 1);
+    char ferr[512];
+    if (kafka_gave_up(m->err) ||
+        kafka_out_fatal(p->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* Not the record's fault: a new producer sends it again, read
+         * from the slot (the position stays before it). */
+        fail(p, STOP_KAFKA_FATAL, "the Kafka producer failed on a record of %s: %s", topic,
+             rd_kafka_err2str(m->err));
+        flushpos_refused(&p->flush, ref->txn);
+        ref_release(p, ref);
+        return;
+    }
     if (!ref->is_marker && p->oversize_to_dlq && permanent_refusal(m->err)) {
         /* The marker takes over the record's place in its transaction. */
         if (marker_queue(p, ref, topic, m->key, m->key_len, m->len, rd_kafka_err2str(m->err)) == 0)

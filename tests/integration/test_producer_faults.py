@@ -292,8 +292,8 @@ def big_rows_and_a_topic_refusing_them(cdc):
     Returns (topic, dead-letter topic name)."""
     make_big_rows(cdc)
     topic = cdc.topic("t")
-    fut = cdc.admin().create_topics([NewTopic(topic, 3, 1,
-                                              config={"max.message.bytes": "100000"})])
+    admin = cdc.admin()  # kept until the result: the future dies with its client
+    fut = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
     fut[topic].result(timeout=60)
     return topic, f"{cdc.prefix}.dlq"
 
