@@ -20,18 +20,17 @@ BIG = 999_900  # under Kafka's default message.max.bytes, over it with dead-lett
 
 
 def _dlq_topic(bootstrap, topic, max_message_bytes):
+    config = {"max.message.bytes": str(max_message_bytes)}
     admin = AdminClient({"bootstrap.servers": bootstrap})
     fs = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
-                                       config={"max.message.bytes": str(max_message_bytes)})],
-                             operation_timeout=30)
+                                       config=config)], operation_timeout=30)
     for f in fs.values():
         f.result(timeout=60)
 
 
-def _set_max_message_bytes(bootstrap, topic, n):
+def _set_topic_config(bootstrap, topic, name, value):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    entry = ConfigEntry("max.message.bytes", str(n),
-                        incremental_operation=AlterConfigOpType.SET)
+    entry = ConfigEntry(name, str(value), incremental_operation=AlterConfigOpType.SET)
     res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
     for f in admin.incremental_alter_configs([res]).values():
         f.result(timeout=30)
@@ -99,7 +98,7 @@ def test_dead_letter_topic_refusing_everything_stops_without_storing_and_a_resta
     assert got <= 1, f"committed {got}: past offset 1, which is in no sink and no dead letter"
     assert read_all(kafka.bootstrap, c.dlq) == []
 
-    _set_max_message_bytes(kafka.bootstrap, c.dlq, 2_000_000)
+    _set_topic_config(kafka.bootstrap, c.dlq, "max.message.bytes", 2_000_000)
     consumers.run(*c.args(redis_server.url))
     assert c.applied(rc) == {0, 2}
     assert c.committed() == {0: 3}
@@ -122,7 +121,7 @@ def test_invalid_outbox_record_whose_dead_letter_fails_is_not_committed(kafka, r
     assert "cannot dead-letter" in log, log[-4000:]
     assert committed(kafka.bootstrap, c.group, outbox, 1)[0] <= 0
 
-    _set_max_message_bytes(kafka.bootstrap, c.dlq, 2_000_000)
+    _set_topic_config(kafka.bootstrap, c.dlq, "max.message.bytes", 2_000_000)
     consumers.run(*args)
     assert committed(kafka.bootstrap, c.group, outbox, 1) == {0: 1}
     assert len(read_all(kafka.bootstrap, c.dlq, expect=1)) == 1
