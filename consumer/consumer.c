@@ -1238,9 +1238,21 @@ static void usage_topics_warning(consumer *c)
  * stays reachable from here, so it is not a leak. */
 static rd_kafka_t *kept_until_exit;
 
-static void consumer_handle_destroy(consumer *c)
+static bool has_member_id(rd_kafka_t *rk)
 {
-    if (!c->assigned_once && rd_kafka_version() < 0x020300ff) {
+    char *member = rd_kafka_memberid(rk);
+    bool joined = member && member[0];
+    if (member)
+        rd_kafka_mem_free(rk, member);
+    return joined;
+}
+
+/* `joined`: the member had a member id before it was closed. Only such a
+ * member is at risk; one that never reached the group (a wrong CA, a
+ * broker that is down) is destroyed as usual, so no leak is reported. */
+static void consumer_handle_destroy(consumer *c, bool joined)
+{
+    if (!c->assigned_once && joined && rd_kafka_version() < 0x020300ff) {
         cdc_log_debug("Kafka consumer closed before its first assignment: its handle is "
                       "left to the exit (librdkafka %s would abort in rd_kafka_destroy)",
                       rd_kafka_version_str());
@@ -1347,6 +1359,7 @@ done:
         rd_kafka_message_destroy(c.pend[c.ipend++]);
     /* Leaving the group revokes the partitions: what was read is applied
      * (by the worker) and committed first. */
+    bool joined = c.rk && has_member_id(c.rk);
     if (c.rk)
         rd_kafka_consumer_close(c.rk);
     if (c.worker_started)
@@ -1357,7 +1370,7 @@ done:
     if (c.rk) {
         if (c.cq)
             rd_kafka_queue_destroy(c.cq);
-        consumer_handle_destroy(&c);
+        consumer_handle_destroy(&c, joined);
     }
     dead_letters_free(c.dlq);
     offset_book_free(c.offsets);
