@@ -182,16 +182,23 @@ static int create_topic(kafka_out *k, const char *name, int timeout_ms, char *er
     const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
     size_t n = 0;
     const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(res, &n);
+    /* Another producer (or an earlier metadata miss) may have made it meanwhile. */
+    bool existed = false;
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            existed = true;
+        } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             snprintf(err, errlen, "cannot create topic %s: %s", name,
                      rd_kafka_topic_result_error_string(results[i]));
             goto done;
         }
     }
-    cdc_log_info("created topic %s (%d partitions, replication factor %d)", name, k->partitions,
-                 k->replication_factor);
+    if (existed)
+        cdc_log_info("topic %s already exists", name);
+    else
+        cdc_log_info("created topic %s (%d partitions, replication factor %d)", name,
+                     k->partitions, k->replication_factor);
     rc = 0;
 done:
     if (ev)
