@@ -202,6 +202,7 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
     slot sends again may follow newer records). Returns the counts of events by op."""
     versioned = {}   # id -> (lsn, row hash or None)
     naive = {}       # id -> row hash or None
+    history = {}     # id -> [(partition, offset, op, lsn, commit_lsn)], for failure reports
     last_stream = {}
     counts = {"r": 0, "c": 0, "u": 0, "d": 0, "resnapshot": 0, "below_snapshot": 0}
     first_r = None
@@ -255,6 +256,8 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
                         f"key {key}: streamed changes out of order")
                     last_stream[key] = max(lsn, last_stream.get(key, -1))
                 naive[key] = row
+                history.setdefault(key, []).append(
+                    (p, m.offset(), op, lsn, ev["source"].get("commit_lsn")))
                 cur = versioned.get(key)
                 if cur is None or lsn >= cur[0]:
                     versioned[key] = (lsn, row)
@@ -266,9 +269,12 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
         missing = expected.keys() - got.keys()
         extra = got.keys() - expected.keys()
         wrong = [k for k in expected.keys() & got.keys() if expected[k] != got[k]]
+        shown = sorted(missing)[:3] + sorted(extra)[:3] + sorted(wrong)[:3]
         assert not missing and not extra and not wrong, (
             f"{name}: {len(missing)} rows missing (e.g. {sorted(missing)[:5]}), {len(extra)} "
-            f"extra (e.g. {sorted(extra)[:5]}), {len(wrong)} differ (e.g. {sorted(wrong)[:5]})")
+            f"extra (e.g. {sorted(extra)[:5]}), {len(wrong)} differ (e.g. {sorted(wrong)[:5]}); "
+            "records (partition, offset, op, lsn, commit_lsn) of "
+            + "; ".join(f"{k}: {history.get(k)}" for k in shown))
     return counts
 
 
