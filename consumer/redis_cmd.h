@@ -60,8 +60,10 @@
 #include "cdc_buf.h"
 #include "cdc_event.h"
 
-/* The Lua source, for SCRIPT LOAD (and EVAL when a server lost it). */
+/* The Lua source (redis_apply.lua, embedded at build time by embed.py),
+ * NUL-terminated, for SCRIPT LOAD. */
 extern const char redis_script[];
+extern const size_t redis_script_len;
 
 typedef enum redis_format {
     REDIS_FORMAT_HASH,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "event_fixture.h"
+#include "fixture_file.h"
 #include "redis_cmd.h"
 #include "tap.h"
 
@@ -192,8 +193,21 @@ static void truncate_steps_and_scan_pattern(void)
     joined(NULL);
 }
 
-int main(void)
+/* The script the binary loads is redis_apply.lua byte for byte (the build
+ * embeds it; nothing reads the file at run time). */
+static void script_embedded_as_written(const char *fixtures)
 {
+    size_t len = 0;
+    char *lua = fixture_read(fixtures, "../../redis_apply.lua", &len);
+    TAP_OK(lua && len == redis_script_len && memcmp(lua, redis_script, len) == 0 &&
+               strlen(redis_script) == redis_script_len,
+           "redis_script is redis_apply.lua, byte for byte, NUL-terminated");
+    free(lua);
+}
+
+int main(int argc, char **argv)
+{
+    script_embedded_as_written(argc > 1 ? argv[1] : ".");
     hash_and_json_writes();
     toast_names_and_deletes();
     hostile_names_stay_data();

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "cdc_signal.h"
 #include "consumer_options.h"
@@ -595,6 +596,14 @@ int main(void)
     else
         printf("# SCRIPT LOAD failed: %s\n", r && r->str ? r->str : "no reply");
     freeReplyObject(r);
+    /* EVALSHA names the script by the SHA1 of the embedded bytes */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
+    if (EVP_Digest(redis_script, redis_script_len, md, &mdlen, EVP_sha1(), NULL))
+        for (unsigned int i = 0; i < mdlen; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    TAP_STREQ(sha, hex, "SCRIPT LOAD answers the SHA1 of the embedded script");
     if (TAP_OK(loaded, "script loads")) {
         newest_version_wins();
         deletes_stay_deleted();
