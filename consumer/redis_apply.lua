@@ -2,13 +2,15 @@
 -- key layout and why). Embedded into pgcdc-consumer at build time
 -- (consumer/meson.build); the sink loads it with SCRIPT LOAD.
 --
--- Rows mode: KEYS row, marker pairs; ARGV 'r', format ('hash' 'json'),
--- tombstone ttl, then per row: op ('w' 'd'), version, ttl, ntoast, toast
--- names, npayload, payload. Returns one element per row: 1 applied, 0
--- stale, or {err=...} for that row (apply_row runs under pcall, so one bad
--- row does not undo or stop the others).
+-- Rows mode: KEYS row, marker pairs; ARGV 'r', tombstone ttl, then per
+-- row: op ('w' 'd'), version, ttl, kind ('hash' 'json' 'string': the
+-- format of a write-through table; 'inval': a table in invalidate mode),
+-- ntoast, toast names, npayload, payload. Returns one element per row: 1
+-- applied, 0 stale, or {err=...} for that row (each row runs under pcall,
+-- so one bad row does not undo or stop the others).
 -- Truncate mode: KEYS row, marker pairs of one SCAN step; ARGV 't',
--- version, tombstone ttl. Returns how many rows it removed.
+-- version, tombstone ttl (for 'inval': the stamp's), kind. Returns how
+-- many rows it removed.
 -- Only fixed patterns go to string.find and string.match: data is compared
 -- with ==, never used as a pattern.
 local function newer(a, b)
@@ -86,6 +88,22 @@ local function json_member(s, name)
   end
   return nil
 end
+local function set_with_ttl(row, value, ttl)
+  if ttl ~= '0' then redis.call('SET', row, value, 'EX', ttl)
+  else redis.call('SET', row, value) end
+end
+-- The document `doc` with the members named ARGV[tf .. tf+nt-1] (unchanged
+-- TOAST columns, JSON-encoded names) taken from the stored document `old`.
+local function keep_toast(doc, old, tf, nt)
+  local extra = {}
+  for i = tf, tf + nt - 1 do
+    local raw = json_member(old, ARGV[i])
+    if raw then extra[#extra + 1] = ARGV[i] .. ':' .. raw end
+  end
+  if #extra == 0 then return doc end
+  if doc == '{}' then return '{' .. table.concat(extra, ',') .. '}' end
+  return string.sub(doc, 1, -2) .. ',' .. table.concat(extra, ',') .. '}'
+end
 -- The version of a row, read in the sink's own format first: one call
 -- (pcall: the key may hold the other format or a foreign type, then
 -- TYPE decides). Returns what is there (false: nothing known, i.e.
@@ -149,42 +167,83 @@ local function apply_row(row, marker, op, v, ttl, fmt, tomb, tf, nt, pf, np)
   else
     local doc = ARGV[pf]
     if nt > 0 and t == 'string' then
-      local old = redis.call('GET', row)
-      local extra = {}
-      for i = tf, tf + nt - 1 do
-        local raw = json_member(old, ARGV[i])
-        if raw then extra[#extra + 1] = ARGV[i] .. ':' .. raw end
-      end
-      if #extra > 0 then
-        doc = string.sub(doc, 1, -2) .. ',' .. table.concat(extra, ',') .. '}'
-      end
+      doc = keep_toast(doc, redis.call('GET', row), tf, nt)
     end
-    if ttl ~= '0' then redis.call('SET', row, doc, 'EX', ttl)
-    else redis.call('SET', row, doc) end
+    set_with_ttl(row, doc, ttl)
   end
   if m then redis.call('DEL', marker) end
   return 1
 end
+-- Format 'string': the value is the row's JSON and nothing else, so the
+-- version lives in the marker key, which then holds the version of the
+-- row's last change, write or delete. After a write it expires with the
+-- row (the same TTL), after a delete with the tombstone TTL.
+local function apply_string(row, marker, op, v, ttl, tomb, tf, nt, pf)
+  local cur = redis.call('GET', marker)
+  if cur and not newer(v, cur) then return 0 end
+  if op == 'd' then
+    redis.call('DEL', row)
+    set_marker(marker, v, tomb)
+    return 1
+  end
+  local doc = ARGV[pf]
+  if nt > 0 then
+    local old = redis.pcall('GET', row)
+    if type(old) == 'string' then doc = keep_toast(doc, old, tf, nt) end
+  end
+  set_with_ttl(row, doc, ttl)
+  set_marker(marker, v, ttl)
+  return 1
+end
+-- Mode invalidate: the application fills the row; a change deletes it,
+-- always (a replayed old change deleting a fresher fill costs one cache
+-- miss, never a wrong value), and stamps the marker with its version if
+-- newer, for ttl seconds. The stamp is a write to a key the application
+-- can WATCH while it reads PostgreSQL to fill the row: a change that
+-- lands in between makes its EXEC fail instead of caching the old row.
+local function invalidate(row, marker, v, ttl)
+  local gone = redis.call('DEL', row)
+  local cur = redis.call('GET', marker)
+  if cur and not newer(v, cur) then return 0, gone end
+  set_marker(marker, v, ttl)
+  return 1, gone
+end
 if ARGV[1] == 't' then
-  local v, n = ARGV[2], 0
+  local v, tomb, kind, n = ARGV[2], ARGV[3], ARGV[4], 0
   for i = 1, #KEYS - 1, 2 do
-    local _, cur = version_of(KEYS[i])
-    if cur and newer(v, cur) then
-      redis.call('DEL', KEYS[i])
-      set_marker(KEYS[i + 1], v, ARGV[3])
-      n = n + 1
+    if kind == 'inval' then
+      local _, gone = invalidate(KEYS[i], KEYS[i + 1], v, tomb)
+      n = n + gone
+    else
+      local cur
+      if kind == 'string' then
+        cur = redis.call('GET', KEYS[i + 1])
+      else
+        local _
+        _, cur = version_of(KEYS[i])
+      end
+      if cur and newer(v, cur) then
+        redis.call('DEL', KEYS[i])
+        set_marker(KEYS[i + 1], v, tomb)
+        n = n + 1
+      end
     end
   end
   return n
 end
-local fmt, tomb = ARGV[2], ARGV[3]
-local out, i, k, last = {}, 4, 1, #ARGV
+local function apply(row, marker, op, v, ttl, kind, tomb, tf, nt, pf, np)
+  if kind == 'inval' then return (invalidate(row, marker, v, ttl)) end
+  if kind == 'string' then return apply_string(row, marker, op, v, ttl, tomb, tf, nt, pf) end
+  return apply_row(row, marker, op, v, ttl, kind, tomb, tf, nt, pf, np)
+end
+local tomb = ARGV[2]
+local out, i, k, last = {}, 3, 1, #ARGV
 while i <= last do
-  local nt = tonumber(ARGV[i + 3])
-  local tf = i + 4
+  local nt = tonumber(ARGV[i + 4])
+  local tf = i + 5
   local np = tonumber(ARGV[tf + nt])
-  local ok, res = pcall(apply_row, KEYS[k], KEYS[k + 1], ARGV[i], ARGV[i + 1], ARGV[i + 2],
-                        fmt, tomb, tf, nt, tf + nt + 1, np)
+  local ok, res = pcall(apply, KEYS[k], KEYS[k + 1], ARGV[i], ARGV[i + 1], ARGV[i + 2],
+                        ARGV[i + 3], tomb, tf, nt, tf + nt + 1, np)
   if ok then out[#out + 1] = res
   elseif type(res) == 'table' and res.err then out[#out + 1] = res
   else out[#out + 1] = {err = 'ERR ' .. tostring(res)} end

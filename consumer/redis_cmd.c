@@ -3,6 +3,7 @@
 #include "redis_cmd.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,22 @@ int redis_marker_key(const char *prefix, const char *schema, const char *table,
     return put_key(prefix, "~del:", schema, table, id, idlen, out);
 }
 
+static const char *kind_of(const redis_opts *o)
+{
+    if (o->mode == REDIS_MODE_INVALIDATE)
+        return "inval";
+    return o->format == REDIS_FORMAT_JSON ? "json" : o->format == REDIS_FORMAT_STRING ? "string" : "hash";
+}
+
+/* The expiry of a marker: an invalidation stamp lives as long as a row
+ * filled just before it could (the table's TTL), else the tombstone TTL. */
+static long long marker_ttl(const redis_opts *o)
+{
+    if (o->mode == REDIS_MODE_INVALIDATE && o->ttl > 0)
+        return o->ttl;
+    return o->tombstone_ttl > 0 ? o->tombstone_ttl : 0;
+}
+
 static int is_reserved(const char *name)
 {
     return strcmp(name, FIELD_LSN) == 0;
@@ -156,7 +173,7 @@ static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_even
         const char *name = ev->unchanged_toast[i];
         if (!toast_wanted(ev, name))
             continue;
-        if (o->format == REDIS_FORMAT_JSON) {
+        if (o->format != REDIS_FORMAT_HASH) {
             /* the script compares it with member names as written */
             size_t at = a->arena.len;
             if (row_json_put_string(&a->arena, name, strlen(name)) < 0 || arg_end(a, at) < 0)
@@ -173,24 +190,27 @@ static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_even
 static int push_payload(redis_argv *a, const redis_opts *o, const cdc_decoded_event *ev)
 {
     yajl_val after = ev->after;
-    if (o->format == REDIS_FORMAT_JSON) {
+    if (o->format != REDIS_FORMAT_HASH) {
         if (push_str(a, "1") < 0)
             return -1;
         size_t at = a->arena.len;
         char buf[24];
         char *num = fmt_u64(buf, ev->lsn);
-        if (cdc_buf_puts(&a->arena, "{\"" FIELD_LSN "\":") < 0 ||
-            cdc_buf_append(&a->arena, num, (size_t)(buf + 24 - num)) < 0)
+        bool first = o->format == REDIS_FORMAT_STRING; /* the row alone, no version */
+        if (cdc_buf_putc(&a->arena, '{') < 0 ||
+            (!first && (cdc_buf_puts(&a->arena, "\"" FIELD_LSN "\":") < 0 ||
+                        cdc_buf_append(&a->arena, num, (size_t)(buf + 24 - num)) < 0)))
             return -1;
         for (size_t i = 0; i < after->u.object.len; i++) {
             const char *name = after->u.object.keys[i];
             if (is_reserved(name))
                 continue;
-            if (cdc_buf_putc(&a->arena, ',') < 0 ||
+            if ((!first && cdc_buf_putc(&a->arena, ',') < 0) ||
                 row_json_put_string(&a->arena, name, strlen(name)) < 0 ||
                 cdc_buf_putc(&a->arena, ':') < 0 ||
                 row_json_put_value(&a->arena, after->u.object.values[i]) < 0)
                 return -1;
+            first = false;
         }
         if (cdc_buf_putc(&a->arena, '}') < 0)
             return -1;
@@ -261,18 +281,32 @@ int redis_rows_add(redis_rows *r, const redis_opts *o, const cdc_decoded_event *
     }
     /* The row key, with the id written in place; the marker copies it. */
     cdc_buf *k = &r->keys.arena;
-    size_t at = k->len;
-    if (put_key(o->prefix, "", ev->schema, ev->table, "", 0, k) < 0)
-        goto nomem;
-    size_t id_at = k->len;
-    if (row_id_text(key, k, err, errlen) < 0)
-        goto undo;
-    size_t idlen = k->len - id_at;
-    if (arg_end(&r->keys, at) < 0)
-        goto nomem;
-    at = k->len;
-    if (put_key(o->prefix, "~del:", ev->schema, ev->table, "", 0, k) < 0 ||
-        cdc_buf_reserve(k, idlen) < 0)
+    size_t at = k->len, id_at, idlen;
+    if (o->key) {
+        /* marker: <prefix>:~del:<row key> */
+        if (redis_key_render(o->key, key, k, err, errlen) < 0)
+            goto undo;
+        id_at = at;
+        idlen = k->len - at;
+        if (arg_end(&r->keys, at) < 0)
+            goto nomem;
+        at = k->len;
+        if (cdc_buf_puts(k, o->prefix) < 0 || cdc_buf_puts(k, ":~del:") < 0)
+            goto nomem;
+    } else {
+        if (put_key(o->prefix, "", ev->schema, ev->table, "", 0, k) < 0)
+            goto nomem;
+        id_at = k->len;
+        if (row_id_text(key, k, err, errlen) < 0)
+            goto undo;
+        idlen = k->len - id_at;
+        if (arg_end(&r->keys, at) < 0)
+            goto nomem;
+        at = k->len;
+        if (put_key(o->prefix, "~del:", ev->schema, ev->table, "", 0, k) < 0)
+            goto nomem;
+    }
+    if (cdc_buf_reserve(k, idlen) < 0)
         goto nomem;
     memcpy(k->data + k->len, k->data + id_at, idlen); /* reserved: no move any more */
     k->len += idlen;
@@ -280,9 +314,11 @@ int redis_rows_add(redis_rows *r, const redis_opts *o, const cdc_decoded_event *
         goto nomem;
 
     redis_argv *a = &r->args;
-    if (push_str(a, write ? "w" : "d") < 0 || push_u64(a, ev->lsn) < 0 || push_ll(a, o->ttl) < 0)
+    bool inval = o->mode == REDIS_MODE_INVALIDATE;
+    if (push_str(a, write ? "w" : "d") < 0 || push_u64(a, ev->lsn) < 0 ||
+        push_ll(a, inval ? marker_ttl(o) : o->ttl) < 0 || push_str(a, kind_of(o)) < 0)
         goto nomem;
-    if (!write) {
+    if (!write || inval) {
         if (push_str(a, "0") < 0 || push_str(a, "0") < 0)
             goto nomem;
     } else if (push_toast(a, o, ev) < 0 || push_payload(a, o, ev) < 0) {
@@ -343,7 +379,7 @@ int redis_argv_resp(const redis_argv *a, cdc_buf *out)
     return resp_args(out, a);
 }
 
-/* The fixed arguments after the keys: r, format, tombstone TTL. */
+/* The fixed arguments after the keys: r, tombstone TTL. */
 static int rows_head(const redis_opts *o, char ttl[24], const char **ttlp)
 {
     *ttlp = fmt_u64(ttl, (uint64_t)(o->tombstone_ttl > 0 ? o->tombstone_ttl : 0));
@@ -355,12 +391,11 @@ int redis_rows_resp(const redis_rows *r, const char *sha, const redis_opts *o, c
     char ttl[24], nkeys[24];
     const char *ttlp, *nk = fmt_u64(nkeys, r->keys.argc);
     int ttllen = rows_head(o, ttl, &ttlp);
-    const char *fmt = o->format == REDIS_FORMAT_JSON ? "json" : "hash";
     size_t at = out->len;
-    if (resp_head(out, '*', 3 + r->keys.argc + 3 + r->args.argc) < 0 ||
+    if (resp_head(out, '*', 3 + r->keys.argc + 2 + r->args.argc) < 0 ||
         resp_bulk(out, "EVALSHA", 7) < 0 || resp_bulk(out, sha, strlen(sha)) < 0 ||
         resp_bulk(out, nk, (size_t)(nkeys + 24 - nk)) < 0 || resp_args(out, &r->keys) < 0 ||
-        resp_bulk(out, "r", 1) < 0 || resp_bulk(out, fmt, 4) < 0 ||
+        resp_bulk(out, "r", 1) < 0 ||
         resp_bulk(out, ttlp, (size_t)ttllen) < 0 || resp_args(out, &r->args) < 0) {
         out->len = at;
         return -1;
@@ -380,9 +415,7 @@ int redis_rows_argv(const redis_rows *r, const char *sha, const redis_opts *o, r
     for (size_t i = 0; i < r->keys.argc; i++)
         if (redis_argv_push(out, r->keys.arena.data + r->keys.off[i], r->keys.argvlen[i]) < 0)
             goto fail;
-    if (push_str(out, "r") < 0 ||
-        push_str(out, o->format == REDIS_FORMAT_JSON ? "json" : "hash") < 0 ||
-        redis_argv_push(out, ttlp, (size_t)ttllen) < 0)
+    if (push_str(out, "r") < 0 || redis_argv_push(out, ttlp, (size_t)ttllen) < 0)
         goto fail;
     for (size_t i = 0; i < r->args.argc; i++)
         if (redis_argv_push(out, r->args.arena.data + r->args.off[i], r->args.argvlen[i]) < 0)
@@ -404,9 +437,11 @@ static int put_glob_escaped(cdc_buf *out, const char *s)
     return 0;
 }
 
-int redis_scan_pattern(const char *prefix, const char *schema, const char *table, cdc_buf *out)
+int redis_scan_pattern(const redis_opts *o, const char *schema, const char *table, cdc_buf *out)
 {
-    if (put_glob_escaped(out, prefix) < 0 || cdc_buf_putc(out, ':') < 0 ||
+    if (o->key)
+        return redis_key_scan_pattern(o->key, out);
+    if (put_glob_escaped(out, o->prefix) < 0 || cdc_buf_putc(out, ':') < 0 ||
         put_glob_escaped(out, schema) < 0 || cdc_buf_putc(out, '.') < 0 ||
         put_glob_escaped(out, table) < 0 || cdc_buf_puts(out, ":*") < 0)
         return -1;
@@ -415,30 +450,46 @@ int redis_scan_pattern(const char *prefix, const char *schema, const char *table
 
 int redis_cmd_truncate(redis_argv *a, const char *sha, const redis_opts *o, uint64_t lsn,
                        const char *const *keys, const size_t *keylens, size_t n,
-                       char *err, size_t errlen)
+                       size_t *used, char *err, size_t errlen)
 {
-    size_t plen = strlen(o->prefix);
+    size_t plen = strlen(o->prefix), m = 0;
     redis_argv_reset(a);
-    if (push_str(a, "EVALSHA") < 0 || push_str(a, sha) < 0 || push_u64(a, (uint64_t)n * 2) < 0)
-        goto nomem;
+    *used = 0;
     for (size_t i = 0; i < n; i++) {
-        if (keylens[i] <= plen || memcmp(keys[i], o->prefix, plen) != 0 || keys[i][plen] != ':') {
+        if (o->key) {
+            m += redis_key_matches(o->key, keys[i], keylens[i]);
+        } else if (keylens[i] <= plen || memcmp(keys[i], o->prefix, plen) != 0 ||
+                   keys[i][plen] != ':') {
             snprintf(err, errlen, "cannot truncate: key %zu of the SCAN step is not under prefix \"%s:\"",
                      i, o->prefix);
-            redis_argv_reset(a);
             return -1;
+        } else {
+            m++;
         }
+    }
+    if (m == 0)
+        return 0;
+    if (push_str(a, "EVALSHA") < 0 || push_str(a, sha) < 0 || push_u64(a, (uint64_t)m * 2) < 0)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if (o->key && !redis_key_matches(o->key, keys[i], keylens[i]))
+            continue;
         if (redis_argv_push(a, keys[i], keylens[i]) < 0)
             goto nomem;
+        /* the marker: <prefix>:~del: then the row key (after its prefix) */
+        size_t skip = o->key ? 0 : plen + 1;
         size_t at = a->arena.len;
         if (cdc_buf_append(&a->arena, o->prefix, plen) < 0 || cdc_buf_puts(&a->arena, ":~del:") < 0 ||
-            cdc_buf_append(&a->arena, keys[i] + plen + 1, keylens[i] - plen - 1) < 0 ||
+            cdc_buf_append(&a->arena, keys[i] + skip, keylens[i] - skip) < 0 ||
             arg_end(a, at) < 0)
             goto nomem;
     }
-    if (push_str(a, "t") < 0 || push_u64(a, lsn) < 0 || push_ll(a, o->tombstone_ttl) < 0)
+    if (push_str(a, "t") < 0 || push_u64(a, lsn) < 0 ||
+        push_ll(a, o->mode == REDIS_MODE_INVALIDATE ? marker_ttl(o) : o->tombstone_ttl) < 0 ||
+        push_str(a, kind_of(o)) < 0)
         goto nomem;
     redis_argv_ptrs(a);
+    *used = m;
     return 0;
 nomem:
     snprintf(err, errlen, "cannot build the Redis truncate command: out of memory");
