@@ -177,9 +177,14 @@ end
 -- Format 'string': the value is the row's JSON and nothing else, so the
 -- version lives in the marker key, which then holds the version of the
 -- row's last change, write or delete. After a write it expires with the
--- row (the same TTL), after a delete with the tombstone TTL.
+-- row (the same TTL), after a delete with the tombstone TTL. Without a
+-- marker, a row the table wrote in another format still has its version.
 local function apply_string(row, marker, op, v, ttl, tomb, tf, nt, pf)
   local cur = redis.call('GET', marker)
+  if not cur then
+    local _
+    _, cur = version_of(row)
+  end
   if cur and not newer(v, cur) then return 0 end
   if op == 'd' then
     redis.call('DEL', row)

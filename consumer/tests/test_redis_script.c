@@ -392,6 +392,15 @@ static void string_format_versioned(void)
     o.ttl = 0;
     apply_opts(&o, ev_text('u', 50, "{\"id\":2}", "\"unchanged_toast\":[\"x\"],"), "{\"id\":2}");
     TAP_STREQ(cmd("GET %s:s.st:2", prefix), "{\"id\":2}", "TOAST name absent from the stored value: nothing kept");
+    redis_opts h = hash_opts();
+    apply_opts(&h, ev_text('c', 70, "{\"id\":3}", NULL), "{\"id\":3}");
+    TAP_OK(apply_opts(&o, ev_text('u', 65, "{\"id\":3}", NULL), "{\"id\":3}") == 0,
+           "a row written in hash format keeps its version when the table turns to string");
+    TAP_OK(apply_opts(&o, ev_text('u', 75, "{\"id\":3}", NULL), "{\"id\":3}") == 1 &&
+               strcmp(cmd("GET %s:s.st:3", prefix), "{\"id\":3}") == 0,
+           "a newer write replaces it");
+    TAP_OK(apply_opts(&h, ev_text('u', 72, "{\"id\":3}", NULL), "{\"id\":3}") == 0,
+           "and back in hash format, the string row's version (in the marker) counts");
     int ok = 0;
     TAP_OK(truncate_scan(&o, "st", 45, &ok) == 0 && ok, "truncate older than the row's version removes nothing");
     TAP_OK(truncate_scan(&o, "st", 60, &ok) == 1 && ok &&
