@@ -426,24 +426,13 @@ fail:
     return -1;
 }
 
-static int put_glob_escaped(cdc_buf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (strchr("*?[]\\", *s) && cdc_buf_putc(out, '\\') < 0)
-            return -1;
-        if (cdc_buf_putc(out, *s) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 int redis_scan_pattern(const redis_opts *o, const char *schema, const char *table, cdc_buf *out)
 {
     if (o->key)
         return redis_key_scan_pattern(o->key, out);
-    if (put_glob_escaped(out, o->prefix) < 0 || cdc_buf_putc(out, ':') < 0 ||
-        put_glob_escaped(out, schema) < 0 || cdc_buf_putc(out, '.') < 0 ||
-        put_glob_escaped(out, table) < 0 || cdc_buf_puts(out, ":*") < 0)
+    if (redis_glob_escape(out, o->prefix) < 0 || cdc_buf_putc(out, ':') < 0 ||
+        redis_glob_escape(out, schema) < 0 || cdc_buf_putc(out, '.') < 0 ||
+        redis_glob_escape(out, table) < 0 || cdc_buf_puts(out, ":*") < 0)
         return -1;
     return 0;
 }

@@ -55,9 +55,10 @@
  * step's keys to the script (redis_cmd_truncate), which deletes the rows
  * older than the truncate's LSN and leaves a marker at that LSN, so Redis
  * is never blocked for more than one step. Keys that do not carry a
- * _pgcdc_lsn are never touched. Limits: a table whose name contains ':'
- * shares key space with another ("t" matches "t:x"'s rows); pgcdc does
- * not support Redis Cluster (the script touches the row and the marker). */
+ * _pgcdc_lsn are never touched. Limits: with default keys a table whose
+ * name contains ':' shares key space with another ("t" matches "t:x"'s
+ * rows; key templates escape names); pgcdc does not support Redis Cluster
+ * (the script touches the row and the marker). */
 #ifndef PGCDC_CONSUMER_REDIS_CMD_H
 #define PGCDC_CONSUMER_REDIS_CMD_H
 

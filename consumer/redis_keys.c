@@ -514,7 +514,7 @@ nomem:
     return -1;
 }
 
-static int put_glob_escaped(cdc_buf *out, const char *s)
+int redis_glob_escape(cdc_buf *out, const char *s)
 {
     for (; *s; s++)
         if ((strchr("*?[]\\", *s) && cdc_buf_putc(out, '\\') < 0) || cdc_buf_putc(out, *s) < 0)
@@ -526,9 +526,9 @@ int redis_key_scan_pattern(const redis_key_template *t, cdc_buf *out)
 {
     for (size_t i = 0; i < t->nsegs; i++) {
         const key_seg *s = &t->segs[i];
-        if ((i > 0 && cdc_buf_putc(out, ':') < 0) || put_glob_escaped(out, s->pre) < 0)
+        if ((i > 0 && cdc_buf_putc(out, ':') < 0) || redis_glob_escape(out, s->pre) < 0)
             return -1;
-        if (s->name && (cdc_buf_putc(out, '*') < 0 || put_glob_escaped(out, s->suf) < 0))
+        if (s->name && (cdc_buf_putc(out, '*') < 0 || redis_glob_escape(out, s->suf) < 0))
             return -1;
     }
     return 0;

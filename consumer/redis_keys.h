@@ -79,6 +79,10 @@ int redis_key_render(const redis_key_template *t, yajl_val key, cdc_buf *out,
  * glob characters escaped), appended to out. Returns 0 or -1. */
 int redis_key_scan_pattern(const redis_key_template *t, cdc_buf *out);
 
+/* Appends s with the glob characters of SCAN MATCH (* ? [ ] \) escaped.
+ * Returns 0 or -1. */
+int redis_glob_escape(cdc_buf *out, const char *s);
+
 /* True when key[0..len) is one the template can make (SCAN's * also
  * matches ':', so a pattern finds other templates' keys too). */
 int redis_key_matches(const redis_key_template *t, const char *key, size_t len);
