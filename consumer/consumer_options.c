@@ -171,7 +171,8 @@ const cdc_option consumer_options[] = {
              "0: forever, so no replay can)"},
     {.name = "redis-ttl", .env = "PGCDC_REDIS_TTL", .type = CDC_OPT_LIST,
      .metavar = "SECONDS|SCHEMA.TABLE=SECONDS[,...]", .check = check_ttl,
-     .help = "expire row keys (cache mode), renewed on every write; globally or per table"},
+     .help = "expire row keys (cache mode), renewed on every write; globally or per table "
+             "(mode invalidate: how long a change's stamp on the marker is kept)"},
     {.name = "outbox-apply", .env = "PGCDC_OUTBOX_APPLY", .type = CDC_OPT_BOOL, .def = "false",
      .help = "apply outbox events that describe a document (type ...Created/Updated/Deleted or "
              "an op field) to the sinks as table outbox.<aggregate type> (docs/outbox.md); "
