@@ -14,8 +14,8 @@ import redis
 
 # consumers and rc are fixtures.
 from consumer_helpers import (committed, consumers, create_topic, dele, dump,  # noqa: F401
-                              end_offsets, event, glob_escape, ins, keyj, produce, rc, trunc,
-                              upd, wait_for)
+                              end_offsets, event, glob_escape, ins, keyj, produce, rc,
+                              read_all, trunc, upd, wait_for)
 import pgcdc_services
 
 
@@ -556,6 +556,8 @@ def test_product_page_cached_for_10_minutes(kafka, redis_server, rc, consumers, 
         upd(t, 12, {"id": 1, "name": "lamp 2", "price": "21.00", "tags": ["a:b"]}),
         dele(t, 13, {"id": 2}),
         ins(t, 14, {"id": "a:b%"}),
+        # a key column the template leaves out: the row would share product:3's key
+        ins(t, 15, {"id": 3, "v": 1}, key_cols=("id", "v")),
     ])
     cache = ["--redis-key", f"public.{t}={page}:{{id}}", "--redis-format", f"public.{t}=string",
              "--redis-ttl", f"public.{t}=600"]
@@ -566,6 +568,11 @@ def test_product_page_cached_for_10_minutes(kafka, redis_server, rc, consumers, 
     assert rc.get(f"{case.prefix}:~del:{page}:2") == b"13"
     assert rc.get(f"{page}:a%3Ab%25") == b'{"id":"a:b%"}', "':' and '%' of a value escaped"
     assert rc.keys(f"{case.prefix}:public.*") == [], "no default keys for the table"
+    assert rc.exists(f"{page}:3") == 0
+    dead = read_all(kafka.bootstrap, case.dlq, expect=1)
+    assert len(dead) == 1
+    reason = dict(dead[0].headers())["pgcdc-dlq-reason"].decode()
+    assert "leaves out key column \"v\"" in reason, reason
 
     # invalidate: the application's value is deleted, the marker stamped for the TTL
     rc.set(f"{page}:1", b"filled by the application", ex=600)
