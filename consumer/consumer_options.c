@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "redis_keys.h"
+
 static bool all_digits(const char *s, size_t len)
 {
     if (len == 0)
@@ -66,6 +68,35 @@ static int check_ttl(const char *value, char *err, size_t errlen)
     return -1;
 }
 
+/* "VALUE" or "schema.table=VALUE", VALUE one of `choices` ("a|b|c"). */
+static int check_table_choice(const char *value, const char *choices, char *err, size_t errlen)
+{
+    const char *eq = strchr(value, '=');
+    const char *v = eq ? eq + 1 : value;
+    const char *dot = eq ? memchr(value, '.', (size_t)(eq - value)) : NULL;
+    size_t n = strlen(v);
+    if (!eq || (dot && dot > value && dot + 1 < eq)) {
+        for (const char *c = choices; n > 0 && *c;) {
+            size_t len = strcspn(c, "|");
+            if (len == n && memcmp(c, v, n) == 0)
+                return 0;
+            c += len + (c[len] == '|');
+        }
+    }
+    snprintf(err, errlen, "is not %s or <schema>.<table>=%s", choices, choices);
+    return -1;
+}
+
+static int check_redis_format(const char *value, char *err, size_t errlen)
+{
+    return check_table_choice(value, "hash|json|string", err, errlen);
+}
+
+static int check_redis_mode(const char *value, char *err, size_t errlen)
+{
+    return check_table_choice(value, "write|invalidate", err, errlen);
+}
+
 const char consumer_summary[] =
     "Kafka (pgcdc events) to Elasticsearch/OpenSearch and Redis, idempotent by LSN, "
     "offsets committed only after the sinks have applied.";
@@ -117,9 +148,22 @@ const cdc_option consumer_options[] = {
     {.name = "redis-prefix", .env = "PGCDC_REDIS_PREFIX", .type = CDC_OPT_STRING,
      .def = "pgcdc", .metavar = "PREFIX",
      .help = "row keys are <prefix>:<schema>.<table>:<id>"},
-    {.name = "redis-format", .env = "PGCDC_REDIS_FORMAT", .type = CDC_OPT_ENUM,
-     .def = "hash", .choices = "hash|json",
-     .help = "a hash per row (columns as fields) or one JSON string per row"},
+    {.name = "redis-key", .env = "PGCDC_REDIS_KEY", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE=TEMPLATE[,...]", .check = redis_key_item_check,
+     .help = "a table's row keys from a template such as product:{id} or "
+             "customer:{tenant}:{id}: {column} for each key column (values with % and : "
+             "written as %25 and %3A), {schema}, {table}; placeholders separated by ':'; "
+             "checked at start that no two tables can share a key (docs/consumer-sinks.md)"},
+    {.name = "redis-format", .env = "PGCDC_REDIS_FORMAT", .type = CDC_OPT_LIST,
+     .def = "hash", .metavar = "FORMAT|SCHEMA.TABLE=FORMAT[,...]", .check = check_redis_format,
+     .help = "hash: a hash per row (columns as fields); json: one JSON string per row with "
+             "its version; string: the row's JSON alone (for applications that only GET); "
+             "globally or per table"},
+    {.name = "redis-mode", .env = "PGCDC_REDIS_MODE", .type = CDC_OPT_LIST, .def = "write",
+     .metavar = "MODE|SCHEMA.TABLE=MODE[,...]", .check = check_redis_mode,
+     .help = "write: write each change (write-through); invalidate: a change deletes the row "
+             "key and stamps its marker, the application fills the key on its next read; "
+             "globally or per table"},
     {.name = "redis-tombstone-ttl", .env = "PGCDC_REDIS_TOMBSTONE_TTL", .type = CDC_OPT_INT,
      .def = "604800", .min = 0, .max = 315360000, .metavar = "SECONDS",
      .help = "how long a deleted row's version marker is kept (replays older than this "
@@ -127,7 +171,8 @@ const cdc_option consumer_options[] = {
              "0: forever, so no replay can)"},
     {.name = "redis-ttl", .env = "PGCDC_REDIS_TTL", .type = CDC_OPT_LIST,
      .metavar = "SECONDS|SCHEMA.TABLE=SECONDS[,...]", .check = check_ttl,
-     .help = "expire row keys (cache mode), renewed on every write; globally or per table"},
+     .help = "expire row keys (cache mode), renewed on every write; globally or per table "
+             "(mode invalidate: how long a change's stamp on the marker is kept)"},
     {.name = "outbox-apply", .env = "PGCDC_OUTBOX_APPLY", .type = CDC_OPT_BOOL, .def = "false",
      .help = "apply outbox events that describe a document (type ...Created/Updated/Deleted or "
              "an op field) to the sinks as table outbox.<aggregate type> (docs/outbox.md); "

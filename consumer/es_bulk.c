@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "row_json.h"
-#include "sha256.h"
 
 #define ID_HASH_PREFIX "pgcdc-sha256:"
 #define MGET_MAX_DEPTH 1100 /* a _source as deep as an event may be, and the wrapping */
@@ -76,14 +77,22 @@ int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen)
     if (n <= ES_ID_MAX &&
         (n < strlen(ID_HASH_PREFIX) || memcmp(out->data + mark, ID_HASH_PREFIX, strlen(ID_HASH_PREFIX)) != 0))
         return 0;
-    char hex[SHA256_HEX_LEN + 1];
-    cdc_sha256_hex(out->data + mark, n, hex);
-    cdc_buf_truncate(out, mark);
-    if (cdc_buf_printf(out, "%s%s", ID_HASH_PREFIX, hex) < 0) {
-        snprintf(err, errlen, "cannot make a document id: out of memory");
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(out->data + mark, n, md, &mdlen, EVP_sha256(), NULL)) {
+        snprintf(err, errlen, "cannot make a document id: SHA-256 of a %zu-byte id failed", n);
         return -1;
     }
+    cdc_buf_truncate(out, mark);
+    if (cdc_buf_puts(out, ID_HASH_PREFIX) < 0)
+        goto nomem;
+    for (unsigned int i = 0; i < mdlen; i++)
+        if (cdc_buf_printf(out, "%02x", md[i]) < 0)
+            goto nomem;
     return 0;
+nomem:
+    snprintf(err, errlen, "cannot make a document id: out of memory");
+    return -1;
 }
 
 static int reserved_field(const char *name)

@@ -1,8 +1,9 @@
-/* redis_cmd.c: the versioned-write Lua script and its commands (see
- * redis_cmd.h for the layout and why). */
+/* redis_cmd.c: the commands that drive the versioned-write Lua script
+ * (redis_apply.lua; see redis_cmd.h for the layout and why). */
 #include "redis_cmd.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,198 +11,6 @@
 #include "row_json.h"
 
 #define FIELD_LSN "_pgcdc_lsn"
-
-/* Rows mode: KEYS row, marker pairs; ARGV 'r', format ('hash' 'json'),
- * tombstone ttl, then per row: op ('w' 'd'), version, ttl, ntoast, toast
- * names, npayload, payload. Returns one element per row: 1 applied, 0
- * stale, or {err=...} for that row (apply_row runs under pcall, so one bad
- * row does not undo or stop the others).
- * Truncate mode: KEYS row, marker pairs of one SCAN step; ARGV 't',
- * version, tombstone ttl. Returns how many rows it removed.
- * Only fixed patterns go to string.find and string.match: data is compared
- * with ==, never used as a pattern. */
-const char redis_script[] =
-    "local function newer(a, b)\n"
-    "  if #a ~= #b then return #a > #b end\n"
-    "  return a > b\n"
-    "end\n"
-    "local function version_of(row)\n"
-    "  local t = redis.call('TYPE', row).ok\n"
-    "  if t == 'hash' then\n"
-    "    return t, redis.call('HGET', row, '" FIELD_LSN "')\n"
-    "  elseif t == 'string' then\n"
-    "    local head = redis.call('GETRANGE', row, 0, 40)\n"
-    "    return t, string.match(head, '^{\"" FIELD_LSN "\":(%d+)')\n"
-    "  end\n"
-    "  return t, false\n"
-    "end\n"
-    "local function set_marker(marker, v, ttl)\n"
-    "  if tonumber(ttl) > 0 then\n"
-    "    redis.call('SET', marker, v, 'EX', ttl)\n"
-    "  else\n"
-    "    redis.call('SET', marker, v)\n"
-    "  end\n"
-    "end\n"
-    "local function skip_ws(s, i)\n"
-    "  return string.find(s, '[^ \\t\\r\\n]', i) or (#s + 1)\n"
-    "end\n"
-    "local function skip_string(s, i)\n"
-    "  local j = i + 1\n"
-    "  while true do\n"
-    "    local k = string.find(s, '[\"\\\\]', j)\n"
-    "    if not k then return nil end\n"
-    "    if string.sub(s, k, k) == '\"' then return k + 1 end\n"
-    "    j = k + 2\n"
-    "  end\n"
-    "end\n"
-    "local function skip_value(s, i)\n"
-    "  local c = string.sub(s, i, i)\n"
-    "  if c == '\"' then return skip_string(s, i) end\n"
-    "  if c == '{' or c == '[' then\n"
-    "    local depth, j = 0, i\n"
-    "    while true do\n"
-    "      local k = string.find(s, '[\"{}%[%]]', j)\n"
-    "      if not k then return nil end\n"
-    "      local ch = string.sub(s, k, k)\n"
-    "      if ch == '\"' then\n"
-    "        j = skip_string(s, k)\n"
-    "        if not j then return nil end\n"
-    "      else\n"
-    "        if ch == '{' or ch == '[' then depth = depth + 1 else depth = depth - 1 end\n"
-    "        j = k + 1\n"
-    "        if depth == 0 then return j end\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "  return string.find(s, '[,}%] \\t\\r\\n]', i) or (#s + 1)\n"
-    "end\n"
-    /* The raw text of top-level member `name` (given JSON-encoded, as the
-     * consumer wrote it) of the object in s, or nil. */
-    "local function json_member(s, name)\n"
-    "  local i = skip_ws(s, 1)\n"
-    "  if string.sub(s, i, i) ~= '{' then return nil end\n"
-    "  i = skip_ws(s, i + 1)\n"
-    "  while string.sub(s, i, i) == '\"' do\n"
-    "    local ke = skip_string(s, i)\n"
-    "    if not ke then return nil end\n"
-    "    local vs = skip_ws(s, ke)\n"
-    "    if string.sub(s, vs, vs) ~= ':' then return nil end\n"
-    "    vs = skip_ws(s, vs + 1)\n"
-    "    local ve = skip_value(s, vs)\n"
-    "    if not ve then return nil end\n"
-    "    if string.sub(s, i, ke - 1) == name then return string.sub(s, vs, ve - 1) end\n"
-    "    i = skip_ws(s, ve)\n"
-    "    if string.sub(s, i, i) ~= ',' then return nil end\n"
-    "    i = skip_ws(s, i + 1)\n"
-    "  end\n"
-    "  return nil\n"
-    "end\n"
-    /* The version of a row, read in the sink's own format first: one call
-     * (pcall: the key may hold the other format or a foreign type, then
-     * TYPE decides). Returns what is there (false: nothing known, i.e.
-     * absent or without a version) and the version. */
-    "local function read_version(row, fmt)\n"
-    "  if fmt == 'hash' then\n"
-    "    local cur = redis.pcall('HGET', row, '" FIELD_LSN "')\n"
-    "    if type(cur) == 'table' then return version_of(row) end\n"
-    "    if cur then return 'hash', cur end\n"
-    "    return false, false\n"
-    "  end\n"
-    "  local head = redis.pcall('GETRANGE', row, 0, 40)\n"
-    "  if type(head) == 'table' then return version_of(row) end\n"
-    "  local cur = string.match(head, '^{\"" FIELD_LSN "\":(%d+)')\n"
-    "  if cur then return 'string', cur end\n"
-    "  return false, false\n"
-    "end\n"
-    /* A row with a version has no marker (a write removes the marker, a
-     * delete or truncate removes the row): the marker is read, and
-     * removed, only when the row has no version. */
-    "local function apply_row(row, marker, op, v, ttl, fmt, tomb, tf, nt, pf, np)\n"
-    "  local t, cur = read_version(row, fmt)\n"
-    "  if cur and not newer(v, cur) then return 0 end\n"
-    "  local m = false\n"
-    "  if not cur then\n"
-    "    m = redis.call('GET', marker)\n"
-    "    if m and not newer(v, m) then return 0 end\n"
-    "  end\n"
-    "  if op == 'd' then\n"
-    "    redis.call('DEL', row)\n"
-    "    set_marker(marker, v, tomb)\n"
-    "    return 1\n"
-    "  end\n"
-    "  local pl = pf + np - 1\n"
-    "  if fmt == 'hash' then\n"
-    "    if nt > 0 and t == 'hash' then\n"
-    "      local args = {'" FIELD_LSN "', v}\n"
-    "      for i = pf, pl do args[#args + 1] = ARGV[i] end\n"
-    "      local names = {}\n"
-    "      for i = 1, nt do names[i] = ARGV[tf + i - 1] end\n"
-    "      local vals = redis.call('HMGET', row, unpack(names))\n"
-    "      for i = 1, nt do\n"
-    "        if vals[i] then\n"
-    "          args[#args + 1] = names[i]\n"
-    "          args[#args + 1] = vals[i]\n"
-    "        end\n"
-    "      end\n"
-    "      redis.call('DEL', row)\n"
-    "      redis.call('HSET', row, unpack(args))\n"
-    "    else\n"
-    /* Nothing known there: usually absent, so HSET adds every field; if it
-     * added fewer, a hash without a version was there: replace it. */
-    "      if t then redis.call('DEL', row) end\n"
-    "      local added = redis.call('HSET', row, '" FIELD_LSN "', v, unpack(ARGV, pf, pl))\n"
-    "      if not t and added * 2 ~= np + 2 then\n"
-    "        redis.call('DEL', row)\n"
-    "        redis.call('HSET', row, '" FIELD_LSN "', v, unpack(ARGV, pf, pl))\n"
-    "      end\n"
-    "    end\n"
-    "    if ttl ~= '0' then redis.call('EXPIRE', row, ttl) end\n"
-    "  else\n"
-    "    local doc = ARGV[pf]\n"
-    "    if nt > 0 and t == 'string' then\n"
-    "      local old = redis.call('GET', row)\n"
-    "      local extra = {}\n"
-    "      for i = tf, tf + nt - 1 do\n"
-    "        local raw = json_member(old, ARGV[i])\n"
-    "        if raw then extra[#extra + 1] = ARGV[i] .. ':' .. raw end\n"
-    "      end\n"
-    "      if #extra > 0 then\n"
-    "        doc = string.sub(doc, 1, -2) .. ',' .. table.concat(extra, ',') .. '}'\n"
-    "      end\n"
-    "    end\n"
-    "    if ttl ~= '0' then redis.call('SET', row, doc, 'EX', ttl)\n"
-    "    else redis.call('SET', row, doc) end\n"
-    "  end\n"
-    "  if m then redis.call('DEL', marker) end\n"
-    "  return 1\n"
-    "end\n"
-    "if ARGV[1] == 't' then\n"
-    "  local v, n = ARGV[2], 0\n"
-    "  for i = 1, #KEYS - 1, 2 do\n"
-    "    local _, cur = version_of(KEYS[i])\n"
-    "    if cur and newer(v, cur) then\n"
-    "      redis.call('DEL', KEYS[i])\n"
-    "      set_marker(KEYS[i + 1], v, ARGV[3])\n"
-    "      n = n + 1\n"
-    "    end\n"
-    "  end\n"
-    "  return n\n"
-    "end\n"
-    "local fmt, tomb = ARGV[2], ARGV[3]\n"
-    "local out, i, k, last = {}, 4, 1, #ARGV\n"
-    "while i <= last do\n"
-    "  local nt = tonumber(ARGV[i + 3])\n"
-    "  local tf = i + 4\n"
-    "  local np = tonumber(ARGV[tf + nt])\n"
-    "  local ok, res = pcall(apply_row, KEYS[k], KEYS[k + 1], ARGV[i], ARGV[i + 1], ARGV[i + 2],\n"
-    "                        fmt, tomb, tf, nt, tf + nt + 1, np)\n"
-    "  if ok then out[#out + 1] = res\n"
-    "  elseif type(res) == 'table' and res.err then out[#out + 1] = res\n"
-    "  else out[#out + 1] = {err = 'ERR ' .. tostring(res)} end\n"
-    "  i = tf + nt + 1 + np\n"
-    "  k = k + 2\n"
-    "end\n"
-    "return out\n";
 
 void redis_argv_reset(redis_argv *a)
 {
@@ -325,6 +134,22 @@ int redis_marker_key(const char *prefix, const char *schema, const char *table,
     return put_key(prefix, "~del:", schema, table, id, idlen, out);
 }
 
+static const char *kind_of(const redis_opts *o)
+{
+    if (o->mode == REDIS_MODE_INVALIDATE)
+        return "inval";
+    return o->format == REDIS_FORMAT_JSON ? "json" : o->format == REDIS_FORMAT_STRING ? "string" : "hash";
+}
+
+/* The expiry of a marker: an invalidation stamp lives as long as a row
+ * filled just before it could (the table's TTL), else the tombstone TTL. */
+static long long marker_ttl(const redis_opts *o)
+{
+    if (o->mode == REDIS_MODE_INVALIDATE && o->ttl > 0)
+        return o->ttl;
+    return o->tombstone_ttl > 0 ? o->tombstone_ttl : 0;
+}
+
 static int is_reserved(const char *name)
 {
     return strcmp(name, FIELD_LSN) == 0;
@@ -348,7 +173,7 @@ static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_even
         const char *name = ev->unchanged_toast[i];
         if (!toast_wanted(ev, name))
             continue;
-        if (o->format == REDIS_FORMAT_JSON) {
+        if (o->format != REDIS_FORMAT_HASH) {
             /* the script compares it with member names as written */
             size_t at = a->arena.len;
             if (row_json_put_string(&a->arena, name, strlen(name)) < 0 || arg_end(a, at) < 0)
@@ -365,24 +190,27 @@ static int push_toast(redis_argv *a, const redis_opts *o, const cdc_decoded_even
 static int push_payload(redis_argv *a, const redis_opts *o, const cdc_decoded_event *ev)
 {
     yajl_val after = ev->after;
-    if (o->format == REDIS_FORMAT_JSON) {
+    if (o->format != REDIS_FORMAT_HASH) {
         if (push_str(a, "1") < 0)
             return -1;
         size_t at = a->arena.len;
         char buf[24];
         char *num = fmt_u64(buf, ev->lsn);
-        if (cdc_buf_puts(&a->arena, "{\"" FIELD_LSN "\":") < 0 ||
-            cdc_buf_append(&a->arena, num, (size_t)(buf + 24 - num)) < 0)
+        bool first = o->format == REDIS_FORMAT_STRING; /* the row alone, no version */
+        if (cdc_buf_putc(&a->arena, '{') < 0 ||
+            (!first && (cdc_buf_puts(&a->arena, "\"" FIELD_LSN "\":") < 0 ||
+                        cdc_buf_append(&a->arena, num, (size_t)(buf + 24 - num)) < 0)))
             return -1;
         for (size_t i = 0; i < after->u.object.len; i++) {
             const char *name = after->u.object.keys[i];
             if (is_reserved(name))
                 continue;
-            if (cdc_buf_putc(&a->arena, ',') < 0 ||
+            if ((!first && cdc_buf_putc(&a->arena, ',') < 0) ||
                 row_json_put_string(&a->arena, name, strlen(name)) < 0 ||
                 cdc_buf_putc(&a->arena, ':') < 0 ||
                 row_json_put_value(&a->arena, after->u.object.values[i]) < 0)
                 return -1;
+            first = false;
         }
         if (cdc_buf_putc(&a->arena, '}') < 0)
             return -1;
@@ -453,18 +281,32 @@ int redis_rows_add(redis_rows *r, const redis_opts *o, const cdc_decoded_event *
     }
     /* The row key, with the id written in place; the marker copies it. */
     cdc_buf *k = &r->keys.arena;
-    size_t at = k->len;
-    if (put_key(o->prefix, "", ev->schema, ev->table, "", 0, k) < 0)
-        goto nomem;
-    size_t id_at = k->len;
-    if (row_id_text(key, k, err, errlen) < 0)
-        goto undo;
-    size_t idlen = k->len - id_at;
-    if (arg_end(&r->keys, at) < 0)
-        goto nomem;
-    at = k->len;
-    if (put_key(o->prefix, "~del:", ev->schema, ev->table, "", 0, k) < 0 ||
-        cdc_buf_reserve(k, idlen) < 0)
+    size_t at = k->len, id_at, idlen;
+    if (o->key) {
+        /* marker: <prefix>:~del:<row key> */
+        if (redis_key_render(o->key, key, k, err, errlen) < 0)
+            goto undo;
+        id_at = at;
+        idlen = k->len - at;
+        if (arg_end(&r->keys, at) < 0)
+            goto nomem;
+        at = k->len;
+        if (cdc_buf_puts(k, o->prefix) < 0 || cdc_buf_puts(k, ":~del:") < 0)
+            goto nomem;
+    } else {
+        if (put_key(o->prefix, "", ev->schema, ev->table, "", 0, k) < 0)
+            goto nomem;
+        id_at = k->len;
+        if (row_id_text(key, k, err, errlen) < 0)
+            goto undo;
+        idlen = k->len - id_at;
+        if (arg_end(&r->keys, at) < 0)
+            goto nomem;
+        at = k->len;
+        if (put_key(o->prefix, "~del:", ev->schema, ev->table, "", 0, k) < 0)
+            goto nomem;
+    }
+    if (cdc_buf_reserve(k, idlen) < 0)
         goto nomem;
     memcpy(k->data + k->len, k->data + id_at, idlen); /* reserved: no move any more */
     k->len += idlen;
@@ -472,9 +314,11 @@ int redis_rows_add(redis_rows *r, const redis_opts *o, const cdc_decoded_event *
         goto nomem;
 
     redis_argv *a = &r->args;
-    if (push_str(a, write ? "w" : "d") < 0 || push_u64(a, ev->lsn) < 0 || push_ll(a, o->ttl) < 0)
+    bool inval = o->mode == REDIS_MODE_INVALIDATE;
+    if (push_str(a, write ? "w" : "d") < 0 || push_u64(a, ev->lsn) < 0 ||
+        push_ll(a, inval ? marker_ttl(o) : o->ttl) < 0 || push_str(a, kind_of(o)) < 0)
         goto nomem;
-    if (!write) {
+    if (!write || inval) {
         if (push_str(a, "0") < 0 || push_str(a, "0") < 0)
             goto nomem;
     } else if (push_toast(a, o, ev) < 0 || push_payload(a, o, ev) < 0) {
@@ -535,7 +379,7 @@ int redis_argv_resp(const redis_argv *a, cdc_buf *out)
     return resp_args(out, a);
 }
 
-/* The fixed arguments after the keys: r, format, tombstone TTL. */
+/* The fixed arguments after the keys: r, tombstone TTL. */
 static int rows_head(const redis_opts *o, char ttl[24], const char **ttlp)
 {
     *ttlp = fmt_u64(ttl, (uint64_t)(o->tombstone_ttl > 0 ? o->tombstone_ttl : 0));
@@ -547,12 +391,11 @@ int redis_rows_resp(const redis_rows *r, const char *sha, const redis_opts *o, c
     char ttl[24], nkeys[24];
     const char *ttlp, *nk = fmt_u64(nkeys, r->keys.argc);
     int ttllen = rows_head(o, ttl, &ttlp);
-    const char *fmt = o->format == REDIS_FORMAT_JSON ? "json" : "hash";
     size_t at = out->len;
-    if (resp_head(out, '*', 3 + r->keys.argc + 3 + r->args.argc) < 0 ||
+    if (resp_head(out, '*', 3 + r->keys.argc + 2 + r->args.argc) < 0 ||
         resp_bulk(out, "EVALSHA", 7) < 0 || resp_bulk(out, sha, strlen(sha)) < 0 ||
         resp_bulk(out, nk, (size_t)(nkeys + 24 - nk)) < 0 || resp_args(out, &r->keys) < 0 ||
-        resp_bulk(out, "r", 1) < 0 || resp_bulk(out, fmt, 4) < 0 ||
+        resp_bulk(out, "r", 1) < 0 ||
         resp_bulk(out, ttlp, (size_t)ttllen) < 0 || resp_args(out, &r->args) < 0) {
         out->len = at;
         return -1;
@@ -572,9 +415,7 @@ int redis_rows_argv(const redis_rows *r, const char *sha, const redis_opts *o, r
     for (size_t i = 0; i < r->keys.argc; i++)
         if (redis_argv_push(out, r->keys.arena.data + r->keys.off[i], r->keys.argvlen[i]) < 0)
             goto fail;
-    if (push_str(out, "r") < 0 ||
-        push_str(out, o->format == REDIS_FORMAT_JSON ? "json" : "hash") < 0 ||
-        redis_argv_push(out, ttlp, (size_t)ttllen) < 0)
+    if (push_str(out, "r") < 0 || redis_argv_push(out, ttlp, (size_t)ttllen) < 0)
         goto fail;
     for (size_t i = 0; i < r->args.argc; i++)
         if (redis_argv_push(out, r->args.arena.data + r->args.off[i], r->args.argvlen[i]) < 0)
@@ -585,52 +426,59 @@ fail:
     return -1;
 }
 
-static int put_glob_escaped(cdc_buf *out, const char *s)
+int redis_scan_pattern(const redis_opts *o, const char *schema, const char *table, cdc_buf *out)
 {
-    for (; *s; s++) {
-        if (strchr("*?[]\\", *s) && cdc_buf_putc(out, '\\') < 0)
-            return -1;
-        if (cdc_buf_putc(out, *s) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-int redis_scan_pattern(const char *prefix, const char *schema, const char *table, cdc_buf *out)
-{
-    if (put_glob_escaped(out, prefix) < 0 || cdc_buf_putc(out, ':') < 0 ||
-        put_glob_escaped(out, schema) < 0 || cdc_buf_putc(out, '.') < 0 ||
-        put_glob_escaped(out, table) < 0 || cdc_buf_puts(out, ":*") < 0)
+    if (o->key)
+        return redis_key_scan_pattern(o->key, out);
+    if (redis_glob_escape(out, o->prefix) < 0 || cdc_buf_putc(out, ':') < 0 ||
+        redis_glob_escape(out, schema) < 0 || cdc_buf_putc(out, '.') < 0 ||
+        redis_glob_escape(out, table) < 0 || cdc_buf_puts(out, ":*") < 0)
         return -1;
     return 0;
 }
 
 int redis_cmd_truncate(redis_argv *a, const char *sha, const redis_opts *o, uint64_t lsn,
                        const char *const *keys, const size_t *keylens, size_t n,
-                       char *err, size_t errlen)
+                       size_t *used, char *err, size_t errlen)
 {
-    size_t plen = strlen(o->prefix);
+    size_t plen = strlen(o->prefix), m = 0;
     redis_argv_reset(a);
-    if (push_str(a, "EVALSHA") < 0 || push_str(a, sha) < 0 || push_u64(a, (uint64_t)n * 2) < 0)
-        goto nomem;
+    *used = 0;
     for (size_t i = 0; i < n; i++) {
-        if (keylens[i] <= plen || memcmp(keys[i], o->prefix, plen) != 0 || keys[i][plen] != ':') {
+        if (o->key) {
+            m += redis_key_matches(o->key, keys[i], keylens[i]);
+        } else if (keylens[i] <= plen || memcmp(keys[i], o->prefix, plen) != 0 ||
+                   keys[i][plen] != ':') {
             snprintf(err, errlen, "cannot truncate: key %zu of the SCAN step is not under prefix \"%s:\"",
                      i, o->prefix);
-            redis_argv_reset(a);
             return -1;
+        } else {
+            m++;
         }
+    }
+    if (m == 0)
+        return 0;
+    if (push_str(a, "EVALSHA") < 0 || push_str(a, sha) < 0 || push_u64(a, (uint64_t)m * 2) < 0)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if (o->key && !redis_key_matches(o->key, keys[i], keylens[i]))
+            continue;
         if (redis_argv_push(a, keys[i], keylens[i]) < 0)
             goto nomem;
+        /* the marker: <prefix>:~del: then the row key (after its prefix) */
+        size_t skip = o->key ? 0 : plen + 1;
         size_t at = a->arena.len;
         if (cdc_buf_append(&a->arena, o->prefix, plen) < 0 || cdc_buf_puts(&a->arena, ":~del:") < 0 ||
-            cdc_buf_append(&a->arena, keys[i] + plen + 1, keylens[i] - plen - 1) < 0 ||
+            cdc_buf_append(&a->arena, keys[i] + skip, keylens[i] - skip) < 0 ||
             arg_end(a, at) < 0)
             goto nomem;
     }
-    if (push_str(a, "t") < 0 || push_u64(a, lsn) < 0 || push_ll(a, o->tombstone_ttl) < 0)
+    if (push_str(a, "t") < 0 || push_u64(a, lsn) < 0 ||
+        push_ll(a, o->mode == REDIS_MODE_INVALIDATE ? marker_ttl(o) : o->tombstone_ttl) < 0 ||
+        push_str(a, kind_of(o)) < 0)
         goto nomem;
     redis_argv_ptrs(a);
+    *used = m;
     return 0;
 nomem:
     snprintf(err, errlen, "cannot build the Redis truncate command: out of memory");

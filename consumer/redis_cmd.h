@@ -7,10 +7,19 @@
  * Layout (docs/consumer-sinks.md has the user's view):
  *   row     <prefix>:<schema>.<table>:<id>        id as row_id_text()
  *   marker  <prefix>:~del:<schema>.<table>:<id>   version of a deleted row
+ *   or, for a table with a key template (redis_keys.h):
+ *   row     the template filled in
+ *   marker  <prefix>:~del:<row key>
  *   hash format: a hash of the row's columns; strings as they are, other
  *     values as JSON text, NULL columns absent; plus field _pgcdc_lsn.
  *   json format: a string {"_pgcdc_lsn":N,<columns>}; _pgcdc_lsn first so
  *     the script reads the version with GETRANGE, not the whole document.
+ *   string format: the row's JSON alone, {<columns>}; the marker holds the
+ *     version of the row's last change (write or delete), expiring with
+ *     the row after a write.
+ *   invalidate mode: the application writes the row; a change deletes it
+ *     and stamps the marker with its version (for the table's TTL, or the
+ *     tombstone TTL when it has none), a key the application can WATCH.
  *   Columns named _pgcdc_lsn are left out (the version wins).
  *
  * One EVALSHA applies the changes of several rows (redis_rows), in order:
@@ -46,9 +55,10 @@
  * step's keys to the script (redis_cmd_truncate), which deletes the rows
  * older than the truncate's LSN and leaves a marker at that LSN, so Redis
  * is never blocked for more than one step. Keys that do not carry a
- * _pgcdc_lsn are never touched. Limits: a table whose name contains ':'
- * shares key space with another ("t" matches "t:x"'s rows); pgcdc does
- * not support Redis Cluster (the script touches the row and the marker). */
+ * _pgcdc_lsn are never touched. Limits: with default keys a table whose
+ * name contains ':' shares key space with another ("t" matches "t:x"'s
+ * rows; key templates escape names); pgcdc does not support Redis Cluster
+ * (the script touches the row and the marker). */
 #ifndef PGCDC_CONSUMER_REDIS_CMD_H
 #define PGCDC_CONSUMER_REDIS_CMD_H
 
@@ -59,18 +69,20 @@
 
 #include "cdc_buf.h"
 #include "cdc_event.h"
+#include "redis_keys.h"
 
-/* The Lua source, for SCRIPT LOAD (and EVAL when a server lost it). */
+/* The Lua source (redis_apply.lua, embedded at build time by embed.py),
+ * NUL-terminated, for SCRIPT LOAD. */
 extern const char redis_script[];
+extern const size_t redis_script_len;
 
-typedef enum redis_format {
-    REDIS_FORMAT_HASH,
-    REDIS_FORMAT_JSON,
-} redis_format;
-
+/* The settings for the rows being added: the sink's (prefix, tombstone
+ * TTL) and their table's (key template, format, mode, TTL). */
 typedef struct redis_opts {
     const char *prefix;        /* --redis-prefix, e.g. "pgcdc" */
     redis_format format;
+    redis_mode mode;
+    const redis_key_template *key; /* NULL: <prefix>:<schema>.<table>:<id> */
     long long ttl;             /* seconds, 0: rows do not expire */
     long long tombstone_ttl;   /* seconds, 0: markers do not expire */
 } redis_opts;
@@ -104,11 +116,14 @@ int redis_marker_key(const char *prefix, const char *schema, const char *table,
 
 /* The changes of several rows, as one EVALSHA:
  *   EVALSHA <sha> <2n> <row1> <marker1> .. <rown> <markern>
- *           r <format> <tombstone_ttl>
- *           then per row: <w|d> <version> <ttl> <ntoast> <toast names..>
+ *           r <tombstone_ttl>
+ *           then per row: <w|d> <version> <ttl> <kind> <ntoast> <toast names..>
  *                         <npayload> <payload..>
- * payload: field/value pairs (hash) or the document (json); TOAST names raw
- * (hash) or JSON-encoded (json, as the document writes them). Keys and
+ * kind: hash, json or string (o->format), or inval (invalidate mode: ttl
+ * is the stamp's, no TOAST names, no payload).
+ * payload: field/value pairs (hash) or the document (json, string); TOAST
+ * names raw (hash) or JSON-encoded (json, string: as the document writes
+ * them). Keys and
  * arguments live in two arenas, reused from command to command. */
 typedef struct redis_rows {
     redis_argv keys;
@@ -142,15 +157,19 @@ int redis_rows_argv(const redis_rows *r, const char *sha, const redis_opts *o, r
 int redis_argv_resp(const redis_argv *a, cdc_buf *out);
 
 /* The SCAN MATCH pattern of a table's rows: the row key with glob
- * characters (* ? [ ] \) escaped, then "*". Appended to out. */
-int redis_scan_pattern(const char *prefix, const char *schema, const char *table, cdc_buf *out);
+ * characters (* ? [ ] \) escaped, then "*" (or the key template's
+ * pattern, when o->key). Appended to out. */
+int redis_scan_pattern(const redis_opts *o, const char *schema, const char *table, cdc_buf *out);
 
-/* Builds EVALSHA <sha> 2n <row1> <marker1> .. t <lsn> <tombstone_ttl>
- * for n row keys returned by one SCAN step (their markers are derived from
- * them). Resets `a` first. Returns 0, or -1 with err set (a key outside the
- * prefix, out of memory). The script returns how many rows it removed. */
+/* Builds EVALSHA <sha> 2n <row1> <marker1> .. t <lsn> <tombstone_ttl> <kind>
+ * for the row keys returned by one SCAN step (their markers are derived
+ * from them); with a key template, keys the template cannot make (SCAN's *
+ * matches ':' too) are left out, and *used says how many rows went in (0:
+ * nothing to send). Resets `a` first. Returns 0, or -1 with err set (a key
+ * outside the prefix, out of memory). The script returns how many rows it
+ * removed. */
 int redis_cmd_truncate(redis_argv *a, const char *sha, const redis_opts *o, uint64_t lsn,
                        const char *const *keys, const size_t *keylens, size_t n,
-                       char *err, size_t errlen);
+                       size_t *used, char *err, size_t errlen);
 
 #endif

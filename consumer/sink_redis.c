@@ -32,11 +32,6 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 
-typedef struct table_ttl {
-    char *table;             /* "schema.table" */
-    long long seconds;
-} table_ttl;
-
 typedef struct redis_sink {
     sink base;
     char *host;
@@ -48,9 +43,7 @@ typedef struct redis_sink {
     redisContext *ctx;
     char sha[41];
     redis_opts opts;
-    long long default_ttl;
-    table_ttl *ttls;
-    size_t nttls;
+    redis_tables *tables;    /* per-table key template, format, mode, TTL */
     redis_argv argv;         /* truncate steps */
     cdc_buf buf;
     redis_rows rows;         /* the command being built */
@@ -153,47 +146,27 @@ static int parse_url(redis_sink *r, const char *url, char *err, size_t errlen)
     return 0;
 }
 
-/* --redis-ttl: "SECONDS" for every table, "schema.table=SECONDS" for one. */
-static int parse_ttls(redis_sink *r, const cdc_config *cfg, char *err, size_t errlen)
+/* --redis-key, --redis-format, --redis-mode, --redis-ttl (redis_keys.c). */
+static int tables_from_config(redis_sink *r, const cdc_config *cfg, char *err, size_t errlen)
 {
-    const char *const *items;
-    size_t n = cdc_config_list(cfg, "redis-ttl", &items);
-    r->ttls = calloc(n ? n : 1, sizeof *r->ttls);
-    if (!r->ttls) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *eq = strrchr(items[i], '=');
-        const char *num = eq ? eq + 1 : items[i];
-        char *end;
-        errno = 0;
-        long long secs = strtoll(num, &end, 10);
-        if (errno || *end || end == num || secs < 0) {
-            snprintf(err, errlen, "--redis-ttl: \"%s\" is not SECONDS or schema.table=SECONDS",
-                     items[i]);
-            return -1;
-        }
-        if (!eq) {
-            r->default_ttl = secs;
-            continue;
-        }
-        r->ttls[r->nttls].table = strndup(items[i], (size_t)(eq - items[i]));
-        r->ttls[r->nttls].seconds = secs;
-        r->nttls++;
-    }
-    return 0;
+    const char *const *keys, *const *formats, *const *modes, *const *ttls;
+    size_t nkeys = cdc_config_list(cfg, "redis-key", &keys);
+    size_t nformats = cdc_config_list(cfg, "redis-format", &formats);
+    size_t nmodes = cdc_config_list(cfg, "redis-mode", &modes);
+    size_t nttls = cdc_config_list(cfg, "redis-ttl", &ttls);
+    return redis_tables_new(r->opts.prefix, keys, nkeys, formats, nformats, modes, nmodes,
+                            ttls, nttls, &r->tables, err, errlen);
 }
 
-static long long ttl_for(const redis_sink *r, const char *schema, const char *table)
+/* The settings of the table of `ev` into r->opts. */
+static void opts_for(redis_sink *r, const cdc_decoded_event *ev)
 {
-    size_t ls = strlen(schema);
-    for (size_t i = 0; i < r->nttls; i++) {
-        const char *t = r->ttls[i].table;
-        if (strncmp(t, schema, ls) == 0 && t[ls] == '.' && strcmp(t + ls + 1, table) == 0)
-            return r->ttls[i].seconds;
-    }
-    return r->default_ttl;
+    redis_table_opts t;
+    redis_tables_get(r->tables, ev->schema, ev->table, &t);
+    r->opts.key = t.key;
+    r->opts.format = t.format;
+    r->opts.mode = t.mode;
+    r->opts.ttl = t.ttl;
 }
 
 static void disconnect(redis_sink *r)
@@ -281,7 +254,8 @@ static attempt_result truncate_table(redis_sink *r, consumer_record *rec, char *
 {
     const cdc_decoded_event *ev = &rec->ev;
     cdc_buf_reset(&r->buf);
-    if (redis_scan_pattern(r->opts.prefix, ev->schema, ev->table, &r->buf) < 0) {
+    opts_for(r, ev);
+    if (redis_scan_pattern(&r->opts, ev->schema, ev->table, &r->buf) < 0) {
         snprintf(err, errlen, "out of memory");
         return ATTEMPT_RETRY;
     }
@@ -303,19 +277,24 @@ static attempt_result truncate_table(redis_sink *r, consumer_record *rec, char *
             const char **kv = calloc(keys->elements, sizeof *kv);
             size_t *kl = calloc(keys->elements, sizeof *kl);
             int rc = -1;
+            size_t used = 0;
             if (kv && kl) {
                 for (size_t i = 0; i < keys->elements; i++) {
                     kv[i] = keys->element[i]->str;
                     kl[i] = keys->element[i]->len;
                 }
                 rc = redis_cmd_truncate(&r->argv, r->sha, &r->opts, ev->lsn, kv, kl,
-                                        keys->elements, err, errlen);
+                                        keys->elements, &used, err, errlen);
             }
             free(kv);
             free(kl);
             if (rc < 0) {
                 freeReplyObject(rep);
                 return ATTEMPT_RETRY;
+            }
+            if (used == 0) { /* only other templates' keys in this step */
+                freeReplyObject(rep);
+                continue;
             }
             redisReply *tr = redisCommandArgv(r->ctx, (int)r->argv.argc, r->argv.argv,
                                               r->argv.argvlen);
@@ -446,7 +425,7 @@ static attempt_result pipeline(redis_sink *r, consumer_record *const *recs, size
             continue;
         }
         char cerr[512];
-        r->opts.ttl = ttl_for(r, rec->ev.schema, rec->ev.table);
+        opts_for(r, &rec->ev);
         if (redis_rows_add(&r->rows, &r->opts, &rec->ev, rec->key, cerr, sizeof cerr) < 0) {
             sink_reject_record(rec, "redis", cerr);
             r->base.rejected++;
@@ -550,9 +529,7 @@ static void redis_destroy(sink *s)
     free(r->user);
     free(r->password);
     free(r->url_masked);
-    for (size_t i = 0; i < r->nttls; i++)
-        free(r->ttls[i].table);
-    free(r->ttls);
+    redis_tables_free(r->tables);
     redis_argv_free(&r->argv);
     cdc_buf_free(&r->buf);
     redis_rows_free(&r->rows);
@@ -578,11 +555,9 @@ sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen)
     cdc_buf masked = CDC_BUF_INIT;
     cdc_mask_secrets(url, &masked);
     r->url_masked = cdc_buf_steal(&masked);
-    if (parse_url(r, url, err, errlen) < 0 || parse_ttls(r, cfg, err, errlen) < 0)
-        goto fail;
     r->opts.prefix = cdc_config_str(cfg, "redis-prefix");
-    r->opts.format = strcmp(cdc_config_str(cfg, "redis-format"), "json") == 0 ? REDIS_FORMAT_JSON
-                                                                              : REDIS_FORMAT_HASH;
+    if (parse_url(r, url, err, errlen) < 0 || tables_from_config(r, cfg, err, errlen) < 0)
+        goto fail;
     r->opts.tombstone_ttl = cdc_config_int(cfg, "redis-tombstone-ttl");
     char cerr[512];
     if (connect_redis(r, cerr, sizeof cerr) < 0)

@@ -5,6 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       build-essential meson ninja-build pkg-config \
       libpq-dev librdkafka-dev libcurl4-openssl-dev libyajl-dev \
       libhiredis-dev libmicrohttpd-dev \
+      libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -13,6 +14,7 @@ RUN meson setup /build -Dtests=false -Dbuildtype=release && ninja -C /build cons
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
       librdkafka1 libcurl4 libyajl2 libhiredis0.14 libmicrohttpd12 curl ca-certificates \
+      libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pgcdc
 COPY --from=build /build/consumer/pgcdc-consumer /usr/local/bin/pgcdc-consumer

@@ -5,6 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       build-essential meson ninja-build pkg-config \
       libpq-dev librdkafka-dev libcurl4-openssl-dev libyajl-dev \
       libhiredis-dev libmicrohttpd-dev \
+      libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -12,7 +12,9 @@ say() { printf '\n==> %s\n' "$*"; }
 # ------------------------------------------------------------------ packages
 APT_PACKAGES=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   librdkafka-dev libpq-dev libcurl4-openssl-dev libyajl-dev libhiredis-dev
-  libmicrohttpd-dev postgresql-15 redis-server kcat openjdk-17-jdk-headless maven
+  libmicrohttpd-dev
+  libssl-dev
+  postgresql-15 redis-server kcat openjdk-17-jdk-headless maven
   python3 python3-venv valgrind procps ca-certificates)
 
 missing=()

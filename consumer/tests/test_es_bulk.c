@@ -8,7 +8,6 @@
 #include "event_fixture.h"
 #include "fixture_file.h"
 #include "row_json.h"
-#include "sha256.h"
 #include "tap.h"
 
 static char err[256];
@@ -102,7 +101,7 @@ static void doc_ids(void)
     id_of("{}", &id);
     TAP_STREQ(id.data, "ERROR", "empty key is refused");
 
-    char key[700], hex[65];
+    char key[700];
     strcpy(key, "{\"k\":\"");
     size_t p = strlen(key);
     memset(key + p, 'z', 512);
@@ -112,36 +111,13 @@ static void doc_ids(void)
     memset(key + p, 'z', 513);
     strcpy(key + p + 513, "\"}");
     id_of(key, &id);
-    char zs[514];
-    memset(zs, 'z', 513);
-    cdc_sha256_hex(zs, 513, hex);
-    char want[100];
-    snprintf(want, sizeof want, "pgcdc-sha256:%s", hex);
-    TAP_STREQ(id.data, want, "513-byte id becomes pgcdc-sha256:<hex of the id>");
+    /* digests from Python's hashlib.sha256 */
+    TAP_STREQ(id.data, "pgcdc-sha256:8fb3cf605b01aa9e186b02c7e64e9b30dc74cfc267c7c92c1e12e71f4eb2b990",
+              "513-byte id becomes pgcdc-sha256:<hex of the id>");
     id_of("{\"k\":\"pgcdc-sha256:abc\"}", &id);
-    cdc_sha256_hex("pgcdc-sha256:abc", 16, hex);
-    snprintf(want, sizeof want, "pgcdc-sha256:%s", hex);
-    TAP_STREQ(id.data, want, "an id that looks hashed is hashed too (no collision)");
+    TAP_STREQ(id.data, "pgcdc-sha256:ab938e8c6ec4a1347117f0129c663787ffeef09be0eed2cb8a0b324273eb9694",
+              "an id that looks hashed is hashed too (no collision)");
     cdc_buf_free(&id);
-}
-
-static void sha256_vectors(void)
-{
-    char hex[65];
-    cdc_sha256_hex("abc", 3, hex);
-    TAP_STREQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "sha256(abc)");
-    cdc_sha256_hex("", 0, hex);
-    TAP_STREQ(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sha256('')");
-    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-    cdc_sha256_hex(m, strlen(m), hex);
-    TAP_STREQ(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
-              "sha256 of 56 bytes (two padding blocks)");
-    char *a = malloc(1000000);
-    memset(a, 'a', 1000000);
-    cdc_sha256_hex(a, 1000000, hex);
-    free(a);
-    TAP_STREQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
-              "sha256 of a million a");
 }
 
 static void bulk_of(const char *event, const char *current_json, cdc_buf *body, size_t *missing)
@@ -435,7 +411,6 @@ int main(int argc, char **argv)
 {
     index_name_rules();
     doc_ids();
-    sha256_vectors();
     bulk_items();
     mget_body_and_response();
     decoded_event_of_events_md();

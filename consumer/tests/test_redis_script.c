@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "cdc_signal.h"
 #include "consumer_options.h"
@@ -34,6 +35,8 @@ static char sha[64];
 static char prefix[64];
 static char err[256];
 static char server_addr[300]; /* host:port */
+
+#define OPTS(p, f, t, tomb) {.prefix = (p), .format = (f), .ttl = (t), .tombstone_ttl = (tomb)}
 
 static int free_port(void)
 {
@@ -126,7 +129,7 @@ static long long apply_opts(const redis_opts *o, const char *event, const char *
 
 static redis_opts hash_opts(void)
 {
-    redis_opts o = {prefix, REDIS_FORMAT_HASH, 0, 600};
+    redis_opts o = OPTS(prefix, REDIS_FORMAT_HASH, 0, 600);
     return o;
 }
 
@@ -251,7 +254,7 @@ static void toast_kept_and_ttl(void)
                "{\"id\":20}");
     TAP_STREQ(cmd("TTL %s:s.t:20", prefix), "-1", "without --redis-ttl a write clears the expiry");
 
-    redis_opts j = {prefix, REDIS_FORMAT_JSON, 0, 600};
+    redis_opts j = OPTS(prefix, REDIS_FORMAT_JSON, 0, 600);
     apply_opts(&j, ev_text('c', 10,
                            "{\"id\":21,\"we\\\"ird\":{\"x\":[1,\"}],\\\\\\\"\"]},\"name\":\"a\",\"n\":1.50,\"d\":\"keep\"}",
                            NULL),
@@ -273,7 +276,7 @@ static void toast_kept_and_ttl(void)
 static void other_formats_and_foreign_keys(void)
 {
     redis_opts h = hash_opts();
-    redis_opts j = {prefix, REDIS_FORMAT_JSON, 0, 600};
+    redis_opts j = OPTS(prefix, REDIS_FORMAT_JSON, 0, 600);
     apply_opts(&j, ev_text('c', 10, "{\"id\":30,\"name\":\"json\"}", NULL), "{\"id\":30}");
     TAP_OK(apply_opts(&h, ev_text('u', 9, "{\"id\":30,\"name\":\"old\"}", NULL), "{\"id\":30}") == 0,
            "hash sink reads the version of a json row: older write dropped");
@@ -308,27 +311,21 @@ static void other_formats_and_foreign_keys(void)
     TAP_OK(ttl > 60 && ttl <= 70, "json row TTL set with the write");
 }
 
-static void truncate_in_scan_steps(void)
+/* Truncate of s.<tbl> at lsn as the sink does it: SCAN in steps of 2, each
+ * step's keys to the script. Returns the rows removed; *ok: every step
+ * went through and SCAN reached the end. */
+static long long truncate_scan(const redis_opts *o, const char *tbl, uint64_t lsn, int *ok)
 {
-    redis_opts o = hash_opts();
-    table = "tr";
-    apply_opts(&o, ev_text('c', 10, "{\"id\":1}", NULL), "{\"tenant\":\"t\",\"id\":1}");
-    apply_opts(&o, ev_text('c', 20, "{\"id\":2}", NULL), "{\"tenant\":\"t\",\"id\":2}");
-    apply_opts(&o, ev_text('c', 60, "{\"id\":3}", NULL), "{\"tenant\":\"t\",\"id\":3}");
-    redis_opts j = {prefix, REDIS_FORMAT_JSON, 0, 600};
-    apply_opts(&j, ev_text('c', 25, "{\"id\":4}", NULL), "{\"tenant\":\"t\",\"id\":4}");
-    cmd("SET %s:s.tr:foreign hello", prefix); /* not written by pgcdc: no version */
-
     cdc_buf pat = CDC_BUF_INIT;
-    redis_scan_pattern(prefix, "s", "tr", &pat);
+    redis_scan_pattern(o, "s", tbl, &pat);
     long long removed = 0;
-    int steps = 0, ok = 1;
+    *ok = 1;
     char cursor[32] = "0";
     double end = now_s() + 10;
     do {
         redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 2", cursor, pat.data);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            ok = 0;
+            *ok = 0;
             freeReplyObject(r);
             break;
         }
@@ -341,24 +338,196 @@ static void truncate_in_scan_steps(void)
             lens[i] = ks->element[i]->len;
         }
         redis_argv a = REDIS_ARGV_INIT;
-        if (redis_cmd_truncate(&a, sha, &o, 50, keys, lens, ks->elements, err, sizeof err) == 0) {
+        size_t used = 0;
+        if (redis_cmd_truncate(&a, sha, o, lsn, keys, lens, ks->elements, &used, err, sizeof err) < 0) {
+            *ok = 0;
+        } else if (used > 0) {
             redisReply *tr = redisCommandArgv(rc, (int)a.argc, a.argv, a.argvlen);
             if (tr && tr->type == REDIS_REPLY_INTEGER)
                 removed += tr->integer;
             else
-                ok = 0;
+                *ok = 0;
             freeReplyObject(tr);
-        } else {
-            ok = 0;
         }
         redis_argv_free(&a);
         free(keys);
         free(lens);
         freeReplyObject(r);
-        steps++;
     } while (strcmp(cursor, "0") != 0 && now_s() < end);
     cdc_buf_free(&pat);
-    TAP_OK(ok && strcmp(cursor, "0") == 0, "SCAN walked to the end in steps");
+    if (strcmp(cursor, "0") != 0)
+        *ok = 0;
+    return removed;
+}
+
+/* Format string: the value is the row's JSON alone; the version lives in
+ * the marker, so the same guarantees hold. */
+static void string_format_versioned(void)
+{
+    redis_opts o = OPTS(prefix, REDIS_FORMAT_STRING, 0, 600);
+    table = "st";
+    TAP_OK(apply_opts(&o, ev_text('c', 10, "{\"id\":1,\"name\":\"a\",\"d\":\"long\"}", NULL),
+                      "{\"id\":1}") == 1, "string insert applied");
+    TAP_STREQ(cmd("GET %s:s.st:1", prefix), "{\"id\":1,\"name\":\"a\",\"d\":\"long\"}",
+              "the value is the row's JSON, nothing added");
+    TAP_STREQ(cmd("GET %s:~del:s.st:1", prefix), "10", "its version is in the marker key");
+    TAP_STREQ(cmd("TTL %s:~del:s.st:1", prefix), "-1", "without a TTL the version does not expire");
+    TAP_OK(apply_opts(&o, ev_text('u', 5, "{\"id\":1,\"name\":\"old\"}", NULL), "{\"id\":1}") == 0,
+           "older update dropped");
+    TAP_OK(apply_opts(&o, ev_text('u', 20, "{\"id\":1,\"name\":\"b\"}", "\"unchanged_toast\":[\"d\"],"),
+                      "{\"id\":1}") == 1, "newer update applied");
+    TAP_STREQ(cmd("GET %s:s.st:1", prefix), "{\"id\":1,\"name\":\"b\",\"d\":\"long\"}",
+              "unchanged TOAST column kept from the stored value");
+    TAP_OK(apply_opts(&o, ev_text('d', 30, "null", NULL), "{\"id\":1}") == 1, "delete applied");
+    TAP_STREQ(cmd("EXISTS %s:s.st:1", prefix), "0", "deleted row gone");
+    long long ttl = atoll(cmd("TTL %s:~del:s.st:1", prefix));
+    TAP_OK(ttl > 0 && ttl <= 600, "the marker then holds the delete, with the tombstone TTL");
+    TAP_OK(apply_opts(&o, ev_text('c', 20, "{\"id\":1,\"name\":\"b\"}", NULL), "{\"id\":1}") == 0 &&
+               strcmp(cmd("EXISTS %s:s.st:1", prefix), "0") == 0,
+           "replayed older insert stays out");
+    o.ttl = 100;
+    apply_opts(&o, ev_text('c', 40, "{\"id\":2}", NULL), "{\"id\":2}");
+    long long rt = atoll(cmd("TTL %s:s.st:2", prefix)), vt = atoll(cmd("TTL %s:~del:s.st:2", prefix));
+    TAP_OK(rt > 0 && rt <= 100 && vt > 0 && vt <= 100, "with a TTL, the value and its version expire together");
+    o.ttl = 0;
+    apply_opts(&o, ev_text('u', 50, "{\"id\":2}", "\"unchanged_toast\":[\"x\"],"), "{\"id\":2}");
+    TAP_STREQ(cmd("GET %s:s.st:2", prefix), "{\"id\":2}", "TOAST name absent from the stored value: nothing kept");
+    redis_opts h = hash_opts();
+    apply_opts(&h, ev_text('c', 70, "{\"id\":3}", NULL), "{\"id\":3}");
+    TAP_OK(apply_opts(&o, ev_text('u', 65, "{\"id\":3}", NULL), "{\"id\":3}") == 0,
+           "a row written in hash format keeps its version when the table turns to string");
+    TAP_OK(apply_opts(&o, ev_text('u', 75, "{\"id\":3}", NULL), "{\"id\":3}") == 1 &&
+               strcmp(cmd("GET %s:s.st:3", prefix), "{\"id\":3}") == 0,
+           "a newer write replaces it");
+    TAP_OK(apply_opts(&h, ev_text('u', 72, "{\"id\":3}", NULL), "{\"id\":3}") == 0,
+           "and back in hash format, the string row's version (in the marker) counts");
+    int ok = 0;
+    TAP_OK(truncate_scan(&o, "st", 45, &ok) == 0 && ok, "truncate older than the row's version removes nothing");
+    TAP_OK(truncate_scan(&o, "st", 60, &ok) == 1 && ok &&
+               strcmp(cmd("EXISTS %s:s.st:2", prefix), "0") == 0 &&
+               strcmp(cmd("GET %s:~del:s.st:2", prefix), "60") == 0,
+           "truncate reads the version from the marker");
+    table = "t";
+}
+
+/* Mode invalidate: a change deletes the application's value and stamps the
+ * marker; an application that WATCHes the marker while it reads the
+ * database cannot cache the row a change just replaced. */
+static void invalidate_mode(void)
+{
+    redis_opts o = OPTS(prefix, REDIS_FORMAT_HASH, 600, 0);
+    o.mode = REDIS_MODE_INVALIDATE;
+    table = "inv";
+    cmd("SET %s:s.inv:1 cached", prefix);
+    TAP_OK(apply_opts(&o, ev_text('u', 10, "{\"id\":1,\"name\":\"a\"}", NULL), "{\"id\":1}") == 1,
+           "invalidation applied");
+    TAP_STREQ(cmd("EXISTS %s:s.inv:1", prefix), "0", "the application's value is deleted");
+    TAP_STREQ(cmd("GET %s:~del:s.inv:1", prefix), "10", "the marker is stamped with the change's version");
+    long long ttl = atoll(cmd("TTL %s:~del:s.inv:1", prefix));
+    TAP_OK(ttl > 0 && ttl <= 600, "the stamp expires with the table's TTL");
+    cmd("SET %s:s.inv:1 refilled", prefix);
+    TAP_OK(apply_opts(&o, ev_text('u', 5, "{\"id\":1,\"name\":\"old\"}", NULL), "{\"id\":1}") == 0,
+           "a replayed older change reports stale");
+    TAP_STREQ(cmd("EXISTS %s:s.inv:1", prefix), "0", "but still deletes (a cache miss, never a wrong value)");
+    TAP_STREQ(cmd("GET %s:~del:s.inv:1", prefix), "10", "and leaves the newer stamp");
+
+    /* the read-fill race, with the recipe of docs/consumer-sinks.md */
+    redisContext *app = NULL;
+    char host[256];
+    int port = 0;
+    if (sscanf(server_addr, "%255[^:]:%d", host, &port) == 2)
+        app = connect_until(host, port, 5);
+    TAP_OK(app != NULL, "second connection (the application)");
+    if (app) {
+        freeReplyObject(redisCommand(app, "WATCH %s:~del:s.inv:1", prefix));
+        redisReply *miss = redisCommand(app, "GET %s:s.inv:1", prefix);
+        TAP_OK(miss && miss->type == REDIS_REPLY_NIL, "application misses and reads the database");
+        freeReplyObject(miss);
+        /* the change commits and pgcdc invalidates while the application reads */
+        apply_opts(&o, ev_text('u', 20, "{\"id\":1,\"name\":\"new\"}", NULL), "{\"id\":1}");
+        freeReplyObject(redisCommand(app, "MULTI"));
+        freeReplyObject(redisCommand(app, "SET %s:s.inv:1 old-row EX 600", prefix));
+        redisReply *ex = redisCommand(app, "EXEC");
+        TAP_OK(ex && ex->type == REDIS_REPLY_NIL, "its EXEC fails: the stamp was written");
+        freeReplyObject(ex);
+        TAP_STREQ(cmd("EXISTS %s:s.inv:1", prefix), "0", "the old row is not cached");
+        redisFree(app);
+    }
+    o.ttl = 0;
+    o.tombstone_ttl = 30;
+    apply_opts(&o, ev_text('d', 30, "null", NULL), "{\"id\":1}");
+    ttl = atoll(cmd("TTL %s:~del:s.inv:1", prefix));
+    TAP_OK(ttl > 0 && ttl <= 30, "without a table TTL the stamp keeps the tombstone TTL");
+    cmd("SET %s:s.inv:2 a", prefix);
+    cmd("SET %s:s.inv:3 b", prefix);
+    int ok = 0;
+    TAP_OK(truncate_scan(&o, "inv", 40, &ok) == 2 && ok &&
+               strcmp(cmd("EXISTS %s:s.inv:2", prefix), "0") == 0 &&
+               strcmp(cmd("GET %s:~del:s.inv:3", prefix), "40") == 0,
+           "truncate deletes every cached row of the table and stamps them");
+    table = "t";
+}
+
+/* Key templates: rows and markers where the template says, and a truncate
+ * that leaves alone another table's keys its SCAN pattern also finds. */
+static void templated_keys(void)
+{
+    char k1[128], k2[128];
+    snprintf(k1, sizeof k1, "s.tk=%s-c:{tenant}:{id}", prefix);
+    snprintf(k2, sizeof k2, "s.tk2=%s-c:{tenant}:{id}:{v}", prefix);
+    const char *keys[] = {k1, k2};
+    const char *formats[] = {"s.tk2=json"};
+    redis_tables *ts = NULL;
+    char terr[512];
+    TAP_OK(redis_tables_new(prefix, keys, 2, formats, 1, NULL, 0, NULL, 0, &ts, terr, sizeof terr) == 0,
+           "templates accepted");
+    if (!ts) {
+        printf("# %s\n", terr);
+        return;
+    }
+    redis_table_opts t1, t2;
+    redis_tables_get(ts, "s", "tk", &t1);
+    redis_tables_get(ts, "s", "tk2", &t2);
+    redis_opts o1 = OPTS(prefix, t1.format, 0, 600), o2 = OPTS(prefix, t2.format, 0, 600);
+    o1.key = t1.key;
+    o2.key = t2.key;
+    table = "tk";
+    apply_opts(&o1, ev_text('c', 10, "{\"id\":1}", NULL), "{\"tenant\":\"a:b\",\"id\":1}");
+    apply_opts(&o1, ev_text('c', 60, "{\"id\":2}", NULL), "{\"tenant\":\"a:b\",\"id\":2}");
+    apply_opts(&o1, ev_text('c', 10, "{\"id\":3}", NULL), "{\"tenant\":\"a\",\"id\":3}");
+    TAP_STREQ(cmd("HGET %s-c:a%%3Ab:1 _pgcdc_lsn", prefix), "10", "row at the template's key, ':' escaped");
+    apply_opts(&o1, ev_text('d', 20, "null", NULL), "{\"tenant\":\"a\",\"id\":3}");
+    TAP_STREQ(cmd("GET %s:~del:%s-c:a:3", prefix, prefix), "20", "marker: <prefix>:~del:<row key>");
+    table = "tk2";
+    apply_opts(&o2, ev_text('c', 10, "{\"id\":1}", NULL), "{\"tenant\":\"a\",\"id\":1,\"v\":7}");
+    TAP_OK(strncmp(cmd("GET %s-c:a:1:7", prefix), "{\"_pgcdc_lsn\":10", 16) == 0,
+           "the other table's row, in its own format");
+    int ok = 0;
+    TAP_OK(truncate_scan(&o1, "tk", 50, &ok) == 1 && ok, "truncate removes the one older row");
+    TAP_STREQ(cmd("EXISTS %s-c:a%%3Ab:1", prefix), "0", "older row gone");
+    TAP_STREQ(cmd("EXISTS %s-c:a%%3Ab:2", prefix), "1", "newer row stays");
+    TAP_STREQ(cmd("EXISTS %s-c:a:1:7", prefix), "1",
+              "the other template's row, also matched by SCAN, is left alone");
+    /* cleanup for a shared server: these keys are outside the prefix */
+    cmd("DEL %s-c:a%%3Ab:2 %s-c:a:1:7", prefix, prefix);
+    redis_tables_free(ts);
+    table = "t";
+}
+
+static void truncate_in_scan_steps(void)
+{
+    redis_opts o = hash_opts();
+    table = "tr";
+    apply_opts(&o, ev_text('c', 10, "{\"id\":1}", NULL), "{\"tenant\":\"t\",\"id\":1}");
+    apply_opts(&o, ev_text('c', 20, "{\"id\":2}", NULL), "{\"tenant\":\"t\",\"id\":2}");
+    apply_opts(&o, ev_text('c', 60, "{\"id\":3}", NULL), "{\"tenant\":\"t\",\"id\":3}");
+    redis_opts j = OPTS(prefix, REDIS_FORMAT_JSON, 0, 600);
+    apply_opts(&j, ev_text('c', 25, "{\"id\":4}", NULL), "{\"tenant\":\"t\",\"id\":4}");
+    cmd("SET %s:s.tr:foreign hello", prefix); /* not written by pgcdc: no version */
+
+    int ok = 0;
+    long long removed = truncate_scan(&o, "tr", 50, &ok);
+    TAP_OK(ok, "SCAN walked to the end in steps");
     TAP_OK(removed == 3, "three rows older than the truncate removed");
     TAP_STREQ(cmd("EXISTS %s:s.tr:[\"t\",1]", prefix), "0", "row at lsn 10 gone");
     TAP_STREQ(cmd("EXISTS %s:s.tr:[\"t\",4]", prefix), "0", "json row at lsn 25 gone");
@@ -595,6 +764,14 @@ int main(void)
     else
         printf("# SCRIPT LOAD failed: %s\n", r && r->str ? r->str : "no reply");
     freeReplyObject(r);
+    /* EVALSHA names the script by the SHA1 of the embedded bytes */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
+    if (EVP_Digest(redis_script, redis_script_len, md, &mdlen, EVP_sha1(), NULL))
+        for (unsigned int i = 0; i < mdlen; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    TAP_STREQ(sha, hex, "SCRIPT LOAD answers the SHA1 of the embedded script");
     if (TAP_OK(loaded, "script loads")) {
         newest_version_wins();
         deletes_stay_deleted();
@@ -602,6 +779,9 @@ int main(void)
         toast_kept_and_ttl();
         other_formats_and_foreign_keys();
         truncate_in_scan_steps();
+        string_format_versioned();
+        invalidate_mode();
+        templated_keys();
         hostile_names_are_data();
         several_rows_one_call();
         noscript_reported();

@@ -14,8 +14,8 @@ import redis
 
 # consumers and rc are fixtures.
 from consumer_helpers import (committed, consumers, create_topic, dele, dump,  # noqa: F401
-                              end_offsets, event, glob_escape, ins, keyj, produce, rc, trunc,
-                              upd, wait_for)
+                              end_offsets, event, glob_escape, ins, keyj, produce, rc,
+                              read_all, trunc, upd, wait_for)
 import pgcdc_services
 
 
@@ -544,3 +544,55 @@ def test_idle_sinks_take_a_batch_at_once(kafka, redis_server, rc, consumers, cas
         assert rc.hgetall(case.row(3)) == {b"_pgcdc_lsn": b"30", b"id": b"3", b"v": b"r3"}
     finally:
         p.stop()
+
+
+def test_product_page_cached_for_10_minutes(kafka, redis_server, rc, consumers, case):
+    """docs/consumer-sinks.md's example: a key template, format string and a per-table
+    TTL are three flags; then the same table in invalidate mode."""
+    t, page = case.table, f"product_{case.table}"
+    produce(kafka.bootstrap, case.topic, [
+        ins(t, 10, {"id": 1, "name": "lamp", "price": "19.90"}),
+        ins(t, 11, {"id": 2, "name": "desk"}),
+        upd(t, 12, {"id": 1, "name": "lamp 2", "price": "21.00", "tags": ["a:b"]}),
+        dele(t, 13, {"id": 2}),
+        ins(t, 14, {"id": "a:b%"}),
+        # a key column the template leaves out: the row would share product:3's key
+        ins(t, 15, {"id": 3, "v": 1}, key_cols=("id", "v")),
+    ])
+    cache = ["--redis-key", f"public.{t}={page}:{{id}}", "--redis-format", f"public.{t}=string",
+             "--redis-ttl", f"public.{t}=600"]
+    consumers.run(*case.args(redis_server.url, *cache))
+    assert rc.get(f"{page}:1") == b'{"id":1,"name":"lamp 2","price":"21.00","tags":["a:b"]}'
+    assert 590 <= rc.ttl(f"{page}:1") <= 600
+    assert rc.exists(f"{page}:2") == 0
+    assert rc.get(f"{case.prefix}:~del:{page}:2") == b"13"
+    assert rc.get(f"{page}:a%3Ab%25") == b'{"id":"a:b%"}', "':' and '%' of a value escaped"
+    assert rc.keys(f"{case.prefix}:public.*") == [], "no default keys for the table"
+    assert rc.exists(f"{page}:3") == 0
+    dead = read_all(kafka.bootstrap, case.dlq, expect=1)
+    assert len(dead) == 1
+    reason = dict(dead[0].headers())["pgcdc-dlq-reason"].decode()
+    assert "leaves out key column \"v\"" in reason, reason
+
+    # invalidate: the application's value is deleted, the marker stamped for the TTL
+    rc.set(f"{page}:1", b"filled by the application", ex=600)
+    produce(kafka.bootstrap, case.topic, [upd(t, 20, {"id": 1, "name": "lamp 3"})])
+    consumers.run(*case.args(redis_server.url, *cache, "--redis-mode", f"public.{t}=invalidate"))
+    assert rc.exists(f"{page}:1") == 0
+    assert rc.get(f"{case.prefix}:~del:{page}:1") == b"20"
+    assert 0 < rc.ttl(f"{case.prefix}:~del:{page}:1") <= 600
+
+
+def test_key_templates_that_could_collide_are_refused_at_start(kafka, redis_server, consumers,
+                                                               case):
+    t = case.table
+    log = consumers.run(*case.args(redis_server.url, "--redis-key", f"public.{t}=x:{{id}}",
+                                   "--redis-key", f"public.{t}_b=x:{{code}}"), expect_status=1)
+    assert f"public.{t}'s \"x:{{id}}\" and public.{t}_b's \"x:{{code}}\" can make the same key" \
+        in log
+    log = consumers.run(*case.args(redis_server.url, "--redis-key",
+                                   f"public.{t}={case.prefix}:{{id}}"), expect_status=1)
+    assert f"can make keys under \"{case.prefix}:\"" in log
+    log = consumers.run(*case.args(redis_server.url, "--redis-key", f"public.{t}=x:{{a}}{{b}}"),
+                        expect_status=2)
+    assert "--redis-key" in log and "no ':' between them" in log
