@@ -171,7 +171,10 @@ static const char *shown(const cdc_option *o, const char *value, char *buf, size
 {
     if (o->secret)
         return "the value ";
-    snprintf(buf, len, "'%s' ", value);
+    cdc_buf masked = CDC_BUF_INIT;   /* a URL's password stays hidden */
+    cdc_mask_secrets(value, &masked);
+    snprintf(buf, len, "'%s' ", masked.data ? masked.data : "");
+    cdc_buf_free(&masked);
     return buf;
 }
 

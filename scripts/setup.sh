@@ -13,7 +13,8 @@ say() { printf '\n==> %s\n' "$*"; }
 APT_PACKAGES=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   librdkafka-dev libpq-dev libcurl4-openssl-dev libyajl-dev libhiredis-dev
   libmicrohttpd-dev postgresql-15 redis-server kcat openjdk-17-jdk-headless maven
-  python3 python3-venv valgrind procps ca-certificates)
+  python3 python3-venv valgrind procps ca-certificates
+  podman buildah debootstrap runc)   # the last four: scripts/build-images.sh
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

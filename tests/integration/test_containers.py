@@ -1,15 +1,32 @@
-"""docker/: every PGCDC_* variable that docker/compose.yaml or a Dockerfile sets is one
-the binary of that service accepts, with a value it accepts. No container engine is
-needed: each binary runs here with the service's variables (every other PGCDC_* removed)
-and must report each of them among its settings as coming from the environment, and
-must not refuse any (exit status 2)."""
+"""docker/: the two images, built (scripts/build-images.sh) and run with podman against the
+test servers, and the settings docker/compose.yaml and the Dockerfiles give them.
+
+1. Every PGCDC_* variable that docker/compose.yaml or a Dockerfile sets is one the binary
+   of that service accepts, with a value it accepts: each binary runs here with the
+   service's variables and must report each of them as coming from the environment.
+2. Each image prints its version, runs as uid 10001 (not root), finds every library
+   its binary needs, and carries a HEALTHCHECK.
+3. A real pipeline through both containers (--network host, configured only through
+   PGCDC_* variables, metrics on addresses other than the images' defaults): a snapshot
+   and then inserts, updates and deletes reach OpenSearch and Redis; `podman healthcheck
+   run` reports both healthy (the check follows PGCDC_METRICS_ADDR); SIGTERM ends both
+   with status 0; changes made while they are stopped arrive after a restart.
+The images come from the `images` fixture (tests/integration/containers.py).
+"""
 
 import os
 import pathlib
 import re
+import socket
 import subprocess
+import time
 
+import psycopg
 import pytest
+import redis
+
+import e2e_harness as h
+from containers import Container, images, podman  # noqa: F401 - images is a fixture
 
 DOCKER = pathlib.Path(__file__).resolve().parents[2] / "docker"
 
@@ -107,3 +124,152 @@ def test_every_container_variable_is_accepted(service, binary, dockerfile, build
         name = option.lstrip("-")
         assert re.search(rf"config --{re.escape(name)}[= ].*\(environment\)", out), \
             f"{service}: {var} was not taken as --{name}:\n{out[-3000:]}"
+
+
+# --------------------------------------------------------------------------- the images
+
+@pytest.mark.parametrize("service", ["producer", "consumer"])
+def test_image_version_user_libraries_and_healthcheck(service, images):
+    image = getattr(images, service)
+    binary = f"/usr/local/bin/pgcdc-{service}"
+    out = podman("run", "--rm", image, "--version").stdout
+    assert re.search(rf"^pgcdc-{service} \S+ \(librdkafka 2\.\d+", out, re.M), out
+    assert images.inspect(image, "{{.Config.User}}") == "10001"
+    assert podman("run", "--rm", "--entrypoint", "id", image, "-u").stdout.strip() == "10001"
+    ldd = podman("run", "--rm", "--entrypoint", "ldd", image, binary).stdout
+    assert "librdkafka" in ldd and "not found" not in ldd, ldd
+    health = images.inspect(image, "{{json .Config.Healthcheck}}")
+    assert "pgcdc-healthcheck" in health, f"{image}: HEALTHCHECK {health}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sinks_differ(pg, search_url, index, r, prefix, table):
+    """What differs between PostgreSQL's rows and the search index's and Redis's, or ""."""
+    rows, _ = h.pg_rows(pg.dsn, "public", table)
+    try:
+        docs = {i: src for i, (src, _) in h.es_all_docs(search_url, index).items()
+                if "_pgcdc_deleted" not in src}
+    except Exception as e:  # noqa: BLE001 - a search engine still busy is "not yet"
+        return f"search engine: {e}"
+    got = h.redis_rows(r, prefix, "public", table)
+    problems = []
+    for name, sink in (("search", docs), ("redis", got)):
+        if sorted(sink) != sorted(rows):
+            problems.append(f"{name} ids {sorted(sink)[:20]} != PostgreSQL {sorted(rows)[:20]}")
+    if problems:
+        return "; ".join(problems)
+    for rid, row in rows.items():
+        diffs = h.compare_es_doc(row, docs[rid]) + h.compare_redis_hash(row, got[rid])
+        if diffs:
+            return f"row {rid}: {diffs}"
+    return ""
+
+
+def wait_equal(what, pg, search_url, index, r, prefix, table, procs, timeout=180):
+    last = {}
+
+    def check():
+        last["diff"] = sinks_differ(pg, search_url, index, r, prefix, table)
+        return not last["diff"] or any(not p.running for p in procs)
+
+    h.wait_for(what, check, timeout,
+               on_timeout=lambda: f": {last.get('diff')}" + "".join(p.log_tail() for p in procs))
+    dead = [p for p in procs if not p.running]
+    assert not dead, f"{dead[0].name} ended ({dead[0].proc.returncode}){dead[0].log_tail()}"
+
+
+def wait_healthy(c, timeout=60):
+    last = {}
+
+    def check():
+        last["rc"], last["out"] = c.healthcheck()
+        return last["rc"] == 0 or not c.running
+
+    h.wait_for(f"{c.name} healthy", check, timeout,
+               on_timeout=lambda: f": podman healthcheck run said {last}{c.log_tail()}")
+    assert c.running, f"{c.name} ended{c.log_tail()}"
+
+
+def test_pipeline_through_both_containers_resumes_after_restart(
+        images, pg, kafka, opensearch, redis_server, tmp_path, unique):
+    tag = unique
+    index = h.es_index_name(f"{tag}.", "public", tag)
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    # Not the images' default ports: the health check must follow the variable.
+    producer = Container("producer", images.producer, [], tmp_path / "producer.log", env={
+        "PGCDC_PG": pg.dsn, "PGCDC_SLOT": tag, "PGCDC_PUBLICATION": tag,
+        "PGCDC_CREATE_SLOT": "true", "PGCDC_CREATE_PUBLICATION": "true",
+        "PGCDC_TABLES": f"public.{tag}", "PGCDC_BROKERS": kafka.bootstrap,
+        "PGCDC_TOPIC_PREFIX": tag, "PGCDC_METRICS_ADDR": f"127.0.0.1:{free_port()}"})
+    consumer = Container("consumer", images.consumer, [], tmp_path / "consumer.log", env={
+        "PGCDC_BROKERS": kafka.bootstrap, "PGCDC_GROUP": tag, "PGCDC_TOPICS": f"^{tag}\\..*",
+        "PGCDC_ES": opensearch.url, "PGCDC_ES_INDEX_PREFIX": f"{tag}.",
+        "PGCDC_REDIS": redis_server.url, "PGCDC_REDIS_PREFIX": tag,
+        "PGCDC_METRICS_ADDR": f"0.0.0.0:{free_port()}"})
+    procs = [producer, consumer]
+    equal = (pg, opensearch.url, index, r, tag, tag, procs)
+    try:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE public.{tag} (id int PRIMARY KEY, name text, qty int, "
+                         "tags text[], seen timestamptz)")
+            for i in range(1, 31):   # read by the snapshot
+                conn.execute(f"INSERT INTO public.{tag} VALUES (%s, %s, %s, %s, now())",
+                             (i, f"item {i} ü", i, ["a", f"t{i}"]))
+        t0 = time.monotonic()
+        for p in procs:
+            p.start()
+        for p in procs:
+            wait_healthy(p)
+        t_healthy = time.monotonic() - t0
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            for i in range(31, 41):
+                conn.execute(f"INSERT INTO public.{tag} VALUES (%s, %s, %s, NULL, now())",
+                             (i, f"new {i}", i))
+            conn.execute(f"UPDATE public.{tag} SET qty = qty * 10, name = name || ' (upd)' "
+                         "WHERE id <= 5")
+            conn.execute(f"UPDATE public.{tag} SET id = 100 WHERE id = 6")
+            conn.execute(f"DELETE FROM public.{tag} WHERE id IN (7, 8, 9)")
+        wait_equal("the snapshot and the changes in both sinks", *equal)
+        t_first = time.monotonic() - t0
+
+        for p in procs:
+            t = time.monotonic()
+            rc = p.stop(timeout=30)
+            assert rc == 0, f"{p.name}: exit {rc} after SIGTERM{p.log_tail()}"
+            assert time.monotonic() - t < 30
+            assert "Sanitizer" not in p.log()
+
+        # Changes while both are down must arrive after the restart, from the slot
+        # and the committed offsets.
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute(f"INSERT INTO public.{tag} SELECT g, 'while down ' || g, g "
+                         "FROM generate_series(200, 219) g")
+            conn.execute(f"UPDATE public.{tag} SET tags = ARRAY['down'] WHERE id = 100")
+            conn.execute(f"DELETE FROM public.{tag} WHERE id IN (10, 11)")
+        t0 = time.monotonic()
+        for p in procs:
+            p.start()
+        wait_equal("the changes made while stopped in both sinks", *equal)
+        t_resume = time.monotonic() - t0
+        print(f"\ncontainers healthy in {t_healthy:.1f} s, sinks equal after {t_first:.1f} s; "
+              f"after a restart equal again in {t_resume:.1f} s")
+    finally:
+        for p in procs:
+            p.stop(timeout=30)
+            p.remove()
+        for stmt in (f"SELECT pg_drop_replication_slot('{tag}') FROM pg_replication_slots "
+                     f"WHERE slot_name = '{tag}'", f"DROP PUBLICATION IF EXISTS {tag}",
+                     f"DROP TABLE IF EXISTS public.{tag}"):
+            try:
+                pg.psql(stmt)
+            except Exception:  # noqa: BLE001 - cleanup only
+                pass
+        opensearch.request("DELETE", f"/{index}")
+        for k in r.scan_iter(match=f"{tag}*", count=1000):
+            r.delete(k)
+        r.close()

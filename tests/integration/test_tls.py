@@ -5,8 +5,8 @@ server certificate it signs (CN and subjectAltName IP:127.0.0.1), and a second,
 unrelated CA that signs nothing the clients meet ("wrong CA").
 
 1. Kafka over SASL_SSL: a Kafka 4.1 of this module's own with a SASL_SSL listener
-   (PKCS12 keystore) offering SCRAM-SHA-512 (the user created at storage format time)
-   and PLAIN. pgcdc-producer (--endpos) and pgcdc-consumer (--until-end, into Redis)
+   (PKCS12 keystore) offering SCRAM-SHA-512 and -256 (the user created at storage
+   format time) and PLAIN. pgcdc-producer (--endpos) and pgcdc-consumer (--until-end, into Redis)
    both talk only to that listener, with the README's -X settings; PostgreSQL == Redis
    afterwards. SCRAM needs librdkafka 2.6.1 against Kafka 4 (librdkafka#4895): with an
    older one linked (Debian bookworm: 2.0.2) the SCRAM case checks that the broker's
@@ -22,11 +22,15 @@ unrelated CA that signs nothing the clients meet ("wrong CA").
    consumer with --es https://... --es-cacert --es-user/--es-password applies events;
    without --es-cacert it retries naming the certificate problem and commits nothing,
    so a later run with the CA brings every row; a wrong password is retried as a 401.
+4. SCRAM-SHA-256 and SCRAM-SHA-512 through the container images (Debian trixie,
+   librdkafka 2.8; tests/integration/containers.py): the case 1 xfails on a bookworm
+   host build runs the whole way into Redis.
 """
 
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +47,7 @@ from confluent_kafka.admin import AdminClient
 
 import e2e_harness as h
 import pgcdc_services
+from containers import Container, images, podman  # noqa: F401 - images is a fixture
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tlsproxy import TlsProxy  # noqa: E402
@@ -116,7 +121,8 @@ def tls_kafka(pki):
     (.sasl_ssl_bootstrap) with SCRAM-SHA-512 and PLAIN, user KAFKA_USER."""
     k = pgcdc_services.Kafka(sasl_ssl={"keystore": pki["p12"], "keystore_password": KEYSTORE_PW,
                                        "users": {KAFKA_USER: KAFKA_PW},
-                                       "mechanisms": ["SCRAM-SHA-512", "PLAIN"]})
+                                       "mechanisms": ["SCRAM-SHA-512", "SCRAM-SHA-256",
+                                                      "PLAIN"]})
     try:
         k.start()
     except pgcdc_services.ServiceError as e:
@@ -313,35 +319,35 @@ def scram_refused_by_old_librdkafka(producer, lib, kafka, pki):
 
 # --------------------------------------------------------------------------- 1. Kafka
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
-def test_kafka_sasl_ssl_producer_and_consumer_reach_redis(mechanism, tls_pg, tls_kafka,
-                                                          redis_server, pki, build_dir, tmp_path):
+def sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, ca, start, lib,
+                      before_producer_ends=None):
+    """PostgreSQL changes through the producer and the consumer, both talking only to the
+    SASL_SSL listener with `mechanism`, into Redis; Redis must equal PostgreSQL.
+    start(name, program, args) starts one binary ("producer" or "consumer")."""
     tag = "tls" + uuid.uuid4().hex[:8]
     dsn = tls_pg.dsn + " sslmode=disable"
-    prod = build_dir / "producer" / "pgcdc-producer"
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
     procs = []
     try:
         make_table(tls_pg, tag)
         end_lsn, changes = workload(dsn, tag)
         t0 = time.monotonic()
-        producer = run(f"producer {mechanism}", [
-            prod, "--pg", dsn, "--slot", tag, "--publication", tag, "--topic-prefix", tag,
+        producer = start(f"producer {mechanism}", "producer", [
+            "--pg", dsn, "--slot", tag, "--publication", tag, "--topic-prefix", tag,
             "--partitions", "2", "--brokers", tls_kafka.sasl_ssl_bootstrap, "--endpos", end_lsn]
-            + sasl_ssl_args(pki["ca"], mechanism=mechanism), tmp_path)
+            + sasl_ssl_args(ca, mechanism=mechanism))
         procs.append(producer)
-        lib = linked_librdkafka(prod)
-        if mechanism.startswith("SCRAM") and lib < SCRAM_FIXED_IN:
-            scram_refused_by_old_librdkafka(producer, lib, tls_kafka, pki)
+        if before_producer_ends:
+            before_producer_ends(producer)
         assert wait_exit(producer, 90) == 0, producer.log_tail()
         t_prod = time.monotonic() - t0
 
         t0 = time.monotonic()
-        consumer = run(f"consumer {mechanism}", [
-            build_dir / "consumer" / "pgcdc-consumer", "--brokers", tls_kafka.sasl_ssl_bootstrap,
+        consumer = start(f"consumer {mechanism}", "consumer", [
+            "--brokers", tls_kafka.sasl_ssl_bootstrap,
             "--group", tag, "--topics", f"^{tag}\\..*", "--dlq-topic", f"{tag}_dlq",
             "--redis", redis_server.url, "--redis-prefix", tag, "--until-end"]
-            + sasl_ssl_args(pki["ca"], mechanism=mechanism), tmp_path)
+            + sasl_ssl_args(ca, mechanism=mechanism))
         procs.append(consumer)
         assert wait_exit(consumer, 90) == 0, consumer.log_tail()
         t_cons = time.monotonic() - t0
@@ -360,10 +366,27 @@ def test_kafka_sasl_ssl_producer_and_consumer_reach_redis(mechanism, tls_pg, tls
               f"{len(rows)} rows equal")
     finally:
         stop_all(procs)
+        for p in procs:
+            getattr(p, "remove", lambda: None)()
         drop_pg(tls_pg, tag)
         for k in r.scan_iter(match=f"{tag}*", count=1000):
             r.delete(k)
         r.close()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_kafka_sasl_ssl_producer_and_consumer_reach_redis(mechanism, tls_pg, tls_kafka,
+                                                          redis_server, pki, build_dir, tmp_path):
+    prod = build_dir / "producer" / "pgcdc-producer"
+    lib = linked_librdkafka(prod)
+
+    def start(name, program, args):
+        return run(name, [build_dir / program / f"pgcdc-{program}", *args], tmp_path)
+
+    def old_scram(producer):
+        if mechanism.startswith("SCRAM") and lib < SCRAM_FIXED_IN:
+            scram_refused_by_old_librdkafka(producer, lib, tls_kafka, pki)
+    sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, pki["ca"], start, lib, old_scram)
 
 
 def test_kafka_wrong_ca_or_wrong_password_is_named_and_no_password_shown(
@@ -590,3 +613,32 @@ def test_es_over_https_needs_the_ca_and_loses_nothing_without_it(opensearch, tls
         stop_all(procs.values())
         proxy.stop()
         opensearch.request("DELETE", f"/{index}")
+
+
+# --------------------------------------------------------------------------- 4. the images
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_kafka_scram_through_the_images_reaches_redis(mechanism, tls_pg, tls_kafka, redis_server,
+                                                      pki, images, tmp_path):
+    """The images link Debian trixie's librdkafka (2.8), which has the SCRAM fix: what
+    the host build on bookworm (2.0.2) xfails works the whole way in the containers."""
+    out = podman("run", "--rm", images.producer, "--version").stdout
+    m = re.search(r"\(librdkafka (\d+)\.(\d+)\.(\d+)", out)
+    assert m, out
+    lib = tuple(int(x) for x in m.groups())
+    assert lib >= SCRAM_FIXED_IN, f"the image links librdkafka {lib}: {out}"
+    # Only the CA goes in, readable by the image's user (the PKI directory is 0700).
+    pub = tmp_path / "pki-public"
+    pub.mkdir()
+    pub.chmod(0o755)
+    ca = pub / "ca.pem"
+    shutil.copy(pki["ca"], ca)
+    ca.chmod(0o644)
+
+    def start(name, program, args):
+        env = {k: v for k, v in clean_env().items() if k.startswith("PGCDC_")
+               and not k.startswith("PGCDC_TEST")}
+        return Container(name, getattr(images, program), args,
+                         tmp_path / f"{name.replace(' ', '_')}.log", env=env,
+                         mounts=[(pub, pub)]).start()
+    sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, str(ca), start, lib)
