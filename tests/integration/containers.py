@@ -13,6 +13,7 @@ No podman, or a failed build, skips the tests, and fails them when CI is set.
 
 import os
 import pathlib
+import socket
 import subprocess
 import time
 import uuid
@@ -76,6 +77,12 @@ def _wait_background_build(status_file, log):
     return time.monotonic() - t0
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Images:
     producer = f"localhost/pgcdc-producer:{TAG}"
     consumer = f"localhost/pgcdc-consumer:{TAG}"
@@ -137,7 +144,11 @@ class Container(h.PgcdcProcess):
         self.container = f"pgcdc-test-{name.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
         argv = ["podman", "run", "--rm", "--name", self.container, "--network", "host",
                 "--sig-proxy=true", *podman_args]
-        for k, v in (env or {}).items():
+        env = dict(env or {})
+        # The images' default 0.0.0.0:918x would clash between containers on the host's
+        # network (and with anything else there).
+        env.setdefault("PGCDC_METRICS_ADDR", f"127.0.0.1:{free_port()}")
+        for k, v in env.items():
             argv += ["-e", f"{k}={v}"]
         for src, dst in mounts:
             argv += ["-v", f"{src}:{dst}:ro"]

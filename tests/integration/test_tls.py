@@ -642,3 +642,133 @@ def test_kafka_scram_through_the_images_reaches_redis(mechanism, tls_pg, tls_kaf
                          tmp_path / f"{name.replace(' ', '_')}.log", env=env,
                          mounts=[(pub, pub)]).start()
     sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, str(ca), start, lib)
+
+
+# --------------------------------------------------------------------------- 5. Redis TLS
+
+REDIS_PW = "RedisTls-s3cret-65"
+CLIENT_KEY_PW = "ClientKey-s3cret-66"
+
+
+class TlsRedis(pgcdc_services.Redis):
+    """redis-server with a TLS port (.tls_port) that asks for a client certificate, and
+    its plain port; both need REDIS_PW."""
+
+    def __init__(self, pki):
+        super().__init__()
+        self.pki = pki
+        self.tls_port = pgcdc_services.free_port()
+
+    def _command(self):
+        argv, kw = super()._command()
+        return argv + ["--tls-port", str(self.tls_port), "--tls-cert-file", self.pki["cert"],
+                       "--tls-key-file", self.pki["key"], "--tls-ca-cert-file", self.pki["ca"],
+                       "--tls-auth-clients", "yes", "--requirepass", REDIS_PW], kw
+
+    def _ready(self):
+        try:
+            return redis.Redis(host=self.host, port=self.port, password=REDIS_PW,
+                               socket_timeout=2).ping()
+        except redis.RedisError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def tls_redis(pki):
+    r = TlsRedis(pki)
+    try:
+        r.start()
+    except pgcdc_services.ServiceError as e:
+        unavailable(f"redis-server with a TLS port could not be started: {e}")
+    yield r
+    r.cleanup()
+
+
+def test_redis_tls_through_the_consumer_image(tls_redis, tls_kafka, pki, images, build_dir,
+                                              tmp_path):
+    """rediss:// with a CA, a client certificate and its encrypted key: the consumer in
+    its image (hiredis 1.2) applies events over TLS; a wrong CA and a host name the
+    certificate does not name are each named within seconds; no password in any output.
+    The host build (bookworm's hiredis 0.14) refuses rediss:// at start in one line."""
+    tag = "rtls" + uuid.uuid4().hex[:6]
+    topic = f"{tag}.public.items"
+    # What the container may read, readable by its user (the PKI directory is 0700).
+    pub = tmp_path / "pki-public"
+    pub.mkdir()
+    pub.chmod(0o755)
+    for name in ("ca", "wrong_ca"):
+        shutil.copy(pki[name], pub / f"{name}.pem")
+    (pub / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-keyout", "client.key", "-passout", f"pass:{CLIENT_KEY_PW}", "-out", "client.csr",
+            "-subj", "/CN=pgcdc-consumer", cwd=pub)
+    openssl("x509", "-req", "-in", "client.csr", "-CA", pki["ca"],
+            "-CAkey", pki["ca"].replace(".pem", ".key"), "-CAcreateserial", "-days", "2",
+            "-extfile", "client.ext", "-out", "client.pem", cwd=pub)
+    for f in pub.iterdir():
+        f.chmod(0o644)
+    produce_events(tls_kafka.bootstrap, topic, "items", range(1, 11))
+
+    def consumer(name, host="127.0.0.1", ca="ca.pem", n=0):
+        args = ["--brokers", tls_kafka.bootstrap, "--group", f"{tag}-{n}", "--topics", topic,
+                "--redis", f"rediss://default:{REDIS_PW}@{host}:{tls_redis.tls_port}/0",
+                "--redis-prefix", tag, "--redis-cacert", pub / ca, "--redis-cert",
+                pub / "client.pem", "--redis-key", pub / "client.key",
+                "--redis-key-password", CLIENT_KEY_PW, "--until-end"]
+        return Container(name, images.consumer, args, tmp_path / f"{name}.log",
+                         env={"PGCDC_LOG_LEVEL": "debug"}, mounts=[(pub, pub)])
+
+    secrets = (REDIS_PW, CLIENT_KEY_PW)
+
+    def no_secret(name, text):
+        for s in secrets:
+            assert s not in text, f"{name}: a secret in the output: " + \
+                next(l for l in text.splitlines() if s in l)[:300]
+
+    r = redis.Redis(host=tls_redis.host, port=tls_redis.port, password=REDIS_PW,
+                    decode_responses=True)
+    procs = []
+    try:
+        good = consumer("redis-tls-right-ca").start()
+        procs.append(good)
+        assert wait_exit(good, 120) == 0, good.log_tail()
+        keys = sorted(r.scan_iter(match=f"{tag}:public.items:*", count=1000))
+        assert len(keys) == 10, (keys, good.log_tail())
+        assert r.hget(f"{tag}:public.items:3", "name") == "row 3"
+        no_secret(good.name, good.log())
+
+        bad = {"redis-tls-wrong-ca": (consumer("redis-tls-wrong-ca", ca="wrong_ca.pem", n=1),
+                                      ["unable to get local issuer certificate",
+                                       "self-signed certificate in certificate chain"]),
+               "redis-tls-wrong-host": (consumer("redis-tls-wrong-host", host="localhost", n=2),
+                                        ["hostname mismatch"])}
+        for p, _ in bad.values():
+            procs.append(p.start())
+        seen = wait_all_named(bad, FAIL_WITHIN_S)
+        lines = []
+        for name, (p, words) in bad.items():
+            lines.append(stopped_and_named(name, p, words, seen))
+            no_secret(name, p.log())
+        assert all("certificate verify failed" in l for l in lines), lines
+
+        # The host build, where hiredis has no TLS, says so at once.
+        exe = build_dir / "consumer" / "pgcdc-consumer"
+        host = subprocess.CompletedProcess([], 0, "", "(links hiredis_ssl: not checked)")
+        if "hiredis_ssl" not in subprocess.run(["ldd", exe], capture_output=True, text=True,
+                                               timeout=30).stdout:
+            host = subprocess.run([exe, "--redis", f"rediss://default:{REDIS_PW}@127.0.0.1:"
+                                   f"{tls_redis.tls_port}/0"], capture_output=True, text=True,
+                                  timeout=30, env=clean_env())
+            assert host.returncode == 2 and len(host.stderr.strip().splitlines()) == 1, host
+            assert "has no TLS" in host.stderr, host.stderr
+            no_secret("host build", host.stdout + host.stderr)
+        print("\nRedis over TLS through the image: 10 rows applied; " +
+              "; ".join(f"{n} named after {seen[n]:.1f} s" for n in bad) +
+              f"\n  {lines[0][:200]}\n  {lines[1][:200]}\n  host build: {host.stderr.strip()[:200]}")
+    finally:
+        stop_all(procs)
+        for p in procs:
+            p.remove()
+        for k in r.scan_iter(match=f"{tag}*", count=1000):
+            r.delete(k)
+        r.close()
