@@ -236,6 +236,8 @@ def test_pipeline_through_both_containers_resumes_after_restart(
             conn.execute(f"DELETE FROM public.{tag} WHERE id IN (7, 8, 9)")
         wait_equal("the snapshot and the changes in both sinks", *equal)
         t_first = time.monotonic() - t0
+        # librdkafka 2.8 has fetch.queue.backoff.ms: no thread to wake the fetcher.
+        assert "fetch.queue.backoff.ms=20" in consumer.log(), consumer.log_tail()
 
         for p in procs:
             t = time.monotonic()
