@@ -294,7 +294,7 @@ def test_pipeline_through_both_containers_resumes_after_restart(
 
 # --------------------------------------------------------------------------- compose.yaml
 
-def tested_versions():
+def versions_under_test():
     """The versions of the servers pgcdc's tests run (tests/pgcdc_services.py, the Maven
     projects of tests/services, Debian's redis-server)."""
     services = pathlib.Path(__file__).resolve().parents[1] / "services"
@@ -315,7 +315,7 @@ def test_compose_file_against_the_images_and_the_tested_servers(images, pg, tmp_
     images (postgres, apache/kafka, opensearchproject/opensearch, redis) cannot be pulled
     here (no registry), so the file as a whole is not run; pgcdc's own images are."""
     services = compose_services()
-    versions = tested_versions()
+    versions = versions_under_test()
     # The servers are the versions the tests run.
     wanted = {"postgres": f"postgres:{versions['postgres']}-",
               "kafka": f"apache/kafka:{versions['kafka']}",
