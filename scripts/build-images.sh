@@ -101,4 +101,7 @@ for svc in producer consumer; do
   podman build --pull=never --format docker --layers -f "docker/$svc.Dockerfile" \
     -t "localhost/pgcdc-$svc:$TAG" "$REPO"
 done
+# Layers no image uses any more (an older day's base, older compiles) go after a week,
+# so the cache stays about one base's worth (about 1 GB).
+podman image prune -f --filter until=168h >/dev/null 2>&1 || true
 say "done: localhost/pgcdc-producer:$TAG localhost/pgcdc-consumer:$TAG"
