@@ -171,7 +171,10 @@ static const char *shown(const cdc_option *o, const char *value, char *buf, size
 {
     if (o->secret)
         return "the value ";
-    snprintf(buf, len, "'%s' ", value);
+    cdc_buf masked = CDC_BUF_INIT;   /* a URL's password stays hidden */
+    cdc_mask_secrets(value, &masked);
+    snprintf(buf, len, "'%s' ", masked.data ? masked.data : "");
+    cdc_buf_free(&masked);
     return buf;
 }
 
@@ -664,12 +667,17 @@ const char *const cdc_config_known_env[] = {
     "PGCDC_BATCH_MS", "PGCDC_RESET_OFFSETS", "PGCDC_UNTIL_END", "PGCDC_ES", "PGCDC_ES_USER",
     "PGCDC_ES_PASSWORD", "PGCDC_ES_API_KEY", "PGCDC_ES_CACERT", "PGCDC_ES_INDEX_PREFIX",
     "PGCDC_REDIS", "PGCDC_REDIS_PREFIX", "PGCDC_REDIS_FORMAT", "PGCDC_REDIS_TOMBSTONE_TTL",
-    "PGCDC_REDIS_TTL", "PGCDC_REDIS_KEY", "PGCDC_REDIS_MODE", "PGCDC_OUTBOX_APPLY", "PGCDC_OUTBOX_TOPIC_PREFIX",
+    "PGCDC_REDIS_TTL", "PGCDC_REDIS_KEY", "PGCDC_REDIS_MODE", "PGCDC_OUTBOX_APPLY",
+    "PGCDC_OUTBOX_TOPIC_PREFIX", "PGCDC_REDIS_CACERT", "PGCDC_REDIS_CERT", "PGCDC_REDIS_CERT_KEY",
+    "PGCDC_REDIS_CERT_KEY_PASSWORD", "PGCDC_REDIS_TLS_VERIFY",
     /* both */
     "PGCDC_LOG_LEVEL", "PGCDC_LOG_FORMAT", "PGCDC_X",
     /* tests and scripts (besides PGCDC_TEST_* and PGCDC_E2E_*) */
     "PGCDC_BUILD_DIR", "PGCDC_KEEP_TMP", "PGCDC_PG_BIN", "PGCDC_CONSUMER_BIN",
     "PGCDC_SNAPSHOT_ROWS", "PGCDC_RESNAPSHOT_ROWS", "PGCDC_HEARTBEAT_MB",
+    "PGCDC_IMAGE_CACHE", "PGCDC_IMAGE_TAG", "PGCDC_IMAGES_BUILD_STATUS",
+    "PGCDC_IMAGES_BUILD_LOG", "PGCDC_DEBIAN_MIRROR", "PGCDC_DEBIAN_SECURITY_MIRROR",
+    "PGCDC_PG_CACHE", "PGCDC_PIP",
     NULL,
 };
 

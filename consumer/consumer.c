@@ -47,7 +47,9 @@
 #define WATERMARK_TIMEOUT_MS 10000
 #define PROGRESS_INTERVAL_MS 5000
 #define PEND_MAX 1024           /* messages taken from Kafka at once */
-#define FETCH_WAKE_MS 20        /* waker_main() */
+#define FETCH_WAKE_MS 20        /* waker_main(), or fetch.queue.backoff.ms */
+/* librdkafka 2.1.0 has fetch.queue.backoff.ms, which makes waker_main() unneeded. */
+#define FETCH_QUEUE_BACKOFF_SINCE 0x02010000
 #define FETCH_WAKE_TIMEOUT_MS 1000
 #define MAX_WAKE_TARGETS 64
 
@@ -105,6 +107,7 @@ typedef struct consumer {
     size_t nwake;
     atomic_llong reading_at_ms;  /* when this thread last got messages */
     pthread_t waker;
+    bool waker_needed;           /* a librdkafka without fetch.queue.backoff.ms */
     bool waker_started, waker_quit;
     pthread_cond_t wake_cv;
 
@@ -578,7 +581,9 @@ static int store_offset(void *ctx, const char *topic, int32_t partition, int64_t
  * of one assigned partition (in turn) for its watermarks. It is a thread of
  * its own because the request can wait: a broker answers a connection's
  * requests in order, and a fetch with nothing to return is held there up
- * to fetch.wait.max.ms. */
+ * to fetch.wait.max.ms. librdkafka 2.1.0 made that second a setting,
+ * fetch.queue.backoff.ms: where it exists, it is set to FETCH_WAKE_MS and this
+ * thread is not started. */
 static void *waker_main(void *arg)
 {
     consumer *c = arg;
@@ -981,11 +986,23 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
         "queued.max.messages.kbytes", "16384",
         NULL,
     };
+    char backoff[16];
+    snprintf(backoff, sizeof backoff, "%d", FETCH_WAKE_MS);
+    const char *const fetch_settings[] = {"fetch.queue.backoff.ms", backoff, NULL};
+    c->waker_needed = rd_kafka_version() < FETCH_QUEUE_BACKOFF_SINCE;
+    /* Before -X, so that -X fetch.queue.backoff.ms=... still wins. */
     if (cdc_kafka_conf_set_all(conf, consumer_settings, err, errlen) < 0 ||
+        (!c->waker_needed && cdc_kafka_conf_set_all(conf, fetch_settings, err, errlen) < 0) ||
         cdc_config_apply_kafka(c->cfg, conf, err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
+    if (c->waker_needed)
+        cdc_log_info("librdkafka %s has no fetch.queue.backoff.ms: a thread wakes the fetcher "
+                     "every %d ms while records flow", rd_kafka_version_str(), FETCH_WAKE_MS);
+    else
+        cdc_log_info("librdkafka %s: fetch.queue.backoff.ms=%d (a full queue pauses a "
+                     "partition's fetching that long)", rd_kafka_version_str(), FETCH_WAKE_MS);
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_log_cb(conf, cdc_kafka_log);
@@ -1332,12 +1349,14 @@ int consumer_run(const cdc_config *cfg)
         goto done;
     }
     c.worker_started = true;
-    e = pthread_create(&c.waker, NULL, waker_main, &c);
-    if (e != 0) {
-        cdc_log_error("cannot start the thread that wakes the Kafka fetcher: %s", strerror(e));
-        goto done;
+    if (c.waker_needed) {
+        e = pthread_create(&c.waker, NULL, waker_main, &c);
+        if (e != 0) {
+            cdc_log_error("cannot start the thread that wakes the Kafka fetcher: %s", strerror(e));
+            goto done;
+        }
+        c.waker_started = true;
     }
-    c.waker_started = true;
     run_loop(&c);
     cdc_metrics_set_ready(false);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "redis_keys.h"
+#include "redis_tls.h"
 
 static bool all_digits(const char *s, size_t len)
 {
@@ -30,7 +31,9 @@ static int check_redis_url(const char *value, char *err, size_t errlen)
 {
     if (strncmp(value, "redis://", 8) == 0)
         return 0;
-    snprintf(err, errlen, "is not a redis://[user:password@]host:port/db URL");
+    if (strncmp(value, "rediss://", 9) == 0)
+        return redis_tls_supported(err, errlen);
+    snprintf(err, errlen, "is not a redis[s]://[user:password@]host:port/db URL");
     return -1;
 }
 
@@ -143,8 +146,20 @@ const cdc_option consumer_options[] = {
      .def = "pgcdc.", .metavar = "PREFIX",
      .help = "indices are named <prefix><schema>.<table> (made a valid index name)"},
     {.name = "redis", .env = "PGCDC_REDIS", .type = CDC_OPT_STRING,
-     .metavar = "redis://[USER:PASSWORD@]HOST:PORT/DB", .check = check_redis_url,
-     .help = "Redis server; no Redis sink when unset"},
+     .metavar = "redis[s]://[USER:PASSWORD@]HOST:PORT/DB", .check = check_redis_url,
+     .help = "Redis server (rediss://: over TLS); no Redis sink when unset"},
+    {.name = "redis-cacert", .env = "PGCDC_REDIS_CACERT", .type = CDC_OPT_STRING,
+     .metavar = "FILE", .help = "CA certificates (PEM) to verify a rediss:// server's "
+                                "certificate; the system's when unset"},
+    {.name = "redis-cert", .env = "PGCDC_REDIS_CERT", .type = CDC_OPT_STRING, .metavar = "FILE",
+     .help = "client certificate (PEM) for a rediss:// server that asks for one"},
+    {.name = "redis-cert-key", .env = "PGCDC_REDIS_CERT_KEY", .type = CDC_OPT_STRING, .metavar = "FILE",
+     .help = "private key (PEM) of --redis-cert"},
+    {.name = "redis-cert-key-password", .env = "PGCDC_REDIS_CERT_KEY_PASSWORD", .type = CDC_OPT_STRING,
+     .metavar = "PASSWORD", .secret = true, .help = "passphrase of an encrypted --redis-cert-key"},
+    {.name = "redis-tls-verify", .env = "PGCDC_REDIS_TLS_VERIFY", .type = CDC_OPT_BOOL,
+     .def = "true", .help = "check that a rediss:// server's certificate is signed by a "
+                            "trusted CA and names the URL's host (false: encryption only)"},
     {.name = "redis-prefix", .env = "PGCDC_REDIS_PREFIX", .type = CDC_OPT_STRING,
      .def = "pgcdc", .metavar = "PREFIX",
      .help = "row keys are <prefix>:<schema>.<table>:<id>"},

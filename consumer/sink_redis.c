@@ -21,6 +21,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "redis_cmd.h"
+#include "redis_tls.h"
 
 #define SCAN_COUNT "1000"
 /* Rows per EVALSHA: enough to spread the script's per-call cost (argument
@@ -40,6 +41,7 @@ typedef struct redis_sink {
     char *user;              /* NULL: AUTH with the password alone */
     char *password;
     char *url_masked;
+    redis_tls *tls;          /* rediss:// */
     redisContext *ctx;
     char sha[41];
     redis_opts opts;
@@ -88,15 +90,17 @@ static char *url_decode(const char *s, size_t len)
     return out;
 }
 
-/* redis://[user[:password]@]host[:port][/db] */
-static int parse_url(redis_sink *r, const char *url, char *err, size_t errlen)
+/* redis[s]://[user[:password]@]host[:port][/db] */
+static int parse_url(redis_sink *r, const char *url, bool *tls, char *err, size_t errlen)
 {
     const char *p = url;
-    if (strncmp(p, "redis://", 8) != 0) {
-        snprintf(err, errlen, "--redis: \"%s\" does not start with redis://", r->url_masked);
+    *tls = strncmp(p, "rediss://", 9) == 0;
+    if (!*tls && strncmp(p, "redis://", 8) != 0) {
+        snprintf(err, errlen, "--redis: \"%s\" does not start with redis:// or rediss://",
+                 r->url_masked);
         return -1;
     }
-    p += 8;
+    p += *tls ? 9 : 8;
     const char *at = strrchr(p, '@');
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -196,6 +200,12 @@ static int connect_redis(redis_sink *r, char *err, size_t errlen)
     }
     redisSetTimeout(r->ctx, (struct timeval){30, 0});
     redisReply *rep = NULL;
+    if (r->tls && redis_tls_connect(r->tls, r->ctx, r->host, err, errlen) < 0) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s", r->url_masked, why);
+        goto fail;
+    }
     if (r->password) {
         rep = r->user ? redisCommand(r->ctx, "AUTH %s %s", r->user, r->password)
                       : redisCommand(r->ctx, "AUTH %s", r->password);
@@ -525,6 +535,7 @@ static void redis_destroy(sink *s)
     if (!r)
         return;
     disconnect(r);
+    redis_tls_free(r->tls);
     free(r->host);
     free(r->user);
     free(r->password);
@@ -556,8 +567,20 @@ sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen)
     cdc_mask_secrets(url, &masked);
     r->url_masked = cdc_buf_steal(&masked);
     r->opts.prefix = cdc_config_str(cfg, "redis-prefix");
-    if (parse_url(r, url, err, errlen) < 0 || tables_from_config(r, cfg, err, errlen) < 0)
+    bool tls;
+    if (parse_url(r, url, &tls, err, errlen) < 0 || tables_from_config(r, cfg, err, errlen) < 0)
         goto fail;
+    if (tls) {
+        redis_tls_opts topts = {
+            .cacert = cdc_config_str(cfg, "redis-cacert"),
+            .cert = cdc_config_str(cfg, "redis-cert"),
+            .key = cdc_config_str(cfg, "redis-cert-key"),
+            .key_password = cdc_config_str(cfg, "redis-cert-key-password"),
+            .verify = cdc_config_bool(cfg, "redis-tls-verify"),
+        };
+        if (!(r->tls = redis_tls_new(&topts, err, errlen)))
+            goto fail;
+    }
     r->opts.tombstone_ttl = cdc_config_int(cfg, "redis-tombstone-ttl");
     char cerr[512];
     if (connect_redis(r, cerr, sizeof cerr) < 0)

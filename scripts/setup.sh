@@ -15,7 +15,8 @@ APT_PACKAGES=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libmicrohttpd-dev
   libssl-dev
   postgresql-15 redis-server kcat openjdk-17-jdk-headless maven
-  python3 python3-venv valgrind procps ca-certificates)
+  python3 python3-venv valgrind procps ca-certificates
+  podman buildah debootstrap runc)   # the last four: scripts/build-images.sh
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -21,6 +21,18 @@ elapsed() { echo "$(( $(date +%s) - START )) s"; }
 # Debian packages, the Python venv and the Maven jars: shared with the run command.
 VENV="$VENV" bash scripts/setup.sh || exit 1
 
+# ------------------------------------------------------------------ container images
+# Both images (scripts/build-images.sh), built in the background at low priority while
+# everything below runs; tests/integration/containers.py waits for the status file and
+# the tests that use the images run last. The whole build log stays in IMAGES_LOG.
+IMAGES_LOG="$REPO/images-build.log"
+IMAGES_STATUS=$(mktemp /tmp/pgcdc-images-status.XXXXXX)
+: > "$IMAGES_STATUS"
+say "building the container images in the background (log: $IMAGES_LOG)"
+( nice -n 10 bash scripts/build-images.sh > "$IMAGES_LOG" 2>&1; echo $? > "$IMAGES_STATUS" ) &
+IMAGES_PID=$!
+export PGCDC_IMAGES_BUILD_STATUS="$IMAGES_STATUS" PGCDC_IMAGES_BUILD_LOG="$IMAGES_LOG"
+
 # ------------------------------------------------------------------ build
 say "building $BUILD_DIR (address,undefined sanitizers)"
 build_ok=1
@@ -94,6 +106,16 @@ else
   done < "$FUZZ_RESULTS"
   [ -s "$FUZZ_RESULTS" ] || EXTRA_FAILS+=(--fail "fuzz: scripts/fuzz.sh reported nothing")
 fi
+
+say "container images"
+wait "$IMAGES_PID"
+if [ "$(cat "$IMAGES_STATUS")" = 0 ]; then
+  grep '^==> ' "$IMAGES_LOG" | tail -1
+else
+  tail -30 "$IMAGES_LOG"
+  EXTRA_FAILS+=(--fail "scripts/build-images.sh failed (exit $(cat "$IMAGES_STATUS")); whole log: $IMAGES_LOG")
+fi
+rm -f "$IMAGES_STATUS"
 
 say "leftover processes"
 if ! reap; then

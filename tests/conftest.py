@@ -88,6 +88,13 @@ def pytest_configure(config):
     pgcdc_services.install_sigterm_handler()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    # Modules with tests of the container images run last, each still in one piece (their
+    # module fixtures start once): scripts/test.sh builds the images meanwhile.
+    uses_images = {it.module for it in items if "images" in getattr(it, "fixturenames", ())}
+    items.sort(key=lambda it: it.module in uses_images)
+
+
 def pytest_sessionfinish(session, exitstatus):
     for svc in reversed(list(_servers.values())):
         svc.cleanup()

@@ -5,8 +5,8 @@ server certificate it signs (CN and subjectAltName IP:127.0.0.1), and a second,
 unrelated CA that signs nothing the clients meet ("wrong CA").
 
 1. Kafka over SASL_SSL: a Kafka 4.1 of this module's own with a SASL_SSL listener
-   (PKCS12 keystore) offering SCRAM-SHA-512 (the user created at storage format time)
-   and PLAIN. pgcdc-producer (--endpos) and pgcdc-consumer (--until-end, into Redis)
+   (PKCS12 keystore) offering SCRAM-SHA-512 and -256 (the user created at storage
+   format time) and PLAIN. pgcdc-producer (--endpos) and pgcdc-consumer (--until-end, into Redis)
    both talk only to that listener, with the README's -X settings; PostgreSQL == Redis
    afterwards. SCRAM needs librdkafka 2.6.1 against Kafka 4 (librdkafka#4895): with an
    older one linked (Debian bookworm: 2.0.2) the SCRAM case checks that the broker's
@@ -22,11 +22,15 @@ unrelated CA that signs nothing the clients meet ("wrong CA").
    consumer with --es https://... --es-cacert --es-user/--es-password applies events;
    without --es-cacert it retries naming the certificate problem and commits nothing,
    so a later run with the CA brings every row; a wrong password is retried as a 401.
+4. SCRAM-SHA-256 and SCRAM-SHA-512 through the container images (Debian trixie,
+   librdkafka 2.8; tests/integration/containers.py): the case 1 xfails on a bookworm
+   host build runs the whole way into Redis.
 """
 
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +47,7 @@ from confluent_kafka.admin import AdminClient
 
 import e2e_harness as h
 import pgcdc_services
+from containers import Container, images, podman  # noqa: F401 - images is a fixture
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tlsproxy import TlsProxy  # noqa: E402
@@ -116,7 +121,8 @@ def tls_kafka(pki):
     (.sasl_ssl_bootstrap) with SCRAM-SHA-512 and PLAIN, user KAFKA_USER."""
     k = pgcdc_services.Kafka(sasl_ssl={"keystore": pki["p12"], "keystore_password": KEYSTORE_PW,
                                        "users": {KAFKA_USER: KAFKA_PW},
-                                       "mechanisms": ["SCRAM-SHA-512", "PLAIN"]})
+                                       "mechanisms": ["SCRAM-SHA-512", "SCRAM-SHA-256",
+                                                      "PLAIN"]})
     try:
         k.start()
     except pgcdc_services.ServiceError as e:
@@ -313,35 +319,35 @@ def scram_refused_by_old_librdkafka(producer, lib, kafka, pki):
 
 # --------------------------------------------------------------------------- 1. Kafka
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
-def test_kafka_sasl_ssl_producer_and_consumer_reach_redis(mechanism, tls_pg, tls_kafka,
-                                                          redis_server, pki, build_dir, tmp_path):
+def sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, ca, start, lib,
+                      before_producer_ends=None):
+    """PostgreSQL changes through the producer and the consumer, both talking only to the
+    SASL_SSL listener with `mechanism`, into Redis; Redis must equal PostgreSQL.
+    start(name, program, args) starts one binary ("producer" or "consumer")."""
     tag = "tls" + uuid.uuid4().hex[:8]
     dsn = tls_pg.dsn + " sslmode=disable"
-    prod = build_dir / "producer" / "pgcdc-producer"
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
     procs = []
     try:
         make_table(tls_pg, tag)
         end_lsn, changes = workload(dsn, tag)
         t0 = time.monotonic()
-        producer = run(f"producer {mechanism}", [
-            prod, "--pg", dsn, "--slot", tag, "--publication", tag, "--topic-prefix", tag,
+        producer = start(f"producer {mechanism}", "producer", [
+            "--pg", dsn, "--slot", tag, "--publication", tag, "--topic-prefix", tag,
             "--partitions", "2", "--brokers", tls_kafka.sasl_ssl_bootstrap, "--endpos", end_lsn]
-            + sasl_ssl_args(pki["ca"], mechanism=mechanism), tmp_path)
+            + sasl_ssl_args(ca, mechanism=mechanism))
         procs.append(producer)
-        lib = linked_librdkafka(prod)
-        if mechanism.startswith("SCRAM") and lib < SCRAM_FIXED_IN:
-            scram_refused_by_old_librdkafka(producer, lib, tls_kafka, pki)
+        if before_producer_ends:
+            before_producer_ends(producer)
         assert wait_exit(producer, 90) == 0, producer.log_tail()
         t_prod = time.monotonic() - t0
 
         t0 = time.monotonic()
-        consumer = run(f"consumer {mechanism}", [
-            build_dir / "consumer" / "pgcdc-consumer", "--brokers", tls_kafka.sasl_ssl_bootstrap,
+        consumer = start(f"consumer {mechanism}", "consumer", [
+            "--brokers", tls_kafka.sasl_ssl_bootstrap,
             "--group", tag, "--topics", f"^{tag}\\..*", "--dlq-topic", f"{tag}_dlq",
             "--redis", redis_server.url, "--redis-prefix", tag, "--until-end"]
-            + sasl_ssl_args(pki["ca"], mechanism=mechanism), tmp_path)
+            + sasl_ssl_args(ca, mechanism=mechanism))
         procs.append(consumer)
         assert wait_exit(consumer, 90) == 0, consumer.log_tail()
         t_cons = time.monotonic() - t0
@@ -360,10 +366,27 @@ def test_kafka_sasl_ssl_producer_and_consumer_reach_redis(mechanism, tls_pg, tls
               f"{len(rows)} rows equal")
     finally:
         stop_all(procs)
+        for p in procs:
+            getattr(p, "remove", lambda: None)()
         drop_pg(tls_pg, tag)
         for k in r.scan_iter(match=f"{tag}*", count=1000):
             r.delete(k)
         r.close()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_kafka_sasl_ssl_producer_and_consumer_reach_redis(mechanism, tls_pg, tls_kafka,
+                                                          redis_server, pki, build_dir, tmp_path):
+    prod = build_dir / "producer" / "pgcdc-producer"
+    lib = linked_librdkafka(prod)
+
+    def start(name, program, args):
+        return run(name, [build_dir / program / f"pgcdc-{program}", *args], tmp_path)
+
+    def old_scram(producer):
+        if mechanism.startswith("SCRAM") and lib < SCRAM_FIXED_IN:
+            scram_refused_by_old_librdkafka(producer, lib, tls_kafka, pki)
+    sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, pki["ca"], start, lib, old_scram)
 
 
 def test_kafka_wrong_ca_or_wrong_password_is_named_and_no_password_shown(
@@ -590,3 +613,162 @@ def test_es_over_https_needs_the_ca_and_loses_nothing_without_it(opensearch, tls
         stop_all(procs.values())
         proxy.stop()
         opensearch.request("DELETE", f"/{index}")
+
+
+# --------------------------------------------------------------------------- 4. the images
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_kafka_scram_through_the_images_reaches_redis(mechanism, tls_pg, tls_kafka, redis_server,
+                                                      pki, images, tmp_path):
+    """The images link Debian trixie's librdkafka (2.8), which has the SCRAM fix: what
+    the host build on bookworm (2.0.2) xfails works the whole way in the containers."""
+    out = podman("run", "--rm", images.producer, "--version").stdout
+    m = re.search(r"\(librdkafka (\d+)\.(\d+)\.(\d+)", out)
+    assert m, out
+    lib = tuple(int(x) for x in m.groups())
+    assert lib >= SCRAM_FIXED_IN, f"the image links librdkafka {lib}: {out}"
+    # Only the CA goes in, readable by the image's user (the PKI directory is 0700).
+    pub = tmp_path / "pki-public"
+    pub.mkdir()
+    pub.chmod(0o755)
+    ca = pub / "ca.pem"
+    shutil.copy(pki["ca"], ca)
+    ca.chmod(0o644)
+
+    def start(name, program, args):
+        env = {k: v for k, v in clean_env().items() if k.startswith("PGCDC_")
+               and not k.startswith("PGCDC_TEST")}
+        return Container(name, getattr(images, program), args,
+                         tmp_path / f"{name.replace(' ', '_')}.log", env=env,
+                         mounts=[(pub, pub)]).start()
+    sasl_ssl_pipeline(mechanism, tls_pg, tls_kafka, redis_server, str(ca), start, lib)
+
+
+# --------------------------------------------------------------------------- 5. Redis TLS
+
+REDIS_PW = "RedisTls-s3cret-65"
+CLIENT_KEY_PW = "ClientKey-s3cret-66"
+
+
+class TlsRedis(pgcdc_services.Redis):
+    """redis-server with a TLS port (.tls_port) that asks for a client certificate, and
+    its plain port; both need REDIS_PW."""
+
+    def __init__(self, pki):
+        super().__init__()
+        self.pki = pki
+        self.tls_port = pgcdc_services.free_port()
+
+    def _command(self):
+        argv, kw = super()._command()
+        return argv + ["--tls-port", str(self.tls_port), "--tls-cert-file", self.pki["cert"],
+                       "--tls-key-file", self.pki["key"], "--tls-ca-cert-file", self.pki["ca"],
+                       "--tls-auth-clients", "yes", "--requirepass", REDIS_PW], kw
+
+    def _ready(self):
+        try:
+            return redis.Redis(host=self.host, port=self.port, password=REDIS_PW,
+                               socket_timeout=2).ping()
+        except redis.RedisError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def tls_redis(pki):
+    r = TlsRedis(pki)
+    try:
+        r.start()
+    except pgcdc_services.ServiceError as e:
+        unavailable(f"redis-server with a TLS port could not be started: {e}")
+    yield r
+    r.cleanup()
+
+
+def test_redis_tls_through_the_consumer_image(tls_redis, tls_kafka, pki, images, build_dir,
+                                              tmp_path):
+    """rediss:// with a CA, a client certificate and its encrypted key: the consumer in
+    its image (hiredis 1.2) applies events over TLS; a wrong CA and a host name the
+    certificate does not name are each named within seconds; no password in any output.
+    The host build (bookworm's hiredis 0.14) refuses rediss:// at start in one line."""
+    tag = "rtls" + uuid.uuid4().hex[:6]
+    topic = f"{tag}.public.items"
+    # What the container may read, readable by its user (the PKI directory is 0700).
+    pub = tmp_path / "pki-public"
+    pub.mkdir()
+    pub.chmod(0o755)
+    for name in ("ca", "wrong_ca"):
+        shutil.copy(pki[name], pub / f"{name}.pem")
+    (pub / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-keyout", "client.key", "-passout", f"pass:{CLIENT_KEY_PW}", "-out", "client.csr",
+            "-subj", "/CN=pgcdc-consumer", cwd=pub)
+    openssl("x509", "-req", "-in", "client.csr", "-CA", pki["ca"],
+            "-CAkey", pki["ca"].replace(".pem", ".key"), "-CAcreateserial", "-days", "2",
+            "-extfile", "client.ext", "-out", "client.pem", cwd=pub)
+    for f in pub.iterdir():
+        f.chmod(0o644)
+    produce_events(tls_kafka.bootstrap, topic, "items", range(1, 11))
+
+    def consumer(name, host="127.0.0.1", ca="ca.pem", n=0):
+        args = ["--brokers", tls_kafka.bootstrap, "--group", f"{tag}-{n}", "--topics", topic,
+                "--redis", f"rediss://default:{REDIS_PW}@{host}:{tls_redis.tls_port}/0",
+                "--redis-prefix", tag, "--redis-cacert", pub / ca, "--redis-cert",
+                pub / "client.pem", "--redis-cert-key", pub / "client.key",
+                "--redis-cert-key-password", CLIENT_KEY_PW, "--until-end"]
+        return Container(name, images.consumer, args, tmp_path / f"{name}.log",
+                         env={"PGCDC_LOG_LEVEL": "debug"}, mounts=[(pub, pub)])
+
+    secrets = (REDIS_PW, CLIENT_KEY_PW)
+
+    def no_secret(name, text):
+        for s in secrets:
+            assert s not in text, f"{name}: a secret in the output: " + \
+                next(l for l in text.splitlines() if s in l)[:300]
+
+    r = redis.Redis(host=tls_redis.host, port=tls_redis.port, password=REDIS_PW,
+                    decode_responses=True)
+    procs = []
+    try:
+        good = consumer("redis-tls-right-ca").start()
+        procs.append(good)
+        assert wait_exit(good, 120) == 0, good.log_tail()
+        keys = sorted(r.scan_iter(match=f"{tag}:public.items:*", count=1000))
+        assert len(keys) == 10, (keys, good.log_tail())
+        assert r.hget(f"{tag}:public.items:3", "name") == "row 3"
+        no_secret(good.name, good.log())
+
+        bad = {"redis-tls-wrong-ca": (consumer("redis-tls-wrong-ca", ca="wrong_ca.pem", n=1),
+                                      ["unable to get local issuer certificate",
+                                       "self-signed certificate in certificate chain"]),
+               "redis-tls-wrong-host": (consumer("redis-tls-wrong-host", host="localhost", n=2),
+                                        ["hostname mismatch"])}
+        for p, _ in bad.values():
+            procs.append(p.start())
+        seen = wait_all_named(bad, FAIL_WITHIN_S)
+        lines = []
+        for name, (p, words) in bad.items():
+            lines.append(stopped_and_named(name, p, words, seen))
+            no_secret(name, p.log())
+        assert all("certificate verify failed" in l for l in lines), lines
+
+        # The host build, where hiredis has no TLS, says so at once.
+        exe = build_dir / "consumer" / "pgcdc-consumer"
+        host = subprocess.CompletedProcess([], 0, "", "(links hiredis_ssl: not checked)")
+        if "hiredis_ssl" not in subprocess.run(["ldd", exe], capture_output=True, text=True,
+                                               timeout=30).stdout:
+            host = subprocess.run([exe, "--redis", f"rediss://default:{REDIS_PW}@127.0.0.1:"
+                                   f"{tls_redis.tls_port}/0"], capture_output=True, text=True,
+                                  timeout=30, env=clean_env())
+            assert host.returncode == 2 and len(host.stderr.strip().splitlines()) == 1, host
+            assert "has no TLS" in host.stderr, host.stderr
+            no_secret("host build", host.stdout + host.stderr)
+        print("\nRedis over TLS through the image: 10 rows applied; " +
+              "; ".join(f"{n} named after {seen[n]:.1f} s" for n in bad) +
+              f"\n  {lines[0][:200]}\n  {lines[1][:200]}\n  host build: {host.stderr.strip()[:200]}")
+    finally:
+        stop_all(procs)
+        for p in procs:
+            p.remove()
+        for k in r.scan_iter(match=f"{tag}*", count=1000):
+            r.delete(k)
+        r.close()
