@@ -350,7 +350,11 @@ static int add_item(redis_tables *ts, int opt, const char *item, char *err, size
         goto nomem;
     switch (opt) {
     case OPT_KEY: {
-        char *dot = strchr(e->table, '.');
+        /* Both hold (a key item always names SCHEMA.TABLE); said again for the
+         * compiler's null-dereference check at -O3. */
+        char *dot = e ? strchr(e->table, '.') : NULL;
+        if (!dot)
+            goto bad;
         redis_key_template *t = NULL;
         char perr[256];
         *dot = '\0';
