@@ -80,9 +80,11 @@ const cdc_option producer_options[] = {
      .help = "pg_logical_emit_message() prefix of outbox events (JSON content, "
              "docs/outbox.md); --outbox-message-prefix= turns it off"},
     {.name = "snapshot", .env = "PGCDC_SNAPSHOT", .type = CDC_OPT_ENUM, .def = "initial",
-     .choices = "initial|never|always",
+     .choices = "initial|never|always|when-needed",
      .help = "read every published table before streaming: when this producer creates the slot "
-             "(initial, and again after a snapshot a crash interrupted), never, or on every start"},
+             "(initial, and again after a snapshot a crash interrupted), never, on every start "
+             "(always), or as initial and also when the slot is gone (when-needed: a new slot "
+             "is made; otherwise a lost slot stops the producer, docs/failover.md)"},
     {.name = "snapshot-workers", .env = "PGCDC_SNAPSHOT_WORKERS", .type = CDC_OPT_INT,
      .def = "2", .min = 1, .max = 64, .metavar = "N",
      .help = "connections reading the initial snapshot in parallel (large tables are split "
