@@ -340,22 +340,29 @@ rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int3
     return e;
 }
 
-int kafka_out_prefix_written(kafka_out *k, const char *prefix, int timeout_ms, char *topic,
-                             size_t topiclen, char *err, size_t errlen)
+static bool listed(const char *name, const char *const *names, size_t n)
 {
-    /* Every topic's metadata, not just the prefix's: asking for a topic by
-     * name would create it on a broker that auto-creates topics. */
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+int kafka_out_written(kafka_out *k, const char *const *names, size_t n, int timeout_ms,
+                      char *topic, size_t topiclen, char *err, size_t errlen)
+{
+    /* Every topic's metadata: asking for topics by name would create them
+     * on a broker that auto-creates topics. */
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 1, NULL, &md, timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         snprintf(err, errlen, "cannot list the Kafka topics: %s", rd_kafka_err2str(e));
         return -1;
     }
-    size_t plen = strlen(prefix);
     int rc = 0;
     for (int i = 0; i < md->topic_cnt && rc == 0; i++) {
         const struct rd_kafka_metadata_topic *t = &md->topics[i];
-        if (strncmp(t->topic, prefix, plen) != 0 || t->topic[plen] != '.')
+        if (!listed(t->topic, names, n))
             continue;
         for (int j = 0; j < t->partition_cnt && rc == 0; j++) {
             int64_t lo, hi;

@@ -1169,8 +1169,7 @@ static int slot_missing(producer *p, char *err, size_t errlen)
     char topic[512] = "";
     bool create = cdc_config_bool(p->cfg, "create-slot");
     if (create && !p->slot_seen) {
-        int w = kafka_out_prefix_written(p->kafka, p->prefix, TOPIC_TIMEOUT_MS, topic,
-                                         sizeof topic, err, errlen);
+        int w = snapshot_written_topic(p->snap, p->kafka, topic, sizeof topic, err, errlen);
         if (w < 0)
             return -1;
         if (w == 0)

@@ -16,8 +16,9 @@ slot_verdict slot_judge_missing(const slot_missing_facts *f, char *msg, size_t m
         snprintf(why, sizeof why, "this producer streamed from it earlier; it was dropped, "
                  "or the server is a promoted standby that did not have it");
     else if (f->written_topic)
-        snprintf(why, sizeof why, "topic %s already holds records of an earlier run; the "
-                 "slot was dropped, or the server is a promoted standby that did not have it",
+        snprintf(why, sizeof why, "topic %s of a published table already holds records of "
+                 "an earlier run; the slot was dropped, or the server is a promoted standby "
+                 "that did not have it",
                  f->written_topic);
     else if (f->create_slot)
         return SLOT_MAKE_FIRST;

@@ -827,6 +827,46 @@ static int open_topics(snapshot *s, PGconn *pg, kafka_out *kafka, char *err, siz
     return rc;
 }
 
+int snapshot_written_topic(snapshot *s, kafka_out *kafka, char *topic, size_t topiclen,
+                           char *err, size_t errlen)
+{
+    PGconn *ctl = NULL;
+    snap_table **tables = NULL;
+    int n = -1, rc = -1;
+    if (snapdb_connect(s->set.conninfo, "pgcdc-producer-snapshot", &ctl, err, errlen) < 0 ||
+        (n = snapdb_publication_tables(ctl, s->set.publication, NULL, NULL, &tables, err,
+                                       errlen)) < 0)
+        goto done;
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    if (!names) {
+        snprintf(err, errlen, "cannot list the published tables' topics: out of memory");
+        goto done;
+    }
+    rc = 0;
+    int named = 0;
+    for (; named < n && rc == 0; named++) {
+        cdc_buf t = CDC_BUF_INIT;
+        bool renamed;
+        if (cdc_topic_name(s->set.topic_prefix, tables[named]->schema, tables[named]->name, &t,
+                           &renamed) < 0) {
+            snprintf(err, errlen, "cannot name a topic: out of memory");
+            rc = -1;
+        }
+        names[named] = t.data; /* owned by names now */
+    }
+    if (rc == 0)
+        rc = kafka_out_written(kafka, names, (size_t)n, TOPIC_TIMEOUT_MS, topic, topiclen, err,
+                               errlen);
+    for (int i = 0; i < named; i++)
+        free((void *)names[i]);
+    free(names);
+done:
+    if (tables)
+        snapdb_free_tables(tables, (size_t)n);
+    PQfinish(ctl);
+    return rc;
+}
+
 int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kafka_out *kafka,
                            pgvalue_resolve_fn resolve, void *resolve_ctx, int *slot_exists,
                            uint64_t *confirmed, char *err, size_t errlen)

@@ -49,6 +49,12 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
                            pgvalue_resolve_fn resolve, void *resolve_ctx, int *slot_exists,
                            uint64_t *confirmed, char *err, size_t errlen);
 
+/* Whether the topic of some published table was written to before (by an
+ * earlier run: kafka_out_written), its name copied to topic. Returns 1, 0,
+ * or -1 with err (PostgreSQL or Kafka did not answer). */
+int snapshot_written_topic(snapshot *s, kafka_out *kafka, char *topic, size_t topiclen,
+                           char *err, size_t errlen);
+
 /* For the producer's delivery report callback: true when m is a record of
  * the snapshot (it is counted here and the caller must not look at it). */
 bool snapshot_on_delivered(snapshot *s, const rd_kafka_message_t *m);

@@ -31,7 +31,7 @@ int main(void)
 
     f = facts(true, "never", false, "shop.public.items");
     TAP_OK(slot_judge_missing(&f, msg, sizeof msg) == SLOT_REFUSE &&
-           strstr(msg, "topic shop.public.items already holds records") &&
+           strstr(msg, "topic shop.public.items of a published table already holds records") &&
            strstr(msg, "delete the topics shop.*"),
            "slot_lost_while_stopped_is_refused_by_default");
 
