@@ -27,6 +27,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "change.h"
+#include "failover.h"
 #include "flushpos.h"
 #include "heartbeat.h"
 #include "kafka_out.h"
@@ -1240,6 +1241,8 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
     }
     p->slot_seen = true;
+    failover_check(p->repl, cdc_config_str(p->cfg, "pg"), p->slot,
+                   cdc_config_bool(p->cfg, "failover-slot"));
     if (confirmed > p->flush.confirmed)
         p->flush.confirmed = confirmed;
     p->reported = p->flush.confirmed;

@@ -34,6 +34,10 @@ const cdc_option producer_options[] = {
      .def = "pgcdc", .metavar = "NAME", .help = "publication whose tables are streamed"},
     {.name = "create-slot", .env = "PGCDC_CREATE_SLOT", .type = CDC_OPT_BOOL, .def = "false",
      .help = "create the slot (plugin pgoutput) when it does not exist"},
+    {.name = "failover-slot", .env = "PGCDC_FAILOVER_SLOT", .type = CDC_OPT_BOOL, .def = "true",
+     .help = "PostgreSQL 17+: make the slot a failover slot (kept by standbys that run "
+             "sync_replication_slots=on) when it is not one; --no-failover-slot leaves it "
+             "(docs/failover.md)"},
     {.name = "create-publication", .env = "PGCDC_CREATE_PUBLICATION", .type = CDC_OPT_BOOL,
      .def = "false",
      .help = "create the publication when it does not exist (for --tables, or all tables)"},

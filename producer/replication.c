@@ -291,3 +291,25 @@ void repl_close(repl_conn *c)
         PQfinish(c->pg);
     free(c);
 }
+
+int repl_server_version(const repl_conn *c)
+{
+    return PQserverVersion(c->pg);
+}
+
+int repl_set_failover(repl_conn *c, const char *slot, char *err, size_t errlen)
+{
+    if (check_slot_name(slot, err, errlen) < 0)
+        return -1;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ALTER_REPLICATION_SLOT %s (FAILOVER true)", slot);
+    PGresult *res = PQexec(c->pg, cmd);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char what[160];
+        snprintf(what, sizeof what, "cannot make replication slot %s a failover slot", slot);
+        rc = pg_error_result(c->pg, res, what, err, errlen);
+    }
+    PQclear(res);
+    return rc;
+}

@@ -55,6 +55,13 @@ int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t err
 int repl_send_status(repl_conn *c, uint64_t write, uint64_t flush, bool reply_requested,
                      char *err, size_t errlen);
 
+/* The server's version number (170002 for 17.2). */
+int repl_server_version(const repl_conn *c);
+
+/* ALTER_REPLICATION_SLOT slot (FAILOVER true), PostgreSQL 17+: the slot is
+ * synchronized to standbys that run sync_replication_slots=on. */
+int repl_set_failover(repl_conn *c, const char *slot, char *err, size_t errlen);
+
 /* Microseconds since 2000-01-01, PostgreSQL's epoch. */
 int64_t repl_now(void);
 

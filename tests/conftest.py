@@ -132,6 +132,31 @@ def pg():
     return _server("postgresql")
 
 
+@pytest.fixture
+def pg_pair():
+    """make(major, primary_conf="", standby_conf="") starts a primary and a streaming
+    standby of that PostgreSQL version (tests/pg_pair.py) and returns both; every server
+    made is stopped and removed after the test. Unavailable versions skip (fail in CI)."""
+    import pg_pair as pairs
+    import pg_versions
+    made = []
+
+    def make(major, primary_conf="", standby_conf=""):
+        try:
+            primary = pairs.VersionedPostgres(major, conf=primary_conf)
+            made.append(primary)
+            primary.start()
+            standby = pairs.Standby(primary, conf=standby_conf)
+            made.append(standby)
+            standby.start()
+        except (pgcdc_services.ServiceError, pg_versions.VersionError) as e:
+            _unavailable(f"PostgreSQL {major} primary and standby could not be started: {e}")
+        return primary, standby
+    yield make
+    for svc in reversed(made):
+        svc.cleanup()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     return _server("redis")

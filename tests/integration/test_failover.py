@@ -1,0 +1,192 @@
+"""Failover of the producer's PostgreSQL to a standby (issue 14), on a PostgreSQL 17
+primary and standby on loopback (tests/pg_pair.py, the `pg_pair` fixture) and the
+session's Kafka.
+
+- With a failover slot (what --create-slot makes on 17+), synchronized_standby_slots on
+  the primary and sync_replication_slots on the standby, the primary is killed under a
+  workload and the standby promoted: the producer, given both hosts and
+  target_session_attrs=read-write, reconnects to the new primary and goes on from the
+  synchronized slot. Kafka then holds every change the new primary has: per row, an
+  unbroken history (insert n=0, each update n+1, the delete) ending in the row's state;
+  duplicates are allowed, gaps never.
+- Without one (--no-failover-slot), the promoted standby has no slot: the producer stops
+  and says so (docs/failover.md), and --snapshot when-needed recovers.
+"""
+
+import json
+import re
+import time
+import types
+
+from producer_harness import ProducerSetup, Workload, lsn_text, wait_for
+from test_snapshot import wait_log
+
+STANDBY_SLOTS = "synchronized_standby_slots = 'standby1'"
+
+
+def both_hosts(primary, standby):
+    return (f"host=127.0.0.1,127.0.0.1 port={primary.port},{standby.port} user=postgres "
+            "dbname=postgres target_session_attrs=read-write")
+
+
+def setup(primary, standby, kafka, build_dir, unique, tmp_path, ddl):
+    cdc = ProducerSetup(types.SimpleNamespace(dsn=both_hosts(primary, standby)), kafka,
+                        build_dir, unique, tmp_path)
+    cdc.create(ddl, reference=False, slot=False)
+    return cdc
+
+
+def standby_slot(standby, slot):
+    """(synced, temporary) of the slot on the standby, or None."""
+    out = standby.psql(f"SELECT synced, temporary FROM pg_replication_slots "
+                       f"WHERE slot_name = '{slot}'")
+    return tuple(v == "t" for v in out.split("|")) if out else None
+
+
+def fail_over(primary, standby):
+    primary.kill()
+    standby.promote()
+
+
+def histories(cdc, topic):
+    """Per id, the events of the topic in WAL order, each change once."""
+    seen, out = set(), {}
+    for r in cdc.read(topic):
+        if r.value is None:
+            continue
+        ev = r.value
+        k = (json.dumps(r.key, sort_keys=True), ev["source"]["lsn"], ev["source"]["seq"])
+        if k in seen:
+            continue
+        seen.add(k)
+        out.setdefault(r.key["id"], []).append(ev)
+    for evs in out.values():
+        evs.sort(key=lambda e: (e["source"]["lsn"], e["source"]["seq"]))
+    return out
+
+
+def check_no_gap(hist, table):
+    """Every row's history in Kafka is whole and ends where the new primary is."""
+    problems = []
+    for i in sorted(set(hist) | set(table)):
+        evs = hist.get(i, [])
+        ops = "".join(e["op"] for e in evs)
+        if not re.fullmatch(r"cu*d?", ops):
+            problems.append(f"id {i}: events {ops!r}")
+            continue
+        ns = [e["after"]["n"] for e in evs if e["op"] != "d"]
+        if ns != list(range(len(ns))):
+            problems.append(f"id {i}: n went {ns}")
+        if i in table and (ops.endswith("d") or ns[-1] != table[i]):
+            problems.append(f"id {i}: ends {ops[-1]} n={ns[-1]}, the table has n={table[i]}")
+        if i not in table and not ops.endswith("d"):
+            problems.append(f"id {i}: deleted in PostgreSQL, not in Kafka")
+    assert not problems, f"{len(problems)} rows differ: {problems[:10]}"
+
+
+def test_failover_under_load_continues_from_the_synced_slot(pg_pair, kafka, build_dir, unique,
+                                                             tmp_path):
+    primary, standby = pg_pair(17, primary_conf=STANDBY_SLOTS)
+    cdc = setup(primary, standby, kafka, build_dir, unique, tmp_path,
+                "CREATE TABLE w (id int PRIMARY KEY, n int)")
+    try:
+        proc = cdc.start("--create-slot")
+        wait_log(proc, r"streaming slot", 120, "streaming")
+        log = proc.log()
+        assert re.search(rf"failover: replication slot {cdc.slot} is now a failover slot", log), log
+        assert "failover: synchronized_standby_slots = 'standby1'" in log, log
+        assert re.search(r"failover: 1 standby\(s\) stream from this server .* 1 with "
+                         r"hot_standby_feedback=on", log), log
+
+        work = Workload(cdc.pg.dsn, cdc.schema, txns=1000000, rows=20, pause=0.01, deadline=300)
+        work.start()
+
+        def synced():
+            # The slot stays temporary on the standby until its position passes the one
+            # the standby started it at, which moves with the primary's running-xacts
+            # records (every 15 s): one now and then makes the wait shorter.
+            primary.psql("SELECT pg_log_standby_snapshot()")
+            return (standby_slot(standby, cdc.slot) == (True, False) and
+                    work.committed >= 60 and proc.poll() is None)
+        t0 = time.monotonic()
+        wait_for("the slot synced to the standby, not temporary, and 60 transactions", synced,
+                 180, interval=0.5,
+                 on_timeout=lambda: f" (slot on the standby: {standby_slot(standby, cdc.slot)}, "
+                                    f"{work.committed} transactions){proc.log_tail()}")
+        sync_s = time.monotonic() - t0
+        fail_over(primary, standby)
+        before = work.committed
+        # The promoted standby kept synchronized_standby_slots from the primary, naming a
+        # slot it does not have: decoding waits until it is emptied (docs/failover.md).
+        wait_log(proc, r"synchronized_standby_slots names standby1, which this server does "
+                 r"not have", 120, "the warning about synchronized_standby_slots")
+        standby.psql("ALTER SYSTEM SET synchronized_standby_slots = ''")
+        standby.psql("SELECT pg_reload_conf()")
+        wait_for("60 transactions on the new primary", lambda: work.committed >= before + 60 or
+                 work.error, 120)
+        work.stop()
+        work.join()
+        target = cdc.lsn()
+        wait_for("the slot on the new primary at the end of the workload",
+                 lambda: proc.poll() is None and cdc.confirmed_flush() >= target, 180,
+                 on_timeout=proc.log_tail)
+        proc.signal(2)
+        assert proc.wait(60) == 0, proc.log_tail()
+        log = proc.log()
+        assert len(re.findall(r"streaming slot", log)) >= 2, log
+        assert "is gone" not in log, log
+        table = dict(cdc.in_schema("SELECT id, n FROM w"))
+        assert len(table) > 1000
+        check_no_gap(histories(cdc, cdc.topic("w")), table)
+        print(f"\nfailover under load: {work.committed} transactions ({before} before the "
+              f"failover), {work.reconnects} workload reconnections, {len(table)} rows on the "
+              f"new primary; slot synced and persistent on the standby after {sync_s:.1f} s")
+    finally:
+        cdc.cleanup()
+
+
+def test_failover_to_a_standby_without_the_slot_stops_the_producer(pg_pair, kafka, build_dir,
+                                                                   unique, tmp_path):
+    primary, standby = pg_pair(17)
+    cdc = setup(primary, standby, kafka, build_dir, unique, tmp_path,
+                "CREATE TABLE items (id int PRIMARY KEY, v text)")
+    try:
+        cdc.in_schema("INSERT INTO items SELECT g, 'first' FROM generate_series(1, 10) g")
+        proc = cdc.start("--create-slot", "--no-failover-slot")
+        wait_log(proc, r"streaming slot", 120, "streaming")
+        assert re.search(rf"replication slot {cdc.slot} is not a failover slot", proc.log())
+        cdc.in_schema("UPDATE items SET v = 'streamed' WHERE id <= 3")
+        wait_for("the update confirmed", lambda: cdc.confirmed_flush() >= cdc.lsn(), 60,
+                 on_timeout=proc.log_tail)
+        # Wait for the standby to have what the producer has: nothing is lost in the
+        # promotion itself, so what the new primary lacks is only the slot.
+        target = cdc.lsn()
+        wait_for("the standby caught up", lambda: standby.psql(
+            f"SELECT pg_last_wal_replay_lsn() >= '{lsn_text(target)}'") == "t", 60)
+        fail_over(primary, standby)
+        cdc.in_schema("UPDATE items SET v = 'after the failover' WHERE id >= 8")
+        rc = proc.wait(120)
+        log = proc.log()
+        assert rc == 1, f"exited {rc}{proc.log_tail()}"
+        assert re.search(rf"replication slot {cdc.slot} is gone \(this producer streamed from "
+                         r"it earlier; it was dropped, or the server is a promoted standby", log)
+        assert standby_slot(standby, cdc.slot) is None, "the producer made a new slot"
+
+        again = cdc.start("--create-slot", "--snapshot", "when-needed")
+        wait_log(again, r"--snapshot when-needed makes a new slot", 120, "the new slot")
+        wait_log(again, r"streaming slot", 120, "streaming")
+        target = cdc.lsn()
+        wait_for("caught up", lambda: again.poll() is None and cdc.confirmed_flush() >= target,
+                 120, on_timeout=again.log_tail)
+        again.signal(2)
+        assert again.wait(60) == 0, again.log_tail()
+        best = {}
+        for r in cdc.read(cdc.topic("items")):
+            v = r.value
+            if v and (r.key["id"] not in best or
+                      v["source"]["lsn"] >= best[r.key["id"]]["source"]["lsn"]):
+                best[r.key["id"]] = v
+        assert {k: v["after"]["v"] for k, v in best.items()} == \
+            dict(cdc.in_schema("SELECT id, v FROM items"))
+    finally:
+        cdc.cleanup()
