@@ -29,6 +29,10 @@ Fixtures (all session-scoped unless noted; each server starts on first use, on a
                    librdkafka program tests/tools/kafka_tail.c (built in build_dir).
     unique         (function scope) a short name unique to the test, for topics,
                    slots, indices and keys.
+    pg_pair        (function scope) make(major, primary_conf="", standby_conf="") ->
+                   (primary, standby): PostgreSQL of that version (tests/pg_versions.py),
+                   the standby streaming from it (tests/pg_pair.py; standby.promote());
+                   both removed after the test.
 
 Every server object also has start(), stop(), kill(), restart() (same port and data
 directory, for fault tests), .external (True when it came from PGCDC_TEST_*; such a
