@@ -1231,9 +1231,10 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         return start_failed(p, rc);
     /* When an initial snapshot is due it creates the slot and reads every
      * table before anything is streamed (snapshot.c). */
-    if (snapshot_before_stream(p->snap, p->repl, p->dbname, p->kafka, catalog_resolve_type,
-                               p->cat, &exists, &confirmed, err, errlen) < 0)
-        return -1;
+    if ((rc = snapshot_before_stream(p->snap, p->repl, p->dbname, p->kafka,
+                                     catalog_resolve_type, p->cat, &exists, &confirmed, err,
+                                     errlen)) < 0)
+        return start_failed(p, rc);
     if (!exists) {
         if ((rc = repl_create_slot(p->repl, p->slot, err, errlen)) < 0)
             return start_failed(p, rc);

@@ -827,6 +827,32 @@ static int open_topics(snapshot *s, PGconn *pg, kafka_out *kafka, char *err, siz
     return rc;
 }
 
+/* A standby (PostgreSQL 16+ decodes there) cannot show which transactions
+ * hold an id (pg_current_xact_id() is refused in recovery, and a standby's
+ * pg_current_snapshot() leaves out running transactions above the newest
+ * completed one), so the wait that makes P a safe version cannot be done
+ * there: refused at once, before a slot or marker is made, with the
+ * alternative (docs/failover.md). Returns 0 on a primary, PG_PERMANENT
+ * with err on a standby, -1 with err when the question fails. */
+static int refuse_on_standby(snapshot *s, PGconn *ctl, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(ctl, "SELECT pg_is_in_recovery()");
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error_format(ctl, "cannot ask whether the server is a standby", err, errlen);
+        rc = -1;
+    } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+        snprintf(err, errlen, "an initial snapshot (--snapshot %s) cannot be read on a standby: "
+                 "it must wait for every transaction that has an id, which a standby cannot "
+                 "tell. Run with --snapshot never to make slot %s here and stream only the "
+                 "changes made from then on, or point --pg at the primary for the snapshot "
+                 "(docs/failover.md)", s->set.mode, s->set.slot);
+        rc = PG_PERMANENT;
+    }
+    PQclear(res);
+    return rc;
+}
+
 int snapshot_written_topic(snapshot *s, kafka_out *kafka, char *topic, size_t topiclen,
                            char *err, size_t errlen)
 {
@@ -896,6 +922,9 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
         rc = 0;
         goto done;
     }
+    if ((rc = refuse_on_standby(s, ctl, err, errlen)) != 0)
+        goto done;
+    rc = -1;
     if (open_topics(s, ctl, kafka, err, errlen) < 0 ||
         snapdb_marker_create(ctl, marker, err, errlen) < 0)
         goto done;

@@ -44,7 +44,8 @@ void snapshot_free(snapshot *s);
  * through kafka_out_poll: the producer's callback must hand them to
  * snapshot_on_delivered first. resolve maps user types (catalog).
  * Returns 0, or -1 with err (the snapshot is then due again on the next
- * connection). A stop request (SIGTERM) ends it with -1 too. */
+ * connection), or PG_PERMANENT when it can never be taken here (a standby).
+ * A stop request (SIGTERM) ends it with -1 too. */
 int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kafka_out *kafka,
                            pgvalue_resolve_fn resolve, void *resolve_ctx, int *slot_exists,
                            uint64_t *confirmed, char *err, size_t errlen);

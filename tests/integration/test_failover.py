@@ -18,7 +18,7 @@ import re
 import time
 import types
 
-from producer_harness import ProducerSetup, Workload, lsn_text, wait_for
+from producer_harness import ProducerProcess, ProducerSetup, Workload, lsn_text, wait_for
 from test_snapshot import wait_log
 
 STANDBY_SLOTS = "synchronized_standby_slots = 'standby1'"
@@ -188,5 +188,71 @@ def test_failover_to_a_standby_without_the_slot_stops_the_producer(pg_pair, kafk
                 best[r.key["id"]] = v
         assert {k: v["after"]["v"] for k, v in best.items()} == \
             dict(cdc.in_schema("SELECT id, v FROM items"))
+    finally:
+        cdc.cleanup()
+
+
+def start_on(cdc, dsn, *extra):
+    """cdc.start, the producer connected to `dsn` instead."""
+    args = cdc.producer_args(*extra)
+    args[args.index("--pg") + 1] = dsn
+    log = cdc.tmp_path / f"producer-{len(cdc.runs)}.log"
+    proc = ProducerProcess(cdc.exe, args, log)
+    cdc.runs.append(proc)
+    return proc
+
+
+def test_decoding_from_a_standby_then_promoted(pg_pair, kafka, build_dir, unique, tmp_path):
+    primary, standby = pg_pair(16)
+    # The publication is made on the primary; the producer reads the standby.
+    cdc = setup(primary, standby, kafka, build_dir, unique, tmp_path,
+                "CREATE TABLE items (id int PRIMARY KEY, v text)")
+    try:
+        cdc.in_schema("INSERT INTO items SELECT g, 'before' FROM generate_series(1, 5) g")
+        refused = start_on(cdc, standby.dsn, "--create-slot")
+        assert refused.wait(60) == 1, refused.log_tail()
+        assert re.search(r"an initial snapshot \(--snapshot initial\) cannot be read on a "
+                         r"standby.*--snapshot never", refused.log()), refused.log_tail()
+        assert standby.psql("SELECT count(*) FROM pg_replication_slots") == "0", \
+            "a slot or marker was left on the standby"
+
+        proc = start_on(cdc, standby.dsn, "--create-slot", "--snapshot", "never")
+
+        def streaming():
+            # A slot on a standby waits for a running-transactions record of the primary.
+            primary.psql("SELECT pg_log_standby_snapshot()")
+            if proc.poll() is not None:
+                raise AssertionError(f"the producer exited {proc.returncode}{proc.log_tail()}")
+            return "streaming slot" in proc.log()
+        wait_for("the producer streaming from the standby", streaming, 120, interval=0.5)
+        cdc.in_schema("INSERT INTO items SELECT g, 'on the primary' FROM generate_series(6, 15) g",
+                      "UPDATE items SET v = 'updated on the primary' WHERE id <= 3",
+                      "DELETE FROM items WHERE id = 4")
+        target = lsn_text(cdc.lsn())
+        standby_confirmed = (f"SELECT coalesce(bool_and(confirmed_flush_lsn >= '{target}'), false) "
+                             f"FROM pg_replication_slots WHERE slot_name = '{cdc.slot}'")
+        wait_for("the standby's slot past the primary's changes",
+                 lambda: standby.psql(standby_confirmed) == "t", 120, on_timeout=proc.log_tail)
+
+        primary.stop()
+        standby.promote()
+        cdc.in_schema("INSERT INTO items SELECT g, 'on the new primary' FROM "
+                      "generate_series(16, 20) g",
+                      "UPDATE items SET v = 'updated on the new primary' WHERE id = 5")
+        target = cdc.lsn()
+        wait_for("the slot past the new primary's changes",
+                 lambda: proc.poll() is None and cdc.confirmed_flush() >= target, 120,
+                 on_timeout=proc.log_tail)
+        proc.signal(2)
+        assert proc.wait(60) == 0, proc.log_tail()
+        best = {}
+        for r in cdc.read(cdc.topic("items")):
+            v = r.value
+            if v and (r.key["id"] not in best or
+                      v["source"]["lsn"] >= best[r.key["id"]]["source"]["lsn"]):
+                best[r.key["id"]] = v
+        state = {k: v["after"]["v"] for k, v in best.items() if v["op"] != "d"}
+        assert state == dict(cdc.in_schema("SELECT id, v FROM items"))
+        assert best[4]["op"] == "d"
     finally:
         cdc.cleanup()
