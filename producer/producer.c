@@ -468,7 +468,9 @@ static bool status_due(const producer *p)
 static void send_status(producer *p, bool reply_requested)
 {
     char err[512];
-    if (p->repl && repl_send_status(p->repl, p->received > p->flush.confirmed ? p->received
+    /* Only a started stream takes status updates (not a connection still
+     * being set up, e.g. while a lost slot is made again). */
+    if (p->in_stream && repl_send_status(p->repl, p->received > p->flush.confirmed ? p->received
                                                                               : p->flush.confirmed,
                                     p->flush.confirmed, reply_requested, err, sizeof err) < 0) {
         fail(p, STOP_RECONNECT, "%s", err);

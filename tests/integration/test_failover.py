@@ -8,7 +8,8 @@ session's Kafka.
   target_session_attrs=read-write, reconnects to the new primary and goes on from the
   synchronized slot. Kafka then holds every change the new primary has: per row, an
   unbroken history (insert n=0, each update n+1, the delete) ending in the row's state;
-  duplicates are allowed, gaps never.
+  duplicates are allowed, gaps never; and the Redis sink pgcdc-consumer builds from Kafka
+  equals the new primary.
 - Without one (--no-failover-slot), the promoted standby has no slot: the producer stops
   and says so (docs/failover.md), and --snapshot when-needed recovers.
 """
@@ -18,7 +19,9 @@ import re
 import time
 import types
 
+from consumer_helpers import consumers, dump, rc  # noqa: F401
 from producer_harness import ProducerProcess, ProducerSetup, Workload, lsn_text, wait_for
+from test_slot_lost import kafka_state
 from test_snapshot import wait_log
 
 STANDBY_SLOTS = "synchronized_standby_slots = 'standby1'"
@@ -46,6 +49,17 @@ def standby_slot(standby, slot):
 def fail_over(primary, standby):
     primary.kill()
     standby.promote()
+
+
+def stop_caught_up(cdc, proc, timeout=180):
+    """Waits until the slot (on whichever server is primary) has confirmed everything
+    written so far, then SIGINT: the producer must exit 0."""
+    target = cdc.lsn()
+    wait_for(f"the slot at {lsn_text(target)}",
+             lambda: proc.poll() is None and cdc.confirmed_flush() >= target, timeout,
+             on_timeout=proc.log_tail)
+    proc.signal(2)
+    assert proc.wait(60) == 0, proc.log_tail()
 
 
 def histories(cdc, topic):
@@ -85,7 +99,8 @@ def check_no_gap(hist, table):
 
 
 def test_failover_under_load_continues_from_the_synced_slot(pg_pair, kafka, build_dir, unique,
-                                                             tmp_path):
+                                                             tmp_path, consumers, redis_server,
+                                                             rc):
     primary, standby = pg_pair(17, primary_conf=STANDBY_SLOTS)
     cdc = setup(primary, standby, kafka, build_dir, unique, tmp_path,
                 "CREATE TABLE w (id int PRIMARY KEY, n int)")
@@ -126,18 +141,21 @@ def test_failover_under_load_continues_from_the_synced_slot(pg_pair, kafka, buil
                  work.error, 120)
         work.stop()
         work.join()
-        target = cdc.lsn()
-        wait_for("the slot on the new primary at the end of the workload",
-                 lambda: proc.poll() is None and cdc.confirmed_flush() >= target, 180,
-                 on_timeout=proc.log_tail)
-        proc.signal(2)
-        assert proc.wait(60) == 0, proc.log_tail()
+        stop_caught_up(cdc, proc)
         log = proc.log()
         assert len(re.findall(r"streaming slot", log)) >= 2, log
         assert "is gone" not in log, log
         table = dict(cdc.in_schema("SELECT id, n FROM w"))
         assert len(table) > 1000
         check_no_gap(histories(cdc, cdc.topic("w")), table)
+        # And a sink built from Kafka (Redis, applying by version) equals the new primary.
+        consumers.run("--topics", f"^{cdc.prefix}\\..*", "--group", f"g{unique}", "--redis",
+                      redis_server.url, "--redis-prefix", unique, "--dlq-topic",
+                      f"{cdc.prefix}.dlq", timeout=180)
+        rows = dump(rc, f"{unique}:{cdc.schema}.w:*")
+        sink = {int(k.decode().rsplit(":", 1)[1]): int(v[b"n"]) for k, (_, v, _) in rows.items()}
+        assert sink == table, (f"{len(set(sink.items()) ^ set(table.items()))} rows differ, "
+                               f"e.g. {sorted(set(sink.items()) ^ set(table.items()))[:5]}")
         print(f"\nfailover under load: {work.committed} transactions ({before} before the "
               f"failover), {work.reconnects} workload reconnections, {len(table)} rows on the "
               f"new primary; slot synced and persistent on the standby after {sync_s:.1f} s")
@@ -175,19 +193,8 @@ def test_failover_to_a_standby_without_the_slot_stops_the_producer(pg_pair, kafk
         again = cdc.start("--create-slot", "--snapshot", "when-needed")
         wait_log(again, r"--snapshot when-needed makes a new slot", 120, "the new slot")
         wait_log(again, r"streaming slot", 120, "streaming")
-        target = cdc.lsn()
-        wait_for("caught up", lambda: again.poll() is None and cdc.confirmed_flush() >= target,
-                 120, on_timeout=again.log_tail)
-        again.signal(2)
-        assert again.wait(60) == 0, again.log_tail()
-        best = {}
-        for r in cdc.read(cdc.topic("items")):
-            v = r.value
-            if v and (r.key["id"] not in best or
-                      v["source"]["lsn"] >= best[r.key["id"]]["source"]["lsn"]):
-                best[r.key["id"]] = v
-        assert {k: v["after"]["v"] for k, v in best.items()} == \
-            dict(cdc.in_schema("SELECT id, v FROM items"))
+        stop_caught_up(cdc, again)
+        assert kafka_state(cdc) == dict(cdc.in_schema("SELECT id, v FROM items"))
     finally:
         cdc.cleanup()
 
@@ -239,20 +246,9 @@ def test_decoding_from_a_standby_then_promoted(pg_pair, kafka, build_dir, unique
         cdc.in_schema("INSERT INTO items SELECT g, 'on the new primary' FROM "
                       "generate_series(16, 20) g",
                       "UPDATE items SET v = 'updated on the new primary' WHERE id = 5")
-        target = cdc.lsn()
-        wait_for("the slot past the new primary's changes",
-                 lambda: proc.poll() is None and cdc.confirmed_flush() >= target, 120,
-                 on_timeout=proc.log_tail)
-        proc.signal(2)
-        assert proc.wait(60) == 0, proc.log_tail()
-        best = {}
-        for r in cdc.read(cdc.topic("items")):
-            v = r.value
-            if v and (r.key["id"] not in best or
-                      v["source"]["lsn"] >= best[r.key["id"]]["source"]["lsn"]):
-                best[r.key["id"]] = v
-        state = {k: v["after"]["v"] for k, v in best.items() if v["op"] != "d"}
+        stop_caught_up(cdc, proc)
+        state = kafka_state(cdc)
         assert state == dict(cdc.in_schema("SELECT id, v FROM items"))
-        assert best[4]["op"] == "d"
+        assert 4 not in state and state[5] == "updated on the new primary"
     finally:
         cdc.cleanup()
