@@ -91,8 +91,9 @@ static void check_standby_slots(PGconn *pg, const char *setting)
 }
 
 /* Physical standbys streaming from here (logical walsenders, ours and
- * others', left out) and how many send hot_standby_feedback. */
-static void check_standbys(PGconn *pg, const char *slot)
+ * others', left out) and how many send hot_standby_feedback. Returns their
+ * number, or -1 when it cannot be read. */
+static int check_standbys(PGconn *pg, const char *slot, bool quiet_if_none)
 {
     PGresult *res = one_row(pg,
         "SELECT count(*), count(coalesce(r.backend_xmin, s.xmin)), "
@@ -101,9 +102,12 @@ static void check_standbys(PGconn *pg, const char *slot)
         "WHERE r.state IN ('streaming', 'catchup') AND coalesce(s.slot_type, '') <> 'logical'",
         NULL);
     if (!res)
-        return;
+        return -1;
     int n = atoi(PQgetvalue(res, 0, 0)), feedback = atoi(PQgetvalue(res, 0, 1));
-    if (n == 0)
+    if (n == 0 && quiet_if_none)
+        cdc_log_info("failover: no standby streams from this server and "
+                     "synchronized_standby_slots is empty: nothing to fail over to (" DOC ")");
+    else if (n == 0)
         cdc_log_warn("failover: no standby streams from this server (or this role may not see "
                      "pg_stat_replication: pg_monitor): nothing to fail over to");
     else
@@ -116,6 +120,7 @@ static void check_standbys(PGconn *pg, const char *slot)
         cdc_log_warn("failover: %d standby(s) without hot_standby_feedback=on: slot "
                      "synchronization needs it", n - feedback);
     PQclear(res);
+    return n;
 }
 
 void failover_check(repl_conn *repl, const char *conninfo, const char *slot, bool make_failover)
@@ -143,9 +148,11 @@ void failover_check(repl_conn *repl, const char *conninfo, const char *slot, boo
         cdc_log_info("failover: this server is a standby: the slot cannot be a failover slot, "
                      "and a standby's slots are not synchronized further (" DOC ")");
     } else {
+        /* A server without standbys gets one line, not a warning per setting. */
+        const char *standby_slots = PQgetvalue(res, 0, 1);
         check_slot(repl, slot, strcmp(PQgetvalue(res, 0, 2), "t") == 0, make_failover);
-        check_standby_slots(pg, PQgetvalue(res, 0, 1));
-        check_standbys(pg, slot);
+        if (check_standbys(pg, slot, !*standby_slots) != 0 || *standby_slots)
+            check_standby_slots(pg, standby_slots);
     }
     PQclear(res);
 done:
