@@ -39,6 +39,12 @@ int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamele
  * already exists, -1 on error. */
 int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen);
 
+/* repl_create_slot with EXPORT_SNAPSHOT: snapname gets the snapshot of the
+ * slot's consistent point, which other connections can import (SET
+ * TRANSACTION SNAPSHOT) until c runs its next command. */
+int repl_create_slot_exported(repl_conn *c, const char *slot, char *snapname, size_t snaplen,
+                              char *err, size_t errlen);
+
 /* START_REPLICATION SLOT slot LOGICAL startpos with protocol 1, the
  * publication and logical messages on. */
 int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,

@@ -22,7 +22,7 @@ import types
 from consumer_helpers import consumers, dump, rc  # noqa: F401
 from producer_harness import ProducerProcess, ProducerSetup, Workload, lsn_text, wait_for
 from test_slot_lost import kafka_state
-from test_snapshot import wait_log
+from test_snapshot import BIG_DDL, SlowWriters, check_topic, pg_rows, slot_position, wait_log
 
 STANDBY_SLOTS = "synchronized_standby_slots = 'standby1'"
 
@@ -214,16 +214,16 @@ def test_decoding_from_a_standby_then_promoted(pg_pair, kafka, build_dir, unique
     # The publication is made on the primary; the producer reads the standby.
     cdc = setup(primary, standby, kafka, build_dir, unique, tmp_path,
                 "CREATE TABLE items (id int PRIMARY KEY, v text)")
+    cdc.in_schema(BIG_DDL, "INSERT INTO big SELECT g, 0, 'v', 0, now() FROM "
+                  "generate_series(1, 200) g")
+    # Transactions that update a row, sleep, update another and commit: some are writing
+    # when the slot reaches its consistent point, and commit after it with a change below
+    # it, which must win over the snapshot row (rows are versioned below restart_lsn).
+    slow = SlowWriters(primary.dsn, cdc.schema, 200, threads=3, sleep=0.1)
     try:
         cdc.in_schema("INSERT INTO items SELECT g, 'before' FROM generate_series(1, 5) g")
-        refused = start_on(cdc, standby.dsn, "--create-slot")
-        assert refused.wait(60) == 1, refused.log_tail()
-        assert re.search(r"an initial snapshot \(--snapshot initial\) cannot be read on a "
-                         r"standby.*--snapshot never", refused.log()), refused.log_tail()
-        assert standby.psql("SELECT count(*) FROM pg_replication_slots") == "0", \
-            "a slot or marker was left on the standby"
-
-        proc = start_on(cdc, standby.dsn, "--create-slot", "--snapshot", "never")
+        slow.start()
+        proc = start_on(cdc, standby.dsn, "--create-slot")
 
         def streaming():
             # A slot on a standby waits for a running-transactions record of the primary.
@@ -231,7 +231,11 @@ def test_decoding_from_a_standby_then_promoted(pg_pair, kafka, build_dir, unique
             if proc.poll() is not None:
                 raise AssertionError(f"the producer exited {proc.returncode}{proc.log_tail()}")
             return "streaming slot" in proc.log()
-        wait_for("the producer streaming from the standby", streaming, 120, interval=0.5)
+        wait_for("the initial snapshot on the standby, then streaming", streaming, 120,
+                 interval=0.5)
+        assert re.search(r"snapshot of \S+\.items read: 5 rows", proc.log()), proc.log_tail()
+        consistent = slot_position(proc.log())
+        slow.stop()
         cdc.in_schema("INSERT INTO items SELECT g, 'on the primary' FROM generate_series(6, 15) g",
                       "UPDATE items SET v = 'updated on the primary' WHERE id <= 3",
                       "DELETE FROM items WHERE id = 4")
@@ -240,7 +244,16 @@ def test_decoding_from_a_standby_then_promoted(pg_pair, kafka, build_dir, unique
                              f"FROM pg_replication_slots WHERE slot_name = '{cdc.slot}'")
         wait_for("the standby's slot past the primary's changes",
                  lambda: standby.psql(standby_confirmed) == "t", 120, on_timeout=proc.log_tail)
+        proc.signal(2)
+        assert proc.wait(60) == 0, proc.log_tail()
 
+        # Reading the tables again needs a snapshot of the slot's own: refused at once.
+        again = start_on(cdc, standby.dsn, "--snapshot", "always")
+        assert again.wait(60) == 1, again.log_tail()
+        assert "--snapshot always cannot read the tables again on a standby" in again.log()
+
+        proc = start_on(cdc, standby.dsn, "--create-slot")
+        wait_log(proc, r"streaming slot", 60, "streaming again")
         primary.stop()
         standby.promote()
         cdc.in_schema("INSERT INTO items SELECT g, 'on the new primary' FROM "
@@ -250,5 +263,14 @@ def test_decoding_from_a_standby_then_promoted(pg_pair, kafka, build_dir, unique
         state = kafka_state(cdc)
         assert state == dict(cdc.in_schema("SELECT id, v FROM items"))
         assert 4 not in state and state[5] == "updated on the new primary"
+        counts = check_topic(cdc, cdc.topic("big"), pg_rows(cdc), ordered=False)
+        assert counts["r"] == 200, counts
+        # Some slow writer was writing at the consistent point P, else this shows nothing.
+        below_p = [r for r in cdc.read(cdc.topic("big"))
+                   if r.value and r.value["op"] == "u" and r.lsn < consistent]
+        assert below_p, "no streamed change below the consistent point"
+        snap = [r.value for r in cdc.read(cdc.topic("items")) if r.value and r.value["op"] == "r"]
+        assert sorted(e["after"]["id"] for e in snap) == [1, 2, 3, 4, 5]
     finally:
+        slow._stop_flag.set()
         cdc.cleanup()

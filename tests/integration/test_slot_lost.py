@@ -17,18 +17,18 @@ from test_snapshot import catch_up_and_stop, wait_log
 DDL = "CREATE TABLE items (id int PRIMARY KEY, v text)"
 
 
-def kafka_state(cdc):
-    """The state a version-applying sink builds from the topic: per key, the event of
-    the highest (source.lsn, seq) wins; a delete removes the row."""
+def kafka_state(cdc, table="items", column="v"):
+    """The state a version-applying sink builds from the table's topic: per key, the
+    event of the highest (source.lsn, seq) wins; a delete removes the row. {id: column}"""
     best = {}
-    for r in cdc.read(cdc.topic("items")):
+    for r in cdc.read(cdc.topic(table)):
         if r.value is None:
             continue
         k = json.dumps(r.key, sort_keys=True)
         version = (r.value["source"]["lsn"], r.value["source"]["seq"])
         if k not in best or version >= best[k][0]:
             best[k] = (version, r.value)
-    return {json.loads(k)["id"]: ev["after"]["v"] for k, (_, ev) in best.items()
+    return {json.loads(k)["id"]: ev["after"][column] for k, (_, ev) in best.items()
             if ev["op"] != "d"}
 
 
