@@ -347,6 +347,48 @@ rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int3
     return e;
 }
 
+static bool listed(const char *name, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+int kafka_out_written(kafka_out *k, const char *const *names, size_t n, int timeout_ms,
+                      char *topic, size_t topiclen, char *err, size_t errlen)
+{
+    /* Every topic's metadata: asking for topics by name would create them
+     * on a broker that auto-creates topics. */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 1, NULL, &md, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "cannot list the Kafka topics: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < md->topic_cnt && rc == 0; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (!listed(t->topic, names, n))
+            continue;
+        for (int j = 0; j < t->partition_cnt && rc == 0; j++) {
+            int64_t lo, hi;
+            e = rd_kafka_query_watermark_offsets(k->rk, t->topic, t->partitions[j].id, &lo, &hi,
+                                                 timeout_ms);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                snprintf(err, errlen, "cannot read the offsets of topic %s partition %d: %s",
+                         t->topic, t->partitions[j].id, rd_kafka_err2str(e));
+                rc = -1;
+            } else if (hi > 0) {
+                snprintf(topic, topiclen, "%s", t->topic);
+                rc = 1;
+            }
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
 void kafka_out_purge(kafka_out *k, int timeout_ms)
 {
     if (!k)

@@ -59,6 +59,13 @@ rd_kafka_resp_err_t kafka_out_produce_headers(kafka_out *k, kafka_topic *t, int3
                                               const kafka_out_header *hdrs, size_t nhdrs,
                                               void *opaque);
 
+/* Whether one of the topics `names` was written to before (a high
+ * watermark above 0 in some partition, whatever retention removed since):
+ * its name is copied to topic. Returns 1, 0 when none was (or none
+ * exists), -1 with err when the cluster did not answer within timeout_ms. */
+int kafka_out_written(kafka_out *k, const char *const *names, size_t n, int timeout_ms,
+                      char *topic, size_t topiclen, char *err, size_t errlen);
+
 /* Gives up on every record not yet acknowledged, for a producer about to
  * be destroyed: each comes back through the delivery callback with
  * RD_KAFKA_RESP_ERR__PURGE_QUEUE or __PURGE_INFLIGHT (served here, for up

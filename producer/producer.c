@@ -27,6 +27,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "change.h"
+#include "failover.h"
 #include "flushpos.h"
 #include "heartbeat.h"
 #include "kafka_out.h"
@@ -36,6 +37,7 @@
 #include "relcache.h"
 #include "replication.h"
 #include "resnapshot.h"
+#include "slot.h"
 #include "snapshot.h"
 
 #define PG_EPOCH_MS 946684800000LL
@@ -145,6 +147,7 @@ typedef struct producer {
     char stop_err[1024];
     bool streamed;            /* a stream was started once: there is a position to report */
     bool in_stream;           /* p->repl is streaming (status updates may be sent) */
+    bool slot_seen;           /* the slot existed (or was made) at an earlier connection */
 
     uint64_t changes;
     uint64_t keyless;         /* of them without a record key: sinks skip these */
@@ -465,7 +468,9 @@ static bool status_due(const producer *p)
 static void send_status(producer *p, bool reply_requested)
 {
     char err[512];
-    if (p->repl && repl_send_status(p->repl, p->received > p->flush.confirmed ? p->received
+    /* Only a started stream takes status updates (not a connection still
+     * being set up, e.g. while a lost slot is made again). */
+    if (p->in_stream && repl_send_status(p->repl, p->received > p->flush.confirmed ? p->received
                                                                               : p->flush.confirmed,
                                     p->flush.confirmed, reply_requested, err, sizeof err) < 0) {
         fail(p, STOP_RECONNECT, "%s", err);
@@ -1159,6 +1164,48 @@ static int start_failed(producer *p, int rc)
     return -1;
 }
 
+/* The slot is not on the server: made for the first time, made again
+ * (--snapshot when-needed, after everything of the old one is in Kafka,
+ * with a new flush position), or refused (slot.h). Returns 0 to go on. */
+static int slot_missing(producer *p, char *err, size_t errlen)
+{
+    char topic[512] = "";
+    bool create = cdc_config_bool(p->cfg, "create-slot");
+    if (create && !p->slot_seen) {
+        int w = snapshot_written_topic(p->snap, p->kafka, topic, sizeof topic, err, errlen);
+        if (w < 0)
+            return -1;
+        if (w == 0)
+            topic[0] = '\0';
+    }
+    slot_missing_facts facts = {
+        .slot = p->slot,
+        .snapshot_mode = cdc_config_str(p->cfg, "snapshot"),
+        .topic_prefix = p->prefix,
+        .create_slot = create,
+        .seen = p->slot_seen,
+        .written_topic = topic[0] ? topic : NULL,
+    };
+    slot_verdict v = slot_judge_missing(&facts, err, errlen);
+    if (v == SLOT_REFUSE)
+        return PG_PERMANENT;
+    if (v == SLOT_MAKE_FIRST)
+        return 0;
+    cdc_log_warn("%s", err);
+    /* The old slot's transactions must not confirm anything of the new
+     * one, whose positions may be lower (a promoted standby). */
+    drain(p, SHUTDOWN_FLUSH_MS);
+    if (p->flush.outstanding > 0) {
+        snprintf(err, errlen, "waiting for Kafka to acknowledge %" PRIu64 " records of the lost "
+                 "slot %s before making a new one", p->flush.outstanding, p->slot);
+        return -1;
+    }
+    flushpos_free(&p->flush);
+    flushpos_init(&p->flush, 0);
+    p->reported = p->received = p->server_wal_end = 0;
+    return 0;
+}
+
 static int connect_and_start(producer *p, char *err, size_t errlen)
 {
     int rc;
@@ -1182,26 +1229,33 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
     int exists = catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
     if (exists < 0)
         return start_failed(p, exists);
+    if (!exists && (rc = slot_missing(p, err, errlen)) < 0)
+        return start_failed(p, rc);
     /* When an initial snapshot is due it creates the slot and reads every
      * table before anything is streamed (snapshot.c). */
-    if (snapshot_before_stream(p->snap, p->repl, p->dbname, p->kafka, catalog_resolve_type,
-                               p->cat, &exists, &confirmed, err, errlen) < 0)
-        return -1;
+    if ((rc = snapshot_before_stream(p->snap, p->repl, p->dbname, p->kafka,
+                                     catalog_resolve_type, p->cat, &exists, &confirmed, err,
+                                     errlen)) < 0)
+        return start_failed(p, rc);
     if (!exists) {
-        if (!cdc_config_bool(p->cfg, "create-slot")) {
-            snprintf(err, errlen, "replication slot %s does not exist (use --create-slot)", p->slot);
-            return start_failed(p, PG_PERMANENT);
-        }
         if ((rc = repl_create_slot(p->repl, p->slot, err, errlen)) < 0)
             return start_failed(p, rc);
         cdc_log_info("created replication slot %s", p->slot);
         catalog_slot(p->cat, p->slot, &confirmed, err, errlen);
     }
+    p->slot_seen = true;
+    failover_check(p->repl, cdc_config_str(p->cfg, "pg"), p->slot,
+                   cdc_config_bool(p->cfg, "failover-slot"));
     if (confirmed > p->flush.confirmed)
         p->flush.confirmed = confirmed;
     p->reported = p->flush.confirmed;
-    if ((rc = repl_start(p->repl, p->slot, p->publication, 0, err, errlen)) < 0)
+    if ((rc = repl_start(p->repl, p->slot, p->publication, 0, err, errlen)) < 0) {
+        /* Dropped since it was looked up: the next attempt judges that. */
+        char lerr[256];
+        if (rc == PG_PERMANENT && catalog_slot(p->cat, p->slot, &confirmed, lerr, sizeof lerr) == 0)
+            rc = -1;
         return start_failed(p, rc);
+    }
     char lsn[CDC_LSN_BUFSZ];
     cdc_metrics_set_ready(true);
     p->streamed = p->in_stream = true;

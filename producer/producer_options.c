@@ -34,6 +34,10 @@ const cdc_option producer_options[] = {
      .def = "pgcdc", .metavar = "NAME", .help = "publication whose tables are streamed"},
     {.name = "create-slot", .env = "PGCDC_CREATE_SLOT", .type = CDC_OPT_BOOL, .def = "false",
      .help = "create the slot (plugin pgoutput) when it does not exist"},
+    {.name = "failover-slot", .env = "PGCDC_FAILOVER_SLOT", .type = CDC_OPT_BOOL, .def = "true",
+     .help = "PostgreSQL 17+: make the slot a failover slot (kept by standbys that run "
+             "sync_replication_slots=on) when it is not one; --no-failover-slot leaves it "
+             "(docs/failover.md)"},
     {.name = "create-publication", .env = "PGCDC_CREATE_PUBLICATION", .type = CDC_OPT_BOOL,
      .def = "false",
      .help = "create the publication when it does not exist (for --tables, or all tables)"},
@@ -80,9 +84,11 @@ const cdc_option producer_options[] = {
      .help = "pg_logical_emit_message() prefix of outbox events (JSON content, "
              "docs/outbox.md); --outbox-message-prefix= turns it off"},
     {.name = "snapshot", .env = "PGCDC_SNAPSHOT", .type = CDC_OPT_ENUM, .def = "initial",
-     .choices = "initial|never|always",
+     .choices = "initial|never|always|when-needed",
      .help = "read every published table before streaming: when this producer creates the slot "
-             "(initial, and again after a snapshot a crash interrupted), never, or on every start"},
+             "(initial, and again after a snapshot a crash interrupted), never, on every start "
+             "(always), or as initial and also when the slot is gone (when-needed: a new slot "
+             "is made; otherwise a lost slot stops the producer, docs/failover.md)"},
     {.name = "snapshot-workers", .env = "PGCDC_SNAPSHOT_WORKERS", .type = CDC_OPT_INT,
      .def = "2", .min = 1, .max = 64, .metavar = "N",
      .help = "connections reading the initial snapshot in parallel (large tables are split "

@@ -291,3 +291,49 @@ void repl_close(repl_conn *c)
         PQfinish(c->pg);
     free(c);
 }
+
+int repl_server_version(const repl_conn *c)
+{
+    return PQserverVersion(c->pg);
+}
+
+int repl_set_failover(repl_conn *c, const char *slot, char *err, size_t errlen)
+{
+    if (check_slot_name(slot, err, errlen) < 0)
+        return -1;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ALTER_REPLICATION_SLOT %s (FAILOVER true)", slot);
+    PGresult *res = PQexec(c->pg, cmd);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char what[160];
+        snprintf(what, sizeof what, "cannot make replication slot %s a failover slot", slot);
+        rc = pg_error_result(c->pg, res, what, err, errlen);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int repl_create_slot_exported(repl_conn *c, const char *slot, char *snapname, size_t snaplen,
+                              char *err, size_t errlen)
+{
+    if (check_slot_name(slot, err, errlen) < 0)
+        return -1;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", slot);
+    PGresult *res = PQexec(c->pg, cmd);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        rc = state && strcmp(state, "42710") == 0
+                 ? 1
+                 : pg_error_result(c->pg, res, "cannot create replication slot", err, errlen);
+    } else if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 2)) {
+        snprintf(err, errlen, "CREATE_REPLICATION_SLOT %s returned no snapshot name", slot);
+        rc = -1;
+    } else {
+        snprintf(snapname, snaplen, "%s", PQgetvalue(res, 0, 2));
+    }
+    PQclear(res);
+    return rc;
+}

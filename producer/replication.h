@@ -39,6 +39,12 @@ int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamele
  * already exists, -1 on error. */
 int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen);
 
+/* repl_create_slot with EXPORT_SNAPSHOT: snapname gets the snapshot of the
+ * slot's consistent point, which other connections can import (SET
+ * TRANSACTION SNAPSHOT) until c runs its next command. */
+int repl_create_slot_exported(repl_conn *c, const char *slot, char *snapname, size_t snaplen,
+                              char *err, size_t errlen);
+
 /* START_REPLICATION SLOT slot LOGICAL startpos with protocol 1, the
  * publication and logical messages on. */
 int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,
@@ -54,6 +60,13 @@ int repl_read(repl_conn *c, repl_frame *f, int timeout_ms, char *err, size_t err
  * in Kafka) up to `flush`. */
 int repl_send_status(repl_conn *c, uint64_t write, uint64_t flush, bool reply_requested,
                      char *err, size_t errlen);
+
+/* The server's version number (170002 for 17.2). */
+int repl_server_version(const repl_conn *c);
+
+/* ALTER_REPLICATION_SLOT slot (FAILOVER true), PostgreSQL 17+: the slot is
+ * synchronized to standbys that run sync_replication_slots=on. */
+int repl_set_failover(repl_conn *c, const char *slot, char *err, size_t errlen);
 
 /* Microseconds since 2000-01-01, PostgreSQL's epoch. */
 int64_t repl_now(void);

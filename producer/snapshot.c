@@ -20,9 +20,12 @@
  * that applies each partition in order (a log-compacted topic), since a
  * row's 'r' event comes before all of its streamed changes. What the
  * slot's exported snapshot (CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT)
- * would give, the database exactly at the consistent point, is not used:
- * a transaction in progress at that point is invisible to it, yet may
- * stream changes with an lsn below it, which the snapshot rows would beat.
+ * would give, the database exactly at the consistent point, is not used
+ * on a primary: a transaction in progress at that point is invisible to
+ * it, yet may stream changes with an lsn below it, which snapshot rows
+ * versioned P would beat. On a standby, where the wait cannot be done, it
+ * is used with rows versioned below the slot's restart_lsn instead
+ * (standby_version).
  *
  * Crash safety. The slot's confirmed position stays at P while the
  * snapshot runs, because streaming (and so any status update) only begins
@@ -622,7 +625,7 @@ static void wait_run(run *r)
 
 /* Reads every table of the publication in one snapshot, taken now and
  * exported by the first worker to the others, versioned `lsn`. */
-static int run_snapshot(snapshot *s, uint64_t lsn, const char *dbname,
+static int run_snapshot(snapshot *s, uint64_t lsn, const char *import, const char *dbname,
                         kafka_out *kafka, pgvalue_resolve_fn resolve, void *resolve_ctx,
                         char *err, size_t errlen)
 {
@@ -654,16 +657,20 @@ static int run_snapshot(snapshot *s, uint64_t lsn, const char *dbname,
     if (snapdb_connect(s->set.conninfo, "pgcdc-producer-snapshot", &r.workers[0].pg, err, errlen) < 0)
         goto done;
     pg0 = r.workers[0].pg;
-    if (begin_snapshot(pg0, NULL, err, errlen) < 0)
+    if (begin_snapshot(pg0, import, err, errlen) < 0)
         goto done;
-    PGresult *exp = PQexec(pg0, "SELECT pg_export_snapshot()");
-    if (PQresultStatus(exp) != PGRES_TUPLES_OK) {
-        pg_error_format(pg0, "cannot export a snapshot", err, errlen);
+    if (import) {
+        snprintf(snapname, sizeof snapname, "%s", import);
+    } else {
+        PGresult *exp = PQexec(pg0, "SELECT pg_export_snapshot()");
+        if (PQresultStatus(exp) != PGRES_TUPLES_OK) {
+            pg_error_format(pg0, "cannot export a snapshot", err, errlen);
+            PQclear(exp);
+            goto done;
+        }
+        snprintf(snapname, sizeof snapname, "%s", PQgetvalue(exp, 0, 0));
         PQclear(exp);
-        goto done;
     }
-    snprintf(snapname, sizeof snapname, "%s", PQgetvalue(exp, 0, 0));
-    PQclear(exp);
     int n = snapdb_publication_tables(pg0, s->set.publication, NULL, NULL, &r.tables, err, errlen);
     if (n < 0)
         goto done;
@@ -827,6 +834,117 @@ static int open_topics(snapshot *s, PGconn *pg, kafka_out *kafka, char *err, siz
     return rc;
 }
 
+/* 1 when the server is a standby (PostgreSQL 16+ decodes there), 0 when
+ * not, -1 with err. */
+static int is_standby(PGconn *ctl, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(ctl, "SELECT pg_is_in_recovery()");
+    int rc = -1;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        pg_error_format(ctl, "cannot ask whether the server is a standby", err, errlen);
+    else
+        rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return rc;
+}
+
+/* A standby cannot tell which transactions hold an id (pg_current_xact_id()
+ * is refused in recovery; its pg_current_snapshot() leaves out running
+ * transactions above the newest completed one), so wait_for_writers cannot
+ * be done there. Instead the slot is made with its exported snapshot, the
+ * database exactly at the consistent point P, and rows are versioned just
+ * below the slot's restart_lsn R: a transaction in progress at P, missing
+ * from that snapshot, began after R (decoding starts at R, and a
+ * transaction that began before it had to end before P could be reached),
+ * so every change the stream brings has an LSN of R or more and wins over
+ * the rows. Returns 0 with *version, or -1 with err. */
+static int standby_version(PGconn *ctl, const char *slot, uint64_t *version, char *err,
+                           size_t errlen)
+{
+    PGresult *res = PQexecParams(ctl, "SELECT restart_lsn::text FROM pg_replication_slots "
+                                      "WHERE slot_name = $1", 1, NULL, &slot, NULL, NULL, 0);
+    uint64_t restart = 0;
+    int rc = -1;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        pg_error_format(ctl, "cannot read the slot's restart_lsn", err, errlen);
+    else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
+             cdc_lsn_parse(PQgetvalue(res, 0, 0), &restart) < 0 || restart == 0)
+        snprintf(err, errlen, "replication slot %s has no restart_lsn", slot);
+    else
+        rc = 0;
+    PQclear(res);
+    *version = restart - 1;
+    return rc;
+}
+
+/* On a standby, a slot whose initial snapshot did not finish is made again
+ * (nothing was streamed from it: its position is still P), since its
+ * exported snapshot is gone with the connection that made it. A slot that
+ * streamed cannot be read again there (--snapshot always): refused. */
+static int standby_existing_slot(snapshot *s, PGconn *ctl, bool pending, char *err,
+                                 size_t errlen)
+{
+    if (!pending) {
+        snprintf(err, errlen, "--snapshot %s cannot read the tables again on a standby (slot "
+                 "%s has streamed; a standby's snapshot must be the new slot's own): run it "
+                 "against the primary, or with --snapshot initial here", s->set.mode,
+                 s->set.slot);
+        return PG_PERMANENT;
+    }
+    const char *slot = s->set.slot;
+    PGresult *res = PQexecParams(ctl, "SELECT pg_drop_replication_slot($1)", 1, NULL, &slot,
+                                 NULL, NULL, 0);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = pg_error_result(ctl, res, "cannot drop the slot of an unfinished snapshot", err,
+                             errlen);
+    else
+        cdc_log_info("an earlier initial snapshot on this standby did not finish: replication "
+                     "slot %s is made again, with a snapshot of its own", slot);
+    PQclear(res);
+    return rc;
+}
+
+int snapshot_written_topic(snapshot *s, kafka_out *kafka, char *topic, size_t topiclen,
+                           char *err, size_t errlen)
+{
+    PGconn *ctl = NULL;
+    snap_table **tables = NULL;
+    int n = -1, rc = -1;
+    if (snapdb_connect(s->set.conninfo, "pgcdc-producer-snapshot", &ctl, err, errlen) < 0 ||
+        (n = snapdb_publication_tables(ctl, s->set.publication, NULL, NULL, &tables, err,
+                                       errlen)) < 0)
+        goto done;
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    if (!names) {
+        snprintf(err, errlen, "cannot list the published tables' topics: out of memory");
+        goto done;
+    }
+    rc = 0;
+    int named = 0;
+    for (; named < n && rc == 0; named++) {
+        cdc_buf t = CDC_BUF_INIT;
+        bool renamed;
+        if (cdc_topic_name(s->set.topic_prefix, tables[named]->schema, tables[named]->name, &t,
+                           &renamed) < 0) {
+            snprintf(err, errlen, "cannot name a topic: out of memory");
+            rc = -1;
+        }
+        names[named] = t.data; /* owned by names now */
+    }
+    if (rc == 0)
+        rc = kafka_out_written(kafka, names, (size_t)n, TOPIC_TIMEOUT_MS, topic, topiclen, err,
+                               errlen);
+    for (int i = 0; i < named; i++)
+        free((void *)names[i]);
+    free(names);
+done:
+    if (tables)
+        snapdb_free_tables(tables, (size_t)n);
+    PQfinish(ctl);
+    return rc;
+}
+
 int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kafka_out *kafka,
                            pgvalue_resolve_fn resolve, void *resolve_ctx, int *slot_exists,
                            uint64_t *confirmed, char *err, size_t errlen)
@@ -856,16 +974,33 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
         rc = 0;
         goto done;
     }
+    int standby = is_standby(ctl, err, errlen);
+    if (standby < 0)
+        goto done;
+    if (standby && *slot_exists) {
+        if ((rc = standby_existing_slot(s, ctl, pending, err, errlen)) < 0)
+            goto done;
+        *slot_exists = 0;
+    }
+    rc = -1;
     if (open_topics(s, ctl, kafka, err, errlen) < 0 ||
         snapdb_marker_create(ctl, marker, err, errlen) < 0)
         goto done;
     char lsntext[CDC_LSN_BUFSZ];
+    char snapname[128] = "";
     bool created = false;
     if (!*slot_exists) {
-        int made = repl_create_slot(repl, s->set.slot, err, errlen);
+        int made = standby ? repl_create_slot_exported(repl, s->set.slot, snapname,
+                                                       sizeof snapname, err, errlen)
+                           : repl_create_slot(repl, s->set.slot, err, errlen);
         if (made < 0)
             goto done;
         created = made == 0; /* 1: made by someone else meanwhile */
+        if (standby && !created) {
+            snprintf(err, errlen, "replication slot %s was made by someone else meanwhile",
+                     s->set.slot);
+            goto done;
+        }
     }
     int found = snapdb_slot_confirmed(ctl, s->set.slot, confirmed, err, errlen);
     if (found <= 0) {
@@ -883,8 +1018,12 @@ int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kaf
                      "slot's position); the stream from there replays every change since",
                      pending ? "an earlier initial snapshot did not finish" : "--snapshot always",
                      s->set.publication, lsntext);
-    if (wait_for_writers(ctl, err, errlen) < 0 ||
-        run_snapshot(s, *confirmed, dbname, kafka, resolve, resolve_ctx, err, errlen) < 0)
+    uint64_t version = *confirmed;
+    if (standby ? standby_version(ctl, s->set.slot, &version, err, errlen) < 0
+                : wait_for_writers(ctl, err, errlen) < 0)
+        goto done;
+    if (run_snapshot(s, version, standby ? snapname : NULL, dbname, kafka, resolve, resolve_ctx,
+                     err, errlen) < 0)
         goto done;
     if (snapdb_marker_drop(ctl, marker, err, errlen) < 0)
         goto done;

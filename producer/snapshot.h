@@ -44,10 +44,17 @@ void snapshot_free(snapshot *s);
  * through kafka_out_poll: the producer's callback must hand them to
  * snapshot_on_delivered first. resolve maps user types (catalog).
  * Returns 0, or -1 with err (the snapshot is then due again on the next
- * connection). A stop request (SIGTERM) ends it with -1 too. */
+ * connection), or PG_PERMANENT when it can never be taken here (a standby).
+ * A stop request (SIGTERM) ends it with -1 too. */
 int snapshot_before_stream(snapshot *s, repl_conn *repl, const char *dbname, kafka_out *kafka,
                            pgvalue_resolve_fn resolve, void *resolve_ctx, int *slot_exists,
                            uint64_t *confirmed, char *err, size_t errlen);
+
+/* Whether the topic of some published table was written to before (by an
+ * earlier run: kafka_out_written), its name copied to topic. Returns 1, 0,
+ * or -1 with err (PostgreSQL or Kafka did not answer). */
+int snapshot_written_topic(snapshot *s, kafka_out *kafka, char *topic, size_t topiclen,
+                           char *err, size_t errlen);
 
 /* For the producer's delivery report callback: true when m is a record of
  * the snapshot (it is counted here and the caller must not look at it). */

@@ -29,6 +29,10 @@ Fixtures (all session-scoped unless noted; each server starts on first use, on a
                    librdkafka program tests/tools/kafka_tail.c (built in build_dir).
     unique         (function scope) a short name unique to the test, for topics,
                    slots, indices and keys.
+    pg_pair        (function scope) make(major, primary_conf="", standby_conf="") ->
+                   (primary, standby): PostgreSQL of that version (tests/pg_versions.py),
+                   the standby streaming from it (tests/pg_pair.py; standby.promote());
+                   both removed after the test.
 
 Every server object also has start(), stop(), kill(), restart() (same port and data
 directory, for fault tests), .external (True when it came from PGCDC_TEST_*; such a
@@ -137,6 +141,31 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture(scope="session")
 def pg():
     return _server("postgresql")
+
+
+@pytest.fixture
+def pg_pair():
+    """make(major, primary_conf="", standby_conf="") starts a primary and a streaming
+    standby of that PostgreSQL version (tests/pg_pair.py) and returns both; every server
+    made is stopped and removed after the test. Unavailable versions skip (fail in CI)."""
+    import pg_pair as pairs
+    import pg_versions
+    made = []
+
+    def make(major, primary_conf="", standby_conf=""):
+        try:
+            primary = pairs.VersionedPostgres(major, conf=primary_conf)
+            made.append(primary)
+            primary.start()
+            standby = pairs.Standby(primary, conf=standby_conf)
+            made.append(standby)
+            standby.start()
+        except (pgcdc_services.ServiceError, pg_versions.VersionError) as e:
+            _unavailable(f"PostgreSQL {major} primary and standby could not be started: {e}")
+        return primary, standby
+    yield make
+    for svc in reversed(made):
+        svc.cleanup()
 
 
 @pytest.fixture(scope="session")

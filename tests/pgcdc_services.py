@@ -433,6 +433,12 @@ class Postgres(Service):
     prepare_what = "initdb"
     stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for clients
     start_deadline_s = 60.0
+    bin_dir = None   # another server's bin/ (tests/pg_pair.py); None: PG_BIN
+    tool_env = None  # and the environment its tools need (LD_LIBRARY_PATH)
+
+    @property
+    def _bin(self):
+        return self.bin_dir or PG_BIN
 
     def __init__(self, port=None, user="postgres", dbname="postgres", keep_tmp=None,
                  ssl=None, hba_first=()):
@@ -462,15 +468,16 @@ class Postgres(Service):
         return self.dsn
 
     def _as_user(self):
+        env = {"env": self.tool_env} if self.tool_env else {}
         if self.os_user:
             return {"user": self.os_user, "group": self.os_user,
-                    "extra_groups": [], "cwd": self.workdir}
-        return {"cwd": self.workdir}
+                    "extra_groups": [], "cwd": self.workdir, **env}
+        return {"cwd": self.workdir, **env}
 
     def _prepare(self):
         for tool in ("initdb", "postgres", "pg_isready", "psql"):
-            if not os.path.exists(os.path.join(PG_BIN, tool)):
-                raise ServiceError(f"{PG_BIN}/{tool} not found (apt-get install postgresql-15)")
+            if not os.path.exists(os.path.join(self._bin, tool)):
+                raise ServiceError(f"{self._bin}/{tool} not found (apt-get install postgresql-15)")
         if self.os_user:
             parent = os.path.dirname(self.workdir)
             if not os.stat(parent).st_mode & 0o001:
@@ -480,7 +487,7 @@ class Postgres(Service):
             _chown_tree(self.workdir, self.os_user)
         self.datadir = os.path.join(self.workdir, "data")
         res = subprocess.run(
-            [os.path.join(PG_BIN, "initdb"), "-D", self.datadir, "-U", self.user,
+            [os.path.join(self._bin, "initdb"), "-D", self.datadir, "-U", self.user,
              "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
             **self._as_user())
@@ -528,20 +535,21 @@ class Postgres(Service):
                     "log_min_messages = warning\n")
 
     def _command(self):
-        return [os.path.join(PG_BIN, "postgres"), "-D", self.datadir], self._as_user()
+        return [os.path.join(self._bin, "postgres"), "-D", self.datadir], self._as_user()
 
     def _ready(self):
-        res = subprocess.run([os.path.join(PG_BIN, "pg_isready"), "-q", "-h", self.host,
+        res = subprocess.run([os.path.join(self._bin, "pg_isready"), "-q", "-h", self.host,
                               "-p", str(self.port), "-U", self.user, "-d", self.dbname],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
+                             env=self.tool_env)
         return res.returncode == 0
 
     def psql(self, sql, timeout=30):
         """Run one statement with psql and return its unaligned output."""
-        res = subprocess.run([os.path.join(PG_BIN, "psql"), self.dsn, "-X", "-A", "-t",
+        res = subprocess.run([os.path.join(self._bin, "psql"), self.dsn, "-X", "-A", "-t",
                               "-v", "ON_ERROR_STOP=1", "-c", sql],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             timeout=timeout)
+                             timeout=timeout, env=self.tool_env)
         if res.returncode != 0:
             raise ServiceError(f"psql failed on {sql!r}: {res.stderr.strip()}")
         return res.stdout.strip()
