@@ -1,19 +1,22 @@
 """pgcdc-consumer never stores (so never commits) an offset past a record that was
 neither applied, nor dead-lettered, nor skipped on purpose (consumer/offsets.h): dead
 letters too large for Kafka are written reduced, a dead-letter topic that refuses
-everything stops the consumer with the record unstored, and a SIGTERM while a revoke
+everything stops the consumer with the record unstored, so does a SIGTERM while a dead
+letter waits for a topic that cannot take it yet, and a SIGTERM while a revoke
 waits on a failing sink drops what was read without storing past it. Real Kafka and
 Redis; after each case the committed offsets are compared with what the sinks hold."""
 
 import signal
 import socket
+import subprocess
+import time
 
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                   NewTopic)
 
 import pgcdc_services
-from consumer_helpers import (committed, consumers, create_topic, end_offsets, ins,  # noqa: F401
-                              produce, rc, read_all, wait_for)
+from consumer_helpers import (ConsumerRunner, committed, consumer_exe, consumers,  # noqa: F401
+                              create_topic, end_offsets, ins, produce, rc, read_all, wait_for)
 from test_consumer_kafka import Case, _headers
 
 BIG = 999_900  # under Kafka's default message.max.bytes, over it with dead-letter headers
@@ -125,6 +128,80 @@ def test_invalid_outbox_record_whose_dead_letter_fails_is_not_committed(kafka, r
     consumers.run(*args)
     assert committed(kafka.bootstrap, c.group, outbox, 1) == {0: 1}
     assert len(read_all(kafka.bootstrap, c.dlq, expect=1)) == 1
+
+
+class _MockKafka:
+    """tests/tools/kafka_mock: librdkafka's mock cluster, one broker, in a child process,
+    where a partition can be left without a leader while everything else works."""
+
+    def __init__(self, build_dir):
+        exe = build_dir / "tests" / "kafka_mock"
+        assert exe.exists(), f"{exe} not built"
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        assert self.bootstrap, "kafka_mock printed no bootstrap address"
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        got = self.proc.stdout.readline().strip()
+        assert got == "ok", f"kafka_mock {line!r}: {got!r}"
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def test_sigterm_while_a_dead_letter_waits_stores_nothing_past_it_and_a_restart_writes_it(
+        build_dir, redis_server, rc, unique):
+    """The dead-letter topic cannot take the dead letter yet (its partition has no leader:
+    a retriable error, which the dead-letter producer retries without end) while the
+    source topic and the group coordinator work, when SIGTERM arrives. The consumer exits
+    within seconds without storing the offset of the record whose dead letter was never
+    acknowledged; the next run, the topic writable again, dead-letters it and goes on."""
+    mock = _MockKafka(build_dir)
+    runner = ConsumerRunner(consumer_exe(build_dir), mock.bootstrap)
+    try:
+        c = Case.__new__(Case)  # Case's fields, its topic on the mock cluster
+        c.bootstrap, c.table, c.partitions = mock.bootstrap, unique, 1
+        c.topic, c.group, c.dlq = f"pgcdc.public.{unique}", f"g_{unique}", f"pgcdc.dlq.{unique}"
+        mock.command(f"topic {c.topic} 1")
+        mock.command(f"topic {c.dlq} 1")
+        mock.command(f"leader {c.dlq} 0 -1")
+        produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 0}), (b'{"id": 1}', b"not json"),
+                                       ins(c.table, 102, {"id": 2})])
+        # The mock coordinator waits out a member that is gone until its session ends.
+        args = c.args(redis_server.url, "-X", "session.timeout.ms=6000")
+        p = runner.start(*args)
+        wait_for("rows 0 and 2 applied while the dead letter of 1 waits",
+                 lambda: p.proc.poll() is None and c.applied(rc) == {0, 2}, 60, interval=0.2)
+        p.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert p.wait(30) == 0, p.log()[-6000:]
+        took = time.monotonic() - t0
+        assert took < 20, f"SIGTERM took {took:.0f} s"
+        log = p.log()
+        assert "dead-lettering" in log and "0 dead-lettered" in log, log[-6000:]
+        got = c.committed()[0]
+        assert got <= 1, (f"committed {got}: past offset 1, whose dead letter was never "
+                          f"written; log:\n{log[-6000:]}")
+
+        mock.command(f"leader {c.dlq} 0 1")
+        log = runner.run(*args)
+        assert c.applied(rc) == {0, 2}
+        assert c.committed() == {0: 3}, log[-6000:]
+        dlq = read_all(c.bootstrap, c.dlq, expect=1)
+        assert [_headers(m)["pgcdc-dlq-offset"] for m in dlq] == ["1"]
+    finally:
+        runner.cleanup()
+        mock.close()
 
 
 def _free_port():
