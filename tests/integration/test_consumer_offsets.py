@@ -11,12 +11,14 @@ import socket
 import subprocess
 import time
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                   NewTopic)
 
 import pgcdc_services
 from consumer_helpers import (ConsumerRunner, committed, consumer_exe, consumers,  # noqa: F401
-                              create_topic, end_offsets, ins, produce, rc, read_all, wait_for)
+                              create_topic, end_offsets, event, ins, keyj, produce, rc,
+                              read_all, wait_for)
 from test_consumer_kafka import Case, _headers
 
 BIG = 999_900  # under Kafka's default message.max.bytes, over it with dead-letter headers
@@ -128,6 +130,61 @@ def test_invalid_outbox_record_whose_dead_letter_fails_is_not_committed(kafka, r
     consumers.run(*args)
     assert committed(kafka.bootstrap, c.group, outbox, 1) == {0: 1}
     assert len(read_all(kafka.bootstrap, c.dlq, expect=1)) == 1
+
+
+# ------------------------------------------------------------ paths only out-of-memory reaches
+# consumer/fault.h injects, in test builds only, the failure that out-of-memory would
+# cause at the record of a given offset: the batch holding it must be dropped unstored.
+
+def test_old_key_delete_that_cannot_be_made_drops_its_batch_unstored(kafka, redis_server, rc,
+                                                                     consumers, unique):
+    """add_old_key_delete fails at the update that moves row 1 to key 2 (offset 1). The
+    consumer stops with exit status 1 storing nothing from offset 1 on (the update alone
+    would leave the row at its old key too); the next run applies it whole."""
+    c = Case(kafka, unique)
+    moved = (keyj({"id": 2}), event("u", c.table, 101, after={"id": 2, "v": "a"},
+                                    before={"id": 1}))
+    produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 1, "v": "a"}), moved,
+                                   ins(c.table, 102, {"id": 3, "v": "b"})])
+    log = consumers.run(*c.args(redis_server.url), expect_status=1,
+                        env={"PGCDC_TEST_FAULTS": "old_key_delete@1"})
+    assert "out of memory" in log, log[-6000:]
+    got = c.committed()[0]
+    assert got <= 1, f"committed {got}: past the update that was not applied; log:\n{log[-6000:]}"
+    assert c.applied(rc) <= {1}, "the update (or a record after it) was applied"
+
+    consumers.run(*c.args(redis_server.url))
+    assert c.applied(rc) == {2, 3}
+    assert c.committed() == {0: 3}
+
+
+def test_outbox_record_that_cannot_be_read_drops_its_batch_unstored(kafka, redis_server, rc,
+                                                                   consumers, unique):
+    """outbox_take fails at the outbox record at offset 1: the consumer stops with exit
+    status 1 storing nothing from offset 1 on; the next run applies every record."""
+    outbox = f"pgcdc.outbox.{unique}"
+    create_topic(kafka.bootstrap, outbox)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all"})
+    for i in range(3):
+        producer.produce(outbox, key=f"agg-{i}".encode(), value=b'{"op": "c", "n": %d}' % i,
+                         headers=[("pgcdc-lsn", str(100 + i).encode())])
+    assert producer.flush(60) == 0
+    group, prefix = f"g_{unique}", f"p_{unique}"
+    args = ["--topics", outbox, "--group", group, "--redis", redis_server.url,
+            "--redis-prefix", prefix, "--dlq-topic", f"pgcdc.dlq.{unique}", "--outbox-apply",
+            "--outbox-topic-prefix", "pgcdc.outbox."]
+
+    def docs():
+        return {k.decode().rsplit(":", 1)[1] for k in rc.scan_iter(match=f"{prefix}:*")}
+    log = consumers.run(*args, expect_status=1, env={"PGCDC_TEST_FAULTS": "outbox_take@1"})
+    assert "out of memory (injected)" in log, log[-6000:]
+    got = committed(kafka.bootstrap, group, outbox, 1)[0]
+    assert got <= 1, f"committed {got}: past the record that was not applied; log:\n{log[-6000:]}"
+    assert docs() <= {"agg-0"}, docs()
+
+    consumers.run(*args)
+    assert docs() == {"agg-0", "agg-1", "agg-2"}
+    assert committed(kafka.bootstrap, group, outbox, 1) == {0: 3}
 
 
 class _MockKafka:
