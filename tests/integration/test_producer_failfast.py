@@ -201,7 +201,7 @@ def test_sigterm_while_creating_the_slot_behind_an_open_transaction_exits_cleanl
     holder = psycopg.connect(cdc.pg.dsn)  # a transaction with an xid, never committed
     try:
         holder.execute(f"INSERT INTO {cdc.schema}.t VALUES (0)")
-        proc = cdc.start("--create-slot", "--snapshot=never")
+        proc = cdc.start("--create-slot")  # and its initial snapshot, as a new user runs it
 
         def waiting():
             assert proc.poll() is None, proc.log_tail()
@@ -218,7 +218,7 @@ def test_sigterm_while_creating_the_slot_behind_an_open_transaction_exits_cleanl
     finally:
         holder.close()
 
-    proc = cdc.start("--create-slot", "--snapshot=never")
+    proc = cdc.start("--create-slot")
     wait_for("the next start to create the slot and stream",
              lambda: f"streaming slot {cdc.slot}" in proc.log() or proc.poll() is not None, 60)
     assert proc.poll() is None, proc.log_tail()
@@ -228,7 +228,11 @@ def test_sigterm_while_creating_the_slot_behind_an_open_transaction_exits_cleanl
              on_timeout=proc.log_tail)
     proc.signal(signal.SIGTERM)
     assert proc.wait(FAIL_FAST_S) == 0, proc.log_tail()
-    assert sorted(r.value["after"]["id"] for r in cdc.read(topic)) == [1, 2]
+    assert sorted((r.value["op"], r.value["after"]["id"]) for r in cdc.read(topic)) == [
+        ("c", 1), ("c", 2)]
+    # The mark of the unfinished initial snapshot is gone with the snapshot made.
+    assert cdc.one("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                   (cdc.slot + "_snapshot_pending",)) == 0
 
 
 def test_closing_summary_counts_changes_without_a_key(cdc):
