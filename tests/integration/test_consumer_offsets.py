@@ -243,7 +243,7 @@ def test_sigterm_while_a_dead_letter_waits_stores_nothing_past_it_and_a_restart_
         t0 = time.monotonic()
         assert p.wait(30) == 0, p.log()[-6000:]
         took = time.monotonic() - t0
-        assert took < 20, f"SIGTERM took {took:.0f} s"
+        assert took < 15, f"SIGTERM took {took:.0f} s"  # 5 s for what is on its way
         log = p.log()
         assert "dead-lettering" in log and "0 dead-lettered" in log, log[-6000:]
         got = c.committed()[0]
