@@ -38,6 +38,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "deadletter.h"
+#include "fault.h"
 #include "keychange.h"
 #include "offsets.h"
 #include "outbox_apply.h"
@@ -440,8 +441,13 @@ static bool outbox_take(consumer *c, const rd_kafka_message_t *m, const char **v
         }
     }
     char why[512];
-    switch (outbox_apply_translate(c->outbox_prefix, &in, &c->outbox_event, &c->outbox_key, why,
-                                   sizeof why)) {
+    outbox_apply_result res = OUTBOX_APPLY_ERROR;
+    if (cdc_fault("outbox_take", m->offset)) /* fault.h: as out of memory would */
+        snprintf(why, sizeof why, "cannot apply an outbox record: out of memory (injected)");
+    else
+        res = outbox_apply_translate(c->outbox_prefix, &in, &c->outbox_event, &c->outbox_key,
+                                     why, sizeof why);
+    switch (res) {
     case OUTBOX_APPLY_EVENT:
         *value = c->outbox_event.data;
         *value_len = c->outbox_event.len;
@@ -475,7 +481,8 @@ static void add_old_key_delete(consumer *c, const consumer_record *r, const char
 {
     cdc_buf old = CDC_BUF_INIT;
     char err[512];
-    int rc = keychange_old_key(&r->ev, r->key, &old);
+    int rc = cdc_fault("old_key_delete", r->msg->offset) ? -1 /* fault.h: out of memory */
+             : keychange_old_key(&r->ev, r->key, &old);
     if (rc <= 0) {
         if (rc < 0) {
             c->fatal = true;

@@ -43,6 +43,7 @@ struct dead_letters {
     dl_entry *entries;
     uint64_t written, reduced;
     cdc_metric *m_written, *m_reduced;
+    bool stop_flushed;              /* a stop already gave the queue its STOP_FLUSH_MS */
 };
 
 size_t dead_letters_value_fit(size_t value_len, size_t max_bytes, size_t fixed, unsigned attempt)
@@ -141,7 +142,8 @@ void dead_letters_free(dead_letters *dl)
     if (!dl)
         return;
     if (dl->rk) {
-        rd_kafka_flush(dl->rk, STOP_FLUSH_MS);
+        if (!dl->stop_flushed) /* twice would only double the time a stop takes */
+            rd_kafka_flush(dl->rk, STOP_FLUSH_MS);
         rd_kafka_purge(dl->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(dl->rk, 1000); /* serves the purged reports */
         if (dl->rkt)
@@ -349,7 +351,7 @@ int dead_letters_wait(dead_letters *dl, char *err, size_t errlen)
             }
             /* One last chance for what is on its way, then leave it unstored. */
             rd_kafka_flush(dl->rk, STOP_FLUSH_MS);
-            flushed = true;
+            flushed = dl->stop_flushed = true;
             continue;
         }
         rd_kafka_poll(dl->rk, 100);

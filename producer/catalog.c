@@ -3,8 +3,6 @@
  * the server, so names from users or the catalog never change a statement. */
 #include "catalog.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +11,7 @@
 
 #include "cdc_buf.h"
 #include "cdc_lsn.h"
-#include "cdc_signal.h"
+#include "pg_async.h"
 #include "pg_error.h"
 #include "snapdb.h"
 
@@ -30,37 +28,21 @@ struct catalog {
 
 static void session_setup(catalog *cat)
 {
-    PQclear(PQexec(cat->pg,
+    PQclear(pg_async_exec(cat->pg,
         "SET search_path = pg_catalog; "
         "SELECT set_config('statement_timeout', '" STATEMENT_TIMEOUT "', false) "
-        "FROM pg_settings WHERE name = 'statement_timeout' AND source = 'default'"));
+        "FROM pg_settings WHERE name = 'statement_timeout' AND source = 'default'",
+        0, NULL, 0, NULL, NULL, "catalog session setup", NULL, 0));
 }
 
-/* One statement, waited for in steps of 100 ms so that the wait function
- * runs meanwhile. NULL when it asked to give up (a stop is requested: the
- * statement is left to the server, the connection is closed at exit). */
+/* One statement, waited for so that the wait function runs meanwhile
+ * (pg_async.h). NULL when it asked to give up (a stop is requested: the
+ * statement is cancelled, the connection is closed at exit). */
 static PGresult *exec_waiting(catalog *cat, const char *sql, int nparams,
                               const char *const *params)
 {
-    if (!PQsendQueryParams(cat->pg, sql, nparams, NULL, params, NULL, NULL, 0))
-        return PQmakeEmptyPGresult(cat->pg, PGRES_FATAL_ERROR);
-    while (PQisBusy(cat->pg)) {
-        struct pollfd pfd[2] = {{.fd = PQsocket(cat->pg), .events = POLLIN},
-                                {.fd = cdc_signal_fd(), .events = POLLIN}};
-        int pr = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 100);
-        if (pr < 0 && errno != EINTR)
-            break;
-        if (pr > 0 && pfd[0].revents && !PQconsumeInput(cat->pg))
-            break; /* PQgetResult below reports the broken connection */
-        if (cdc_signal_stop_requested() || (cat->wait && cat->wait(cat->wait_ctx)))
-            return NULL;
-    }
-    PGresult *res = NULL, *r;
-    while ((r = PQgetResult(cat->pg))) {
-        PQclear(res);
-        res = r;
-    }
-    return res ? res : PQmakeEmptyPGresult(cat->pg, PGRES_FATAL_ERROR);
+    return pg_async_exec(cat->pg, sql, nparams, params, 0, cat->wait, cat->wait_ctx,
+                         "catalog query", NULL, 0);
 }
 
 /* A dropped catalog connection is re-established once per query. */

@@ -13,11 +13,18 @@
 #include <libpq-fe.h>
 
 #include "cdc_buf.h"
+#include "cdc_clock.h"
 #include "cdc_lsn.h"
+#include "pg_async.h"
 #include "pg_error.h"
 
 /* Seconds between 1970-01-01 and 2000-01-01. */
 #define PG_EPOCH_OFFSET_S 946684800LL
+
+/* IDENTIFY_SYSTEM and START_REPLICATION answer at once on a healthy server;
+ * past this the connection is given up and retried. CREATE_REPLICATION_SLOT
+ * has no deadline: it waits, as it must, for every running transaction. */
+#define REPL_COMMAND_TIMEOUT_MS 60000
 
 struct repl_conn {
     PGconn *pg;
@@ -108,8 +115,12 @@ int repl_connect(const char *conninfo, repl_conn **out, char *err, size_t errlen
 int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamelen,
                   char *err, size_t errlen)
 {
-    PGresult *res = PQexec(c->pg, "IDENTIFY_SYSTEM");
+    PGresult *res = pg_async_exec(c->pg, "IDENTIFY_SYSTEM", 0, NULL,
+                                  cdc_clock_mono_ms() + REPL_COMMAND_TIMEOUT_MS, NULL, NULL,
+                                  "IDENTIFY_SYSTEM failed", err, errlen);
     int rc = -1;
+    if (!res)
+        return -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = pg_error_result(c->pg, res, "IDENTIFY_SYSTEM failed", err, errlen);
         goto done;
@@ -161,7 +172,10 @@ int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen)
         return -1;
     char cmd[160];
     snprintf(cmd, sizeof cmd, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", slot);
-    PGresult *res = PQexec(c->pg, cmd);
+    PGresult *res = pg_async_exec(c->pg, cmd, 0, NULL, 0, NULL, NULL,
+                                  "cannot create replication slot", err, errlen);
+    if (!res)
+        return -1;
     int rc = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -209,8 +223,12 @@ int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t
         cdc_buf_free(&cmd);
         return -1;
     }
-    PGresult *res = PQexec(c->pg, cmd.data);
+    PGresult *res = pg_async_exec(c->pg, cmd.data, 0, NULL,
+                                  cdc_clock_mono_ms() + REPL_COMMAND_TIMEOUT_MS, NULL, NULL,
+                                  "cannot start replication", err, errlen);
     cdc_buf_free(&cmd);
+    if (!res)
+        return -1;
     rc = 0;
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         char what[256];

@@ -1,19 +1,24 @@
 """pgcdc-consumer never stores (so never commits) an offset past a record that was
 neither applied, nor dead-lettered, nor skipped on purpose (consumer/offsets.h): dead
 letters too large for Kafka are written reduced, a dead-letter topic that refuses
-everything stops the consumer with the record unstored, and a SIGTERM while a revoke
+everything stops the consumer with the record unstored, so does a SIGTERM while a dead
+letter waits for a topic that cannot take it yet, and a SIGTERM while a revoke
 waits on a failing sink drops what was read without storing past it. Real Kafka and
 Redis; after each case the committed offsets are compared with what the sinks hold."""
 
 import signal
 import socket
+import subprocess
+import time
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                   NewTopic)
 
 import pgcdc_services
-from consumer_helpers import (committed, consumers, create_topic, end_offsets, ins,  # noqa: F401
-                              produce, rc, read_all, wait_for)
+from consumer_helpers import (ConsumerRunner, committed, consumer_exe, consumers,  # noqa: F401
+                              create_topic, end_offsets, event, ins, keyj, produce, rc,
+                              read_all, wait_for)
 from test_consumer_kafka import Case, _headers
 
 BIG = 999_900  # under Kafka's default message.max.bytes, over it with dead-letter headers
@@ -125,6 +130,135 @@ def test_invalid_outbox_record_whose_dead_letter_fails_is_not_committed(kafka, r
     consumers.run(*args)
     assert committed(kafka.bootstrap, c.group, outbox, 1) == {0: 1}
     assert len(read_all(kafka.bootstrap, c.dlq, expect=1)) == 1
+
+
+# ------------------------------------------------------------ paths only out-of-memory reaches
+# consumer/fault.h injects, in test builds only, the failure that out-of-memory would
+# cause at the record of a given offset: the batch holding it must be dropped unstored.
+
+def test_old_key_delete_that_cannot_be_made_drops_its_batch_unstored(kafka, redis_server, rc,
+                                                                     consumers, unique):
+    """add_old_key_delete fails at the update that moves row 1 to key 2 (offset 1). The
+    consumer stops with exit status 1 storing nothing from offset 1 on (the update alone
+    would leave the row at its old key too); the next run applies it whole."""
+    c = Case(kafka, unique)
+    moved = (keyj({"id": 2}), event("u", c.table, 101, after={"id": 2, "v": "a"},
+                                    before={"id": 1}))
+    produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 1, "v": "a"}), moved,
+                                   ins(c.table, 102, {"id": 3, "v": "b"})])
+    log = consumers.run(*c.args(redis_server.url), expect_status=1,
+                        env={"PGCDC_TEST_FAULTS": "old_key_delete@1"})
+    assert "out of memory" in log, log[-6000:]
+    got = c.committed()[0]
+    assert got <= 1, f"committed {got}: past the update that was not applied; log:\n{log[-6000:]}"
+    assert c.applied(rc) <= {1}, "the update (or a record after it) was applied"
+
+    consumers.run(*c.args(redis_server.url))
+    assert c.applied(rc) == {2, 3}
+    assert c.committed() == {0: 3}
+
+
+def test_outbox_record_that_cannot_be_read_drops_its_batch_unstored(kafka, redis_server, rc,
+                                                                   consumers, unique):
+    """outbox_take fails at the outbox record at offset 1: the consumer stops with exit
+    status 1 storing nothing from offset 1 on; the next run applies every record."""
+    outbox = f"pgcdc.outbox.{unique}"
+    create_topic(kafka.bootstrap, outbox)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all"})
+    for i in range(3):
+        producer.produce(outbox, key=f"agg-{i}".encode(), value=b'{"op": "c", "n": %d}' % i,
+                         headers=[("pgcdc-lsn", str(100 + i).encode())])
+    assert producer.flush(60) == 0
+    group, prefix = f"g_{unique}", f"p_{unique}"
+    args = ["--topics", outbox, "--group", group, "--redis", redis_server.url,
+            "--redis-prefix", prefix, "--dlq-topic", f"pgcdc.dlq.{unique}", "--outbox-apply",
+            "--outbox-topic-prefix", "pgcdc.outbox."]
+
+    def docs():
+        return {k.decode().rsplit(":", 1)[1] for k in rc.scan_iter(match=f"{prefix}:*")}
+    log = consumers.run(*args, expect_status=1, env={"PGCDC_TEST_FAULTS": "outbox_take@1"})
+    assert "out of memory (injected)" in log, log[-6000:]
+    got = committed(kafka.bootstrap, group, outbox, 1)[0]
+    assert got <= 1, f"committed {got}: past the record that was not applied; log:\n{log[-6000:]}"
+    assert docs() <= {"agg-0"}, docs()
+
+    consumers.run(*args)
+    assert docs() == {"agg-0", "agg-1", "agg-2"}
+    assert committed(kafka.bootstrap, group, outbox, 1) == {0: 3}
+
+
+class _MockKafka:
+    """tests/tools/kafka_mock: librdkafka's mock cluster, one broker, in a child process,
+    where a partition can be left without a leader while everything else works."""
+
+    def __init__(self, build_dir):
+        exe = build_dir / "tests" / "kafka_mock"
+        assert exe.exists(), f"{exe} not built"
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        assert self.bootstrap, "kafka_mock printed no bootstrap address"
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        got = self.proc.stdout.readline().strip()
+        assert got == "ok", f"kafka_mock {line!r}: {got!r}"
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def test_sigterm_while_a_dead_letter_waits_stores_nothing_past_it_and_a_restart_writes_it(
+        build_dir, redis_server, rc, unique):
+    """The dead-letter topic cannot take the dead letter yet (its partition has no leader:
+    a retriable error, which the dead-letter producer retries without end) while the
+    source topic and the group coordinator work, when SIGTERM arrives. The consumer exits
+    within seconds without storing the offset of the record whose dead letter was never
+    acknowledged; the next run, the topic writable again, dead-letters it and goes on."""
+    mock = _MockKafka(build_dir)
+    runner = ConsumerRunner(consumer_exe(build_dir), mock.bootstrap)
+    try:
+        c = Case.__new__(Case)  # Case's fields, its topic on the mock cluster
+        c.bootstrap, c.table, c.partitions = mock.bootstrap, unique, 1
+        c.topic, c.group, c.dlq = f"pgcdc.public.{unique}", f"g_{unique}", f"pgcdc.dlq.{unique}"
+        mock.command(f"topic {c.topic} 1")
+        mock.command(f"topic {c.dlq} 1")
+        mock.command(f"leader {c.dlq} 0 -1")
+        produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 0}), (b'{"id": 1}', b"not json"),
+                                       ins(c.table, 102, {"id": 2})])
+        # The mock coordinator waits out a member that is gone until its session ends.
+        args = c.args(redis_server.url, "-X", "session.timeout.ms=6000")
+        p = runner.start(*args)
+        wait_for("rows 0 and 2 applied while the dead letter of 1 waits",
+                 lambda: p.proc.poll() is None and c.applied(rc) == {0, 2}, 60, interval=0.2)
+        p.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert p.wait(30) == 0, p.log()[-6000:]
+        took = time.monotonic() - t0
+        assert took < 15, f"SIGTERM took {took:.0f} s"  # 5 s for what is on its way
+        log = p.log()
+        assert "dead-lettering" in log and "0 dead-lettered" in log, log[-6000:]
+        got = c.committed()[0]
+        assert got <= 1, (f"committed {got}: past offset 1, whose dead letter was never "
+                          f"written; log:\n{log[-6000:]}")
+
+        mock.command(f"leader {c.dlq} 0 1")
+        log = runner.run(*args)
+        assert c.applied(rc) == {0, 2}
+        assert c.committed() == {0: 3}, log[-6000:]
+        dlq = read_all(c.bootstrap, c.dlq, expect=1)
+        assert [_headers(m)["pgcdc-dlq-offset"] for m in dlq] == ["1"]
+    finally:
+        runner.cleanup()
+        mock.close()
 
 
 def _free_port():

@@ -2,8 +2,9 @@
 misspelt conninfo keyword, an unknown database, a role that may not log in or may not
 create a FOR ALL TABLES publication, a missing slot without --create-slot, a publication
 that does not exist), and keeps retrying what may pass (PostgreSQL down). It also stops
-within seconds on SIGTERM while a catalog query it needs waits on a lock, and names
-changes without a key in its closing summary."""
+within seconds on SIGTERM while a catalog query it needs waits on a lock or while the
+slot it creates waits for an open transaction, and names changes without a key in its
+closing summary."""
 
 import re
 import signal
@@ -28,6 +29,16 @@ def run_expecting_exit_1(cdc, *args):
     log = proc.log()
     assert "retrying in" not in log, log
     return log, time.monotonic() - t0
+
+
+def sigterm_exits_soon(proc, bound_s=15):
+    """SIGTERM: the producer exits with status 0 within bound_s seconds."""
+    t0 = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    rc = proc.wait(FAIL_FAST_S)
+    took = time.monotonic() - t0
+    assert rc == 0, proc.log_tail()
+    assert took < bound_s, f"SIGTERM took {took:.0f} s"
 
 
 def dsn_with(cdc, **override):
@@ -167,12 +178,7 @@ def test_sigterm_while_reading_a_moved_row_behind_a_lock_exits_and_loses_nothing
             return cdc.one("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                            "'pgcdc-producer-catalog' AND wait_event_type = 'Lock'") > 0
         wait_for("the producer's catalog read to wait on the lock", blocked, 60)
-        t0 = time.monotonic()
-        proc.signal(signal.SIGTERM)
-        rc = proc.wait(FAIL_FAST_S)
-        took = time.monotonic() - t0
-        assert rc == 0, proc.log_tail()
-        assert took < 15, f"SIGTERM took {took:.0f} s"
+        sigterm_exits_soon(proc)
         confirmed = cdc.confirmed_flush()
     finally:
         locker.close()
@@ -181,6 +187,52 @@ def test_sigterm_while_reading_a_moved_row_behind_a_lock_exits_and_loses_nothing
     [update] = [r.value for r in cdc.read(cdc.topic("m")) if r.value and r.value["op"] == "u"]
     assert update["after"] == {"id": 2, "body": body}
     assert "unchanged_toast" not in update
+
+
+def test_sigterm_while_creating_the_slot_behind_an_open_transaction_exits_cleanly(cdc):
+    """CREATE_REPLICATION_SLOT waits for every transaction that holds an xid to end (here
+    one the test keeps open). A SIGTERM meanwhile must end the producer within seconds
+    with the creation cancelled on the server (no slot, no walsender left behind), and
+    the next start, the transaction over, creates the slot and streams every change."""
+    cdc.create("CREATE TABLE t (id int PRIMARY KEY)", reference=False, slot=False)
+    topic = cdc.topic("t")
+    creating = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' "
+                "AND query LIKE %s")
+    holder = psycopg.connect(cdc.pg.dsn)  # a transaction with an xid, never committed
+    try:
+        holder.execute(f"INSERT INTO {cdc.schema}.t VALUES (0)")
+        proc = cdc.start("--create-slot")  # and its initial snapshot, as a new user runs it
+
+        def waiting():
+            assert proc.poll() is None, proc.log_tail()
+            return cdc.one(creating + " AND wait_event = 'transactionid'",
+                           (f"CREATE_REPLICATION_SLOT {cdc.slot} %",)) > 0
+        wait_for("the slot creation to wait for the open transaction", waiting, 60)
+        sigterm_exits_soon(proc)
+        # Cancelled, not left to finish once the transaction ends: nothing half made.
+        wait_for("the walsender that was creating the slot to end", lambda: cdc.one(
+            creating, (f"CREATE_REPLICATION_SLOT {cdc.slot} %",)) == 0, 30)
+        assert cdc.one("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                       (cdc.slot,)) == 0
+        holder.rollback()
+    finally:
+        holder.close()
+
+    proc = cdc.start("--create-slot")
+    wait_for("the next start to create the slot and stream",
+             lambda: f"streaming slot {cdc.slot}" in proc.log() or proc.poll() is not None, 60)
+    assert proc.poll() is None, proc.log_tail()
+    assert "created replication slot" in proc.log(), proc.log_tail()
+    cdc.in_schema("INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)")
+    wait_for("both rows in Kafka", lambda: len(cdc.read(topic)) >= 2, 60,
+             on_timeout=proc.log_tail)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(FAIL_FAST_S) == 0, proc.log_tail()
+    assert sorted((r.value["op"], r.value["after"]["id"]) for r in cdc.read(topic)) == [
+        ("c", 1), ("c", 2)]
+    # The mark of the unfinished initial snapshot is gone with the snapshot made.
+    assert cdc.one("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                   (cdc.slot + "_snapshot_pending",)) == 0
 
 
 def test_closing_summary_counts_changes_without_a_key(cdc):
