@@ -451,3 +451,24 @@ done:
     free(params);
     return rc;
 }
+
+int catalog_has_column(catalog *cat, const char *schema, const char *table,
+                       const char *column, char *err, size_t errlen)
+{
+    const char *params[] = {schema, table, column};
+    PGresult *res = query(cat,
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid "
+        "  AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+        3, params, PGRES_TUPLES_OK);
+    int rc;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = cat_error(cat, res, "cannot look up a column", err, errlen);
+    else if (PQntuples(res) == 0)
+        rc = 2;
+    else
+        rc = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    return rc;
+}

@@ -67,4 +67,9 @@ int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
                       const char *const *cols, size_t ncols, uint32_t xid, char **values,
                       char *err, size_t errlen);
 
+/* Whether table schema.table has a column `column` (not dropped). Returns
+ * 1 yes, 0 no column, 2 no such table, -1 with err. */
+int catalog_has_column(catalog *cat, const char *schema, const char *table,
+                       const char *column, char *err, size_t errlen);
+
 #endif

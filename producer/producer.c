@@ -27,6 +27,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "change.h"
+#include "columns.h"
 #include "flushpos.h"
 #include "heartbeat.h"
 #include "kafka_out.h"
@@ -154,6 +155,9 @@ typedef struct producer {
     /* The transactional outbox (outbox.h, docs/outbox.md). */
     outbox *outbox;
     cdc_metric *m_outbox_events, *m_outbox_dead;
+
+    /* Columns left out or hashed (columns.h); NULL: none. */
+    colpolicy *policy;
 
     /* Initial snapshot, re-snapshots and heartbeats (snapshot.h,
      * resnapshot.h, heartbeat.h). */
@@ -750,6 +754,7 @@ static int snapshots_setup(producer *p, char *err, size_t errlen)
         .workers = (int)cdc_config_int(cfg, "snapshot-workers"),
         .chunk_rows = (long)cdc_config_int(cfg, "snapshot-chunk-rows"),
         .create_slot = cdc_config_bool(cfg, "create-slot"),
+        .policy = p->policy,
     };
     if (snapshot_new(&ss, &p->snap, err, errlen) < 0)
         return -1;
@@ -763,6 +768,7 @@ static int snapshots_setup(producer *p, char *err, size_t errlen)
         .ntables = cdc_config_list(cfg, "resnapshot", &tables),
     };
     rs.tables = tables;
+    rs.policy = p->policy;
     if (resnap_new(&rs, &p->flush, emit_resnapshot_row, p, &p->resnap, err, errlen) < 0)
         return -1;
     heartbeat_init(&p->hb, cdc_config_int(cfg, "heartbeat-interval"));
@@ -1173,6 +1179,8 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         if ((rc = catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen)) < 0)
             return start_failed(p, rc);
     }
+    if ((rc = columns_check(p->cat, p->policy, err, errlen)) < 0)
+        return start_failed(p, rc);
     if ((rc = repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen)) < 0)
         return start_failed(p, rc);
     uint64_t xlogpos;
@@ -1277,7 +1285,9 @@ int producer_run(const cdc_config *cfg)
     p.markers_tail = &p.markers;
     flushpos_init(&p.flush, 0);
     metrics_register(&p);
-    if (outbox_setup(&p, err, sizeof err) < 0 || snapshots_setup(&p, err, sizeof err) < 0) {
+    if (outbox_setup(&p, err, sizeof err) < 0 ||
+        columns_policy_new(cfg, p.outbox, &p.policy, err, sizeof err) < 0 ||
+        snapshots_setup(&p, err, sizeof err) < 0) {
         cdc_log_error("%s", err);
         goto done;
     }
@@ -1303,6 +1313,7 @@ int producer_run(const cdc_config *cfg)
         change_builder_free(&p.builder);
         change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
         change_builder_set_fetch(&p.builder, fetch_moved_row, &p);
+        change_builder_set_policy(&p.builder, p.policy);
         backoff = BACKOFF_MIN_MS;
         int64_t started_ms = cdc_clock_mono_ms();
         stream(&p);
@@ -1396,6 +1407,7 @@ done:
     outbox_free(p.outbox);
     snapshot_free(p.snap);
     resnap_free(p.resnap);
+    colpolicy_free(p.policy);
     cdc_buf_free(&p.value);
     cdc_buf_free(&p.key);
     cdc_buf_free(&p.topic);

@@ -1,5 +1,6 @@
-/* sha256.c: a straightforward SHA-256; ids longer than Elasticsearch's
- * 512-byte _id limit are rare, so clarity beats speed here. */
+/* sha256.c: a straightforward SHA-256 and HMAC-SHA256 (RFC 2104). Ids
+ * longer than Elasticsearch's 512-byte _id limit are rare and hashed
+ * columns are short, so clarity beats speed here. */
 #include "sha256.h"
 
 #include <string.h>
@@ -47,19 +48,26 @@ static void block(uint32_t h[8], const uint8_t *p)
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
 }
 
-void cdc_sha256(const void *data, size_t len, uint8_t digest[32])
+/* SHA-256 of `first` (one 64-byte block, or NULL for none) followed by
+ * data: HMAC hashes a padded key block before each message without
+ * copying the message behind it. */
+static void sha256_blocks(const uint8_t *first, const void *data, size_t len,
+                          uint8_t digest[32])
 {
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    if (first)
+        block(h, first);
     const uint8_t *p = data;
     size_t n = len;
     for (; n >= 64; p += 64, n -= 64)
         block(h, p);
     uint8_t tail[128] = {0};
-    memcpy(tail, p, n);
+    if (n)
+        memcpy(tail, p, n);
     tail[n] = 0x80;
     size_t tlen = n + 1 + 8 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
+    uint64_t bits = ((uint64_t)len + (first ? 64 : 0)) * 8;
     for (int i = 0; i < 8; i++)
         tail[tlen - 1 - i] = (uint8_t)(bits >> (8 * i));
     block(h, tail);
@@ -73,14 +81,45 @@ void cdc_sha256(const void *data, size_t len, uint8_t digest[32])
     }
 }
 
-void cdc_sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1])
+void cdc_sha256(const void *data, size_t len, uint8_t digest[32])
+{
+    sha256_blocks(NULL, data, len, digest);
+}
+
+void cdc_hmac_sha256_init(cdc_hmac_sha256_key *k, const void *key, size_t keylen)
+{
+    uint8_t block0[64] = {0};
+    if (keylen > 64)
+        cdc_sha256(key, keylen, block0);
+    else if (keylen)
+        memcpy(block0, key, keylen);
+    for (int i = 0; i < 64; i++) {
+        k->ipad[i] = block0[i] ^ 0x36;
+        k->opad[i] = block0[i] ^ 0x5c;
+    }
+}
+
+void cdc_hmac_sha256(const cdc_hmac_sha256_key *k, const void *data, size_t len,
+                     uint8_t digest[32])
+{
+    uint8_t inner[32];
+    sha256_blocks(k->ipad, data, len, inner);
+    sha256_blocks(k->opad, inner, sizeof inner, digest);
+}
+
+void cdc_hex(const uint8_t *bytes, size_t n, char *hex)
 {
     static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        hex[2 * i] = digits[bytes[i] >> 4];
+        hex[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    hex[2 * n] = '\0';
+}
+
+void cdc_sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1])
+{
     uint8_t d[32];
     cdc_sha256(data, len, d);
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[d[i] >> 4];
-        hex[2 * i + 1] = digits[d[i] & 15];
-    }
-    hex[SHA256_HEX_LEN] = '\0';
+    cdc_hex(d, sizeof d, hex);
 }
