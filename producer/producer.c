@@ -34,6 +34,7 @@
 #include "outbox.h"
 #include "pg_error.h"
 #include "pgoutput.h"
+#include "publication.h"
 #include "relcache.h"
 #include "replication.h"
 #include "resnapshot.h"
@@ -1174,11 +1175,18 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         catalog_set_wait(p->cat, on_catalog_wait, p);
     }
     if (cdc_config_bool(p->cfg, "create-publication")) {
-        const char *const *tables;
-        size_t n = cdc_config_list(p->cfg, "tables", &tables);
-        if ((rc = catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen)) < 0)
+        publication_spec spec = {.policy = p->policy};
+        spec.ntables = cdc_config_list(p->cfg, "tables", &spec.tables);
+        spec.nfilters = cdc_config_list(p->cfg, "row-filter", &spec.filters);
+        if ((rc = publication_ensure(p->cat, p->publication, &spec, err, errlen)) < 0)
             return start_failed(p, rc);
     }
+    /* Whoever made it: say what would make PostgreSQL refuse the
+     * application's UPDATEs and DELETEs. */
+    cdc_buf problems = CDC_BUF_INIT;
+    if (publication_problems(p->cat, p->publication, &problems, err, errlen) > 0)
+        cdc_log_warn("publication %s: %s", p->publication, problems.data);
+    cdc_buf_free(&problems);
     if ((rc = columns_check(p->cat, p->policy, err, errlen)) < 0)
         return start_failed(p, rc);
     if ((rc = repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen)) < 0)

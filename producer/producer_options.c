@@ -9,6 +9,7 @@
 #include "cdc_lsn.h"
 #include "colpolicy.h"
 #include "outbox.h"
+#include "publication.h"
 
 static int check_lsn(const char *value, char *err, size_t errlen)
 {
@@ -41,6 +42,11 @@ const cdc_option producer_options[] = {
     {.name = "tables", .env = "PGCDC_TABLES", .type = CDC_OPT_LIST,
      .metavar = "SCHEMA.TABLE[,...]",
      .help = "tables of a publication made by --create-publication; all tables when unset"},
+    {.name = "row-filter", .env = "PGCDC_ROW_FILTER", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE=SQL", .check = publication_check_filter, .verbatim = true,
+     .help = "row filter (WHERE) of a --tables entry in a publication made by "
+             "--create-publication (PostgreSQL 15+); refused when it would make PostgreSQL "
+             "refuse the table's UPDATEs and DELETEs (docs/columns.md)"},
     {.name = "exclude-columns", .env = "PGCDC_EXCLUDE_COLUMNS", .type = CDC_OPT_LIST,
      .metavar = "SCHEMA.TABLE.COLUMN[,...]", .check = colpolicy_check_item,
      .help = "columns never sent: in no event, key or dead letter (a key column cannot be "
