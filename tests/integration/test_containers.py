@@ -107,3 +107,27 @@ def test_every_container_variable_is_accepted(service, binary, dockerfile, build
         name = option.lstrip("-")
         assert re.search(rf"config --{re.escape(name)}[= ].*\(environment\)", out), \
             f"{service}: {var} was not taken as --{name}:\n{out[-3000:]}"
+
+
+def tested_engines():
+    """{image: version} of the search engines the tests run, from the runner versions in
+    tests/services/*/pom.xml (runner 2.19.1.0 runs engine 2.19.1)."""
+    services = pathlib.Path(__file__).resolve().parents[1] / "services"
+    images = {"opensearch": "opensearchproject/opensearch",
+              "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch"}
+    out = {}
+    for name, image in images.items():
+        pom = (services / name / "pom.xml").read_text()
+        runner = re.search(r"<artifactId>\w+-(?:cluster-)?runner</artifactId>\s*"
+                           r"<version>([\d.]+)</version>", pom).group(1)
+        out[f"{image}:{runner.rsplit('.', 1)[0]}"] = name
+    return out
+
+
+def test_compose_runs_a_search_engine_version_the_tests_run():
+    images = re.findall(r"^\s+image:\s*(\S+)", (DOCKER / "compose.yaml").read_text(), re.M)
+    engines = [i for i in images if "opensearch" in i or "elasticsearch" in i]
+    tested = tested_engines()
+    assert engines, "no search engine in docker/compose.yaml"
+    for image in engines:
+        assert image in tested, f"docker/compose.yaml runs {image}; the tests run {sorted(tested)}"
