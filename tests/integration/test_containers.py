@@ -77,7 +77,7 @@ def help_variables(exe):
 def test_every_container_variable_is_accepted(service, binary, dockerfile, build_dir, tmp_path):
     exe = str(build_dir / binary)
     services = compose_environments()
-    assert {"postgres", "kafka", "elasticsearch", "redis", "producer", "consumer"} <= set(services)
+    assert {"postgres", "kafka", "opensearch", "redis", "producer", "consumer"} <= set(services)
     env_vars = dict(dockerfile_environment(dockerfile))
     env_vars.update(services[service])
     pgcdc = {k: v for k, v in env_vars.items() if k.startswith("PGCDC_")}
