@@ -50,7 +50,7 @@ const cdc_option producer_options[] = {
     {.name = "exclude-columns", .env = "PGCDC_EXCLUDE_COLUMNS", .type = CDC_OPT_LIST,
      .metavar = "SCHEMA.TABLE.COLUMN[,...]", .check = colpolicy_check_item,
      .help = "columns never sent: in no event, key or dead letter (a key column cannot be "
-             "left out: hash it); docs/operations.md"},
+             "left out: hash it); docs/columns.md"},
     {.name = "include-columns", .env = "PGCDC_INCLUDE_COLUMNS", .type = CDC_OPT_LIST,
      .metavar = "SCHEMA.TABLE.COLUMN[,...]", .check = colpolicy_check_item,
      .help = "a table named here sends only these columns, its --hash-columns and its key "

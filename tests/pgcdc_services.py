@@ -186,7 +186,7 @@ def maven_classpath(project, java_home=None):
     classes = os.path.join(pdir, "target", "classes")
     has_src = os.path.isdir(os.path.join(pdir, "src"))
     newest = 0.0
-    for root, dirs, files in os.walk(pdir):
+    for root, dirs, files in os.walk(pdir, followlinks=True):  # opensearch3/src is a link
         if root == pdir and "target" in dirs:
             dirs.remove("target")
         for name in files:
