@@ -267,7 +267,7 @@ static int value_set(cfg_value *v, cfg_source src, const char *label, const char
     char q[256];
 
     if (o->type == CDC_OPT_LIST) {
-        bool raw = strcmp(o->name, "X") == 0;
+        bool raw = strcmp(o->name, "X") == 0 || o->verbatim;
         /* A flag replaces what the environment or default gave; repeated
          * flags accumulate. */
         if (v->source != src)
@@ -662,6 +662,8 @@ const char *const cdc_config_known_env[] = {
     "PGCDC_OUTBOX_COLUMNS", "PGCDC_OUTBOX_MESSAGE_PREFIX", "PGCDC_SNAPSHOT",
     "PGCDC_SNAPSHOT_WORKERS", "PGCDC_SNAPSHOT_CHUNK_ROWS", "PGCDC_SIGNAL_TABLE",
     "PGCDC_RESNAPSHOT", "PGCDC_HEARTBEAT_INTERVAL", "PGCDC_METRICS_ADDR",
+    "PGCDC_EXCLUDE_COLUMNS", "PGCDC_INCLUDE_COLUMNS", "PGCDC_HASH_COLUMNS",
+    "PGCDC_HASH_KEY_FILE", "PGCDC_ROW_FILTER",
     /* pgcdc-consumer */
     "PGCDC_GROUP", "PGCDC_TOPICS", "PGCDC_BATCH_RECORDS", "PGCDC_BATCH_BYTES",
     "PGCDC_BATCH_MS", "PGCDC_RESET_OFFSETS", "PGCDC_UNTIL_END", "PGCDC_ES", "PGCDC_ES_USER",
@@ -863,8 +865,8 @@ static int help_option(const cdc_option *o, cdc_buf *b)
         break;
     case CDC_OPT_ENUM: rc |= cdc_buf_printf(b, "one of %s", o->choices); break;
     case CDC_OPT_LIST:
-        rc |= cdc_buf_puts(b, strcmp(o->name, "X") == 0 ? "repeatable"
-                                                         : "comma-separated, repeatable");
+        rc |= cdc_buf_puts(b, strcmp(o->name, "X") == 0 || o->verbatim
+                                  ? "repeatable" : "comma-separated, repeatable");
         break;
     }
     if (o->secret)

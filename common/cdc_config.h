@@ -34,6 +34,10 @@ typedef struct cdc_option {
      * like 16/B374D848"); the caller prefixes the option name and, unless the
      * option is secret, the quoted value. */
     int (*check)(const char *value, char *err, size_t errlen);
+    /* CDC_OPT_LIST whose items may hold commas (SQL): a flag's value is one
+     * item, and the environment's value is split only at a comma followed
+     * by NAME= (as -X pairs are). */
+    bool verbatim;
 } cdc_option;
 
 /* Tables are written with designated initializers ({.name = "slot", ...});

@@ -16,6 +16,7 @@ RUN meson setup /build -Dtests=false -Dbuildtype=release && ninja -C /build prod
 FROM debian:trixie-slim
 RUN apt-get update && apt-get -y upgrade && apt-get install -y --no-install-recommends \
       libpq5 librdkafka1 libyajl2 libmicrohttpd12t64 curl ca-certificates \
+      libssl3t64 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pgcdc
 COPY --from=build /build/producer/pgcdc-producer /usr/local/bin/pgcdc-producer

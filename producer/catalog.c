@@ -63,6 +63,17 @@ static PGresult *query(catalog *cat, const char *sql, int nparams, const char *c
     return NULL;
 }
 
+PGresult *catalog_exec(catalog *cat, const char *sql, int nparams, const char *const *params,
+                       ExecStatusType want)
+{
+    return query(cat, sql, nparams, params, want);
+}
+
+PGconn *catalog_conn(catalog *cat)
+{
+    return cat->pg;
+}
+
 /* A failed query's message; res NULL: given up for a stop. */
 static int cat_error(catalog *cat, const PGresult *res, const char *what, char *err,
                      size_t errlen)
@@ -72,6 +83,12 @@ static int cat_error(catalog *cat, const PGresult *res, const char *what, char *
         return -1;
     }
     return pg_error_result(cat->pg, res, what, err, errlen);
+}
+
+int catalog_error(catalog *cat, const PGresult *res, const char *what, char *err,
+                  size_t errlen)
+{
+    return cat_error(cat, res, what, err, errlen);
 }
 
 void catalog_set_wait(catalog *cat, catalog_wait_fn fn, void *ctx)
@@ -150,70 +167,6 @@ int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
             session_setup(cat);
         rc = snapdb_emit_message(cat->pg, transactional, prefix, content, lsn, err, errlen);
     }
-    return rc;
-}
-
-int catalog_ensure_publication(catalog *cat, const char *publication,
-                               const char *const *tables, size_t ntables,
-                               char *err, size_t errlen)
-{
-    const char *params[] = {publication};
-    PGresult *res = query(cat, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params,
-                          PGRES_TUPLES_OK);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        int rc = cat_error(cat, res, "cannot look up the publication", err, errlen);
-        PQclear(res);
-        return rc;
-    }
-    int exists = PQntuples(res) > 0;
-    PQclear(res);
-    if (exists)
-        return 0;
-
-    /* The statement is built by the server from quote_ident and regclass,
-     * so a table list can only ever name tables. */
-    cdc_buf list = CDC_BUF_INIT;
-    for (size_t i = 0; i < ntables; i++) {
-        if (i)
-            cdc_buf_putc(&list, '\n');
-        cdc_buf_puts(&list, tables[i]);
-    }
-    const char *p2[] = {publication, ntables ? list.data : ""};
-    res = query(cat,
-        "SELECT 'CREATE PUBLICATION ' || quote_ident($1) || "
-        "CASE WHEN $2 = '' THEN ' FOR ALL TABLES' ELSE ' FOR TABLE ' || "
-        "(SELECT string_agg(t::regclass::text, ', ') FROM unnest(string_to_array($2, E'\\n')) t) END",
-        2, p2, PGRES_TUPLES_OK);
-    cdc_buf_free(&list);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        int rc = cat_error(cat, res, "cannot prepare CREATE PUBLICATION (is every "
-                                 "--tables entry an existing table?)", err, errlen);
-        PQclear(res);
-        return rc;
-    }
-    char *sql = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    if (!sql) {
-        snprintf(err, errlen, "cannot create publication: out of memory");
-        return -1;
-    }
-    res = query(cat, sql, 0, NULL, PGRES_COMMAND_OK);
-    free(sql);
-    int rc = 0;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (state && strcmp(state, "42501") == 0 && ntables == 0) {
-            /* FOR ALL TABLES needs a superuser; a table list only ownership. */
-            pg_error_format(cat->pg, "cannot create publication", err, errlen);
-            size_t len = strlen(err);
-            snprintf(err + len, errlen - len, " (use --tables to publish only these tables, "
-                     "or have a superuser create publication %s)", publication);
-            rc = PG_PERMANENT;
-        } else if (!state || strcmp(state, "42710") != 0) { /* 42710: made meanwhile */
-            rc = cat_error(cat, res, "cannot create publication", err, errlen);
-        }
-    }
-    PQclear(res);
     return rc;
 }
 
@@ -431,5 +384,26 @@ done:
     PQclear(res);
     cdc_buf_free(&sql);
     free(params);
+    return rc;
+}
+
+int catalog_has_column(catalog *cat, const char *schema, const char *table,
+                       const char *column, char *err, size_t errlen)
+{
+    const char *params[] = {schema, table, column};
+    PGresult *res = query(cat,
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid "
+        "  AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+        3, params, PGRES_TUPLES_OK);
+    int rc;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = cat_error(cat, res, "cannot look up a column", err, errlen);
+    else if (PQntuples(res) == 0)
+        rc = 2;
+    else
+        rc = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
     return rc;
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "pgvalue.h"
 
 typedef struct catalog catalog;
@@ -36,14 +38,6 @@ int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err,
 int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
                          const char *content, uint64_t *lsn, char *err, size_t errlen);
 
-/* Creates the publication when missing: for the listed tables
- * ("schema.table"), or for all tables when ntables == 0. Returns 0 when it
- * exists afterwards, -1 on error, PG_PERMANENT when retrying cannot help
- * (the role may not create it: err says to use --tables). */
-int catalog_ensure_publication(catalog *cat, const char *publication,
-                               const char *const *tables, size_t ntables,
-                               char *err, size_t errlen);
-
 /* pgvalue_resolve_fn with a catalog as ctx: one query per type; domains and
  * array elements are followed to a built-in or to text. */
 int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t errlen);
@@ -66,5 +60,21 @@ int catalog_fetch_row(catalog *cat, const char *nspname, const char *relname,
                       const char *const *keycols, const char *const *keyvals, size_t nkey,
                       const char *const *cols, size_t ncols, uint32_t xid, char **values,
                       char *err, size_t errlen);
+
+/* For the modules that run their own catalog statements (publication.c):
+ * one statement, waited for with the wait function and retried once on a
+ * dropped connection; NULL when it gave up for a stop (catalog_error says
+ * so). */
+PGresult *catalog_exec(catalog *cat, const char *sql, int nparams, const char *const *params,
+                       ExecStatusType want);
+/* err from a failed catalog_exec (res may be NULL). Returns PG_PERMANENT or -1. */
+int catalog_error(catalog *cat, const PGresult *res, const char *what, char *err,
+                  size_t errlen);
+PGconn *catalog_conn(catalog *cat);
+
+/* Whether table schema.table has a column `column` (not dropped). Returns
+ * 1 yes, 0 no column, 2 no such table, -1 with err. */
+int catalog_has_column(catalog *cat, const char *schema, const char *table,
+                       const char *column, char *err, size_t errlen);
 
 #endif

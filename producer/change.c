@@ -24,6 +24,11 @@ void change_builder_set_fetch(change_builder *b, change_fetch_fn fetch, void *ct
     b->fetch_ctx = ctx;
 }
 
+void change_builder_set_policy(change_builder *b, const colpolicy *policy)
+{
+    b->policy = policy;
+}
+
 void change_builder_free(change_builder *b)
 {
     if (!b)
@@ -56,6 +61,45 @@ int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type 
     }
     *type = &col->type;
     return 0;
+}
+
+/* Each column's action under the policy, once per Relation message (and
+ * again when the runtime sets the key of a FULL table). */
+static int resolve_policy(change_builder *b, relcache_rel *rel, char *err, size_t errlen)
+{
+    if (rel->policy_resolved)
+        return 0;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        bool is_key = false;
+        for (uint16_t k = 0; k < rel->nkey && !is_key; k++)
+            is_key = rel->key[k] == i;
+        colpolicy_action a;
+        if (colpolicy_column(b->policy, rel->nspname, rel->relname, rel->cols[i].name, is_key,
+                             &a, err, errlen) < 0)
+            return -1;
+        rel->cols[i].action = (uint8_t)a;
+    }
+    rel->policy_resolved = true;
+    return 0;
+}
+
+/* Appends a column's value as JSON: its hash when the policy says so,
+ * else pgvalue's mapping of its type. */
+static int append_value(change_builder *b, relcache_col *col, const char *text, size_t len,
+                        char *verr, size_t verrlen)
+{
+    if (col->action == COLPOLICY_HASH) {
+        if (colpolicy_append_hash(b->policy, text, len, &b->row.values) < 0) {
+            snprintf(verr, verrlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    const pgvalue_type *type;
+    if (change_column_type(b, col, &type, verr, verrlen) < 0)
+        return -1;
+    return pgvalue_append_json(&b->row.values, type, text, len, &b->row.scratch, verr,
+                               verrlen);
 }
 
 static int reserve(change_builder *b, size_t ncols, size_t nrel)
@@ -94,7 +138,7 @@ static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t
         relcache_col *col = &rel->cols[i];
         const pgoutput_value *v = &t->cols[i];
         pos[i] = -1;
-        if (only_identity && !col->is_identity)
+        if ((only_identity && !col->is_identity) || col->action == COLPOLICY_DROP)
             continue;
         if (v->kind == PGOUTPUT_COL_UNCHANGED && full_old &&
             (full_old->cols[i].kind == PGOUTPUT_COL_TEXT ||
@@ -110,11 +154,8 @@ static int add_row(change_builder *b, relcache_rel *rel, const pgoutput_tuple *t
             if (cdc_buf_append(&b->row.values, "null", 4) < 0)
                 goto oom;
         } else if (v->kind == PGOUTPUT_COL_TEXT) {
-            const pgvalue_type *type;
             char verr[160];
-            if (change_column_type(b, col, &type, verr, sizeof verr) < 0 ||
-                pgvalue_append_json(&b->row.values, type, v->data, v->len, &b->row.scratch,
-                                    verr, sizeof verr) < 0) {
+            if (append_value(b, col, v->data, v->len, verr, sizeof verr) < 0) {
                 snprintf(err, errlen, "cannot convert column \"%s\" (type %u) of %s.%s: %s",
                          col->name, col->type_oid, rel->nspname, rel->relname, verr);
                 return -1;
@@ -150,11 +191,8 @@ static int add_fetched(change_builder *b, relcache_rel *rel, uint16_t i, const c
             return -1;
         }
     } else {
-        const pgvalue_type *type;
         char verr[160];
-        if (change_column_type(b, col, &type, verr, sizeof verr) < 0 ||
-            pgvalue_append_json(&b->row.values, type, text, strlen(text), &b->row.scratch,
-                                verr, sizeof verr) < 0) {
+        if (append_value(b, col, text, strlen(text), verr, sizeof verr) < 0) {
             snprintf(err, errlen, "cannot convert column \"%s\" (type %u) of %s.%s read by "
                      "key: %s", col->name, col->type_oid, rel->nspname, rel->relname, verr);
             return -1;
@@ -200,7 +238,8 @@ static int fill_moved_toast(change_builder *b, relcache_rel *rel, const pgoutput
         keyvals[k][v->len] = '\0';
     }
     for (uint16_t i = 0; i < newtup->ncols && n < *ntoast; i++)
-        if (newtup->cols[i].kind == PGOUTPUT_COL_UNCHANGED && b->pos_new[i] < 0)
+        if (newtup->cols[i].kind == PGOUTPUT_COL_UNCHANGED && b->pos_new[i] < 0 &&
+            rel->cols[i].action != COLPOLICY_DROP)
             cols[n++] = i;
     if (n != *ntoast || b->fetch(b->fetch_ctx, rel, (const char *const *)keyvals, cols, n,
                                  values) != 1) {
@@ -305,6 +344,8 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
                  rel->ncols);
         return -1;
     }
+    if (resolve_policy(b, rel, err, errlen) < 0)
+        return -1;
     if (reserve(b, 2 * (size_t)rel->ncols + 2 * (size_t)rel->nkey,
                 rel->ncols ? rel->ncols : 1) < 0) {
         snprintf(err, errlen, "out of memory building %s of %s.%s", op_name(op),

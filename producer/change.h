@@ -9,6 +9,7 @@
 
 #include "cdc_buf.h"
 #include "cdc_event.h"
+#include "colpolicy.h"
 #include "pgoutput.h"
 #include "pgvalue.h"
 #include "relcache.h"
@@ -28,6 +29,7 @@ typedef struct change_builder {
     void *resolve_ctx;
     change_fetch_fn fetch;        /* TOAST values of a moved row; NULL: none */
     void *fetch_ctx;
+    const colpolicy *policy;      /* columns left out or hashed; NULL: none */
     pgvalue_row row;              /* before, after and key columns, and their JSON */
     int *pos_old, *pos_new;       /* relation column -> index in cols, or -1 */
     size_t pos_cap;
@@ -52,6 +54,13 @@ void change_builder_free(change_builder *b);
  * every column PostgreSQL sent. Columns of a row that is gone stay in
  * unchanged_toast. */
 void change_builder_set_fetch(change_builder *b, change_fetch_fn fetch, void *ctx);
+
+/* Columns the policy drops are in no part of any event (before, after,
+ * key, unchanged_toast); hashed ones carry colpolicy_append_hash of their
+ * text wherever they appear, the record key included, so a row keeps one
+ * key. A policy that drops a key column makes change_build fail (err says
+ * why) at that relation's first change. Not owned; NULL keeps everything. */
+void change_builder_set_policy(change_builder *b, const colpolicy *policy);
 
 /* Builds the event of an Insert ('c'), Update ('u') or Delete ('d'):
  * - after: the new row, without unchanged-TOAST columns, which are listed

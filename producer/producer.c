@@ -28,12 +28,14 @@
 #include "cdc_signal.h"
 #include "change.h"
 #include "failover.h"
+#include "columns.h"
 #include "flushpos.h"
 #include "heartbeat.h"
 #include "kafka_out.h"
 #include "outbox.h"
 #include "pg_error.h"
 #include "pgoutput.h"
+#include "publication.h"
 #include "relcache.h"
 #include "replication.h"
 #include "resnapshot.h"
@@ -157,6 +159,9 @@ typedef struct producer {
     /* The transactional outbox (outbox.h, docs/outbox.md). */
     outbox *outbox;
     cdc_metric *m_outbox_events, *m_outbox_dead;
+
+    /* Columns left out or hashed (columns.h); NULL: none. */
+    colpolicy *policy;
 
     /* Initial snapshot, re-snapshots and heartbeats (snapshot.h,
      * resnapshot.h, heartbeat.h). */
@@ -755,6 +760,7 @@ static int snapshots_setup(producer *p, char *err, size_t errlen)
         .workers = (int)cdc_config_int(cfg, "snapshot-workers"),
         .chunk_rows = (long)cdc_config_int(cfg, "snapshot-chunk-rows"),
         .create_slot = cdc_config_bool(cfg, "create-slot"),
+        .policy = p->policy,
     };
     if (snapshot_new(&ss, &p->snap, err, errlen) < 0)
         return -1;
@@ -768,6 +774,7 @@ static int snapshots_setup(producer *p, char *err, size_t errlen)
         .ntables = cdc_config_list(cfg, "resnapshot", &tables),
     };
     rs.tables = tables;
+    rs.policy = p->policy;
     if (resnap_new(&rs, &p->flush, emit_resnapshot_row, p, &p->resnap, err, errlen) < 0)
         return -1;
     heartbeat_init(&p->hb, cdc_config_int(cfg, "heartbeat-interval"));
@@ -1215,11 +1222,20 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         catalog_set_wait(p->cat, on_catalog_wait, p);
     }
     if (cdc_config_bool(p->cfg, "create-publication")) {
-        const char *const *tables;
-        size_t n = cdc_config_list(p->cfg, "tables", &tables);
-        if ((rc = catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen)) < 0)
+        publication_spec spec = {.policy = p->policy};
+        spec.ntables = cdc_config_list(p->cfg, "tables", &spec.tables);
+        spec.nfilters = cdc_config_list(p->cfg, "row-filter", &spec.filters);
+        if ((rc = publication_ensure(p->cat, p->publication, &spec, err, errlen)) < 0)
             return start_failed(p, rc);
     }
+    /* Whoever made it: say what would make PostgreSQL refuse the
+     * application's UPDATEs and DELETEs. */
+    cdc_buf problems = CDC_BUF_INIT;
+    if (publication_problems(p->cat, p->publication, &problems, err, errlen) > 0)
+        cdc_log_warn("publication %s: %s", p->publication, problems.data);
+    cdc_buf_free(&problems);
+    if ((rc = columns_check(p->cat, p->policy, err, errlen)) < 0)
+        return start_failed(p, rc);
     if ((rc = repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen)) < 0)
         return start_failed(p, rc);
     uint64_t xlogpos;
@@ -1331,7 +1347,9 @@ int producer_run(const cdc_config *cfg)
     p.markers_tail = &p.markers;
     flushpos_init(&p.flush, 0);
     metrics_register(&p);
-    if (outbox_setup(&p, err, sizeof err) < 0 || snapshots_setup(&p, err, sizeof err) < 0) {
+    if (outbox_setup(&p, err, sizeof err) < 0 ||
+        columns_policy_new(cfg, p.outbox, &p.policy, err, sizeof err) < 0 ||
+        snapshots_setup(&p, err, sizeof err) < 0) {
         cdc_log_error("%s", err);
         goto done;
     }
@@ -1357,6 +1375,7 @@ int producer_run(const cdc_config *cfg)
         change_builder_free(&p.builder);
         change_builder_init(&p.builder, p.rels, catalog_resolve_type, p.cat);
         change_builder_set_fetch(&p.builder, fetch_moved_row, &p);
+        change_builder_set_policy(&p.builder, p.policy);
         backoff = BACKOFF_MIN_MS;
         int64_t started_ms = cdc_clock_mono_ms();
         stream(&p);
@@ -1450,6 +1469,7 @@ done:
     outbox_free(p.outbox);
     snapshot_free(p.snap);
     resnap_free(p.resnap);
+    colpolicy_free(p.policy);
     cdc_buf_free(&p.value);
     cdc_buf_free(&p.key);
     cdc_buf_free(&p.topic);

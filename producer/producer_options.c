@@ -7,7 +7,9 @@
 #include <stdio.h>
 
 #include "cdc_lsn.h"
+#include "colpolicy.h"
 #include "outbox.h"
+#include "publication.h"
 
 static int check_lsn(const char *value, char *err, size_t errlen)
 {
@@ -44,6 +46,27 @@ const cdc_option producer_options[] = {
     {.name = "tables", .env = "PGCDC_TABLES", .type = CDC_OPT_LIST,
      .metavar = "SCHEMA.TABLE[,...]",
      .help = "tables of a publication made by --create-publication; all tables when unset"},
+    {.name = "row-filter", .env = "PGCDC_ROW_FILTER", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE=SQL", .check = publication_check_filter, .verbatim = true,
+     .help = "row filter (WHERE) of a --tables entry in a publication made by "
+             "--create-publication (PostgreSQL 15+); refused when it would make PostgreSQL "
+             "refuse the table's UPDATEs and DELETEs (docs/columns.md)"},
+    {.name = "exclude-columns", .env = "PGCDC_EXCLUDE_COLUMNS", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE.COLUMN[,...]", .check = colpolicy_check_item,
+     .help = "columns never sent: in no event, key or dead letter (a key column cannot be "
+             "left out: hash it); docs/columns.md"},
+    {.name = "include-columns", .env = "PGCDC_INCLUDE_COLUMNS", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE.COLUMN[,...]", .check = colpolicy_check_item,
+     .help = "a table named here sends only these columns, its --hash-columns and its key "
+             "columns"},
+    {.name = "hash-columns", .env = "PGCDC_HASH_COLUMNS", .type = CDC_OPT_LIST,
+     .metavar = "SCHEMA.TABLE.COLUMN[,...]", .check = colpolicy_check_item,
+     .help = "columns sent as the hex HMAC-SHA256 of their text, keyed with --hash-key-file "
+             "(the same value always gives the same hash, key columns included)"},
+    {.name = "hash-key-file", .env = "PGCDC_HASH_KEY_FILE", .type = CDC_OPT_STRING,
+     .metavar = "PATH",
+     .help = "file holding the secret HMAC key of --hash-columns (at least 16 bytes; a final "
+             "newline is not part of it)"},
     {.name = "brokers", .env = "PGCDC_BROKERS", .type = CDC_OPT_STRING,
      .def = "127.0.0.1:9092", .metavar = "HOST:PORT[,...]",
      .help = "Kafka bootstrap servers"},

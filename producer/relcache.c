@@ -201,6 +201,7 @@ int relcache_set_key(relcache_rel *rel, const char *const *names, size_t n,
     }
     memcpy(rel->key, key, nkey * sizeof key[0]);
     rel->nkey = nkey;
+    rel->policy_resolved = false; /* a column's action depends on being a key column */
     return 0;
 }
 

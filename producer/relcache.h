@@ -19,6 +19,7 @@ typedef struct relcache_col {
     bool is_identity;       /* flagged as replica identity in the Relation message */
     bool type_resolved;     /* `type` is valid */
     pgvalue_type type;
+    uint8_t action;         /* colpolicy_action, once the relation's policy_resolved */
 } relcache_col;
 
 typedef struct relcache_rel {
@@ -35,6 +36,7 @@ typedef struct relcache_rel {
     uint16_t nkey;
     uint16_t *key;
     uint64_t version;       /* increases each time the OID's entry is replaced */
+    bool policy_resolved;   /* cols[].action is valid (cleared when the key changes) */
     void *user;             /* the runtime's (topic handle, ...) */
 } relcache_rel;
 

@@ -94,6 +94,7 @@ struct resnap {
     char *conninfo, *publication, *prefix;
     char *sig_schema, *sig_table;
     long chunk_rows;
+    const colpolicy *policy;
     kafka_out *kafka;           /* the producer's, as of the last step */
     flushpos *fp;
     resnap_emit_fn emit;
@@ -193,6 +194,7 @@ int resnap_new(const resnap_settings *set, flushpos *fp, resnap_emit_fn emit, vo
     rs->emit = emit;
     rs->emit_ctx = emit_ctx;
     rs->chunk_rows = set->chunk_rows > 0 ? set->chunk_rows : 1;
+    rs->policy = set->policy;
     if ((set->conninfo && !(rs->conninfo = strdup(set->conninfo))) ||
         !(rs->publication = strdup(set->publication)) ||
         (set->topic_prefix && !(rs->prefix = strdup(set->topic_prefix))))
@@ -545,6 +547,7 @@ static int describe(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx, c
     tables[0] = NULL;
     snapdb_free_tables(tables, (size_t)n);
     if (snapdb_resolve_types(t, resolve, resolve_ctx, err, errlen) < 0 ||
+        snap_table_apply_policy(t, rs->policy, err, errlen) < 0 ||
         snap_rowvals_reserve(&rs->rv, t->ncols + t->nkey + 1) < 0) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");

@@ -16,6 +16,7 @@
 #include "cdc_buf.h"
 #include "cdc_event.h"
 #include "flushpos.h"
+#include "colpolicy.h"
 #include "kafka_out.h"
 #include "pgvalue.h"
 
@@ -38,6 +39,7 @@ typedef struct resnap_settings {
     long chunk_rows;
     const char *const *tables;    /* --resnapshot: read these once streaming starts */
     size_t ntables;
+    const colpolicy *policy;      /* columns left out or hashed; not copied: must outlive */
 } resnap_settings;
 
 /* Strings are copied. fp is the producer's flush position (signals hold it);

@@ -60,6 +60,34 @@ int snap_table_set_rowfilter(snap_table *t, const char *sql)
     return 0;
 }
 
+int snap_table_apply_policy(snap_table *t, const colpolicy *policy, char *err, size_t errlen)
+{
+    t->policy = policy;
+    if (!colpolicy_has_table(policy, t->schema, t->name))
+        return 0;
+    size_t kept = 0, nkey = 0;
+    for (size_t i = 0; i < t->ncols; i++) {
+        /* t->key is in column order: the next key column is key[nkey]. */
+        bool is_key = nkey < t->nkey && t->key[nkey] == i;
+        colpolicy_action a;
+        if (colpolicy_column(policy, t->schema, t->name, t->cols[i].name, is_key, &a, err,
+                             errlen) < 0)
+            return -1;
+        if (a == COLPOLICY_DROP) {
+            free(t->cols[i].name);
+            continue;
+        }
+        if (is_key)
+            t->key[nkey++] = kept;
+        t->cols[kept] = t->cols[i];
+        t->cols[kept].hash = a == COLPOLICY_HASH;
+        kept++;
+    }
+    t->ncols = kept;
+    t->nkey = nkey;
+    return 0;
+}
+
 void snap_table_free(snap_table *t)
 {
     if (!t)
@@ -97,6 +125,11 @@ int snap_row_encode(snap_row_builder *b, const snap_table *t, const char *const 
         b->offs[i] = b->values.len;
         if (!vals[i]) {
             if (cdc_buf_append(&b->values, "null", 4) < 0)
+                goto oom;
+            continue;
+        }
+        if (t->cols[i].hash) {
+            if (colpolicy_append_hash(t->policy, vals[i], lens[i], &b->values) < 0)
                 goto oom;
             continue;
         }

@@ -12,12 +12,14 @@
 
 #include "cdc_buf.h"
 #include "cdc_event.h"
+#include "colpolicy.h"
 #include "pgvalue.h"
 
 typedef struct snap_column {
     char *name;
     uint32_t type_oid;
     pgvalue_type type;      /* set by the caller (built-in or catalog) before rows are built */
+    bool hash;              /* sent as colpolicy_append_hash of its text (snap_table_apply_policy) */
 } snap_column;
 
 /* The record key is the one a streamed change has (relcache.h): the replica
@@ -37,6 +39,7 @@ typedef struct snap_table {
     size_t nkey;
     size_t *key;            /* indices into cols */
     void *topic;            /* the runtime's Kafka topic; not owned */
+    const colpolicy *policy; /* the hash key of hashed columns; not owned */
 } snap_table;
 
 /* NULL when memory runs out. */
@@ -44,6 +47,10 @@ snap_table *snap_table_new(uint32_t oid, const char *schema, const char *name);
 /* Appends a column; is_key makes it the next key column. Returns 0 or -1. */
 int snap_table_add_column(snap_table *t, const char *name, uint32_t type_oid, bool is_key);
 int snap_table_set_rowfilter(snap_table *t, const char *sql);
+/* Applies the column policy (NULL: none): columns it drops leave t, so no
+ * query ever reads them; hashed ones are marked. Returns 0, or -1 with err
+ * (the policy drops a key column, memory). */
+int snap_table_apply_policy(snap_table *t, const colpolicy *policy, char *err, size_t errlen);
 void snap_table_free(snap_table *t);
 
 /* Reusable storage for snap_row_encode: after columns, then key columns. */

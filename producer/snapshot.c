@@ -687,7 +687,8 @@ static int run_snapshot(snapshot *s, uint64_t lsn, const char *import, const cha
         tp->est = t->reltuples >= 0 ? t->reltuples : explain_rows(pg0, t);
         if (tp->est < 0)
             tp->est = 0;
-        if (snapdb_resolve_types(t, resolve, resolve_ctx, err, errlen) < 0)
+        if (snapdb_resolve_types(t, resolve, resolve_ctx, err, errlen) < 0 ||
+            snap_table_apply_policy(t, s->set.policy, err, errlen) < 0)
             goto done;
         bool renamed = false;
         cdc_buf_reset(&topic);

