@@ -51,6 +51,7 @@
 #include "cdc_signal.h"
 #include "es_bulk.h"
 #include "es_http.h"
+#include "es_index.h"
 #include "es_response.h"
 #include "row_json.h"
 
@@ -61,6 +62,11 @@
 #define TASK_POLL_MAX_MS 1000
 #define TASK_LOG_MS 30000
 
+/* How long a real delete is remembered (--es-deletes=delete): Kafka's
+ * default retention, so that a replay of all a default topic holds cannot
+ * bring a deleted row back while the engine keeps its version map. */
+#define ES_GC_DELETES "7d"
+
 #define INDEX_MAPPING                                                                 \
     "{\"mappings\":{\"dynamic\":true,\"properties\":{"                                \
     "\"" ES_FIELD_LSN "\":{\"type\":\"long\"},\"" ES_FIELD_DELETED "\":{\"type\":\"boolean\"}}}}"
@@ -69,7 +75,9 @@
 typedef struct es_table {
     struct es_table *next;
     char *schema, *table;
-    char *index;
+    char *name;             /* the name readers use (es_index.h): an alias */
+    char *index;            /* what writes go to: the alias, a physical index */
+    bool aliased;           /* index is the alias (truncate resolves it) */
     bool ensured;           /* created, or found existing, by this process */
     bool warned_nokey;
     /* The last truncate applied to the index and whether anything was
@@ -81,7 +89,9 @@ typedef struct es_table {
 typedef struct es_sink {
     sink base;
     es_http http;
-    const char *prefix;
+    es_index_rules *names;
+    unsigned version;       /* --es-index-version: write to <name>_v<N>; 0: the alias */
+    bool real_deletes;      /* --es-deletes=delete */
     es_table *tables;
     es_table *last_table;
     size_t budget;          /* bytes of one request (es_request_budget) */
@@ -108,6 +118,7 @@ static void table_free(es_table *t)
         return;
     free(t->schema);
     free(t->table);
+    free(t->name);
     free(t->index);
     free(t);
 }
@@ -121,20 +132,24 @@ static es_table *table_get(es_sink *s, const char *schema, const char *table, ch
     for (t = s->tables; t; t = t->next)
         if (strcmp(t->table, table) == 0 && strcmp(t->schema, schema) == 0)
             return s->last_table = t;
-    cdc_buf name = CDC_BUF_INIT;
+    cdc_buf name = CDC_BUF_INIT, index = CDC_BUF_INIT;
     bool changed = false;
     t = calloc(1, sizeof *t);
     if (!t || !(t->schema = strdup(schema)) || !(t->table = strdup(table)) ||
-        es_index_name(s->prefix, schema, table, &name, &changed) < 0 || !name.data) {
+        es_index_rules_name(s->names, schema, table, &name, &changed) < 0 || !name.data ||
+        (s->version ? es_index_physical(name.data, s->version, &index)
+                    : cdc_buf_puts(&index, name.data)) < 0) {
         cdc_buf_free(&name);
+        cdc_buf_free(&index);
         table_free(t);
         snprintf(err, errlen, "cannot name the index of %s.%s: out of memory", schema, table);
         return NULL;
     }
-    t->index = cdc_buf_steal(&name);
+    t->name = cdc_buf_steal(&name);
+    t->index = cdc_buf_steal(&index);
     if (changed)
-        cdc_log_info("table %s.%s goes to index %s (the name %s%s.%s is not a valid index name)",
-                     schema, table, t->index, s->prefix, schema, table);
+        cdc_log_info("table %s.%s goes to index %s (its name from --es-index or "
+                     "--es-index-prefix is not a valid index name)", schema, table, t->name);
     t->next = s->tables;
     s->tables = t;
     return s->last_table = t;
@@ -158,26 +173,37 @@ static int path_put_index(cdc_buf *path, const char *index)
     return 0;
 }
 
-/* Creates t's index with pgcdc's mapping unless it exists, once per
- * process. An index that exists (made by an earlier run, by the user, or
- * by a template) is left as it is. Returns 0, or -1 on a stop. */
-static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
+/* How index_create went. */
+typedef enum create_end {
+    CREATE_DONE,        /* created */
+    CREATE_EXISTS,      /* an index of that name exists */
+    CREATE_NAME_TAKEN,  /* the alias: an index has its name (made before pgcdc used aliases) */
+    CREATE_FAILED,      /* anything else: warned, writing anyway */
+} create_end;
+
+/* PUT /<index> with pgcdc's mapping and, when alias is not NULL, that
+ * alias (filtered with deleted markers) in the same request: the engine
+ * creates both or neither. Returns 0 with *end, or -1 on a stop. */
+static int index_create(es_sink *s, es_table *t, const char *index, const char *alias,
+                        create_end *end, char *err, size_t errlen)
 {
-    if (t->ensured)
-        return 0;
-    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT;
+    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
     int rc = -1;
-    if (path_put_index(&path, t->index) < 0 ||
-        cdc_buf_printf(&what, "create index %s for %s.%s", t->index, t->schema, t->table) < 0) {
-        snprintf(err, errlen, "cannot create index %s: out of memory", t->index);
+    if (path_put_index(&path, index) < 0 ||
+        cdc_buf_printf(&what, "create index %s for %s.%s", index, t->schema, t->table) < 0 ||
+        (alias ? es_index_create_body(INDEX_MAPPING, alias, !s->real_deletes, &body)
+               : cdc_buf_puts(&body, INDEX_MAPPING)) < 0) {
+        snprintf(err, errlen, "cannot create index %s: out of memory", index);
         goto done;
     }
-    es_req r = {.method = "PUT", .path = path.data, .body = INDEX_MAPPING,
-                .len = strlen(INDEX_MAPPING), .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    es_req r = {.method = "PUT", .path = path.data, .body = body.data, .len = body.len,
+                .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
     unsigned attempt = 0;
     long status = 0;
     char excerpt[ES_EXCERPT_MAX + 1], big[512];
     int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
+    const char *resp = s->http.resp.data ? s->http.resp.data : "";
+    *end = CREATE_FAILED;
     if (sent < 0) {
         snprintf(err, errlen, "%s", big);
         goto done;
@@ -185,25 +211,184 @@ static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
     if (sent == ES_TOO_LARGE) {
         cdc_log_warn("%s; writing anyway", big);
     } else if (status >= 200 && status < 300) {
-        cdc_log_info("created index %s for %s.%s", t->index, t->schema, t->table);
-    } else if (s->http.resp.data && strstr(s->http.resp.data, "resource_already_exists_exception")) {
-        cdc_log_debug("index %s exists", t->index);
+        cdc_log_info("created index %s%s%s for %s.%s", index, alias ? " behind alias " : "",
+                     alias ? alias : "", t->schema, t->table);
+        *end = CREATE_DONE;
+    } else if (strstr(resp, "resource_already_exists_exception")) {
+        cdc_log_debug("index %s exists", index);
+        *end = CREATE_EXISTS;
+    } else if (alias && strstr(resp, "invalid_alias_name_exception")) {
+        *end = CREATE_NAME_TAKEN;
     } else {
         /* Not fatal: the _bulk may still create it (auto_create_index) or
          * say per item why it cannot. */
         cdc_log_warn("PUT %s/%s (create index for %s.%s): HTTP %ld: %s; writing anyway",
-                     es_http_where(&s->http), t->index, t->schema, t->table, status,
+                     es_http_where(&s->http), index, t->schema, t->table, status,
                      es_http_excerpt(&s->http, excerpt, sizeof excerpt));
     }
-    t->ensured = true;
+    if (*end == CREATE_DONE && s->real_deletes) {
+        /* Deletes are remembered for gc_deletes only: as long as a replay
+         * may go back (docs/consumer-sinks.md). Set once, at creation, so
+         * that an operator's later change stays. */
+        cdc_buf_reset(&path);
+        cdc_buf_reset(&what);
+        if (path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_settings") < 0 ||
+            cdc_buf_printf(&what, "set index.gc_deletes of index %s", index) < 0) {
+            snprintf(err, errlen, "cannot set up index %s: out of memory", index);
+            goto done;
+        }
+        static const char settings[] = "{\"index\":{\"gc_deletes\":\"" ES_GC_DELETES "\"}}";
+        es_req g = {.method = "PUT", .path = path.data, .body = settings,
+                    .len = sizeof settings - 1, .what = what.data,
+                    .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        sent = es_http_send(&s->http, &g, &attempt, &status, big, sizeof big);
+        if (sent < 0) {
+            snprintf(err, errlen, "%s", big);
+            goto done;
+        }
+        if (sent != 0 || status < 200 || status >= 300)
+            cdc_log_warn("PUT %s%s (%s): HTTP %ld: %s; deletes are remembered for the engine's "
+                         "default time only", es_http_where(&s->http), path.data, what.data,
+                         status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
+    }
     rc = 0;
 done:
     cdc_buf_free(&path);
     cdc_buf_free(&what);
+    cdc_buf_free(&body);
     return rc;
 }
 
+/* Whether `name` is an alias (GET /_alias/<name>). Returns 1, 0, or -1 on
+ * a stop. */
+static int alias_exists(es_sink *s, const char *name, char *err, size_t errlen)
+{
+    cdc_buf path = CDC_BUF_INIT;
+    int rc = -1;
+    if (cdc_buf_puts(&path, "/_alias") < 0 || path_put_index(&path, name) < 0) {
+        snprintf(err, errlen, "cannot look up alias %s: out of memory", name);
+        goto done;
+    }
+    es_req r = {.method = "GET", .path = path.data, .what = "look up an alias",
+                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    long status = 0;
+    char big[512], excerpt[ES_EXCERPT_MAX + 1];
+    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", big);
+        goto done;
+    }
+    rc = sent == 0 && status == 200;
+    if (sent == 0 && status != 200 && status != 404)
+        cdc_log_warn("GET %s%s: HTTP %ld: %s; taking it as no alias", es_http_where(&s->http),
+                     path.data, status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
+done:
+    cdc_buf_free(&path);
+    return rc;
+}
+
+/* Makes t's index ready once per process (es_index.h: aliases). With
+ * --es-index-version N the physical index <name>_vN is created unless it
+ * exists, and written to directly (a rebuild). Otherwise writes go through
+ * the alias <name>: when it is missing, <name>_v1 and the alias are
+ * created together. An index that exists (made by an earlier run, by the
+ * user, or by a template) is left as it is; one that has the alias's name
+ * (pgcdc before aliases) is written to as before. Returns 0, or -1 on a
+ * stop. */
+static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
+{
+    if (t->ensured)
+        return 0;
+    create_end end;
+    if (s->version) {
+        if (index_create(s, t, t->index, NULL, &end, err, errlen) < 0)
+            return -1;
+        t->ensured = true;
+        return 0;
+    }
+    int is_alias = alias_exists(s, t->name, err, errlen);
+    if (is_alias < 0)
+        return -1;
+    if (!is_alias) {
+        cdc_buf v1 = CDC_BUF_INIT;
+        if (es_index_physical(t->name, 1, &v1) < 0) {
+            snprintf(err, errlen, "cannot name the index of %s: out of memory", t->name);
+            cdc_buf_free(&v1);
+            return -1;
+        }
+        int rc = index_create(s, t, v1.data, t->name, &end, err, errlen);
+        if (rc == 0 && end == CREATE_EXISTS && (rc = is_alias = alias_exists(s, t->name, err,
+                                                                            errlen)) == 0) {
+            /* <name>_v1 without the alias: someone removed it. Writing to
+             * <name> would create an index of that name. */
+            cdc_log_warn("index %s exists but alias %s does not: writing to %s; add the alias "
+                         "(docs/consumer-sinks.md) for readers", v1.data, t->name, v1.data);
+            free(t->index);
+            t->index = cdc_buf_steal(&v1);
+        }
+        cdc_buf_free(&v1);
+        if (rc < 0)
+            return -1;
+        is_alias = is_alias || end == CREATE_DONE;
+        if (end == CREATE_NAME_TAKEN)
+            cdc_log_warn("%s.%s: %s is an index, not an alias (made before pgcdc wrote through "
+                         "aliases): writing to it as before; rebuild it behind an alias to "
+                         "rebuild without downtime later (docs/consumer-sinks.md)", t->schema,
+                         t->table, t->name);
+    }
+    t->aliased = is_alias > 0 && strcmp(t->index, t->name) == 0;
+    t->ensured = true;
+    return 0;
+}
+
 /* ---- truncate -------------------------------------------------------- */
+
+/* Appends "/<index>[,<index>...]" to path: the indices behind `name` when
+ * it is an alias, else name itself. A _delete_by_query through an alias
+ * that filters out deleted markers would leave them. Returns 1, 0 (out of
+ * memory), or -1 with err on a stop. */
+static int path_put_physical(es_sink *s, cdc_buf *path, const char *name, char *err,
+                             size_t errlen)
+{
+    cdc_buf get = CDC_BUF_INIT, names = CDC_BUF_INIT;
+    int rc = 0;
+    if (cdc_buf_puts(&get, "/_alias") < 0 || path_put_index(&get, name) < 0)
+        goto done;
+    es_req r = {.method = "GET", .path = get.data, .what = "look up an alias",
+                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    long status = 0;
+    char why[512];
+    size_t n = 0;
+    int sent = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", why);
+        rc = -1;
+        goto done;
+    }
+    if (sent != 0 || status != 200 ||
+        es_alias_indices(s->http.resp.data, s->http.resp.len, &names, &n, why, sizeof why) < 0) {
+        if (sent == 0 && status == 200)
+            cdc_log_warn("GET %s%s: %s; truncating %s itself", es_http_where(&s->http), get.data,
+                         why, name);
+        rc = path_put_index(path, name) < 0 ? 0 : 1;
+        goto done;
+    }
+    const char *one = names.data;
+    for (size_t i = 0; i < n; i++, one += strlen(one) + 1) {
+        size_t mark = path->len;
+        if (path_put_index(path, one) < 0)
+            goto done;
+        if (i > 0)
+            path->data[mark] = ','; /* "/a" then ",b" */
+    }
+    rc = 1;
+done:
+    cdc_buf_free(&get);
+    cdc_buf_free(&names);
+    return rc;
+}
 
 /* How a truncate's task ended (task_wait). */
 typedef enum task_end {
@@ -318,7 +503,10 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
         if (status == 404 && s->http.resp.data && strstr(s->http.resp.data, "index_not_found_exception"))
             goto no_index;
         cdc_buf_reset(&path);
-        if (path_put_index(&path, t->index) < 0 ||
+        int found = path_put_physical(s, &path, t->index, err, errlen);
+        if (found < 0)
+            goto done;
+        if (found == 0 ||
             cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true"
                                 "&wait_for_completion=false") < 0)
             goto nomem;
@@ -628,8 +816,13 @@ static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err,
             continue;
         }
         size_t mark = g->body.len, missing = 0;
-        if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing, berr,
-                           sizeof berr) < 0) {
+        if (s->real_deletes && ev->op == 'd') {
+            if (es_bulk_append_delete(&g->body, it->t->index, item_id(g, it), ev->lsn) < 0) {
+                snprintf(err, errlen, "cannot build a _bulk request: out of memory");
+                return -1;
+            }
+        } else if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing,
+                                  berr, sizeof berr) < 0) {
             /* Only an event the decoder should not have let through, or no
              * memory; the first is this record's fault. */
             if (strstr(berr, "out of memory")) {
@@ -957,6 +1150,7 @@ static void es_destroy(sink *base)
         table_free(s->tables);
         s->tables = next;
     }
+    es_index_rules_free(s->names);
     free(s);
 }
 
@@ -972,13 +1166,21 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     s->base.destroy = es_destroy;
     s->budget = es_request_budget((size_t)cdc_config_int(cfg, "batch-bytes"));
     s->mget_doc_bytes = ES_MGET_DOC_GUESS;
-    s->prefix = cdc_config_str(cfg, "es-index-prefix");
-    if (!s->prefix)
-        s->prefix = "";
+    const char *const *templates;
+    size_t ntemplates = cdc_config_list(cfg, "es-index", &templates);
+    s->names = es_index_rules_new(cdc_config_str(cfg, "es-index-prefix"), templates, ntemplates,
+                                  err, errlen);
+    if (!s->names)
+        goto fail;
+    s->version = (unsigned)cdc_config_int(cfg, "es-index-version");
+    const char *deletes = cdc_config_str(cfg, "es-deletes");
+    s->real_deletes = deletes && strcmp(deletes, "delete") == 0;
     if (es_http_init(&s->http, cfg, &s->base.retries, err, errlen) < 0)
         goto fail;
-    cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, index prefix \"%s\", "
-                 "requests of at most %zu bytes", s->http.nurls, s->http.masked[0], s->prefix,
+    cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, deletes as %s, "
+                 "writing to %s, requests of at most %zu bytes", s->http.nurls,
+                 s->http.masked[0], s->real_deletes ? "deletes" : "deleted markers",
+                 s->version ? "a version of each index (a rebuild)" : "each index's alias",
                  s->budget);
     return &s->base;
 fail:
