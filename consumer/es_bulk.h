@@ -17,10 +17,12 @@
  * replayed insert of the row finds no document and succeeds, and the row
  * comes back. A marker is a real document, so its version is kept forever
  * and every older write of the row gets a 409. A longer gc_deletes only
- * moves the window. The price, which users must know (docs/consumer-sinks.md):
- * a deleted row is still a document, so queries, counts and aggregations
- * must filter out `_pgcdc_deleted: true` (a `must_not` term query, or a
- * filtered alias), and markers take space until the table is truncated.
+ * moves the window, and the engine forgets it anyway when the shard restarts
+ * (measured: bench/es/deletes.py). The price (docs/consumer-sinks.md): a
+ * deleted row is still a document, which the alias readers query filters
+ * out (es_index.h) but get by id returns, and markers take space until the
+ * table is truncated. --es-deletes=delete writes real deletes instead
+ * (es_bulk_append_delete).
  *
  * Truncate: POST /<index>/_delete_by_query?conflicts=proceed with the body
  * of es_truncate_body(): every document (rows and markers) whose

@@ -4,8 +4,10 @@
  * retries of whole requests are es_http.c's; the documents and bodies are
  * es_bulk.c's; reading the answers is es_response.c's.
  *
- * What users see in the indices pgcdc creates (the first time this process
- * writes to an index that does not exist yet, PUT /<index>):
+ * What users see (docs/consumer-sinks.md): each table's name (es_index.h:
+ * --es-index) is an alias of the physical index <name>_v1, both created in
+ * one request the first time this process writes to a table whose name
+ * does not exist, with the mapping
  *   {"mappings":{"dynamic":true,"properties":{
  *       "_pgcdc_lsn":{"type":"long"},"_pgcdc_deleted":{"type":"boolean"}}}}
  * - one document per row, _id as es_doc_id() (es_bulk.h), _version = the
@@ -17,11 +19,13 @@
  *   unless the user maps them first: create the index, or an index
  *   template, before the consumer writes to it, and pgcdc leaves it alone);
  * - a deleted row is a document {"_pgcdc_deleted":true,"_pgcdc_lsn":N}
- *   (es_bulk.h says why): searches must filter it out, e.g.
- *   {"bool":{"must_not":{"term":{"_pgcdc_deleted":true}}}}, or go through a
- *   filtered alias;
+ *   (es_bulk.h says why) that the alias filters out, or with
+ *   --es-deletes=delete an external-version delete, the index created with
+ *   index.gc_deletes=ES_GC_DELETES;
  * - a TRUNCATE removes every document whose _pgcdc_lsn is below its LSN
- *   (rows and deleted markers alike).
+ *   (rows and deleted markers alike) from the indices behind the alias.
+ * Writes go through the alias, so they follow it when a rebuild moves it;
+ * with --es-index-version N they go to <name>_vN itself (the rebuild).
  * Index settings (shards, replicas, refresh) are the engine's defaults.
  *
  * Retries: whole requests as es_http.h says; items of a _bulk that fail
