@@ -44,7 +44,6 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
     return !h->deaf && cdc_signal_stop_requested();
 }
 
-/* The first ES_EXCERPT_MAX bytes of the response, on one line, for messages. */
 const char *es_http_excerpt(const es_http *h, char *out, size_t outlen)
 {
     size_t n = h->resp.len < outlen - 1 ? h->resp.len : outlen - 1;
@@ -56,11 +55,6 @@ const char *es_http_excerpt(const es_http *h, char *out, size_t outlen)
     return n ? out : "(empty body)";
 }
 
-/* Sends r once to the current URL. Returns 0 when the server answered
- * (*status, body in h->resp); ES_TOO_LARGE with err set when the answer
- * was longer than r->resp_max (the node is fine: asking again would get
- * the same answer); or -1 with err set when it could not be reached (or
- * a stop abandoned the request); then the next URL becomes current. */
 int es_http_perform(es_http *h, const es_req *r, long *status, char *err, size_t errlen)
 {
     size_t u = h->cur;
@@ -105,8 +99,6 @@ int es_http_perform(es_http *h, const es_req *r, long *status, char *err, size_t
     return 0;
 }
 
-/* Logs why a request is about to be sent again, counts it, and waits.
- * Returns false when a stop was requested. */
 bool es_http_retry_wait(es_http *h, unsigned *attempt, bool as_error, const char *why)
 {
     (*h->retries)++;
@@ -117,15 +109,6 @@ bool es_http_retry_wait(es_http *h, unsigned *attempt, bool as_error, const char
     return sink_backoff((*attempt)++, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
 }
 
-/* Sends r until the server gives an answer that is not transient:
- * connection failures, 408, 429, 5xx, and 401/403 (logged as errors: only
- * the operator can fix credentials) are retried with backoff; with several
- * URLs each is tried once before waiting. *attempt counts consecutive
- * failures and is shared with callers that retry for their own reasons.
- * Nothing is sent once a stop is requested. Returns 0 with *status;
- * ES_TOO_LARGE with err when the answer is longer than r->resp_max (asking
- * again cannot help: the caller asks for less, or refuses what it asked
- * for); or -1 with err when a stop was requested. */
 int es_http_send(es_http *h, const es_req *r, unsigned *attempt, long *status, char *err,
                  size_t errlen)
 {
@@ -184,10 +167,6 @@ stopped:
     return -1;
 }
 
-/* One request, sent once even after a stop, its failure only logged (as
- * a warning when `warn`): the cancel of a truncate's task on a stop, the
- * removal of its result (which engines that guard their system indices
- * may not allow). */
 void es_http_once(es_http *h, const char *method, const char *path, const char *what, bool warn)
 {
     es_req r = {.method = method, .path = path, .what = what, .timeout_ms = ONCE_TIMEOUT_MS};
