@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "es_index.h"
 #include "redis_keys.h"
 #include "redis_tls.h"
 
@@ -144,7 +145,22 @@ const cdc_option consumer_options[] = {
      .help = "CA certificates (PEM) to verify the nodes' TLS certificates"},
     {.name = "es-index-prefix", .env = "PGCDC_ES_INDEX_PREFIX", .type = CDC_OPT_STRING,
      .def = "pgcdc.", .metavar = "PREFIX",
-     .help = "indices are named <prefix><schema>.<table> (made a valid index name)"},
+     .help = "indices are named <prefix><schema>.<table> (made a valid index name) unless "
+             "--es-index says otherwise"},
+    {.name = "es-index", .env = "PGCDC_ES_INDEX", .type = CDC_OPT_LIST,
+     .metavar = "TEMPLATE|SCHEMA.TABLE=TEMPLATE[,...]", .check = es_index_value_check,
+     .help = "index names: {schema} and {table} stand for the table's names, {{ and }} for "
+             "braces (e.g. {table}, {schema}_{table}); globally and/or per table. The name "
+             "is an alias of the index <name>_v<N> (docs/consumer-sinks.md)"},
+    {.name = "es-index-version", .env = "PGCDC_ES_INDEX_VERSION", .type = CDC_OPT_INT,
+     .def = "0", .min = 0, .max = ES_VERSION_MAX, .metavar = "N",
+     .help = "write to the indices <name>_v<N> instead of through their aliases: a rebuild "
+             "next to the live indices (docs/consumer-sinks.md); 0: through the aliases"},
+    {.name = "es-deletes", .env = "PGCDC_ES_DELETES", .type = CDC_OPT_ENUM, .def = "marker",
+     .choices = "marker|delete",
+     .help = "a deleted row becomes a versioned marker that the alias filters out (safe for "
+             "any replay; get by id returns the marker), or a real delete remembered for "
+             "index.gc_deletes=" "7d" " (docs/consumer-sinks.md)"},
     {.name = "redis", .env = "PGCDC_REDIS", .type = CDC_OPT_STRING,
      .metavar = "redis[s]://[USER:PASSWORD@]HOST:PORT/DB", .check = check_redis_url,
      .help = "Redis server (rediss://: over TLS); no Redis sink when unset"},

@@ -24,20 +24,27 @@ int es_index_name(const char *prefix, const char *schema, const char *table,
 {
     cdc_buf raw = CDC_BUF_INIT;
     int rc = -1;
-    bool altered = false;
-    if (cdc_buf_printf(&raw, "%s%s.%s", prefix ? prefix : "", schema, table) < 0)
-        goto done;
+    if (cdc_buf_printf(&raw, "%s%s.%s", prefix ? prefix : "", schema, table) >= 0)
+        rc = es_index_valid(raw.data, ES_INDEX_MAX, out, changed);
+    cdc_buf_free(&raw);
+    return rc;
+}
 
+int es_index_valid(const char *name, size_t max, cdc_buf *out, bool *changed)
+{
+    size_t len = strlen(name);
+    int rc = -1;
+    bool altered = false;
     size_t mark = out->len;
     /* room for "x", the name and the suffix */
-    if (cdc_buf_reserve(out, raw.len + 1 + 9) < 0)
+    if (cdc_buf_reserve(out, len + 1 + 9) < 0)
         goto done;
-    if (strchr("-_+.", raw.data[0])) {
+    if (strchr("-_+.", name[0])) {
         cdc_buf_putc(out, 'x');
         altered = true;
     }
-    for (size_t i = 0; i < raw.len; i++) {
-        unsigned char c = (unsigned char)raw.data[i];
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
         char m = (char)c;
         if (c >= 'A' && c <= 'Z')
             m = (char)(c - 'A' + 'a');
@@ -48,14 +55,14 @@ int es_index_name(const char *prefix, const char *schema, const char *table,
         cdc_buf_putc(out, m);
     }
     size_t name_len = out->len - mark;
-    if (name_len > ES_INDEX_MAX)
+    if (name_len > max)
         altered = true;
     if (altered) {
         uint32_t h = 2166136261u; /* FNV-1a, 32 bits: 8 hex digits */
-        for (size_t i = 0; i < raw.len; i++)
-            h = (h ^ (unsigned char)raw.data[i]) * 16777619u;
-        if (name_len > ES_INDEX_MAX - 9) {
-            cdc_buf_truncate(out, mark + ES_INDEX_MAX - 9);
+        for (size_t i = 0; i < len; i++)
+            h = (h ^ (unsigned char)name[i]) * 16777619u;
+        if (name_len > max - 9) {
+            cdc_buf_truncate(out, mark + max - 9);
         }
         if (cdc_buf_printf(out, "-%08" PRIx32, h) < 0)
             goto done;
@@ -64,7 +71,6 @@ int es_index_name(const char *prefix, const char *schema, const char *table,
         *changed = altered;
     rc = 0;
 done:
-    cdc_buf_free(&raw);
     return rc;
 }
 
@@ -153,6 +159,21 @@ nomem:
     snprintf(err, errlen, "cannot build a document for %s.%s at lsn %" PRIu64 ": out of memory",
              ev->schema, ev->table, ev->lsn);
     return -1;
+}
+
+int es_bulk_append_delete(cdc_buf *body, const char *index, const char *id, uint64_t lsn)
+{
+    size_t mark = body->len;
+    if (cdc_buf_puts(body, "{\"delete\":{\"_index\":") < 0 ||
+        row_json_put_string(body, index, strlen(index)) < 0 ||
+        cdc_buf_puts(body, ",\"_id\":") < 0 ||
+        row_json_put_string(body, id, strlen(id)) < 0 ||
+        cdc_buf_printf(body, ",\"version\":%" PRIu64 ",\"version_type\":\"external\"}}\n",
+                       lsn) < 0) {
+        cdc_buf_truncate(body, mark);
+        return -1;
+    }
+    return 0;
 }
 
 int es_bulk_append(cdc_buf *body, const char *index, const char *id,

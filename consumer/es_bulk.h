@@ -17,10 +17,12 @@
  * replayed insert of the row finds no document and succeeds, and the row
  * comes back. A marker is a real document, so its version is kept forever
  * and every older write of the row gets a 409. A longer gc_deletes only
- * moves the window. The price, which users must know (docs/consumer-sinks.md):
- * a deleted row is still a document, so queries, counts and aggregations
- * must filter out `_pgcdc_deleted: true` (a `must_not` term query, or a
- * filtered alias), and markers take space until the table is truncated.
+ * moves the window, and the engine forgets it anyway when the shard restarts
+ * (measured: bench/es/deletes.py). The price (docs/consumer-sinks.md): a
+ * deleted row is still a document, which the alias readers query filters
+ * out (es_index.h) but get by id returns, and markers take space until the
+ * table is truncated. --es-deletes=delete writes real deletes instead
+ * (es_bulk_append_delete).
  *
  * Truncate: POST /<index>/_delete_by_query?conflicts=proceed with the body
  * of es_truncate_body(): every document (rows and markers) whose
@@ -73,6 +75,10 @@
 int es_index_name(const char *prefix, const char *schema, const char *table,
                   cdc_buf *out, bool *changed);
 
+/* Steps 1-5 above for any name: `name` made a valid index name of at most
+ * `max` (>= 16) bytes, appended to out. Returns 0 or -1 (out of memory). */
+int es_index_valid(const char *name, size_t max, cdc_buf *out, bool *changed);
+
 /* The _id of a row: row_id_text() of its key (the single value as text, or
  * the JSON array of the values). An id longer than ES_ID_MAX bytes, or one
  * that itself starts with "pgcdc-sha256:", becomes "pgcdc-sha256:" followed
@@ -100,6 +106,12 @@ int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
 int es_bulk_append(cdc_buf *body, const char *index, const char *id,
                    const cdc_decoded_event *ev, yajl_val current,
                    size_t *toast_missing, char *err, size_t errlen);
+
+/* Appends the _bulk item of a real delete (--es-deletes=delete): one
+ * action line, {"delete":{..,"version":lsn,"version_type":"external"}}.
+ * The engine remembers its version for index.gc_deletes only
+ * (docs/consumer-sinks.md). Returns 0 or -1 (out of memory; body as it was). */
+int es_bulk_append_delete(cdc_buf *body, const char *index, const char *id, uint64_t lsn);
 
 /* Appends the _delete_by_query body removing documents older than lsn:
  * {"query":{"range":{"_pgcdc_lsn":{"lt":<lsn>}}}}. Returns 0 or -1. */

@@ -1,10 +1,13 @@
 /* sink_es.c: the Elasticsearch/OpenSearch sink: applies a batch of events
  * with _bulk (external versions = LSN), _mget for unchanged TOAST columns
- * and _delete_by_query for truncates, over one keep-alive libcurl handle,
- * retrying what fails for a while (dead node, 429, 5xx) until it succeeds.
+ * and _delete_by_query for truncates. Sending the requests, failover and
+ * retries of whole requests are es_http.c's; the documents and bodies are
+ * es_bulk.c's; reading the answers is es_response.c's.
  *
- * What users see in the indices pgcdc creates (the first time this process
- * writes to an index that does not exist yet, PUT /<index>):
+ * What users see (docs/consumer-sinks.md): each table's name (es_index.h:
+ * --es-index) is an alias of the physical index <name>_v1, both created in
+ * one request the first time this process writes to a table whose name
+ * does not exist, with the mapping
  *   {"mappings":{"dynamic":true,"properties":{
  *       "_pgcdc_lsn":{"type":"long"},"_pgcdc_deleted":{"type":"boolean"}}}}
  * - one document per row, _id as es_doc_id() (es_bulk.h), _version = the
@@ -16,19 +19,17 @@
  *   unless the user maps them first: create the index, or an index
  *   template, before the consumer writes to it, and pgcdc leaves it alone);
  * - a deleted row is a document {"_pgcdc_deleted":true,"_pgcdc_lsn":N}
- *   (es_bulk.h says why): searches must filter it out, e.g.
- *   {"bool":{"must_not":{"term":{"_pgcdc_deleted":true}}}}, or go through a
- *   filtered alias;
+ *   (es_bulk.h says why) that the alias filters out, or with
+ *   --es-deletes=delete an external-version delete, the index created with
+ *   index.gc_deletes=ES_GC_DELETES;
  * - a TRUNCATE removes every document whose _pgcdc_lsn is below its LSN
- *   (rows and deleted markers alike).
+ *   (rows and deleted markers alike) from the indices behind the alias.
+ * Writes go through the alias, so they follow it when a rebuild moves it;
+ * with --es-index-version N they go to <name>_vN itself (the rebuild).
  * Index settings (shards, replicas, refresh) are the engine's defaults.
  *
- * Retries: a request that fails as a whole (connection refused or reset,
- * timeout, HTTP 408/429/5xx, a body that cannot be read, 401/403 which are
- * logged as errors since only the operator can fix them) is sent again
- * with capped exponential backoff and jitter, failing over to the next
- * --es URL on connection errors, until it succeeds or a stop is requested.
- * Items of a _bulk that fail alone (429, 5xx) are sent again alone.
+ * Retries: whole requests as es_http.h says; items of a _bulk that fail
+ * alone (429, 5xx) are sent again alone.
  *
  * What can never succeed is not retried: an answer larger than its limit
  * (es_bulk.h: a request of several documents is split, a single document
@@ -47,34 +48,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "cdc_buf.h"
 #include "cdc_clock.h"
 #include "cdc_config.h"
 #include "cdc_log.h"
-#include "cdc_mask.h"
-#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "es_bulk.h"
+#include "es_http.h"
+#include "es_index.h"
 #include "es_response.h"
 #include "row_json.h"
 
 #define SINK_NAME "es"
-#define CONNECT_TIMEOUT_MS 5000L
-#define REQUEST_TIMEOUT_MS 60000L
 /* A truncate's task is polled every 50-100 ms at first, then about once a
  * second; its progress is logged every TASK_LOG_MS. */
 #define TASK_POLL_MIN_MS 100
 #define TASK_POLL_MAX_MS 1000
 #define TASK_LOG_MS 30000
-/* A request sent once whatever happens (es_request_once) gets this long:
- * it may run after a stop. */
-#define ONCE_TIMEOUT_MS 2000L
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 10000
-#define RESPONSE_MAX ((size_t)512 << 20)
-#define EXCERPT_MAX 300
+
+/* How long a real delete is remembered (--es-deletes=delete): Kafka's
+ * default retention, so that a replay of all a default topic holds cannot
+ * bring a deleted row back while the engine keeps its version map. */
+#define ES_GC_DELETES "7d"
 
 #define INDEX_MAPPING                                                                 \
     "{\"mappings\":{\"dynamic\":true,\"properties\":{"                                \
@@ -84,7 +79,9 @@
 typedef struct es_table {
     struct es_table *next;
     char *schema, *table;
-    char *index;
+    char *name;             /* the name readers use (es_index.h): an alias */
+    char *index;            /* what writes go to: the alias, a physical index */
+    bool aliased;           /* index is the alias (truncate resolves it) */
     bool ensured;           /* created, or found existing, by this process */
     bool warned_nokey;
     /* The last truncate applied to the index and whether anything was
@@ -95,25 +92,14 @@ typedef struct es_table {
 
 typedef struct es_sink {
     sink base;
-    CURL *curl;
-    bool curl_global;
-    struct curl_slist *hdr_json, *hdr_ndjson;
-    char **urls;            /* without a trailing '/' */
-    char **masked;          /* the same, passwords masked, for messages */
-    size_t nurls, cur;
-    const char *prefix;
-    const char *user, *password, *cacert;
-    char curl_err[CURL_ERROR_SIZE];
-    cdc_buf url;            /* of the request being sent */
-    cdc_buf resp;           /* body of the last response */
+    es_http http;
+    es_index_rules *names;
+    unsigned version;       /* --es-index-version: write to <name>_v<N>; 0: the alias */
+    bool real_deletes;      /* --es-deletes=delete */
     es_table *tables;
     es_table *last_table;
-    bool failing;           /* the last request failed: log the recovery */
     size_t budget;          /* bytes of one request (es_request_budget) */
     size_t mget_doc_bytes;  /* bytes an _mget document is thought to take */
-    size_t resp_max;        /* longest answer to the request in flight */
-    bool resp_over;         /* that answer was longer: cut off */
-    bool deaf;              /* the request in flight ignores a stop (a cancel) */
 } es_sink;
 
 /* One c/u/r/d record of a segment (the records between two truncates). */
@@ -128,185 +114,6 @@ typedef struct es_item {
     bool done;              /* applied, refused or skipped */
 } es_item;
 
-typedef struct es_req {
-    const char *method;     /* "POST", "PUT" */
-    const char *path;       /* from '/' */
-    bool ndjson;
-    const char *body;
-    size_t len;
-    const char *what;       /* "_bulk of 12 items for index x", for messages */
-    long timeout_ms;
-    size_t resp_max;        /* longest answer taken; 0 for RESPONSE_MAX */
-} es_req;
-
-/* What es_perform and es_send return besides 0 (answered) and -1. */
-#define ES_TOO_LARGE 1
-
-/* ---- HTTP ------------------------------------------------------------ */
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *opaque)
-{
-    es_sink *s = opaque;
-    size_t n = size * nmemb;
-    if (s->resp.len + n > s->resp_max) {
-        s->resp_over = true;
-        return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
-    }
-    if (cdc_buf_append(&s->resp, data, n) < 0)
-        return 0;
-    return n;
-}
-
-/* Called by libcurl about once a second at least, even while it waits:
- * a non-zero return abandons the request (CURLE_ABORTED_BY_CALLBACK). */
-static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    const es_sink *s = opaque;
-    return !s->deaf && cdc_signal_stop_requested();
-}
-
-/* The first EXCERPT_MAX bytes of the response, on one line, for messages. */
-static const char *resp_excerpt(es_sink *s, char *out, size_t outlen)
-{
-    size_t n = s->resp.len < outlen - 1 ? s->resp.len : outlen - 1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s->resp.data[i];
-        out[i] = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-    }
-    out[n] = '\0';
-    return n ? out : "(empty body)";
-}
-
-/* Sends r once to the current URL. Returns 0 when the server answered
- * (*status, body in s->resp); ES_TOO_LARGE with err set when the answer
- * was longer than r->resp_max (the node is fine: asking again would get
- * the same answer); or -1 with err set when it could not be reached (or
- * a stop abandoned the request); then the next URL becomes current. */
-static int es_perform(es_sink *s, const es_req *r, long *status, char *err, size_t errlen)
-{
-    size_t u = s->cur;
-    cdc_buf_reset(&s->url);
-    cdc_buf_reset(&s->resp);
-    if (cdc_buf_printf(&s->url, "%s%s", s->urls[u], r->path) < 0) {
-        snprintf(err, errlen, "%s %s%s: out of memory", r->method, s->masked[u], r->path);
-        return -1;
-    }
-    CURL *c = s->curl;
-    curl_easy_setopt(c, CURLOPT_URL, s->url.data);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, strcmp(r->method, "POST") == 0 ? NULL : r->method);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->len : 0));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->ndjson ? s->hdr_ndjson : s->hdr_json);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    s->curl_err[0] = '\0';
-    s->resp_max = r->resp_max ? r->resp_max : RESPONSE_MAX;
-    s->resp_over = false;
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_WRITE_ERROR && s->resp_over) {
-        snprintf(err, errlen, "%s %s%s (%s): the answer is longer than %zu bytes", r->method,
-                 s->masked[u], r->path, r->what, s->resp_max);
-        return ES_TOO_LARGE;
-    }
-    if (rc == CURLE_ABORTED_BY_CALLBACK) {
-        snprintf(err, errlen, "%s %s%s (%s): abandoned on a stop request", r->method,
-                 s->masked[u], r->path, r->what);
-        return -1;
-    }
-    if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s %s%s (%s) failed: %s", r->method, s->masked[u], r->path, r->what,
-                 s->curl_err[0] ? s->curl_err : curl_easy_strerror(rc));
-        if (s->nurls > 1)
-            s->cur = (u + 1) % s->nurls;
-        return -1;
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    cdc_log_debug("%s %s%s (%s): %zu bytes sent, HTTP %ld, %zu bytes received", r->method,
-                  s->masked[u], r->path, r->what, r->body ? r->len : 0, *status, s->resp.len);
-    return 0;
-}
-
-/* Logs why a request is about to be sent again, counts it, and waits.
- * Returns false when a stop was requested. */
-static bool es_retry_wait(es_sink *s, unsigned *attempt, bool as_error, const char *why)
-{
-    s->base.retries++;
-    if (as_error)
-        cdc_log_error("%s; retrying (attempt %u)", why, *attempt + 1);
-    else
-        cdc_log_warn("%s; retrying (attempt %u)", why, *attempt + 1);
-    return sink_backoff((*attempt)++, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-}
-
-/* Sends r until the server gives an answer that is not transient:
- * connection failures, 408, 429, 5xx, and 401/403 (logged as errors: only
- * the operator can fix credentials) are retried with backoff; with several
- * URLs each is tried once before waiting. *attempt counts consecutive
- * failures and is shared with callers that retry for their own reasons.
- * Nothing is sent once a stop is requested. Returns 0 with *status;
- * ES_TOO_LARGE with err when the answer is longer than r->resp_max (asking
- * again cannot help: the caller asks for less, or refuses what it asked
- * for); or -1 with err when a stop was requested. */
-static int es_send(es_sink *s, const es_req *r, unsigned *attempt, long *status, char *err,
-                   size_t errlen)
-{
-    unsigned unreachable = 0;
-    for (;;) {
-        char why[1024], excerpt[EXCERPT_MAX + 1];
-        if (cdc_signal_stop_requested())
-            goto stopped;
-        int rc = es_perform(s, r, status, why, sizeof why);
-        if (rc == ES_TOO_LARGE) {
-            snprintf(err, errlen, "%s", why);
-            return ES_TOO_LARGE;
-        }
-        if (rc < 0) {
-            if (cdc_signal_stop_requested())
-                goto stopped;
-            s->failing = true;
-            unreachable++;
-            if (s->nurls > 1 && unreachable % s->nurls != 0) {
-                cdc_log_warn("%s; trying %s", why, s->masked[s->cur]);
-                s->base.retries++;
-                continue;
-            }
-            cdc_metrics_dependency("search", false); /* no node answers */
-        } else {
-            long st = *status;
-            bool auth = st == 401 || st == 403;
-            if (!(auth || st == 408 || st == 429 || st >= 500)) {
-                if (s->failing) {
-                    cdc_log_info("%s answers again (%s)", s->masked[s->cur], r->what);
-                    s->failing = false;
-                    cdc_metrics_dependency("search", true);
-                }
-                return 0;
-            }
-            snprintf(why, sizeof why, "%s %s%s (%s): HTTP %ld%s: %s", r->method, s->masked[s->cur],
-                     r->path, r->what, st,
-                     auth ? " (check --es-user/--es-password or --es-api-key and the user's "
-                            "privileges)" : "",
-                     resp_excerpt(s, excerpt, sizeof excerpt));
-            s->failing = true;
-            if (auth || st >= 500) /* cannot work: /readyz says so (408/429: busy) */
-                cdc_metrics_dependency("search", false);
-            if (auth) {
-                if (!es_retry_wait(s, attempt, true, why))
-                    goto stopped;
-                continue;
-            }
-        }
-        if (!es_retry_wait(s, attempt, false, why))
-            goto stopped;
-    }
-stopped:
-    snprintf(err, errlen, "stop requested while sending %s %s to %s", r->method, r->path,
-             s->masked[s->cur]);
-    return -1;
-}
-
 /* ---- tables and indices ---------------------------------------------- */
 
 static void table_free(es_table *t)
@@ -315,6 +122,7 @@ static void table_free(es_table *t)
         return;
     free(t->schema);
     free(t->table);
+    free(t->name);
     free(t->index);
     free(t);
 }
@@ -328,20 +136,24 @@ static es_table *table_get(es_sink *s, const char *schema, const char *table, ch
     for (t = s->tables; t; t = t->next)
         if (strcmp(t->table, table) == 0 && strcmp(t->schema, schema) == 0)
             return s->last_table = t;
-    cdc_buf name = CDC_BUF_INIT;
+    cdc_buf name = CDC_BUF_INIT, index = CDC_BUF_INIT;
     bool changed = false;
     t = calloc(1, sizeof *t);
     if (!t || !(t->schema = strdup(schema)) || !(t->table = strdup(table)) ||
-        es_index_name(s->prefix, schema, table, &name, &changed) < 0 || !name.data) {
+        es_index_rules_name(s->names, schema, table, &name, &changed) < 0 || !name.data ||
+        (s->version ? es_index_physical(name.data, s->version, &index)
+                    : cdc_buf_puts(&index, name.data)) < 0) {
         cdc_buf_free(&name);
+        cdc_buf_free(&index);
         table_free(t);
         snprintf(err, errlen, "cannot name the index of %s.%s: out of memory", schema, table);
         return NULL;
     }
-    t->index = cdc_buf_steal(&name);
+    t->name = cdc_buf_steal(&name);
+    t->index = cdc_buf_steal(&index);
     if (changed)
-        cdc_log_info("table %s.%s goes to index %s (the name %s%s.%s is not a valid index name)",
-                     schema, table, t->index, s->prefix, schema, table);
+        cdc_log_info("table %s.%s goes to index %s (its name from --es-index or "
+                     "--es-index-prefix is not a valid index name)", schema, table, t->name);
     t->next = s->tables;
     s->tables = t;
     return s->last_table = t;
@@ -365,26 +177,37 @@ static int path_put_index(cdc_buf *path, const char *index)
     return 0;
 }
 
-/* Creates t's index with pgcdc's mapping unless it exists, once per
- * process. An index that exists (made by an earlier run, by the user, or
- * by a template) is left as it is. Returns 0, or -1 on a stop. */
-static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
+/* How index_create went. */
+typedef enum create_end {
+    CREATE_DONE,        /* created */
+    CREATE_EXISTS,      /* an index of that name exists */
+    CREATE_NAME_TAKEN,  /* the alias: an index has its name (made before pgcdc used aliases) */
+    CREATE_FAILED,      /* anything else: warned, writing anyway */
+} create_end;
+
+/* PUT /<index> with pgcdc's mapping and, when alias is not NULL, that
+ * alias (filtered with deleted markers) in the same request: the engine
+ * creates both or neither. Returns 0 with *end, or -1 on a stop. */
+static int index_create(es_sink *s, es_table *t, const char *index, const char *alias,
+                        create_end *end, char *err, size_t errlen)
 {
-    if (t->ensured)
-        return 0;
-    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT;
+    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
     int rc = -1;
-    if (path_put_index(&path, t->index) < 0 ||
-        cdc_buf_printf(&what, "create index %s for %s.%s", t->index, t->schema, t->table) < 0) {
-        snprintf(err, errlen, "cannot create index %s: out of memory", t->index);
+    if (path_put_index(&path, index) < 0 ||
+        cdc_buf_printf(&what, "create index %s for %s.%s", index, t->schema, t->table) < 0 ||
+        (alias ? es_index_create_body(INDEX_MAPPING, alias, !s->real_deletes, &body)
+               : cdc_buf_puts(&body, INDEX_MAPPING)) < 0) {
+        snprintf(err, errlen, "cannot create index %s: out of memory", index);
         goto done;
     }
-    es_req r = {.method = "PUT", .path = path.data, .body = INDEX_MAPPING,
-                .len = strlen(INDEX_MAPPING), .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
+    es_req r = {.method = "PUT", .path = path.data, .body = body.data, .len = body.len,
+                .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
     unsigned attempt = 0;
     long status = 0;
-    char excerpt[EXCERPT_MAX + 1], big[512];
-    int sent = es_send(s, &r, &attempt, &status, big, sizeof big);
+    char excerpt[ES_EXCERPT_MAX + 1], big[512];
+    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
+    const char *resp = s->http.resp.data ? s->http.resp.data : "";
+    *end = CREATE_FAILED;
     if (sent < 0) {
         snprintf(err, errlen, "%s", big);
         goto done;
@@ -392,44 +215,183 @@ static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
     if (sent == ES_TOO_LARGE) {
         cdc_log_warn("%s; writing anyway", big);
     } else if (status >= 200 && status < 300) {
-        cdc_log_info("created index %s for %s.%s", t->index, t->schema, t->table);
-    } else if (s->resp.data && strstr(s->resp.data, "resource_already_exists_exception")) {
-        cdc_log_debug("index %s exists", t->index);
+        cdc_log_info("created index %s%s%s for %s.%s", index, alias ? " behind alias " : "",
+                     alias ? alias : "", t->schema, t->table);
+        *end = CREATE_DONE;
+    } else if (strstr(resp, "resource_already_exists_exception")) {
+        cdc_log_debug("index %s exists", index);
+        *end = CREATE_EXISTS;
+    } else if (alias && strstr(resp, "invalid_alias_name_exception")) {
+        *end = CREATE_NAME_TAKEN;
     } else {
         /* Not fatal: the _bulk may still create it (auto_create_index) or
          * say per item why it cannot. */
         cdc_log_warn("PUT %s/%s (create index for %s.%s): HTTP %ld: %s; writing anyway",
-                     s->masked[s->cur], t->index, t->schema, t->table, status,
-                     resp_excerpt(s, excerpt, sizeof excerpt));
+                     es_http_where(&s->http), index, t->schema, t->table, status,
+                     es_http_excerpt(&s->http, excerpt, sizeof excerpt));
     }
-    t->ensured = true;
+    if (*end == CREATE_DONE && s->real_deletes) {
+        /* Deletes are remembered for gc_deletes only: as long as a replay
+         * may go back (docs/consumer-sinks.md). Set once, at creation, so
+         * that an operator's later change stays. */
+        cdc_buf_reset(&path);
+        cdc_buf_reset(&what);
+        if (path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_settings") < 0 ||
+            cdc_buf_printf(&what, "set index.gc_deletes of index %s", index) < 0) {
+            snprintf(err, errlen, "cannot set up index %s: out of memory", index);
+            goto done;
+        }
+        static const char settings[] = "{\"index\":{\"gc_deletes\":\"" ES_GC_DELETES "\"}}";
+        es_req g = {.method = "PUT", .path = path.data, .body = settings,
+                    .len = sizeof settings - 1, .what = what.data,
+                    .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        sent = es_http_send(&s->http, &g, &attempt, &status, big, sizeof big);
+        if (sent < 0) {
+            snprintf(err, errlen, "%s", big);
+            goto done;
+        }
+        if (sent != 0 || status < 200 || status >= 300)
+            cdc_log_warn("PUT %s%s (%s): HTTP %ld: %s; deletes are remembered for the engine's "
+                         "default time only", es_http_where(&s->http), path.data, what.data,
+                         status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
+    }
     rc = 0;
 done:
     cdc_buf_free(&path);
     cdc_buf_free(&what);
+    cdc_buf_free(&body);
     return rc;
+}
+
+/* Whether `name` is an alias (GET /_alias/<name>). Returns 1, 0, or -1 on
+ * a stop. */
+static int alias_exists(es_sink *s, const char *name, char *err, size_t errlen)
+{
+    cdc_buf path = CDC_BUF_INIT;
+    int rc = -1;
+    if (cdc_buf_puts(&path, "/_alias") < 0 || path_put_index(&path, name) < 0) {
+        snprintf(err, errlen, "cannot look up alias %s: out of memory", name);
+        goto done;
+    }
+    es_req r = {.method = "GET", .path = path.data, .what = "look up an alias",
+                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    long status = 0;
+    char big[512], excerpt[ES_EXCERPT_MAX + 1];
+    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", big);
+        goto done;
+    }
+    rc = sent == 0 && status == 200;
+    if (sent == 0 && status != 200 && status != 404)
+        cdc_log_warn("GET %s%s: HTTP %ld: %s; taking it as no alias", es_http_where(&s->http),
+                     path.data, status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
+done:
+    cdc_buf_free(&path);
+    return rc;
+}
+
+/* Makes t's index ready once per process (es_index.h: aliases). With
+ * --es-index-version N the physical index <name>_vN is created unless it
+ * exists, and written to directly (a rebuild). Otherwise writes go through
+ * the alias <name>: when it is missing, <name>_v1 and the alias are
+ * created together. An index that exists (made by an earlier run, by the
+ * user, or by a template) is left as it is; one that has the alias's name
+ * (pgcdc before aliases) is written to as before. Returns 0, or -1 on a
+ * stop. */
+static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
+{
+    if (t->ensured)
+        return 0;
+    create_end end;
+    if (s->version) {
+        if (index_create(s, t, t->index, NULL, &end, err, errlen) < 0)
+            return -1;
+        t->ensured = true;
+        return 0;
+    }
+    int is_alias = alias_exists(s, t->name, err, errlen);
+    if (is_alias < 0)
+        return -1;
+    if (!is_alias) {
+        cdc_buf v1 = CDC_BUF_INIT;
+        if (es_index_physical(t->name, 1, &v1) < 0) {
+            snprintf(err, errlen, "cannot name the index of %s: out of memory", t->name);
+            cdc_buf_free(&v1);
+            return -1;
+        }
+        int rc = index_create(s, t, v1.data, t->name, &end, err, errlen);
+        if (rc == 0 && end == CREATE_EXISTS && (rc = is_alias = alias_exists(s, t->name, err,
+                                                                            errlen)) == 0) {
+            /* <name>_v1 without the alias: someone removed it. Writing to
+             * <name> would create an index of that name. */
+            cdc_log_warn("index %s exists but alias %s does not: writing to %s; add the alias "
+                         "(docs/consumer-sinks.md) for readers", v1.data, t->name, v1.data);
+            free(t->index);
+            t->index = cdc_buf_steal(&v1);
+        }
+        cdc_buf_free(&v1);
+        if (rc < 0)
+            return -1;
+        is_alias = is_alias || end == CREATE_DONE;
+        if (end == CREATE_NAME_TAKEN)
+            cdc_log_warn("%s.%s: %s is an index, not an alias (made before pgcdc wrote through "
+                         "aliases): writing to it as before; rebuild it behind an alias to "
+                         "rebuild without downtime later (docs/consumer-sinks.md)", t->schema,
+                         t->table, t->name);
+    }
+    t->aliased = is_alias > 0 && strcmp(t->index, t->name) == 0;
+    t->ensured = true;
+    return 0;
 }
 
 /* ---- truncate -------------------------------------------------------- */
 
-/* One request, sent once even after a stop, its failure only logged (as
- * a warning when `warn`): the cancel of a truncate's task on a stop, the
- * removal of its result (which engines that guard their system indices
- * may not allow). */
-static void es_request_once(es_sink *s, const char *method, const char *path, const char *what,
-                            bool warn)
+/* Appends "/<index>[,<index>...]" to path: the indices behind `name` when
+ * it is an alias, else name itself. A _delete_by_query through an alias
+ * that filters out deleted markers would leave them. Returns 1, 0 (out of
+ * memory), or -1 with err on a stop. */
+static int path_put_physical(es_sink *s, cdc_buf *path, const char *name, char *err,
+                             size_t errlen)
 {
-    es_req r = {.method = method, .path = path, .what = what, .timeout_ms = ONCE_TIMEOUT_MS};
+    cdc_buf get = CDC_BUF_INIT, names = CDC_BUF_INIT;
+    int rc = 0;
+    if (cdc_buf_puts(&get, "/_alias") < 0 || path_put_index(&get, name) < 0)
+        goto done;
+    es_req r = {.method = "GET", .path = get.data, .what = "look up an alias",
+                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
     long status = 0;
-    char why[1024], excerpt[EXCERPT_MAX + 1];
-    s->deaf = true;
-    int rc = es_perform(s, &r, &status, why, sizeof why);
-    s->deaf = false;
-    if (rc != 0)
-        cdc_log(warn ? CDC_LOG_WARN : CDC_LOG_DEBUG, "%s", why);
-    else if (status < 200 || status >= 300)
-        cdc_log(warn ? CDC_LOG_WARN : CDC_LOG_DEBUG, "%s %s%s (%s): HTTP %ld: %s", method,
-                s->masked[s->cur], path, what, status, resp_excerpt(s, excerpt, sizeof excerpt));
+    char why[512];
+    size_t n = 0;
+    int sent = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", why);
+        rc = -1;
+        goto done;
+    }
+    if (sent != 0 || status != 200 ||
+        es_alias_indices(s->http.resp.data, s->http.resp.len, &names, &n, why, sizeof why) < 0) {
+        if (sent == 0 && status == 200)
+            cdc_log_warn("GET %s%s: %s; truncating %s itself", es_http_where(&s->http), get.data,
+                         why, name);
+        rc = path_put_index(path, name) < 0 ? 0 : 1;
+        goto done;
+    }
+    const char *one = names.data;
+    for (size_t i = 0; i < n; i++, one += strlen(one) + 1) {
+        size_t mark = path->len;
+        if (path_put_index(path, one) < 0)
+            goto done;
+        if (i > 0)
+            path->data[mark] = ','; /* "/a" then ",b" */
+    }
+    rc = 1;
+done:
+    cdc_buf_free(&get);
+    cdc_buf_free(&names);
+    return rc;
 }
 
 /* How a truncate's task ended (task_wait). */
@@ -458,20 +420,20 @@ static task_end task_wait(es_sink *s, const char *task, const char *what, es_tas
         if (!sink_backoff(poll < 5 ? poll++ : 5, TASK_POLL_MIN_MS, TASK_POLL_MAX_MS))
             goto stopped;
         es_req r = {.method = "GET", .path = path.data, .what = what,
-                    .timeout_ms = REQUEST_TIMEOUT_MS};
+                    .timeout_ms = ES_REQUEST_TIMEOUT_MS};
         long status = 0;
-        char why[1024], perr[512], excerpt[EXCERPT_MAX + 1];
-        int rc = es_send(s, &r, &attempt, &status, why, sizeof why);
+        char why[1024], perr[512], excerpt[ES_EXCERPT_MAX + 1];
+        int rc = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
         if (rc < 0)
             goto stopped;
         if (rc == 0 && status == 404) {
-            cdc_log_warn("GET %s%s (%s): the engine no longer knows the task: %s", s->masked[s->cur],
-                         path.data, what, resp_excerpt(s, excerpt, sizeof excerpt));
+            cdc_log_warn("GET %s%s (%s): the engine no longer knows the task: %s", es_http_where(&s->http),
+                         path.data, what, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
             end = TASK_LOST;
             goto done;
         }
         if (rc == 0 && status == 200 &&
-            es_task_parse(s->resp.data, s->resp.len, st, perr, sizeof perr) == 0) {
+            es_task_parse(s->http.resp.data, s->http.resp.len, st, perr, sizeof perr) == 0) {
             attempt = 0;
             if (st->state != ES_TASK_RUNNING) {
                 end = TASK_ENDED;
@@ -485,13 +447,13 @@ static task_end task_wait(es_sink *s, const char *task, const char *what, es_tas
             continue;
         }
         if (rc == 0)
-            snprintf(why, sizeof why, "GET %s%s (%s): HTTP %ld: %s", s->masked[s->cur], path.data,
-                     what, status, status == 200 ? perr : resp_excerpt(s, excerpt, sizeof excerpt));
-        if (!es_retry_wait(s, &attempt, false, why))
+            snprintf(why, sizeof why, "GET %s%s (%s): HTTP %ld: %s", es_http_where(&s->http), path.data,
+                     what, status, status == 200 ? perr : es_http_excerpt(&s->http, excerpt, sizeof excerpt));
+        if (!es_http_retry_wait(&s->http, &attempt, false, why))
             goto stopped;
     }
 stopped:
-    es_request_once(s, "POST", cancel.data, what, true);
+    es_http_once(&s->http, "POST", cancel.data, what, true);
     snprintf(err, errlen, "stop requested during the %s (task %s cancelled; the truncate runs "
              "again after a restart)", what, task);
 done:
@@ -522,7 +484,7 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
     cdc_buf path = CDC_BUF_INIT, body = CDC_BUF_INIT, what = CDC_BUF_INIT, done_path = CDC_BUF_INIT;
     int rc = -1;
     unsigned attempt = 0;
-    char excerpt[EXCERPT_MAX + 1], why[1024], task[ES_TASK_ID_MAX + 1];
+    char excerpt[ES_EXCERPT_MAX + 1], why[1024], task[ES_TASK_ID_MAX + 1];
     if (cdc_buf_printf(&what, "truncate of %s.%s at lsn %" PRIu64 " in index %s", ev->schema,
                        ev->table, ev->lsn, t->index) < 0 ||
         es_truncate_body(ev->lsn, &body) < 0) {
@@ -536,40 +498,43 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
         if (path_put_index(&path, t->index) < 0 || cdc_buf_puts(&path, "/_refresh") < 0)
             goto nomem;
         es_req refresh = {.method = "POST", .path = path.data, .what = what.data,
-                          .timeout_ms = REQUEST_TIMEOUT_MS};
-        int sent = es_send(s, &refresh, &attempt, &status, why, sizeof why);
+                          .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        int sent = es_http_send(&s->http, &refresh, &attempt, &status, why, sizeof why);
         if (sent < 0)
             goto stopped;
         if (sent == ES_TOO_LARGE)
             goto refused;
-        if (status == 404 && s->resp.data && strstr(s->resp.data, "index_not_found_exception"))
+        if (status == 404 && s->http.resp.data && strstr(s->http.resp.data, "index_not_found_exception"))
             goto no_index;
         cdc_buf_reset(&path);
-        if (path_put_index(&path, t->index) < 0 ||
+        int found = path_put_physical(s, &path, t->index, err, errlen);
+        if (found < 0)
+            goto done;
+        if (found == 0 ||
             cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true"
                                 "&wait_for_completion=false") < 0)
             goto nomem;
         es_req dbq = {.method = "POST", .path = path.data, .body = body.data, .len = body.len,
-                      .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
-        sent = es_send(s, &dbq, &attempt, &status, why, sizeof why);
+                      .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        sent = es_http_send(&s->http, &dbq, &attempt, &status, why, sizeof why);
         if (sent < 0)
             goto stopped;
         if (sent == ES_TOO_LARGE)
             goto refused;
-        if (status == 404 && s->resp.data && strstr(s->resp.data, "index_not_found_exception"))
+        if (status == 404 && s->http.resp.data && strstr(s->http.resp.data, "index_not_found_exception"))
             goto no_index;
         if (status < 200 || status >= 300) {
             /* Any other answer is about this request itself (a bad query, a
              * field mapped otherwise by the user): retrying cannot help. */
             snprintf(why, sizeof why, "%s refused: HTTP %ld: %s", what.data, status,
-                     resp_excerpt(s, excerpt, sizeof excerpt));
+                     es_http_excerpt(&s->http, excerpt, sizeof excerpt));
             goto refused;
         }
         char perr[512];
-        if (es_task_id_parse(s->resp.data, s->resp.len, task, perr, sizeof perr) < 0) {
-            snprintf(why, sizeof why, "POST %s%s (%s): %s", s->masked[s->cur], path.data,
+        if (es_task_id_parse(s->http.resp.data, s->http.resp.len, task, perr, sizeof perr) < 0) {
+            snprintf(why, sizeof why, "POST %s%s (%s): %s", es_http_where(&s->http), path.data,
                      what.data, perr);
-            if (!es_retry_wait(s, &attempt, false, why))
+            if (!es_http_retry_wait(&s->http, &attempt, false, why))
                 goto stopped;
             continue;
         }
@@ -584,7 +549,7 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
             cdc_buf_reset(&done_path);
             if (cdc_buf_printf(&done_path, "/.tasks/_doc/%s", task) < 0)
                 goto nomem;
-            es_request_once(s, "DELETE", done_path.data, what.data, false);
+            es_http_once(&s->http, "DELETE", done_path.data, what.data, false);
             if (st.state == ES_TASK_NO_INDEX)
                 goto no_index;
             if (st.state == ES_TASK_DONE) {
@@ -596,7 +561,7 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
         } else {
             snprintf(why, sizeof why, "%s: task %s was lost", what.data, task);
         }
-        if (!es_retry_wait(s, &attempt, end == TASK_ENDED, why))
+        if (!es_http_retry_wait(&s->http, &attempt, end == TASK_ENDED, why))
             goto stopped;
     }
     goto applied;
@@ -728,13 +693,13 @@ static int fetch_toast(es_sink *s, segment *g, size_t from, size_t to, char *err
                        "index %s", nm, docs[0].index) < 0)
         goto nomem;
     es_req r = {.method = "POST", .path = "/_mget", .body = body.data, .len = body.len,
-                .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS,
+                .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS,
                 .resp_max = nm > 1 ? s->budget : 0};
     unsigned attempt = 0;
     for (;;) {
         long status = 0;
-        char why[1024], perr[512], excerpt[EXCERPT_MAX + 1];
-        int sent = es_send(s, &r, &attempt, &status, why, sizeof why);
+        char why[1024], perr[512], excerpt[ES_EXCERPT_MAX + 1];
+        int sent = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
         if (sent < 0) {
             snprintf(err, errlen, "%s", why);
             goto done;
@@ -758,7 +723,7 @@ static int fetch_toast(es_sink *s, segment *g, size_t from, size_t to, char *err
             only->mget = -1;
             break;
         }
-        if (status == 200 && es_mget_parse(s->resp.data, s->resp.len, &g->mget, perr,
+        if (status == 200 && es_mget_parse(s->http.resp.data, s->http.resp.len, &g->mget, perr,
                                            sizeof perr) == 0) {
             if (g->mget.n == nm) {
                 const char *doc_err = NULL;
@@ -767,23 +732,23 @@ static int fetch_toast(es_sink *s, segment *g, size_t from, size_t to, char *err
                         strncmp(g->mget.items[k].error, "no such index", 13) != 0)
                         doc_err = g->mget.items[k].error;
                 if (!doc_err) {
-                    s->mget_doc_bytes = es_mget_doc_bytes(s->resp.len, nm);
+                    s->mget_doc_bytes = es_mget_doc_bytes(s->http.resp.len, nm);
                     break;
                 }
                 snprintf(why, sizeof why, "POST %s/_mget (%s): a document could not be read: %s",
-                         s->masked[s->cur], what.data, doc_err);
+                         es_http_where(&s->http), what.data, doc_err);
             } else {
                 snprintf(why, sizeof why, "POST %s/_mget (%s): %zu documents in the answer",
-                         s->masked[s->cur], what.data, g->mget.n);
+                         es_http_where(&s->http), what.data, g->mget.n);
             }
             es_mget_result_free(&g->mget);
         } else if (status == 200) {
-            snprintf(why, sizeof why, "POST %s/_mget (%s): %s", s->masked[s->cur], what.data, perr);
+            snprintf(why, sizeof why, "POST %s/_mget (%s): %s", es_http_where(&s->http), what.data, perr);
         } else {
-            snprintf(why, sizeof why, "POST %s/_mget (%s): HTTP %ld: %s", s->masked[s->cur],
-                     what.data, status, resp_excerpt(s, excerpt, sizeof excerpt));
+            snprintf(why, sizeof why, "POST %s/_mget (%s): HTTP %ld: %s", es_http_where(&s->http),
+                     what.data, status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
         }
-        if (!es_retry_wait(s, &attempt, status != 200 && status != 0, why)) {
+        if (!es_http_retry_wait(&s->http, &attempt, status != 200 && status != 0, why)) {
             snprintf(err, errlen, "stop requested during the %s", what.data);
             goto done;
         }
@@ -855,8 +820,13 @@ static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err,
             continue;
         }
         size_t mark = g->body.len, missing = 0;
-        if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing, berr,
-                           sizeof berr) < 0) {
+        if (s->real_deletes && ev->op == 'd') {
+            if (es_bulk_append_delete(&g->body, it->t->index, item_id(g, it), ev->lsn) < 0) {
+                snprintf(err, errlen, "cannot build a _bulk request: out of memory");
+                return -1;
+            }
+        } else if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing,
+                                  berr, sizeof berr) < 0) {
             /* Only an event the decoder should not have let through, or no
              * memory; the first is this record's fault. */
             if (strstr(berr, "out of memory")) {
@@ -924,10 +894,10 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
         if (!what.data)
             goto nomem;
         es_req r = {.method = "POST", .path = "/_bulk", .ndjson = true, .body = body.data,
-                    .len = body.len, .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
+                    .len = body.len, .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
         long status = 0;
-        char why[1536], perr[512], excerpt[EXCERPT_MAX + 1];
-        int sent = es_send(s, &r, &attempt, &status, why, sizeof why);
+        char why[1536], perr[512], excerpt[ES_EXCERPT_MAX + 1];
+        int sent = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
         if (sent < 0) {
             snprintf(err, errlen, "%s", why);
             goto done;
@@ -936,8 +906,8 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
             /* The whole _bulk endpoint missing: a wrong URL or proxy path,
              * which the operator must fix; not the documents' fault. */
             snprintf(why, sizeof why, "POST %s/_bulk (%s): HTTP 404 (is the --es URL right?): %s",
-                     s->masked[s->cur], what.data, resp_excerpt(s, excerpt, sizeof excerpt));
-            if (!es_retry_wait(s, &attempt, true, why))
+                     es_http_where(&s->http), what.data, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
+            if (!es_http_retry_wait(&s->http, &attempt, true, why))
                 goto stopped;
             continue;
         }
@@ -947,7 +917,7 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                 snprintf(reason, sizeof reason, "%s", why);
             else
                 snprintf(reason, sizeof reason, "the %s was refused as a whole: HTTP %ld: %s",
-                         what.data, status, resp_excerpt(s, excerpt, sizeof excerpt));
+                         what.data, status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
             if (n == 1) {
                 if (reject(s, &g->items[todo[0]], reason, err, errlen) < 0)
                     goto done;
@@ -960,16 +930,16 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
             break;
         }
         es_bulk_result res;
-        if (es_bulk_parse(s->resp.data, s->resp.len, &res, perr, sizeof perr) < 0 ||
+        if (es_bulk_parse(s->http.resp.data, s->http.resp.len, &res, perr, sizeof perr) < 0 ||
             res.n != n) {
             if (res.root == NULL)
-                snprintf(why, sizeof why, "POST %s/_bulk (%s): HTTP %ld: %s", s->masked[s->cur],
+                snprintf(why, sizeof why, "POST %s/_bulk (%s): HTTP %ld: %s", es_http_where(&s->http),
                          what.data, status, perr);
             else
                 snprintf(why, sizeof why, "POST %s/_bulk (%s): %zu items in the answer",
-                         s->masked[s->cur], what.data, res.n);
+                         es_http_where(&s->http), what.data, res.n);
             es_bulk_result_free(&res);
-            if (!es_retry_wait(s, &attempt, false, why))
+            if (!es_http_retry_wait(&s->http, &attempt, false, why))
                 goto stopped;
             continue;
         }
@@ -1005,7 +975,7 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                      first_retry->reason ? first_retry->reason : "",
                      g->items[todo[0]].t->index, item_id(g, &g->items[todo[0]]));
             es_bulk_result_free(&res);
-            if (!es_retry_wait(s, &item_attempt, false, why))
+            if (!es_http_retry_wait(&s->http, &item_attempt, false, why))
                 goto stopped;
         } else {
             es_bulk_result_free(&res);
@@ -1178,53 +1148,19 @@ static void es_destroy(sink *base)
     es_sink *s = (es_sink *)base;
     if (!s)
         return;
-    if (s->curl)
-        curl_easy_cleanup(s->curl);
-    curl_slist_free_all(s->hdr_json);
-    curl_slist_free_all(s->hdr_ndjson);
-    for (size_t i = 0; i < s->nurls; i++) {
-        free(s->urls ? s->urls[i] : NULL);
-        free(s->masked ? s->masked[i] : NULL);
-    }
-    free(s->urls);
-    free(s->masked);
-    cdc_buf_free(&s->url);
-    cdc_buf_free(&s->resp);
+    es_http_cleanup(&s->http);
     while (s->tables) {
         es_table *next = s->tables->next;
         table_free(s->tables);
         s->tables = next;
     }
-    if (s->curl_global)
-        curl_global_cleanup();
+    es_index_rules_free(s->names);
     free(s);
-}
-
-static struct curl_slist *headers_new(const char *content_type, const char *auth)
-{
-    struct curl_slist *h = NULL, *t;
-    if (!(t = curl_slist_append(h, content_type)))
-        goto fail;
-    h = t;
-    /* No "Expect: 100-continue" round trip before each large _bulk. */
-    if (!(t = curl_slist_append(h, "Expect:")))
-        goto fail;
-    h = t;
-    if (auth) {
-        if (!(t = curl_slist_append(h, auth)))
-            goto fail;
-        h = t;
-    }
-    return h;
-fail:
-    curl_slist_free_all(h);
-    return NULL;
 }
 
 sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
 {
     es_sink *s = calloc(1, sizeof *s);
-    cdc_buf auth = CDC_BUF_INIT;
     if (!s) {
         snprintf(err, errlen, "cannot set up the Elasticsearch sink: out of memory");
         return NULL;
@@ -1234,90 +1170,24 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     s->base.destroy = es_destroy;
     s->budget = es_request_budget((size_t)cdc_config_int(cfg, "batch-bytes"));
     s->mget_doc_bytes = ES_MGET_DOC_GUESS;
-    s->prefix = cdc_config_str(cfg, "es-index-prefix");
-    if (!s->prefix)
-        s->prefix = "";
-    s->user = cdc_config_str(cfg, "es-user");
-    s->password = cdc_config_str(cfg, "es-password");
-    s->cacert = cdc_config_str(cfg, "es-cacert");
-    const char *api_key = cdc_config_str(cfg, "es-api-key");
-    if (s->password && !s->user) {
-        snprintf(err, errlen, "--es-password needs --es-user");
+    const char *const *templates;
+    size_t ntemplates = cdc_config_list(cfg, "es-index", &templates);
+    s->names = es_index_rules_new(cdc_config_str(cfg, "es-index-prefix"), templates, ntemplates,
+                                  err, errlen);
+    if (!s->names)
         goto fail;
-    }
-    if (api_key && s->user) {
-        snprintf(err, errlen, "give either --es-user/--es-password or --es-api-key, not both");
+    s->version = (unsigned)cdc_config_int(cfg, "es-index-version");
+    const char *deletes = cdc_config_str(cfg, "es-deletes");
+    s->real_deletes = deletes && strcmp(deletes, "delete") == 0;
+    if (es_http_init(&s->http, cfg, &s->base.retries, err, errlen) < 0)
         goto fail;
-    }
-
-    const char *const *urls;
-    size_t n = cdc_config_list(cfg, "es", &urls);
-    if (n == 0) {
-        snprintf(err, errlen, "--es: no URL given");
-        goto fail;
-    }
-    s->urls = calloc(n, sizeof *s->urls);
-    s->masked = calloc(n, sizeof *s->masked);
-    if (!s->urls || !s->masked)
-        goto nomem;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(urls[i]);
-        while (len > 0 && urls[i][len - 1] == '/')
-            len--;
-        s->nurls++;
-        if (!(s->urls[i] = strndup(urls[i], len)))
-            goto nomem;
-        cdc_buf m = CDC_BUF_INIT;
-        if (cdc_mask_secrets(s->urls[i], &m) < 0 || !m.data) {
-            cdc_buf_free(&m);
-            goto nomem;
-        }
-        s->masked[i] = cdc_buf_steal(&m);
-    }
-
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(err, errlen, "cannot initialise libcurl");
-        goto fail;
-    }
-    s->curl_global = true;
-    if (api_key && cdc_buf_printf(&auth, "Authorization: ApiKey %s", api_key) < 0)
-        goto nomem;
-    if (!(s->hdr_json = headers_new("Content-Type: application/json", auth.data)) ||
-        !(s->hdr_ndjson = headers_new("Content-Type: application/x-ndjson", auth.data)))
-        goto nomem;
-    if (!(s->curl = curl_easy_init())) {
-        snprintf(err, errlen, "cannot create a libcurl handle");
-        goto fail;
-    }
-    CURL *c = s->curl;
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->curl_err);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    if (s->user) {
-        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, s->user);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, s->password ? s->password : "");
-    }
-    if (s->cacert && curl_easy_setopt(c, CURLOPT_CAINFO, s->cacert) != CURLE_OK) {
-        snprintf(err, errlen, "--es-cacert %s: libcurl cannot use it", s->cacert);
-        goto fail;
-    }
-    cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, index prefix \"%s\", "
-                 "requests of at most %zu bytes", s->nurls, s->masked[0], s->prefix, s->budget);
-    cdc_buf_free(&auth);
+    cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, deletes as %s, "
+                 "writing to %s, requests of at most %zu bytes", s->http.nurls,
+                 s->http.masked[0], s->real_deletes ? "deletes" : "deleted markers",
+                 s->version ? "a version of each index (a rebuild)" : "each index's alias",
+                 s->budget);
     return &s->base;
-nomem:
-    snprintf(err, errlen, "cannot set up the Elasticsearch sink: out of memory");
 fail:
-    cdc_buf_free(&auth);
     es_destroy(&s->base);
     return NULL;
 }

@@ -288,10 +288,19 @@ def es_index_name(prefix, schema, table):
     return name
 
 
+def es_physical(url, name, session=None):
+    """The indices behind alias `name`, comma separated, or name itself when it is no
+    alias (docs/consumer-sinks.md: readers query the alias, which filters out deleted
+    markers; the physical index holds them too)."""
+    r = (session or requests).get(f"{url}/_alias/{name}", timeout=60)
+    return ",".join(sorted(r.json())) if r.status_code == 200 else name
+
+
 def es_all_docs(url, index):
-    """{_id: (_source, _version)} of every document of index (markers included), or {}
-    when the index does not exist."""
+    """{_id: (_source, _version)} of every document of index, or of the indices behind
+    the alias of that name (deleted markers included), or {} when it does not exist."""
     s = requests.Session()
+    index = es_physical(url, index, s)
     r = s.post(f"{url}/{index}/_refresh", timeout=60)
     if r.status_code == 404:
         return {}

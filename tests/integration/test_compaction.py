@@ -89,7 +89,7 @@ class Sinks:
 
     def cleanup(self):
         try:
-            self.search.request("DELETE", f"/{self.index}")
+            self.search.request("DELETE", f"/{self.index},{self.index}_v*")
             for k in self.redis.scan_iter(match=h.redis_glob_escape(self.prefix) + ":*",
                                           count=1000):
                 self.redis.delete(k)

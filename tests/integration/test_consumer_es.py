@@ -176,8 +176,19 @@ def get_doc(engine, index, doc_id):
     return body
 
 
+def physical(engine, name):
+    """The index behind alias `name` (docs/consumer-sinks.md), or name when it is none."""
+    status, body = engine.request("GET", f"/_alias/{urllib.parse.quote(name, safe='')}")
+    if status != 200:
+        return name
+    assert len(body) == 1, body
+    return next(iter(body))
+
+
 def index_state(engine, index):
-    """{_id: (_version, _source)} of every document in the index."""
+    """{_id: (_version, _source)} of every document in the index, or in the index behind
+    the alias of that name (deleted markers included: the alias leaves them out)."""
+    index = physical(engine, index)
     status, body = engine.request("POST", f"/{index}/_refresh")
     assert status == 200, body
     status, body = engine.request("POST", f"/{index}/_search?version=true",
@@ -213,7 +224,7 @@ def cleanup_indices(search_engine):
     names = []
     yield names
     for name in names:
-        search_engine.request("DELETE", f"/{name}")
+        search_engine.request("DELETE", f"/{name},{name}_v*")
 
 
 def marker(lsn):
@@ -262,7 +273,7 @@ def test_insert_update_delete(search_engine, kafka, build_dir, unique, cleanup_i
     }
     # The mapping pgcdc gave the index it created.
     status, body = search_engine.request("GET", f"/{index}/_mapping")
-    props = body[index]["mappings"]["properties"]
+    props = body[f"{index}_v1"]["mappings"]["properties"]
     assert props["_pgcdc_lsn"]["type"] == "long"
     assert props["_pgcdc_deleted"]["type"] == "boolean"
 
@@ -451,7 +462,9 @@ def test_delete_stays_a_delete_after_gc_deletes(search_engine, kafka, build_dir,
         rec({"id": 1}, event("c", table, 10, after={"id": 1, "v": "alive"})),
         rec({"id": 1}, event("d", table, 20, before={"id": 1})),
     ])
-    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    # An index that has the alias's name (pgcdc before aliases) is written to as before.
+    assert f"{index} is an index, not an alias" in log
     assert index_state(search_engine, index) == {"1": (20, marker(20))}
     time.sleep(1.5)  # well past gc_deletes
     search_engine.request("POST", f"/{index}/_refresh")
@@ -463,6 +476,97 @@ def test_delete_stays_a_delete_after_gc_deletes(search_engine, kafka, build_dir,
     # And the whole topic again, from the start, with a new group.
     run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-replay")
     assert index_state(search_engine, index) == {"1": (20, marker(20))}
+
+
+def live_view(engine, name):
+    """What a reader of `name` sees with no filter of its own: _count, the ids and
+    sources of a search, a terms aggregation, all through the name."""
+    assert engine.request("POST", f"/{name}/_refresh")[0] == 200
+    status, count = engine.request("GET", f"/{name}/_count")
+    assert status == 200, count
+    status, found = engine.request("POST", f"/{name}/_search?version=true", {
+        "size": 100, "query": {"match_all": {}},
+        "aggs": {"brands": {"terms": {"field": "brand.keyword"}}}})
+    assert status == 200, found
+    return (count["count"],
+            {h["_id"]: (h["_version"], h["_source"]) for h in found["hits"]["hits"]},
+            {b["key"]: b["doc_count"] for b in found["aggregations"]["brands"]["buckets"]})
+
+
+@pytest.mark.parametrize("deletes", ["marker", "delete"])
+def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back(
+        search_engine, kafka, build_dir, unique, cleanup_indices, deletes):
+    topic, table, index = new_table(kafka, unique, cleanup_indices, partitions=2)
+    brand = ["acme", "acme", "bolt", "bolt", "core", "core"]
+    events = [rec({"id": i}, event("c", table, 10 + i, after={"id": i, "brand": brand[i]}),
+                  i % 2) for i in range(6)]
+    events += [rec({"id": 1}, event("d", table, 20, before={"id": 1}), 1),
+               rec({"id": 4}, event("d", table, 21, before={"id": 4}), 0),
+               rec({"id": 2}, event("u", table, 22, after={"id": 2, "brand": "acme"}), 0),
+               # A key change 5 -> 6: the delete of 5 comes from 6's partition.
+               rec({"id": 5}, event("d", table, 23, before={"id": 5}), 0),
+               rec({"id": 6}, event("c", table, 23, after={"id": 6, "brand": "dash"}), 0)]
+    produce(kafka, topic, events)
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique, "--es-deletes", deletes)
+    want = {"0": (10, {"id": 0, "brand": "acme", "_pgcdc_lsn": 10}),
+            "2": (22, {"id": 2, "brand": "acme", "_pgcdc_lsn": 22}),
+            "3": (13, {"id": 3, "brand": "bolt", "_pgcdc_lsn": 13}),
+            "6": (23, {"id": 6, "brand": "dash", "_pgcdc_lsn": 23})}
+    view = (4, want, {"acme": 2, "bolt": 1, "dash": 1})
+    assert live_view(search_engine, index) == view
+    # The name is an alias of <name>_v1, made with the index.
+    status, aliases = search_engine.request("GET", f"/_alias/{index}")
+    assert status == 200 and list(aliases) == [f"{index}_v1"], aliases
+    # Get by id: live rows as they are; a deleted row is a 404 with real deletes, and
+    # the marker with markers (the engines ignore an alias's filter on get: documented).
+    assert get_doc(search_engine, index, "3")["_source"] == want["3"][1]
+    gone = get_doc(search_engine, index, "1")
+    if deletes == "delete":
+        assert gone is None
+    else:
+        assert gone["_source"] == marker(20)
+
+    # Replays: every record again from the start with a new group, with the partitions
+    # in the other order of arrival; older writes of deleted rows arriving late.
+    produce(kafka, topic, [rec({"id": 1}, event("c", table, 11, after={"id": 1, "brand": "x"}),
+                               1),
+                           rec({"id": 5}, event("u", table, 16, after={"id": 5, "brand": "y"}),
+                               1)])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique, "--es-deletes", deletes)
+    assert live_view(search_engine, index) == view
+    run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-replay",
+                 "--es-deletes", deletes, "--batch-records", "1")
+    assert live_view(search_engine, index) == view
+
+    # A truncate removes every older document, markers included.
+    produce(kafka, topic, [rec(None, event("t", table, 30), p) for p in (0, 1)] +
+            [rec({"id": 7}, event("c", table, 31, after={"id": 7, "brand": "acme"}), 1)])
+    run_consumer(build_dir, kafka, search_engine.url, topic, unique, "--es-deletes", deletes)
+    assert live_view(search_engine, index) == (
+        1, {"7": (31, {"id": 7, "brand": "acme", "_pgcdc_lsn": 31})}, {"acme": 1})
+    assert set(index_state(search_engine, index)) == {"7"}
+
+
+def test_index_names_from_a_template_with_per_table_overrides(opensearch, kafka, build_dir,
+                                                              unique, cleanup_indices):
+    t1, t2 = unique, f"{unique}_b"
+    topic = f"pgcdc.{SCHEMA}.{unique}"
+    cleanup_indices += [f"{SCHEMA}_{t1}", f"custom-{t2}"]
+    create_topic(kafka, topic)
+    produce(kafka, topic, [rec({"id": 1}, event("c", t1, 10, after={"id": 1})),
+                           rec({"id": 2}, event("c", t2, 11, after={"id": 2}))])
+    run_consumer(build_dir, kafka, opensearch.url, topic, unique,
+                 "--es-index", f"{{schema}}_{{table}},{SCHEMA}.{t2}=custom-{{table}}")
+    for name, doc in ((f"{SCHEMA}_{t1}", {"id": 1, "_pgcdc_lsn": 10}),
+                      (f"custom-{t2}", {"id": 2, "_pgcdc_lsn": 11})):
+        status, aliases = opensearch.request("GET", f"/_alias/{name}")
+        assert status == 200 and list(aliases) == [f"{name}_v1"], (name, aliases)
+        assert get_doc(opensearch, name, str(doc["id"]))["_source"] == doc
+    # A template with an unknown brace is a usage error at start.
+    proc = subprocess.run(consumer_cmd(build_dir, kafka, opensearch.url, topic, unique,
+                                       "--es-index", "{tabel}"),
+                          capture_output=True, text=True, timeout=30, env=consumer_env())
+    assert proc.returncode == 2 and "{tabel}" in proc.stderr, proc.stderr
 
 
 def test_opensearch_stopped_and_restarted_mid_stream(opensearch, kafka, build_dir, unique,

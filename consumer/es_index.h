@@ -1,0 +1,70 @@
+/* es_index.h: which index a table's documents go to, and the alias in
+ * front of it. No I/O: the sink (sink_es.c) sends what is built here.
+ *
+ * Names: --es-index holds at most one TEMPLATE and any number of
+ * SCHEMA.TABLE=TEMPLATE overrides. A template is text in which {schema}
+ * and {table} stand for the table's names, and {{ and }} for a brace; any
+ * other brace is refused at start. The expansion is then made a valid
+ * index name by es_index_valid() (es_bulk.h: lowercase, forbidden bytes to
+ * '_', a hash suffix when that changed anything). Without a template the
+ * name is today's <--es-index-prefix><schema>.<table>.
+ *
+ * Aliases: readers use that name, which is an alias of the physical index
+ * <name>_v<N>. The consumer creates <name>_v1 and the alias in one request
+ * when neither exists (es_index_create_body) and writes through the alias,
+ * so whatever index the alias points to gets the writes. With deleted
+ * markers (--es-deletes=marker) the alias filters the markers out. Names
+ * are cut to ES_INDEX_MAX - ES_VERSION_SUFFIX_MAX bytes, so that the
+ * physical name fits too. */
+#ifndef PGCDC_CONSUMER_ES_INDEX_H
+#define PGCDC_CONSUMER_ES_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cdc_buf.h"
+
+/* "_v" and up to 6 digits. */
+#define ES_VERSION_SUFFIX_MAX 8
+#define ES_VERSION_MAX 999999
+
+/* The filter of the alias in front of an index with deleted markers. */
+#define ES_LIVE_FILTER "{\"bool\":{\"must_not\":{\"term\":{\"_pgcdc_deleted\":true}}}}"
+
+typedef struct es_index_rules es_index_rules;
+
+/* Checks one --es-index value ("TEMPLATE" or "SCHEMA.TABLE=TEMPLATE").
+ * Returns 0, or -1 with err set (a brace other than {schema}, {table},
+ * {{, }}; an empty template; an override without "schema.table"). */
+int es_index_value_check(const char *value, char *err, size_t errlen);
+
+/* The rules of values[0..n) (--es-index) with `prefix` (--es-index-prefix)
+ * for the default name. Returns NULL with err set (a bad value, two
+ * templates, no memory). */
+es_index_rules *es_index_rules_new(const char *prefix, const char *const *values, size_t n,
+                                   char *err, size_t errlen);
+void es_index_rules_free(es_index_rules *r);
+
+/* Appends the index name (the alias readers query) of schema.table to
+ * out; *changed tells that es_index_valid() changed the expansion.
+ * Returns 0 or -1 (out of memory). */
+int es_index_rules_name(const es_index_rules *r, const char *schema, const char *table,
+                        cdc_buf *out, bool *changed);
+
+/* Appends "<name>_v<version>". Returns 0 or -1. */
+int es_index_physical(const char *name, unsigned version, cdc_buf *out);
+
+/* The body of PUT /<physical>: `create_body`, a JSON object such as
+ * {"mappings":{...}}, with "aliases" added to it: the alias, filtered by
+ * ES_LIVE_FILTER when `filtered`. Returns 0, or -1 (create_body is not an
+ * object with members; no memory). */
+int es_index_create_body(const char *create_body, const char *alias, bool filtered,
+                         cdc_buf *out);
+
+/* The indices of GET /_alias/<name>'s answer ({"<index>":{"aliases":..},
+ * ..}), appended to out each followed by a '\0'; *n is how many. Returns
+ * 0, or -1 with err set (not such an object; no memory). */
+int es_alias_indices(const char *body, size_t len, cdc_buf *out, size_t *n, char *err,
+                     size_t errlen);
+
+#endif

@@ -1,0 +1,189 @@
+"""Rebuilding a search index without downtime (docs/consumer-sinks.md, "Rebuilding an
+index"): while PostgreSQL is written to and the live consumer keeps <name>_v1 up to
+date through the alias <name>, a second consumer group replays the topic from the
+earliest offset into <name>_v2; the live consumer is stopped, the rebuild catches up,
+v2 is refreshed, the alias moves in one _aliases request, the live consumer starts
+again (writing through the alias, so to v2), and v1 is dropped.
+
+A reader queries the alias the whole time and must never see an empty, partial or
+older index: the seed rows (never changed) are all there in every answer, the counter
+row (updated by every transaction) never goes back, and no deleted marker shows; at
+the end v2 equals PostgreSQL."""
+
+import signal
+import threading
+import time
+
+import psycopg
+import requests
+from confluent_kafka.admin import NewTopic
+
+import e2e_harness as h
+from consumer_helpers import consumers  # noqa: F401 - fixture
+from producer_harness import cdc  # noqa: F401 - fixture
+from polling import wait_for
+
+PARTITIONS = 3
+SEED = 200
+
+
+class Workload(threading.Thread):
+    """Transactions until stopped: each inserts 3 rows, deletes one row of an earlier
+    transaction and sets the counter row (id 0) to its own number."""
+
+    def __init__(self, dsn, schema):
+        super().__init__(daemon=True)
+        self.dsn, self.schema = dsn, schema
+        self.done = threading.Event()
+        self.txns = 0
+        self.error = None
+
+    def run(self):
+        try:
+            deadline = time.monotonic() + 300
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                k = 0
+                while not self.done.is_set() and time.monotonic() < deadline:
+                    k += 1
+                    base = 1000 + 3 * k
+                    with conn.transaction():
+                        conn.execute(f"INSERT INTO {self.schema}.items SELECT g, 0 FROM "
+                                     f"generate_series({base}, {base + 2}) g")
+                        conn.execute(f"DELETE FROM {self.schema}.items WHERE id = {base - 5}")
+                        conn.execute(f"UPDATE {self.schema}.items SET n = {k} WHERE id = 0")
+                    self.txns = k
+                    time.sleep(0.02)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            self.error = e
+
+
+class Reader(threading.Thread):
+    """Queries the alias until stopped; records what it saw that it must not."""
+
+    def __init__(self, url, alias):
+        super().__init__(daemon=True)
+        self.url, self.alias = url, alias
+        self.done = threading.Event()
+        self.seen = 0
+        self.counter = -1
+        self.problems = []
+        self.errors = 0
+
+    def look(self, s):
+        r = s.post(f"{self.url}/{self.alias}/_search", json={
+            "size": 1, "query": {"match_all": {}}, "post_filter": {"ids": {"values": ["0"]}},
+            "aggs": {"seed": {"filter": {"range": {"id": {"gte": 1, "lte": SEED}}}},
+                     "markers": {"filter": {"exists": {"field": "_pgcdc_deleted"}}}}},
+            timeout=10)
+        if r.status_code != 200:
+            self.errors += 1  # a node busy for a moment: not an answer
+            return
+        body = r.json()
+        seed = body["aggregations"]["seed"]["doc_count"]
+        markers = body["aggregations"]["markers"]["doc_count"]
+        hits = body["hits"]["hits"]
+        n = hits[0]["_source"]["n"] if hits else None
+        if seed != SEED:
+            self.problems.append(f"{seed} of the {SEED} seed rows (empty or partial index)")
+        if markers:
+            self.problems.append(f"{markers} deleted marker(s) through the alias")
+        if n is None or n < self.counter:
+            self.problems.append(f"counter row at {n} after {self.counter} (an older index)")
+        else:
+            self.counter = n
+        self.seen += 1
+
+    def run(self):
+        deadline = time.monotonic() + 300
+        with requests.Session() as s:
+            while not self.done.is_set() and time.monotonic() < deadline:
+                try:
+                    self.look(s)
+                except requests.RequestException:
+                    self.errors += 1
+                time.sleep(0.02)
+
+
+def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch):  # noqa: F811
+    url = opensearch.url
+    cdc.create("CREATE TABLE items (id int PRIMARY KEY, n int)", reference=False)
+    cdc.in_schema(f"INSERT INTO items SELECT g, 0 FROM generate_series(0, {SEED}) g")
+    topic = cdc.topic("items")
+    admin = cdc.admin()
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)],
+                        operation_timeout=30)[topic].result(timeout=60)
+    cdc.topics_made.add(topic)
+    alias = f"{cdc.prefix}-items"
+    v1, v2 = f"{alias}_v1", f"{alias}_v2"
+    common = ["--topics", topic, "--es", url, "--es-index", f"{cdc.prefix}-{{table}}",
+              "--dlq-topic", f"{cdc.prefix}.dlq"]
+    live_group, rebuild_group = f"{cdc.prefix}-live", f"{cdc.prefix}-rebuild"
+    producer = cdc.start()
+    live = consumers.start("--group", live_group, *common)
+    workload = Workload(cdc.pg.dsn, cdc.schema)
+    reader = Reader(url, alias)
+    try:
+        def counter_in(index):
+            requests.post(f"{url}/{index}/_refresh", timeout=10).raise_for_status()
+            r = requests.get(f"{url}/{index}/_doc/0", timeout=10)
+            return r.json()["_source"]["n"] if r.status_code == 200 else None
+
+        wait_for("the seed rows in the index behind the alias",
+                 lambda: requests.post(f"{url}/{alias}/_count", timeout=10, json={
+                     "query": {"range": {"id": {"gte": 1, "lte": SEED}}}}).json().get("count")
+                 == SEED, timeout=90)
+        workload.start()
+        wait_for("the live index to follow the workload",
+                 lambda: (counter_in(alias) or 0) >= 5 or workload.error, timeout=60)
+        reader.start()
+
+        # 1. The rebuild: a second group, from the earliest offset, into v2.
+        consumers.run("--group", rebuild_group, "--es-index-version", "2", *common,
+                      timeout=120)
+        # 2. The live consumer stops: v1 stays as it is, readers still see it.
+        live.signal(signal.SIGTERM)
+        assert live.wait(30) == 0, live.log()[-4000:]
+        # 3. The rebuild catches up with everything written so far (the live consumer
+        #    applied nothing later), then v2 is made searchable.
+        consumers.run("--group", rebuild_group, "--es-index-version", "2", *common,
+                      timeout=120)
+        requests.post(f"{url}/{v2}/_refresh", timeout=30).raise_for_status()
+        assert counter_in(v2) >= counter_in(v1)
+        # 4. One request moves the alias, with its filter.
+        r = requests.post(f"{url}/_aliases", timeout=30, json={"actions": [
+            {"remove": {"index": v1, "alias": alias}},
+            {"add": {"index": v2, "alias": alias, "filter": {
+                "bool": {"must_not": {"term": {"_pgcdc_deleted": True}}}}}}]})
+        assert r.status_code == 200, r.text
+        # 5. The live consumer again, from its committed offsets, through the alias.
+        live = consumers.start("--group", live_group, *common)
+        wait_for("the live consumer to write to v2",
+                 lambda: (counter_in(v2) or 0) > workload.txns - 3 > 0, timeout=60)
+        workload.done.set()
+        workload.join(30)
+        assert workload.error is None, workload.error
+        reader.done.set()
+        reader.join(30)
+        # 6. The old version goes.
+        assert requests.delete(f"{url}/{v1}", timeout=30).status_code == 200
+
+        rows, _ = h.pg_rows(cdc.pg.dsn, cdc.schema, "items")
+
+        def v2_equals_postgresql():
+            docs = h.es_all_docs(url, v2)
+            got = {i: d[0] for i, d in docs.items() if not d[0].get("_pgcdc_deleted")}
+            if got.keys() != rows.keys():
+                return False
+            return all(not h.compare_es_doc(rows[i], got[i]) for i in rows)
+        wait_for("v2 to equal PostgreSQL", v2_equals_postgresql, timeout=60)
+        status, aliases = opensearch.request("GET", f"/_alias/{alias}")
+        assert status == 200 and list(aliases) == [v2], aliases
+        assert not reader.problems, reader.problems[:10]
+        assert reader.seen >= 20, (reader.seen, reader.errors)
+        assert workload.txns >= 20, workload.txns
+    finally:
+        workload.done.set()
+        reader.done.set()
+        producer.signal(signal.SIGTERM)
+        producer.wait(30)
+        opensearch.request("DELETE", f"/{alias}_v*")
