@@ -288,6 +288,35 @@ int cdc_event_encode(const cdc_event *ev, cdc_buf *out, char *err, size_t errlen
     G(&e, yajl_gen_map_close(e.g));
     KEY(&e, "ts_ms");
     gen_i64(&e, ev->ts_ms);
+    if (ev->types) {
+        /* Made by cdc_types_encode once per relation: not checked again
+         * per event (it is most of an event's names). */
+        KEY(&e, "types");
+        G(&e, yajl_gen_number(e.g, ev->types, ev->types_len));
+    }
+    G(&e, yajl_gen_map_close(e.g));
+    rc = 0;
+done:
+    return enc_end(&e, rc);
+}
+
+int cdc_types_encode(const char *const *names, const char *const *types, size_t n,
+                     cdc_buf *out, char *err, size_t errlen)
+{
+    enc e;
+    int rc = -1;
+    if (enc_begin(&e, out, "types", err, errlen) < 0)
+        goto done;
+    G(&e, yajl_gen_map_open(e.g));
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i] || !types[i]) {
+            set_err(err, errlen, "cannot encode types: column %zu has no %s", i,
+                    names[i] ? "type" : "name");
+            goto done;
+        }
+        gen_name(&e, names[i]);
+        gen_name(&e, types[i]);
+    }
     G(&e, yajl_gen_map_close(e.g));
     rc = 0;
 done:
@@ -466,6 +495,27 @@ static int get_row(yajl_val v, const char *name, yajl_val *out, char *err, size_
     return 0;
 }
 
+/* types: absent or null reads as NULL; else an object of strings. */
+static int get_types(yajl_val v, cdc_decoded_event *ev, char *err, size_t errlen)
+{
+    char tmp[64];
+    if (!v || YAJL_IS_NULL(v))
+        return 0;
+    if (!YAJL_IS_OBJECT(v)) {
+        set_err(err, errlen, "cannot decode event: types is %s, not an object", type_name(v));
+        return -1;
+    }
+    for (size_t i = 0; i < v->u.object.len; i++)
+        if (!YAJL_IS_STRING(v->u.object.values[i])) {
+            set_err(err, errlen, "cannot decode event: types.%s is %s, not a string",
+                    printable(v->u.object.keys[i], tmp, sizeof tmp),
+                    type_name(v->u.object.values[i]));
+            return -1;
+        }
+    ev->types = v;
+    return 0;
+}
+
 /* unchanged_toast: absent or null reads as none. */
 static int get_toast(yajl_val v, cdc_decoded_event *ev, char *err, size_t errlen)
 {
@@ -498,9 +548,9 @@ static int get_toast(yajl_val v, cdc_decoded_event *ev, char *err, size_t errlen
     return 0;
 }
 
-enum { F_OP, F_BEFORE, F_AFTER, F_TOAST, F_SOURCE, F_TS, F_N };
+enum { F_OP, F_BEFORE, F_AFTER, F_TOAST, F_SOURCE, F_TS, F_TYPES, F_N };
 static const char *const event_fields[F_N] = {
-    "op", "before", "after", "unchanged_toast", "source", "ts_ms",
+    "op", "before", "after", "unchanged_toast", "source", "ts_ms", "types",
 };
 enum { S_DB, S_SCHEMA, S_TABLE, S_LSN, S_COMMIT, S_TXID, S_SEQ, S_TS, S_SNAP, S_N };
 static const char *const source_fields[S_N] = {
@@ -597,7 +647,8 @@ int cdc_event_decode_in(cdc_arena *arena, const char *json, size_t len, cdc_deco
     if (get_toast(f[F_TOAST], ev, err, errlen) < 0)
         goto fail;
 
-    if (get_int(f[F_TS], "ts_ms", false, false, NULL, &ev->ts_ms, err, errlen) < 0)
+    if (get_int(f[F_TS], "ts_ms", false, false, NULL, &ev->ts_ms, err, errlen) < 0 ||
+        get_types(f[F_TYPES], ev, err, errlen) < 0)
         goto fail;
     return 0;
 

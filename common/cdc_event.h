@@ -59,11 +59,17 @@ typedef struct cdc_event {
     size_t n_unchanged_toast;
     cdc_source source;
     int64_t ts_ms;                      /* when the event was made */
+    /* The "types" object of EVENTS.md (column -> PostgreSQL type text), as
+     * cdc_types_encode made it once for the relation; embedded verbatim,
+     * omitted when NULL. */
+    const char *types;
+    size_t types_len;
 } cdc_event;
 
 /* Appends the event's JSON value to `out`, compact, fields in the order of
  * EVENTS.md: op, before, after, unchanged_toast (only when n > 0), source
- * {db, schema, table, lsn, commit_lsn, txid, seq, ts_ms, snapshot}, ts_ms.
+ * {db, schema, table, lsn, commit_lsn, txid, seq, ts_ms, snapshot}, ts_ms,
+ * types (only when set).
  * lsn and commit_lsn are written as unsigned 64-bit JSON integers; a NULL db
  * is written as null.
  *
@@ -79,6 +85,14 @@ typedef struct cdc_event {
  * its op, a column value that is not valid JSON, out of memory); on -1 `out`
  * is left as it was. */
 int cdc_event_encode(const cdc_event *ev, cdc_buf *out, char *err, size_t errlen);
+
+/* Appends the "types" object of EVENTS.md, {"<name>":"<type text>",...},
+ * for columns names[i] of types types[i], with the rules for names above.
+ * Made once per relation (not per event) and given to cdc_event_encode as
+ * cdc_event.types. Returns 0, or -1 with err set (a NULL name or type, out
+ * of memory); on -1 `out` is left as it was. */
+int cdc_types_encode(const char *const *names, const char *const *types, size_t n,
+                     cdc_buf *out, char *err, size_t errlen);
 
 /* Appends the record key, a JSON object of the given columns in order
  * ({"id":42}), with the same rules for names and values as above. A table
@@ -106,6 +120,7 @@ typedef struct cdc_decoded_event {
     int64_t source_ts_ms;
     bool snapshot;
     int64_t ts_ms;
+    yajl_val types;                /* object of strings, or NULL when null/absent */
     struct cdc_arena *arena;       /* non-NULL: root lives in this arena */
 } cdc_decoded_event;
 
@@ -119,7 +134,8 @@ typedef struct cdc_decoded_event {
  * before not null for c/r/t, unchanged_toast not an array of strings, a
  * known field given twice, and a present but mistyped optional field
  * (source.db string, commit_lsn like lsn, txid/seq/ts_ms integers, snapshot
- * boolean; each may be null or absent, reading as NULL/0/false). Unknown
+ * boolean; each may be null or absent, reading as NULL/0/false), types
+ * not an object of strings (it may be null or absent, reading as NULL). Unknown
  * fields are ignored, so the format can grow. Returns 0 or -1. On -1 *ev is
  * zeroed and needs no freeing; cdc_decoded_event_free() accepts it anyway. */
 int cdc_event_decode(const char *json, size_t len, cdc_decoded_event *ev,

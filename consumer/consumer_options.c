@@ -111,6 +111,10 @@ const cdc_option consumer_options[] = {
     {.name = "es-index-prefix", .env = "PGCDC_ES_INDEX_PREFIX", .type = CDC_OPT_STRING,
      .def = "pgcdc.", .metavar = "PREFIX",
      .help = "indices are named <prefix><schema>.<table> (made a valid index name)"},
+    {.name = "es-mappings", .env = "PGCDC_ES_MAPPINGS", .type = CDC_OPT_STRING,
+     .metavar = "FILE",
+     .help = "JSON file of per-table index settings and field mappings over the ones derived "
+             "from the column types (docs/consumer-sinks.md)"},
     {.name = "redis", .env = "PGCDC_REDIS", .type = CDC_OPT_STRING,
      .metavar = "redis://[USER:PASSWORD@]HOST:PORT/DB", .check = check_redis_url,
      .help = "Redis server; no Redis sink when unset"},

@@ -57,6 +57,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "es_bulk.h"
+#include "es_mapping.h"
 #include "es_response.h"
 #include "row_json.h"
 
@@ -76,9 +77,6 @@
 #define RESPONSE_MAX ((size_t)512 << 20)
 #define EXCERPT_MAX 300
 
-#define INDEX_MAPPING                                                                 \
-    "{\"mappings\":{\"dynamic\":true,\"properties\":{"                                \
-    "\"" ES_FIELD_LSN "\":{\"type\":\"long\"},\"" ES_FIELD_DELETED "\":{\"type\":\"boolean\"}}}}"
 
 /* What the sink knows of one table's index. */
 typedef struct es_table {
@@ -91,6 +89,7 @@ typedef struct es_table {
      * written since: the same truncate arrives once per partition. */
     bool truncated;
     uint64_t truncate_lsn;
+    es_mapping_known known; /* the columns mapped so far (es_mapping.h) */
 } es_table;
 
 typedef struct es_sink {
@@ -114,6 +113,10 @@ typedef struct es_sink {
     size_t resp_max;        /* longest answer to the request in flight */
     bool resp_over;         /* that answer was longer: cut off */
     bool deaf;              /* the request in flight ignores a stop (a cancel) */
+    bool engine_known;      /* GET / answered: `engine` is set */
+    es_engine engine;
+    es_mapping_overrides *overrides;  /* --es-mappings */
+    cdc_metric *m_conflicts;
 } es_sink;
 
 /* One c/u/r/d record of a segment (the records between two truncates). */
@@ -316,6 +319,7 @@ static void table_free(es_table *t)
     free(t->schema);
     free(t->table);
     free(t->index);
+    es_mapping_known_free(&t->known);
     free(t);
 }
 
@@ -365,48 +369,142 @@ static int path_put_index(cdc_buf *path, const char *index)
     return 0;
 }
 
-/* Creates t's index with pgcdc's mapping unless it exists, once per
- * process. An index that exists (made by an earlier run, by the user, or
- * by a template) is left as it is. Returns 0, or -1 on a stop. */
-static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
+/* Sends one mapping request (PUT of the index or of its _mapping) with
+ * retries. Returns 0 with *status (0 when too large), or -1 on a stop. */
+static int mapping_send(es_sink *s, const char *path, const char *body, const char *what,
+                        long *status, char *err, size_t errlen)
 {
-    if (t->ensured)
+    es_req r = {.method = "PUT", .path = path, .body = body, .len = strlen(body), .what = what,
+                .timeout_ms = REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    char big[512];
+    *status = 0;
+    int sent = es_send(s, &r, &attempt, status, big, sizeof big);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", big);
+        return -1;
+    }
+    if (sent == ES_TOO_LARGE) {
+        cdc_log_warn("%s", big);
+        *status = 0;
+    }
+    return 0;
+}
+
+/* Which engine the sink talks to (GET /, once): the mapping of json
+ * columns differs. A node that does not say is taken for Elasticsearch.
+ * Returns 0, or -1 on a stop. */
+static int engine_ensure(es_sink *s, char *err, size_t errlen)
+{
+    if (s->engine_known)
         return 0;
-    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT;
+    es_req r = {.method = "GET", .path = "/", .what = "which engine",
+                .timeout_ms = REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    long status = 0;
+    char big[512], perr[256];
+    if (es_send(s, &r, &attempt, &status, big, sizeof big) < 0) {
+        snprintf(err, errlen, "%s", big);
+        return -1;
+    }
+    if (status < 200 || status >= 300 || !s->resp.data ||
+        es_mapping_engine(s->resp.data, s->resp.len, &s->engine, perr, sizeof perr) < 0)
+        cdc_log_warn("GET %s/: HTTP %ld, no version.distribution read; taking the engine for "
+                     "Elasticsearch", s->masked[s->cur], status);
+    cdc_log_info("search engine: %s",
+                 s->engine == ES_ENGINE_OPENSEARCH ? "OpenSearch" : "Elasticsearch");
+    s->engine_known = true;
+    return 0;
+}
+
+/* A mapping the engine refused: logged and counted, never fatal (the
+ * fields keep their mapping; values that do not fit it stay in _source
+ * unindexed thanks to ignore_malformed, docs/consumer-sinks.md). */
+static void mapping_conflict(es_sink *s, es_table *t, const char *what, long status)
+{
+    char excerpt[EXCERPT_MAX + 1];
+    cdc_counter_add(s->m_conflicts, 1);
+    cdc_log_warn("index %s (%s.%s): %s: HTTP %ld: %s", t->index, t->schema, t->table, what,
+                 status, resp_excerpt(s, excerpt, sizeof excerpt));
+}
+
+/* Creates t's index, the first time this process writes to it, with the
+ * mapping derived from the event's column types (es_mapping.h) and the
+ * user's overrides; an index that exists already (an earlier run, the
+ * user, a template) is kept and given the columns it lacks. Afterwards,
+ * a column that `types` has and the mapping has not (ALTER TABLE ADD
+ * COLUMN) is added with PUT _mapping, and a column whose type changed is
+ * reported (a mapping cannot change a field's type). Returns 0, or -1 on
+ * a stop. */
+static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size_t errlen)
+{
+    if (t->ensured && !types)
+        return 0;
+    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
+    cdc_buf changed = CDC_BUF_INIT;
     int rc = -1;
-    if (path_put_index(&path, t->index) < 0 ||
-        cdc_buf_printf(&what, "create index %s for %s.%s", t->index, t->schema, t->table) < 0) {
+    long status = 0;
+    if (engine_ensure(s, err, errlen) < 0)
+        goto done;
+    if (path_put_index(&path, t->index) < 0) {
         snprintf(err, errlen, "cannot create index %s: out of memory", t->index);
         goto done;
     }
-    es_req r = {.method = "PUT", .path = path.data, .body = INDEX_MAPPING,
-                .len = strlen(INDEX_MAPPING), .what = what.data, .timeout_ms = REQUEST_TIMEOUT_MS};
-    unsigned attempt = 0;
-    long status = 0;
-    char excerpt[EXCERPT_MAX + 1], big[512];
-    int sent = es_send(s, &r, &attempt, &status, big, sizeof big);
-    if (sent < 0) {
-        snprintf(err, errlen, "%s", big);
-        goto done;
-    }
-    if (sent == ES_TOO_LARGE) {
-        cdc_log_warn("%s; writing anyway", big);
-    } else if (status >= 200 && status < 300) {
-        cdc_log_info("created index %s for %s.%s", t->index, t->schema, t->table);
-    } else if (s->resp.data && strstr(s->resp.data, "resource_already_exists_exception")) {
+    if (!t->ensured) {
+        if (cdc_buf_printf(&what, "create index %s for %s.%s", t->index, t->schema,
+                           t->table) < 0 ||
+            es_mapping_index_body(s->engine, types, s->overrides, t->schema, t->table, &t->known,
+                                  &body, err, errlen) < 0 ||
+            mapping_send(s, path.data, body.data, what.data, &status, err, errlen) < 0)
+            goto done;
+        t->ensured = true;
+        if (status >= 200 && status < 300) {
+            cdc_log_info("created index %s for %s.%s", t->index, t->schema, t->table);
+            rc = 0;
+            goto done;
+        }
+        if (!s->resp.data || !strstr(s->resp.data, "resource_already_exists_exception")) {
+            /* Not fatal: the _bulk may still create it (auto_create_index) or
+             * say per item why it cannot. */
+            mapping_conflict(s, t, "cannot create the index; writing anyway", status);
+            rc = 0;
+            goto done;
+        }
         cdc_log_debug("index %s exists", t->index);
-    } else {
-        /* Not fatal: the _bulk may still create it (auto_create_index) or
-         * say per item why it cannot. */
-        cdc_log_warn("PUT %s/%s (create index for %s.%s): HTTP %ld: %s; writing anyway",
-                     s->masked[s->cur], t->index, t->schema, t->table, status,
-                     resp_excerpt(s, excerpt, sizeof excerpt));
+        /* Its mapping may lack columns added since: offer them all. */
+        es_mapping_known_free(&t->known);
     }
-    t->ensured = true;
+    cdc_buf_reset(&body);
+    if (es_mapping_extend(s->engine, types, s->overrides, t->schema, t->table, &t->known, &body,
+                          &changed, err, errlen) < 0)
+        goto done;
+    if (changed.len) {
+        cdc_counter_add(s->m_conflicts, 1);
+        cdc_log_warn("index %s (%s.%s): column type changed, the index keeps the old field type "
+                     "(values that do not fit it stay unindexed in _source; rebuild the index to "
+                     "index them): %s", t->index, t->schema, t->table, changed.data);
+    }
+    if (body.len) {
+        cdc_buf_reset(&what);
+        if (cdc_buf_puts(&path, "/_mapping") < 0 ||
+            cdc_buf_printf(&what, "extend the mapping of index %s", t->index) < 0) {
+            snprintf(err, errlen, "cannot extend the mapping of %s: out of memory", t->index);
+            goto done;
+        }
+        if (mapping_send(s, path.data, body.data, what.data, &status, err, errlen) < 0)
+            goto done;
+        if (status >= 200 && status < 300)
+            cdc_log_info("index %s (%s.%s): mapping extended: %s", t->index, t->schema, t->table,
+                         body.data);
+        else
+            mapping_conflict(s, t, "the engine refused new fields", status);
+    }
     rc = 0;
 done:
     cdc_buf_free(&path);
     cdc_buf_free(&what);
+    cdc_buf_free(&body);
+    cdc_buf_free(&changed);
     return rc;
 }
 
@@ -1130,7 +1228,8 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         g.plan[g.n - 1].prev = it->prev;
     }
     for (size_t i = 0; i < g.n; i++)
-        if (!g.items[i].done && index_ensure(s, g.items[i].t, err, errlen) < 0)
+        if (!g.items[i].done &&
+            index_ensure(s, g.items[i].t, g.items[i].rec->ev.types, err, errlen) < 0)
             goto done;
     for (size_t from = 0, to; from < g.n; from = to)
         if (apply_chunk(s, &g, from, &to, err, errlen) < 0)
@@ -1173,6 +1272,39 @@ static int es_apply(sink *base, consumer_record *const *recs, size_t n, char *er
 
 /* ---- set-up ---------------------------------------------------------- */
 
+/* --es-mappings FILE, read once at start. */
+static int overrides_load(es_sink *s, const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "rb");
+    cdc_buf b = CDC_BUF_INIT;
+    char chunk[4096], perr[400];
+    size_t n;
+    int rc = -1;
+    if (!f) {
+        snprintf(err, errlen, "--es-mappings %s: cannot open it", file);
+        return -1;
+    }
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (cdc_buf_append(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "--es-mappings %s: out of memory", file);
+            goto done;
+        }
+    if (ferror(f)) {
+        snprintf(err, errlen, "--es-mappings %s: cannot read it", file);
+        goto done;
+    }
+    if (es_mapping_overrides_parse(b.data ? b.data : "", b.len, &s->overrides, perr,
+                                   sizeof perr) < 0) {
+        snprintf(err, errlen, "%s (file %s)", perr, file);
+        goto done;
+    }
+    rc = 0;
+done:
+    fclose(f);
+    cdc_buf_free(&b);
+    return rc;
+}
+
 static void es_destroy(sink *base)
 {
     es_sink *s = (es_sink *)base;
@@ -1190,6 +1322,7 @@ static void es_destroy(sink *base)
     free(s->masked);
     cdc_buf_free(&s->url);
     cdc_buf_free(&s->resp);
+    es_mapping_overrides_free(s->overrides);
     while (s->tables) {
         es_table *next = s->tables->next;
         table_free(s->tables);
@@ -1241,6 +1374,12 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     s->password = cdc_config_str(cfg, "es-password");
     s->cacert = cdc_config_str(cfg, "es-cacert");
     const char *api_key = cdc_config_str(cfg, "es-api-key");
+    s->m_conflicts = cdc_metrics_counter("pgcdc_consumer_es_mapping_conflicts_total",
+        "Mapping changes the search engine could not take (a column whose type changed, "
+        "fields it refused): each also logged", NULL);
+    const char *mappings = cdc_config_str(cfg, "es-mappings");
+    if (mappings && overrides_load(s, mappings, err, errlen) < 0)
+        goto fail;
     if (s->password && !s->user) {
         snprintf(err, errlen, "--es-password needs --es-user");
         goto fail;
