@@ -4,24 +4,23 @@
  * retrying what fails for a while (dead node, 429, 5xx) until it succeeds.
  *
  * What users see in the indices pgcdc creates (the first time this process
- * writes to an index that does not exist yet, PUT /<index>):
- *   {"mappings":{"dynamic":true,"properties":{
- *       "_pgcdc_lsn":{"type":"long"},"_pgcdc_deleted":{"type":"boolean"}}}}
+ * writes to an index that does not exist yet, PUT /<index> with the mapping
+ * es_mapping.c derives from the events' column types, "dynamic":false, and
+ * the --es-mappings overrides; docs/consumer-sinks.md "Index mappings"):
  * - one document per row, _id as es_doc_id() (es_bulk.h), _version = the
  *   LSN of the row's last change (version_type=external);
  *   _pgcdc_lsn holds the same number, as a long (Elasticsearch 7.10 has no
  *   unsigned_long; LSNs stay below 2^63 in practice);
- * - columns are mapped dynamically by the engine from their JSON values
- *   (EVENTS.md: numerics arrive as strings, so they become text/keyword
- *   unless the user maps them first: create the index, or an index
- *   template, before the consumer writes to it, and pgcdc leaves it alone);
+ * - a column added by ALTER TABLE is added to the mapping (PUT _mapping)
+ *   before the batch that first carries it is written;
  * - a deleted row is a document {"_pgcdc_deleted":true,"_pgcdc_lsn":N}
  *   (es_bulk.h says why): searches must filter it out, e.g.
  *   {"bool":{"must_not":{"term":{"_pgcdc_deleted":true}}}}, or go through a
  *   filtered alias;
  * - a TRUNCATE removes every document whose _pgcdc_lsn is below its LSN
  *   (rows and deleted markers alike).
- * Index settings (shards, replicas, refresh) are the engine's defaults.
+ * Index settings (shards, replicas, analyzers) are the engine's defaults unless
+ * --es-mappings gives them.
  *
  * Retries: a request that fails as a whole (connection refused or reset,
  * timeout, HTTP 408/429/5xx, a body that cannot be read, 401/403 which are
