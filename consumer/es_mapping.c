@@ -300,8 +300,14 @@ static int put_columns(es_engine engine, yajl_val types, yajl_val props, es_mapp
     for (size_t i = 0; types && i < types->u.object.len; i++) {
         const char *col = types->u.object.keys[i];
         const char *type = types->u.object.values[i]->u.string;
-        if (props_have(props, col) || (col[0] == '_' && strncmp(col, "_pgcdc_", 7) == 0))
+        if (col[0] == '_' && strncmp(col, "_pgcdc_", 7) == 0)
             continue;
+        if (props_have(props, col)) {
+            /* The user's mapping: recorded, so es_mapping_unchanged holds. */
+            if (known_set(known, col, type) < 0)
+                return -1;
+            continue;
+        }
         long k = known_find(known, col);
         if (only_new && k >= 0) {
             if (strcmp(known->types[k], type) != 0) {
@@ -333,7 +339,8 @@ int es_mapping_index_body(es_engine engine, yajl_val types, const es_mapping_ove
     if (cdc_buf_putc(out, '{') < 0 ||
         (settings && (cdc_buf_puts(out, "\"settings\":") < 0 ||
                       row_json_put_value(out, settings) < 0 || cdc_buf_putc(out, ',') < 0)) ||
-        cdc_buf_puts(out, "\"mappings\":{\"dynamic\":false,\"properties\":{") < 0 ||
+        cdc_buf_printf(out, "\"mappings\":{\"dynamic\":%s,\"properties\":{",
+                       types ? "false" : "true") < 0 ||
         cdc_buf_puts(out, "\"" ES_FIELD_LSN "\":{\"type\":\"long\"},"
                           "\"" ES_FIELD_DELETED "\":{\"type\":\"boolean\"}") < 0)
         goto oom;
@@ -347,10 +354,25 @@ oom:
     return -1;
 }
 
+bool es_mapping_unchanged(const es_mapping_known *k, yajl_val types)
+{
+    if (!types)
+        return true;
+    if (types->u.object.len != k->n)
+        return false;
+    for (size_t i = 0; i < k->n; i++)
+        if (strcmp(k->cols[i], types->u.object.keys[i]) != 0 ||
+            strcmp(k->types[i], types->u.object.values[i]->u.string) != 0)
+            return false;
+    return true;
+}
+
 int es_mapping_extend(es_engine engine, yajl_val types, const es_mapping_overrides *o,
                       const char *schema, const char *table, es_mapping_known *known,
                       cdc_buf *add, cdc_buf *changed, char *err, size_t errlen)
 {
+    if (es_mapping_unchanged(known, types))
+        return 0;
     yajl_val props = override_get(o, schema, table, "properties");
     size_t start = add->len;
     bool first = true;

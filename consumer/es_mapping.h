@@ -48,10 +48,19 @@ void es_mapping_known_free(es_mapping_known *k);
 /* The body of PUT /<index>: settings (the override's, else none) and
  * mappings {"dynamic":false,"properties":{...}}: pgcdc's own fields, one
  * field per column of `types` (object or NULL), the override's properties
- * over them. Records the columns in *known. Returns 0 or -1 (err). */
+ * over them. Records the columns in *known. Without types (outbox records,
+ * events of an older producer) nothing is known to derive a mapping from:
+ * "dynamic" is then true, as before pgcdc derived mappings, so that such
+ * documents stay searchable. Returns 0 or -1 (err). */
 int es_mapping_index_body(es_engine engine, yajl_val types, const es_mapping_overrides *o,
                           const char *schema, const char *table, es_mapping_known *known,
                           cdc_buf *out, char *err, size_t errlen);
+
+/* Whether `types` (NULL: nothing to say) is exactly what *known holds, in
+ * its order: true for every event of a table but the first ones after a
+ * schema change, in one pass, so that the per-record check costs little.
+ * False means es_mapping_extend has something to look at. */
+bool es_mapping_unchanged(const es_mapping_known *k, yajl_val types);
 
 /* The columns of `types` an index's mapping does not cover as such yet.
  * Appends to `add` the body of PUT /<index>/_mapping with the columns

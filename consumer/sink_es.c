@@ -437,7 +437,7 @@ static void mapping_conflict(es_sink *s, es_table *t, const char *what, long sta
  * a stop. */
 static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size_t errlen)
 {
-    if (t->ensured && !types)
+    if (t->ensured && es_mapping_unchanged(&t->known, types))
         return 0;
     cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
     cdc_buf changed = CDC_BUF_INIT;

@@ -117,6 +117,15 @@ static void test_bodies(void)
     es_mapping_known_free(&k);
 
     cdc_buf_reset(&b);
+    TAP_OK(es_mapping_index_body(ES_ENGINE_OPENSEARCH, NULL, NULL, "outbox", "orders", &k, &b, err,
+                                 sizeof err) == 0 &&
+           strcmp(b.data, "{\"mappings\":{\"dynamic\":true,\"properties\":{"
+                          "\"_pgcdc_lsn\":{\"type\":\"long\"},"
+                          "\"_pgcdc_deleted\":{\"type\":\"boolean\"}}}}") == 0,
+           "index_body_without_types_stays_dynamic");
+    es_mapping_known_free(&k);
+
+    cdc_buf_reset(&b);
     TAP_OK(es_mapping_index_body(ES_ENGINE_OPENSEARCH, types, o, "public", "items", &k, &b, err,
                                  sizeof err) == 0 &&
            strstr(b.data, "{\"settings\":{\"number_of_replicas\":0},\"mappings\":") == b.data &&
@@ -131,6 +140,8 @@ static void test_bodies(void)
            "star_override_applies_to_other_tables");
 
     /* ALTER TABLE ADD COLUMN, then a type change. */
+    TAP_OK(es_mapping_unchanged(&k, types) && es_mapping_unchanged(&k, NULL),
+           "unchanged_after_the_index_body_of_the_same_types");
     yajl_val more = parse("{\"id\":\"integer\",\"name\":\"text\",\"price\":\"numeric(10,2)\","
                           "\"color\":\"enum color\"}");
     cdc_buf add = CDC_BUF_INIT, changed = CDC_BUF_INIT;
@@ -141,6 +152,8 @@ static void test_bodies(void)
                              sizeof err) == 0 && changed.len == 0, "extend_with_a_new_column");
     TAP_STREQ(add.data, "{\"properties\":{\"color\":{\"type\":\"keyword\"}}}",
               "extend_body_has_only_the_new_column");
+    TAP_OK(es_mapping_unchanged(&k, more) && !es_mapping_unchanged(&k, types),
+           "unchanged_only_for_the_types_last_mapped");
     cdc_buf_reset(&add);
     TAP_OK(es_mapping_extend(ES_ENGINE_OPENSEARCH, more, o, "other", "t", &k, &add, &changed, err,
                              sizeof err) == 0 && add.len == 0, "a_column_is_added_once");
@@ -161,6 +174,12 @@ static void test_bodies(void)
         TAP_OK(rc == -1 && !x && strncmp(err, "--es-mappings: ", 15) == 0,
                "overrides_parse_rejects_malformed_files");
     }
+    es_mapping_known_free(&k);
+    /* A column the override maps is recorded too: the fast check holds. */
+    cdc_buf_reset(&b);
+    TAP_OK(es_mapping_index_body(ES_ENGINE_OPENSEARCH, types, o, "public", "items", &k, &b, err,
+                                 sizeof err) == 0 && es_mapping_unchanged(&k, types),
+           "unchanged_holds_with_overridden_columns");
     es_mapping_known_free(&k);
     es_mapping_overrides_free(o);
     es_mapping_overrides_free(NULL);
