@@ -142,6 +142,11 @@ int es_mapping_overrides_parse(const char *json, size_t len, es_mapping_override
     *out = NULL;
     char perr[256];
     yajl_val root;
+    /* Strict first (UTF-8 above all): names and settings go out as they are. */
+    if (cdc_json_validate(json, len, perr, sizeof perr) < 0) {
+        snprintf(err, errlen, "--es-mappings: the file is not JSON: %s", perr);
+        return -1;
+    }
     if (row_json_parse("the file", json, len, CDC_JSON_MAX_DEPTH, &root, perr, sizeof perr) < 0) {
         snprintf(err, errlen, "--es-mappings: %s", perr);
         return -1;
@@ -300,10 +305,9 @@ static int put_columns(es_engine engine, yajl_val types, yajl_val props, es_mapp
     for (size_t i = 0; types && i < types->u.object.len; i++) {
         const char *col = types->u.object.keys[i];
         const char *type = types->u.object.values[i]->u.string;
-        if (col[0] == '_' && strncmp(col, "_pgcdc_", 7) == 0)
-            continue;
-        if (props_have(props, col)) {
-            /* The user's mapping: recorded, so es_mapping_unchanged holds. */
+        if (props_have(props, col) || (col[0] == '_' && strncmp(col, "_pgcdc_", 7) == 0)) {
+            /* The user's mapping, or pgcdc's own field: not derived, only
+             * recorded, so es_mapping_unchanged holds. */
             if (known_set(known, col, type) < 0)
                 return -1;
             continue;
@@ -384,5 +388,19 @@ int es_mapping_extend(es_engine engine, yajl_val types, const es_mapping_overrid
     }
     if (first)
         cdc_buf_truncate(add, start);
+    /* *known now mirrors `types`, in its order, so that the next event with
+     * the same types passes es_mapping_unchanged; a column dropped from the
+     * table leaves it (were it added again with another type, the engine
+     * would refuse the field and the caller report it). */
+    es_mapping_known now = {0};
+    for (size_t i = 0; i < types->u.object.len; i++)
+        if (known_set(&now, types->u.object.keys[i], types->u.object.values[i]->u.string) < 0) {
+            es_mapping_known_free(&now);
+            snprintf(err, errlen, "cannot extend the mapping of %s.%s: out of memory", schema,
+                     table);
+            return -1;
+        }
+    es_mapping_known_free(known);
+    *known = now;
     return 0;
 }

@@ -67,8 +67,9 @@ bool es_mapping_unchanged(const es_mapping_known *k, yajl_val types);
  * *known lacks (nothing when none), and to `changed` one
  * "<column> (<old> -> <new>); " per column whose type text differs from
  * the one mapped: a mapping cannot change a field's type, the caller
- * reports these. Both kinds go into *known, so each is sent or reported
- * once. Columns the override maps are left alone. Returns 0 or -1. */
+ * reports these. *known then holds exactly `types`, so each is sent or
+ * reported once. Columns the override maps are left alone. Returns 0 or
+ * -1. */
 int es_mapping_extend(es_engine engine, yajl_val types, const es_mapping_overrides *o,
                       const char *schema, const char *table, es_mapping_known *known,
                       cdc_buf *add, cdc_buf *changed, char *err, size_t errlen);
