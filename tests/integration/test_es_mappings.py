@@ -7,17 +7,21 @@ integer, date, timestamp, boolean, enum and text columns return exactly what the
 equivalent SQL returns. Also: a jsonb value that changes type keeps the document
 current, infinity and BC dates do not reject their row (they are left unindexed, so the
 SQL side leaves them out of ranges and sorts, as the docs say), and ALTER TABLE ADD
-COLUMN extends the mapping.
+COLUMN extends the mapping, and a column type change the index cannot follow is logged
+and counted in /metrics while the row is still written.
 """
 
 import json
 import random
+import re
+import urllib.request
 import uuid
 
 import psycopg
 import pytest
 
 import e2e_harness as h
+import pgcdc_services
 
 SEED = 1313
 DDL = """
@@ -93,6 +97,10 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
                          "name = 'renamed' WHERE id = 1")
             conn.execute("ALTER TABLE shop.items ADD COLUMN added int4")
             conn.execute("UPDATE shop.items SET added = id * 10 WHERE id <= 5")
+            # A type change the index cannot follow: reported and counted, and the row
+            # is still written (the new value unindexed, the other columns current).
+            conn.execute("ALTER TABLE shop.items ALTER COLUMN ratio TYPE text")
+            conn.execute("UPDATE shop.items SET ratio = 'high', name = 'retyped' WHERE id = 2")
             end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
             h.wait_for("the producer to confirm the end of WAL", lambda: conn.execute(
                 "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
@@ -100,14 +108,35 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
                 on_timeout=producer.log_tail)
         assert producer.stop() == 0, producer.log_tail()
 
+        port = pgcdc_services.free_port()
         consumer = h.PgcdcProcess(
             "consumer", [build_dir / "consumer" / "pgcdc-consumer", "--brokers", kafka.bootstrap,
                          "--group", tag, "--topics", f"^{tag}\\..*", "--dlq-topic", f"{tag}_dlq",
-                         "--es", search_engine.url, "--es-index-prefix", prefix, "--until-end"],
+                         "--es", search_engine.url, "--es-index-prefix", prefix,
+                         "--metrics-addr", f"127.0.0.1:{port}"],
             tmp_path / "consumer.log").start()
-        consumer.proc.wait(180)
-        assert consumer.proc.returncode == 0, consumer.log_tail()
+
+        def doc(i):
+            status, body = search_engine.request("GET", f"/{index}/_doc/{i}")
+            return body.get("_source") if status == 200 else None
+
+        def caught_up():
+            # The last state of every row the workload changed, and every row.
+            status, body = search_engine.request("GET", f"/{index}/_count")
+            return (status == 200 and body["count"] == 41 and
+                    (doc(1) or {}).get("name") == "renamed" and
+                    (doc(2) or {}).get("name") == "retyped" and
+                    all((doc(i) or {}).get("added") == i * 10 for i in range(1, 6)))
+        h.wait_for("the consumer to apply every change", caught_up, 180,
+                   on_timeout=consumer.log_tail)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        conflicts = re.search(r"^pgcdc_consumer_es_mapping_conflicts_total (\S+)$", metrics, re.M)
+        assert conflicts and float(conflicts.group(1)) >= 1, metrics
+        assert consumer.stop() == 0, consumer.log_tail()
         log = consumer.log()
+        assert re.search(rf"index {re.escape(index)} \(shop.items\): column type changed.*"
+                         r"ratio \(double precision -> text\)", log), log[-3000:]
         assert "dead-lettering" not in log, [l for l in log.splitlines() if "dead-letter" in l]
         assert search_engine.request("POST", f"/{index}/_refresh")[0] == 200
 
@@ -128,12 +157,10 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
         assert props["added"]["type"] == "integer", "ALTER TABLE ADD COLUMN extends the mapping"
         assert "mapping extended" in log
 
-        status, doc = search_engine.request("GET", f"/{index}/_doc/1")
-        assert doc["_source"]["attrs"] == {"watts": "forty"}
-        assert doc["_source"]["name"] == "renamed", "the row's other columns are current"
-        status, doc = search_engine.request("GET", f"/{index}/_doc/41")
-        assert status == 200 and doc["_source"]["d"] == "infinity", doc
-        assert doc["_source"]["ts"] == "0044-03-15 10:00:00 BC"
+        assert doc(1)["attrs"] == {"watts": "forty"}
+        assert doc(1)["name"] == "renamed", "the row's other columns are current"
+        assert doc(2)["ratio"] == "high" and props["ratio"]["type"] == "double"
+        assert doc(41)["d"] == "infinity" and doc(41)["ts"] == "0044-03-15 10:00:00 BC"
 
         with psycopg.connect(dsn) as conn:
             def sql_ids(where, order="id"):
