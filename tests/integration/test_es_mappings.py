@@ -22,6 +22,7 @@ import pytest
 
 import e2e_harness as h
 import pgcdc_services
+from consumer_helpers import consumers, create_topic, event, keyj, produce  # noqa: F401
 
 SEED = 1313
 DDL = """
@@ -229,3 +230,69 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
         for p in (producer, consumer):
             if p is not None and p.running:
                 p.stop()
+
+
+def test_mappings_file_overrides_settings_and_fields(kafka, search_engine, consumers, tmp_path):
+    """--es-mappings: per-table settings (replicas, an analyzer) and field mappings over
+    the derived ones, "*" for the other tables; events written here by hand."""
+    tag = "ovr" + uuid.uuid4().hex[:6]
+    topic = f"{tag}.shop.items"
+    prefix = tag + "."
+    create_topic(kafka.bootstrap, topic)
+    types = {"id": "integer", "name": "text", "code": "character varying(10)",
+             "price": "numeric(10,2)"}
+
+    def ev(table, lsn, row):
+        v = json.loads(event("c", table, lsn, after=row, schema="shop"))
+        v["types"] = types
+        return keyj({"id": row["id"]}), json.dumps(v).encode()
+
+    produce(kafka.bootstrap, topic, [
+        ev("items", 100, {"id": 1, "name": "Café Crème", "code": "A-1", "price": "19.90"}),
+        ev("other", 101, {"id": 1, "name": "x", "code": "B", "price": "1.00"})])
+    overrides = {
+        "shop.items": {
+            "settings": {"number_of_replicas": 0, "analysis": {"analyzer": {"folded": {
+                "type": "custom", "tokenizer": "standard",
+                "filter": ["lowercase", "asciifolding"]}}}},
+            "properties": {"name": {"type": "text", "analyzer": "folded"},
+                           "code": {"type": "keyword"},
+                           "extra": {"type": "long"}}},
+        "*": {"settings": {"number_of_shards": 2}},
+    }
+    path = tmp_path / "mappings.json"
+    path.write_text(json.dumps(overrides))
+    consumers.run("--topics", topic, "--group", tag, "--dlq-topic", f"{tag}_dlq",
+                  "--es", search_engine.url, "--es-index-prefix", prefix,
+                  "--es-mappings", str(path))
+    items, other = h.es_index_name(prefix, "shop", "items"), h.es_index_name(prefix, "shop",
+                                                                             "other")
+    try:
+        status, body = search_engine.request("GET", f"/{items}")
+        assert status == 200, body
+        settings = body[items]["settings"]["index"]
+        assert settings["number_of_replicas"] == "0"
+        assert settings["analysis"]["analyzer"]["folded"]["filter"] == ["lowercase",
+                                                                        "asciifolding"]
+        props = body[items]["mappings"]["properties"]
+        assert props["name"] == {"type": "text", "analyzer": "folded"}
+        assert props["code"] == {"type": "keyword"} and props["extra"] == {"type": "long"}
+        assert props["price"]["type"] == "scaled_float", "columns not overridden are derived"
+        assert search_engine.request("POST", f"/{items}/_refresh")[0] == 200
+        got = search(search_engine, items, {"query": {"match": {"name": "cafe creme"}}})
+        assert ids(got) == [1], "the override's analyzer folds accents"
+        status, body = search_engine.request("GET", f"/{other}/_settings")
+        assert body[other]["settings"]["index"]["number_of_shards"] == "2", "\"*\" applies"
+    finally:
+        for index in (items, other):
+            search_engine.request("DELETE", f"/{index}")
+
+
+def test_malformed_mappings_file_stops_the_consumer_at_start(consumers, tmp_path):
+    path = tmp_path / "mappings.json"
+    path.write_text('{"shop.items": {"mapping": {}}}')
+    # Refused before any connection: the URL is never used.
+    log = consumers.run("--topics", "none", "--group", "g", "--es", "http://127.0.0.1:9",
+                        "--es-mappings", str(path), expect_status=1)
+    assert '--es-mappings: "shop.items" has a field other than "settings" and "properties"' \
+        in log, log
