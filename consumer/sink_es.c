@@ -76,7 +76,6 @@
 #define RESPONSE_MAX ((size_t)512 << 20)
 #define EXCERPT_MAX 300
 
-
 /* What the sink knows of one table's index. */
 typedef struct es_table {
     struct es_table *next;
