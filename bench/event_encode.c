@@ -36,10 +36,14 @@ int main(int argc, char **argv)
         COL("attrs", "{\"color\": \"brass\", \"watts\": 40, \"dimmable\": true}"),
     };
     const cdc_row k = {key, 1}, r = {row, 6};
+#define TYPES "{\"id\":\"bigint\",\"name\":\"character varying(80)\",\"price\":\"numeric(10,2)\"," \
+              "\"created_at\":\"timestamp with time zone\",\"tags\":\"text[]\",\"attrs\":\"jsonb\"}"
     cdc_event ev = {
         'u', &k, &r, NULL, 0,
         {"shop", "public", "items", 24337816, 24338104, 771, 3, 1732441234567, false},
         1732441234601,
+        /* EVENTS.md "types", as the producer copies it into every event. */
+        TYPES, sizeof TYPES - 1,
     };
     cdc_buf out = CDC_BUF_INIT;
     char err[256];

@@ -12,6 +12,9 @@
 #include <yajl/yajl_tree.h>
 
 #include "cdc_buf.h"
+#include "cdc_json.h"  /* cdc_json_validate, CDC_JSON_MAX_DEPTH */
+#include "cdc_topic.h" /* the topic an event goes to */
+#include "cdc_tree.h"  /* cdc_arena */
 
 /* One column of a row: its name and its value as JSON text, already mapped
  * per EVENTS.md ("null", "42", "\"19.90\"", "{\"k\":1}", ...). The JSON text
@@ -56,25 +59,17 @@ typedef struct cdc_event {
     size_t n_unchanged_toast;
     cdc_source source;
     int64_t ts_ms;                      /* when the event was made */
+    /* The "types" object of EVENTS.md (column -> PostgreSQL type text), as
+     * cdc_types_encode made it once for the relation; embedded verbatim,
+     * omitted when NULL. */
+    const char *types;
+    size_t types_len;
 } cdc_event;
-
-/* Deepest nesting of arrays/objects accepted in a JSON text, in column values
- * and in decoded records. Bounds the recursion of yajl_tree_free() on the
- * consumer side; PostgreSQL's json/jsonb values deeper than this cannot be
- * encoded (the producer gets an error naming the column). */
-#define CDC_JSON_MAX_DEPTH 1024
-
-/* Checks that s[0..len) is exactly one JSON value (RFC 8259), optionally
- * surrounded by whitespace: strict UTF-8 (no overlong forms, no surrogates),
- * no raw control characters in strings, \u escapes with surrogates paired,
- * no comments, no trailing data, nesting at most CDC_JSON_MAX_DEPTH.
- * Everything it accepts, yajl accepts too (the fuzz targets check that).
- * Returns 0, or -1 with "at offset N: <what is wrong>" in err. */
-int cdc_json_validate(const char *s, size_t len, char *err, size_t errlen);
 
 /* Appends the event's JSON value to `out`, compact, fields in the order of
  * EVENTS.md: op, before, after, unchanged_toast (only when n > 0), source
- * {db, schema, table, lsn, commit_lsn, txid, seq, ts_ms, snapshot}, ts_ms.
+ * {db, schema, table, lsn, commit_lsn, txid, seq, ts_ms, snapshot}, ts_ms,
+ * types (only when set).
  * lsn and commit_lsn are written as unsigned 64-bit JSON integers; a NULL db
  * is written as null.
  *
@@ -90,6 +85,14 @@ int cdc_json_validate(const char *s, size_t len, char *err, size_t errlen);
  * its op, a column value that is not valid JSON, out of memory); on -1 `out`
  * is left as it was. */
 int cdc_event_encode(const cdc_event *ev, cdc_buf *out, char *err, size_t errlen);
+
+/* Appends the "types" object of EVENTS.md, {"<name>":"<type text>",...},
+ * for columns names[i] of types types[i], with the rules for names above.
+ * Made once per relation (not per event) and given to cdc_event_encode as
+ * cdc_event.types. Returns 0, or -1 with err set (a NULL name or type, out
+ * of memory); on -1 `out` is left as it was. */
+int cdc_types_encode(const char *const *names, const char *const *types, size_t n,
+                     cdc_buf *out, char *err, size_t errlen);
 
 /* Appends the record key, a JSON object of the given columns in order
  * ({"id":42}), with the same rules for names and values as above. A table
@@ -117,6 +120,7 @@ typedef struct cdc_decoded_event {
     int64_t source_ts_ms;
     bool snapshot;
     int64_t ts_ms;
+    yajl_val types;                /* object of strings, or NULL when null/absent */
     struct cdc_arena *arena;       /* non-NULL: root lives in this arena */
 } cdc_decoded_event;
 
@@ -130,26 +134,13 @@ typedef struct cdc_decoded_event {
  * before not null for c/r/t, unchanged_toast not an array of strings, a
  * known field given twice, and a present but mistyped optional field
  * (source.db string, commit_lsn like lsn, txid/seq/ts_ms integers, snapshot
- * boolean; each may be null or absent, reading as NULL/0/false). Unknown
+ * boolean; each may be null or absent, reading as NULL/0/false), types
+ * not an object of strings (it may be null or absent, reading as NULL). Unknown
  * fields are ignored, so the format can grow. Returns 0 or -1. On -1 *ev is
  * zeroed and needs no freeing; cdc_decoded_event_free() accepts it anyway. */
 int cdc_event_decode(const char *json, size_t len, cdc_decoded_event *ev,
                      char *err, size_t errlen);
 void cdc_decoded_event_free(cdc_decoded_event *ev);
-
-/* An arena for decoded trees: a consumer decoding a batch of events puts
- * all their trees into one, allocated by bumping a pointer through large
- * chunks, and frees them together with cdc_arena_reset() once the batch
- * is done (per-node malloc and free were half of the consumer's time).
- * Chunks are kept for the next batch, up to a bound. Not thread-safe. */
-typedef struct cdc_arena cdc_arena;
-cdc_arena *cdc_arena_new(void);
-/* Frees every tree in the arena at once; trees decoded into it must not be
- * used any more (their cdc_decoded_event_free() is still allowed). */
-void cdc_arena_reset(cdc_arena *a);
-void cdc_arena_free(cdc_arena *a);
-/* Bytes the arena holds (in use and kept). */
-size_t cdc_arena_size(const cdc_arena *a);
 
 /* cdc_event_decode() and cdc_key_decode() with the tree in `arena`: same
  * checks, same trees. cdc_decoded_event_free() then frees only what is not
@@ -162,19 +153,5 @@ int cdc_event_decode_in(cdc_arena *arena, const char *json, size_t len, cdc_deco
 int cdc_key_decode(const char *json, size_t len, yajl_val *key, char *err, size_t errlen);
 int cdc_key_decode_in(cdc_arena *arena, const char *json, size_t len, yajl_val *key, char *err,
                       size_t errlen);
-
-/* The topic of a table: "<prefix>.<schema>.<table>", every character outside
- * [a-zA-Z0-9._-] replaced by '_', cut to Kafka's 249 characters. Sets
- * *changed when the name had to be altered (callers log that once).
- * Details: one '_' per UTF-8 character (per byte where the bytes are not
- * valid UTF-8); a NULL or empty prefix gives "<schema>.<table>"; a name
- * longer than 249 keeps its first 240 characters followed by '-' and 8 hex
- * digits of a hash (FNV-1a) of the unmapped "<prefix>.<schema>.<table>", so
- * two long names that share a beginning still get two topics; the names
- * Kafka refuses, "." and "..", become "_" and "__". The name is appended to
- * `out`. Returns 0, or -1 when schema or table is NULL or memory runs out
- * (out left as it was). */
-int cdc_topic_name(const char *prefix, const char *schema, const char *table,
-                   cdc_buf *out, bool *changed);
 
 #endif

@@ -161,6 +161,10 @@ const cdc_option consumer_options[] = {
      .help = "a deleted row becomes a versioned marker that the alias filters out (safe for "
              "any replay; get by id returns the marker), or a real delete remembered for "
              "index.gc_deletes=" "7d" " (docs/consumer-sinks.md)"},
+    {.name = "es-mappings", .env = "PGCDC_ES_MAPPINGS", .type = CDC_OPT_STRING,
+     .metavar = "FILE",
+     .help = "JSON file of per-table index settings and field mappings over the ones derived "
+             "from the column types (docs/consumer-sinks.md)"},
     {.name = "redis", .env = "PGCDC_REDIS", .type = CDC_OPT_STRING,
      .metavar = "redis[s]://[USER:PASSWORD@]HOST:PORT/DB", .check = check_redis_url,
      .help = "Redis server (rediss://: over TLS); no Redis sink when unset"},

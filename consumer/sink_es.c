@@ -7,17 +7,15 @@
  * What users see (docs/consumer-sinks.md): each table's name (es_index.h:
  * --es-index) is an alias of the physical index <name>_v1, both created in
  * one request the first time this process writes to a table whose name
- * does not exist, with the mapping
- *   {"mappings":{"dynamic":true,"properties":{
- *       "_pgcdc_lsn":{"type":"long"},"_pgcdc_deleted":{"type":"boolean"}}}}
+ * does not exist, with the mapping es_mapping.c derives from the events'
+ * column types ("dynamic":false) and the --es-mappings overrides
+ * (docs/consumer-sinks.md "Index mappings"):
  * - one document per row, _id as es_doc_id() (es_bulk.h), _version = the
  *   LSN of the row's last change (version_type=external);
  *   _pgcdc_lsn holds the same number, as a long (Elasticsearch 7.10 has no
  *   unsigned_long; LSNs stay below 2^63 in practice);
- * - columns are mapped dynamically by the engine from their JSON values
- *   (EVENTS.md: numerics arrive as strings, so they become text/keyword
- *   unless the user maps them first: create the index, or an index
- *   template, before the consumer writes to it, and pgcdc leaves it alone);
+ * - a column added by ALTER TABLE is added to the mapping (PUT _mapping)
+ *   before the batch that first carries it is written;
  * - a deleted row is a document {"_pgcdc_deleted":true,"_pgcdc_lsn":N}
  *   (es_bulk.h says why) that the alias filters out, or with
  *   --es-deletes=delete an external-version delete, the index created with
@@ -26,7 +24,8 @@
  *   (rows and deleted markers alike) from the indices behind the alias.
  * Writes go through the alias, so they follow it when a rebuild moves it;
  * with --es-index-version N they go to <name>_vN itself (the rebuild).
- * Index settings (shards, replicas, refresh) are the engine's defaults.
+ * Index settings (shards, replicas, analyzers) are the engine's defaults
+ * unless --es-mappings gives them.
  *
  * Retries: whole requests as es_http.h says; items of a _bulk that fail
  * alone (429, 5xx) are sent again alone.
@@ -52,10 +51,12 @@
 #include "cdc_clock.h"
 #include "cdc_config.h"
 #include "cdc_log.h"
+#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "es_bulk.h"
 #include "es_http.h"
 #include "es_index.h"
+#include "es_mapping.h"
 #include "es_response.h"
 #include "row_json.h"
 
@@ -71,10 +72,6 @@
  * bring a deleted row back while the engine keeps its version map. */
 #define ES_GC_DELETES "7d"
 
-#define INDEX_MAPPING                                                                 \
-    "{\"mappings\":{\"dynamic\":true,\"properties\":{"                                \
-    "\"" ES_FIELD_LSN "\":{\"type\":\"long\"},\"" ES_FIELD_DELETED "\":{\"type\":\"boolean\"}}}}"
-
 /* What the sink knows of one table's index. */
 typedef struct es_table {
     struct es_table *next;
@@ -88,6 +85,7 @@ typedef struct es_table {
      * written since: the same truncate arrives once per partition. */
     bool truncated;
     uint64_t truncate_lsn;
+    es_mapping_known known; /* the columns mapped so far (es_mapping.h) */
 } es_table;
 
 typedef struct es_sink {
@@ -100,6 +98,10 @@ typedef struct es_sink {
     es_table *last_table;
     size_t budget;          /* bytes of one request (es_request_budget) */
     size_t mget_doc_bytes;  /* bytes an _mget document is thought to take */
+    bool engine_known;      /* GET / answered: `engine` is set */
+    es_engine engine;
+    es_mapping_overrides *overrides;  /* --es-mappings */
+    cdc_metric *m_conflicts;
 } es_sink;
 
 /* One c/u/r/d record of a segment (the records between two truncates). */
@@ -124,6 +126,7 @@ static void table_free(es_table *t)
     free(t->table);
     free(t->name);
     free(t->index);
+    es_mapping_known_free(&t->known);
     free(t);
 }
 
@@ -188,15 +191,20 @@ typedef enum create_end {
 /* PUT /<index> with pgcdc's mapping and, when alias is not NULL, that
  * alias (filtered with deleted markers) in the same request: the engine
  * creates both or neither. Returns 0 with *end, or -1 on a stop. */
-static int index_create(es_sink *s, es_table *t, const char *index, const char *alias,
-                        create_end *end, char *err, size_t errlen)
+static int index_create(es_sink *s, es_table *t, yajl_val types, const char *index,
+                        const char *alias, create_end *end, char *err, size_t errlen)
 {
     cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
+    cdc_buf mapping = CDC_BUF_INIT;
     int rc = -1;
+    *end = CREATE_FAILED;
+    if (es_mapping_index_body(s->engine, types, s->overrides, t->schema, t->table, &t->known,
+                              &mapping, err, errlen) < 0)
+        goto done;
     if (path_put_index(&path, index) < 0 ||
         cdc_buf_printf(&what, "create index %s for %s.%s", index, t->schema, t->table) < 0 ||
-        (alias ? es_index_create_body(INDEX_MAPPING, alias, !s->real_deletes, &body)
-               : cdc_buf_puts(&body, INDEX_MAPPING)) < 0) {
+        (alias ? es_index_create_body(mapping.data, alias, !s->real_deletes, &body)
+               : cdc_buf_append(&body, mapping.data, mapping.len)) < 0) {
         snprintf(err, errlen, "cannot create index %s: out of memory", index);
         goto done;
     }
@@ -226,6 +234,7 @@ static int index_create(es_sink *s, es_table *t, const char *index, const char *
     } else {
         /* Not fatal: the _bulk may still create it (auto_create_index) or
          * say per item why it cannot. */
+        cdc_counter_add(s->m_conflicts, 1);
         cdc_log_warn("PUT %s/%s (create index for %s.%s): HTTP %ld: %s; writing anyway",
                      es_http_where(&s->http), index, t->schema, t->table, status,
                      es_http_excerpt(&s->http, excerpt, sizeof excerpt));
@@ -260,6 +269,90 @@ done:
     cdc_buf_free(&path);
     cdc_buf_free(&what);
     cdc_buf_free(&body);
+    cdc_buf_free(&mapping);
+    return rc;
+}
+
+/* Which engine the sink talks to (GET /, once): the mapping of json
+ * columns differs. A node that does not say is taken for Elasticsearch.
+ * Returns 0, or -1 on a stop. */
+static int engine_ensure(es_sink *s, char *err, size_t errlen)
+{
+    if (s->engine_known)
+        return 0;
+    es_req r = {.method = "GET", .path = "/", .what = "which engine",
+                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    long status = 0;
+    char big[512], perr[256];
+    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
+    if (sent < 0) {
+        snprintf(err, errlen, "%s", big);
+        return -1;
+    }
+    if (sent != 0 || status < 200 || status >= 300 || !s->http.resp.data ||
+        es_mapping_engine(s->http.resp.data, s->http.resp.len, &s->engine, perr,
+                          sizeof perr) < 0)
+        cdc_log_warn("GET %s/: HTTP %ld, no version.distribution read; taking the engine for "
+                     "Elasticsearch", es_http_where(&s->http), status);
+    cdc_log_info("search engine: %s",
+                 s->engine == ES_ENGINE_OPENSEARCH ? "OpenSearch" : "Elasticsearch");
+    s->engine_known = true;
+    return 0;
+}
+
+/* A column that `types` has and the index's mapping has not (ALTER TABLE
+ * ADD COLUMN, or an index made before) is added with PUT _mapping through
+ * the name writes use; a column whose type changed is reported and
+ * counted (a mapping cannot change a field's type; its values that do not
+ * fit stay unindexed in _source thanks to ignore_malformed). Never fatal.
+ * Returns 0, or -1 on a stop. */
+static int mapping_extend(es_sink *s, es_table *t, yajl_val types, char *err, size_t errlen)
+{
+    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
+    cdc_buf changed = CDC_BUF_INIT;
+    int rc = -1;
+    if (es_mapping_extend(s->engine, types, s->overrides, t->schema, t->table, &t->known, &body,
+                          &changed, err, errlen) < 0)
+        goto done;
+    if (changed.len) {
+        cdc_counter_add(s->m_conflicts, 1);
+        cdc_log_warn("index %s (%s.%s): column type changed, the index keeps the old field type "
+                     "(values that do not fit it stay unindexed in _source; rebuild the index to "
+                     "index them): %s", t->index, t->schema, t->table, changed.data);
+    }
+    if (body.len) {
+        if (path_put_index(&path, t->index) < 0 || cdc_buf_puts(&path, "/_mapping") < 0 ||
+            cdc_buf_printf(&what, "extend the mapping of index %s", t->index) < 0) {
+            snprintf(err, errlen, "cannot extend the mapping of %s: out of memory", t->index);
+            goto done;
+        }
+        es_req r = {.method = "PUT", .path = path.data, .body = body.data, .len = body.len,
+                    .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        unsigned attempt = 0;
+        long status = 0;
+        char big[512], excerpt[ES_EXCERPT_MAX + 1];
+        int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
+        if (sent < 0) {
+            snprintf(err, errlen, "%s", big);
+            goto done;
+        }
+        if (sent == 0 && status >= 200 && status < 300) {
+            cdc_log_info("index %s (%s.%s): mapping extended: %s", t->index, t->schema, t->table,
+                         body.data);
+        } else {
+            cdc_counter_add(s->m_conflicts, 1);
+            cdc_log_warn("index %s (%s.%s): the engine refused new fields: HTTP %ld: %s",
+                         t->index, t->schema, t->table, status,
+                         sent == 0 ? es_http_excerpt(&s->http, excerpt, sizeof excerpt) : big);
+        }
+    }
+    rc = 0;
+done:
+    cdc_buf_free(&path);
+    cdc_buf_free(&what);
+    cdc_buf_free(&body);
+    cdc_buf_free(&changed);
     return rc;
 }
 
@@ -292,24 +385,41 @@ done:
     return rc;
 }
 
+/* After index_create: an index this process did not create (an earlier
+ * run's, the user's, a template's) may lack columns added since, so all
+ * are offered to it. A failed creation is not retried: its mapping is
+ * taken as known, and the _bulk says per item what went wrong. */
+static int index_ensured(es_sink *s, es_table *t, yajl_val types, create_end end, char *err,
+                         size_t errlen)
+{
+    t->ensured = true;
+    if (end == CREATE_DONE || end == CREATE_FAILED)
+        return 0;
+    es_mapping_known_free(&t->known);
+    return mapping_extend(s, t, types, err, errlen);
+}
+
 /* Makes t's index ready once per process (es_index.h: aliases). With
  * --es-index-version N the physical index <name>_vN is created unless it
  * exists, and written to directly (a rebuild). Otherwise writes go through
  * the alias <name>: when it is missing, <name>_v1 and the alias are
  * created together. An index that exists (made by an earlier run, by the
  * user, or by a template) is left as it is; one that has the alias's name
- * (pgcdc before aliases) is written to as before. Returns 0, or -1 on a
- * stop. */
-static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
+ * (pgcdc before aliases) is written to as before. After that, a record
+ * whose column types differ from what is mapped extends the mapping
+ * (mapping_extend). Returns 0, or -1 on a stop. */
+static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size_t errlen)
 {
     if (t->ensured)
-        return 0;
+        return es_mapping_unchanged(&t->known, types) ? 0
+                                                       : mapping_extend(s, t, types, err, errlen);
+    if (engine_ensure(s, err, errlen) < 0)
+        return -1;
     create_end end;
     if (s->version) {
-        if (index_create(s, t, t->index, NULL, &end, err, errlen) < 0)
+        if (index_create(s, t, types, t->index, NULL, &end, err, errlen) < 0)
             return -1;
-        t->ensured = true;
-        return 0;
+        return index_ensured(s, t, types, end, err, errlen);
     }
     int is_alias = alias_exists(s, t->name, err, errlen);
     if (is_alias < 0)
@@ -321,7 +431,7 @@ static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
             cdc_buf_free(&v1);
             return -1;
         }
-        int rc = index_create(s, t, v1.data, t->name, &end, err, errlen);
+        int rc = index_create(s, t, types, v1.data, t->name, &end, err, errlen);
         if (rc == 0 && end == CREATE_EXISTS && (rc = is_alias = alias_exists(s, t->name, err,
                                                                             errlen)) == 0) {
             /* <name>_v1 without the alias: someone removed it. Writing to
@@ -340,10 +450,11 @@ static int index_ensure(es_sink *s, es_table *t, char *err, size_t errlen)
                          "aliases): writing to it as before; rebuild it behind an alias to "
                          "rebuild without downtime later (docs/consumer-sinks.md)", t->schema,
                          t->table, t->name);
+    } else {
+        end = CREATE_EXISTS;
     }
     t->aliased = is_alias > 0 && strcmp(t->index, t->name) == 0;
-    t->ensured = true;
-    return 0;
+    return index_ensured(s, t, types, end, err, errlen);
 }
 
 /* ---- truncate -------------------------------------------------------- */
@@ -1100,7 +1211,8 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         g.plan[g.n - 1].prev = it->prev;
     }
     for (size_t i = 0; i < g.n; i++)
-        if (!g.items[i].done && index_ensure(s, g.items[i].t, err, errlen) < 0)
+        if (!g.items[i].done &&
+            index_ensure(s, g.items[i].t, g.items[i].rec->ev.types, err, errlen) < 0)
             goto done;
     for (size_t from = 0, to; from < g.n; from = to)
         if (apply_chunk(s, &g, from, &to, err, errlen) < 0)
@@ -1143,12 +1255,46 @@ static int es_apply(sink *base, consumer_record *const *recs, size_t n, char *er
 
 /* ---- set-up ---------------------------------------------------------- */
 
+/* --es-mappings FILE, read once at start. */
+static int overrides_load(es_sink *s, const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "rb");
+    cdc_buf b = CDC_BUF_INIT;
+    char chunk[4096], perr[400];
+    size_t n;
+    int rc = -1;
+    if (!f) {
+        snprintf(err, errlen, "--es-mappings %s: cannot open it", file);
+        return -1;
+    }
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (cdc_buf_append(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "--es-mappings %s: out of memory", file);
+            goto done;
+        }
+    if (ferror(f)) {
+        snprintf(err, errlen, "--es-mappings %s: cannot read it", file);
+        goto done;
+    }
+    if (es_mapping_overrides_parse(b.data ? b.data : "", b.len, &s->overrides, perr,
+                                   sizeof perr) < 0) {
+        snprintf(err, errlen, "%s (file %s)", perr, file);
+        goto done;
+    }
+    rc = 0;
+done:
+    fclose(f);
+    cdc_buf_free(&b);
+    return rc;
+}
+
 static void es_destroy(sink *base)
 {
     es_sink *s = (es_sink *)base;
     if (!s)
         return;
     es_http_cleanup(&s->http);
+    es_mapping_overrides_free(s->overrides);
     while (s->tables) {
         es_table *next = s->tables->next;
         table_free(s->tables);
@@ -1175,6 +1321,12 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     s->names = es_index_rules_new(cdc_config_str(cfg, "es-index-prefix"), templates, ntemplates,
                                   err, errlen);
     if (!s->names)
+        goto fail;
+    s->m_conflicts = cdc_metrics_counter("pgcdc_consumer_es_mapping_conflicts_total",
+        "Mapping changes the search engine could not take (a column whose type changed, "
+        "fields it refused): each also logged", NULL);
+    const char *mappings = cdc_config_str(cfg, "es-mappings");
+    if (mappings && overrides_load(s, mappings, err, errlen) < 0)
         goto fail;
     s->version = (unsigned)cdc_config_int(cfg, "es-index-version");
     const char *deletes = cdc_config_str(cfg, "es-deletes");

@@ -71,12 +71,29 @@ static void check_round_trip(const cdc_decoded_event *d)
 {
     char err[256];
     row_copy rb, ra;
+    /* types: encoded again as the producer makes it, once per relation. */
+    cdc_buf types = CDC_BUF_INIT;
+    if (d->types) {
+        size_t n = d->types->u.object.len;
+        const char **names = malloc((n ? n : 1) * sizeof *names);
+        const char **texts = malloc((n ? n : 1) * sizeof *texts);
+        if (!names || !texts)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            names[i] = d->types->u.object.keys[i];
+            texts[i] = d->types->u.object.values[i]->u.string;
+        }
+        if (cdc_types_encode(names, texts, n, &types, err, sizeof err) < 0 || !types.data)
+            abort();
+        free(names);
+        free(texts);
+    }
     cdc_event ev = {
         d->op, row_from_tree(d->before, &rb), row_from_tree(d->after, &ra),
         d->unchanged_toast, d->n_unchanged_toast,
         {d->db, d->schema, d->table, d->lsn, d->commit_lsn, d->txid, d->seq,
          d->source_ts_ms, d->snapshot},
-        d->ts_ms,
+        d->ts_ms, types.data, types.len,
     };
     cdc_buf out = CDC_BUF_INIT;
     if (cdc_event_encode(&ev, &out, err, sizeof err) < 0)
@@ -86,17 +103,19 @@ static void check_round_trip(const cdc_decoded_event *d)
         abort();
     char *b1 = json_tree_compact(d->before, ""), *b2 = json_tree_compact(e.before, "");
     char *a1 = json_tree_compact(d->after, ""), *a2 = json_tree_compact(e.after, "");
+    char *t1 = json_tree_compact(d->types, ""), *t2 = json_tree_compact(e.types, "");
     bool same = e.op == d->op && e.lsn == d->lsn && e.commit_lsn == d->commit_lsn &&
                 e.txid == d->txid && e.seq == d->seq && e.source_ts_ms == d->source_ts_ms &&
                 e.snapshot == d->snapshot && e.ts_ms == d->ts_ms && same_str(e.db, d->db) &&
                 same_str(e.schema, d->schema) && same_str(e.table, d->table) &&
                 e.n_unchanged_toast == d->n_unchanged_toast && strcmp(b1, b2) == 0 &&
-                strcmp(a1, a2) == 0;
+                strcmp(a1, a2) == 0 && strcmp(t1, t2) == 0;
     for (size_t i = 0; same && i < e.n_unchanged_toast; i++)
         same = strcmp(e.unchanged_toast[i], d->unchanged_toast[i]) == 0;
     if (!same)
         abort();
-    free(b1), free(b2), free(a1), free(a2);
+    free(b1), free(b2), free(a1), free(a2), free(t1), free(t2);
+    cdc_buf_free(&types);
     cdc_decoded_event_free(&e);
     cdc_buf_free(&out);
     row_copy_free(&rb);

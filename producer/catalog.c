@@ -278,6 +278,63 @@ int catalog_primary_key(catalog *cat, uint32_t relid, char ***names, char *err, 
     return n;
 }
 
+int catalog_type_texts(catalog *cat, const relcache_rel *rel, char ***texts,
+                       char *err, size_t errlen)
+{
+    *texts = NULL;
+    cdc_buf oids = {0}, mods = {0};
+    PGresult *res = NULL;
+    int rc = -1;
+    char num[24];
+    if (cdc_buf_append(&oids, "{", 1) < 0 || cdc_buf_append(&mods, "{", 1) < 0)
+        goto oom;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        int a = snprintf(num, sizeof num, "%s%u", i ? "," : "", rel->cols[i].type_oid);
+        if (cdc_buf_append(&oids, num, (size_t)a) < 0)
+            goto oom;
+        a = snprintf(num, sizeof num, "%s%d", i ? "," : "", rel->cols[i].typmod);
+        if (cdc_buf_append(&mods, num, (size_t)a) < 0)
+            goto oom;
+    }
+    if (cdc_buf_append(&oids, "}", 1) < 0 || cdc_buf_append(&mods, "}", 1) < 0)
+        goto oom;
+    const char *params[] = {oids.data, mods.data};
+    res = query(cat,
+        "SELECT " CATALOG_TYPE_TEXT_SQL("a.o", "a.m") " "
+        "FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS a(o, m, n) ORDER BY a.n",
+        2, params, PGRES_TUPLES_OK);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) != rel->ncols) {
+        snprintf(err, errlen, "cannot look up the column types of %s.%s: %d rows for %u "
+                 "columns", rel->nspname, rel->relname, PQntuples(res), rel->ncols);
+        goto done;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "cannot look up the column types of %s.%s",
+                 rel->nspname, rel->relname);
+        cat_error(cat, res, what, err, errlen);
+        goto done;
+    }
+    *texts = calloc(rel->ncols ? rel->ncols : 1, sizeof **texts);
+    for (int i = 0; *texts && i < rel->ncols; i++)
+        if (!((*texts)[i] = strdup(PQgetvalue(res, i, 0)))) {
+            catalog_free_names(*texts, rel->ncols);
+            *texts = NULL;
+        }
+    if (!*texts)
+        goto oom;
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "cannot look up the column types of %s.%s: out of memory",
+             rel->nspname, rel->relname);
+done:
+    PQclear(res);
+    cdc_buf_free(&oids);
+    cdc_buf_free(&mods);
+    return rc;
+}
+
 void catalog_free_names(char **names, int n)
 {
     if (!names)

@@ -11,6 +11,18 @@
 #include <libpq-fe.h>
 
 #include "pgvalue.h"
+#include "relcache.h"
+
+/* SQL of the type text of EVENTS.md's "types" for a type OID and typmod
+ * (SQL expressions): format_type's text ("numeric(10,2)", "character
+ * varying(40)", "integer[]"), a domain's base type in place of the domain,
+ * "enum " before an enum or an array of one, "unknown" for a dropped type. */
+#define CATALOG_TYPE_TEXT_SQL(oid, typmod)                                                 \
+    "coalesce((SELECT CASE WHEN coalesce(e.typtype, t.typtype) = 'e' THEN 'enum ' ELSE '' END" \
+    " || CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)"            \
+    "    ELSE format_type(t.oid, " typmod ") END"                                           \
+    " FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typlen = -1"            \
+    " WHERE t.oid = " oid "), 'unknown')"
 
 typedef struct catalog catalog;
 
@@ -41,6 +53,13 @@ int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
 /* pgvalue_resolve_fn with a catalog as ctx: one query per type; domains and
  * array elements are followed to a built-in or to text. */
 int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t errlen);
+
+/* The type texts (CATALOG_TYPE_TEXT_SQL) of the columns of `rel`, as its
+ * Relation message gave their types, with one query. *texts has
+ * rel->ncols strings, freed with catalog_free_names(*texts, rel->ncols).
+ * Returns 0, or -1 with err. */
+int catalog_type_texts(catalog *cat, const relcache_rel *rel, char ***texts,
+                       char *err, size_t errlen);
 
 /* The primary key column names of relation `relid`, in column order.
  * *names is an array of strings to free with catalog_free_names.

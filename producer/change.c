@@ -416,6 +416,8 @@ int change_build(change_builder *b, const pgoutput_msg *m, const cdc_source *src
     ev->source = *src;
     ev->source.schema = rel->nspname;
     ev->source.table = rel->relname;
+    ev->types = rel->types;
+    ev->types_len = rel->types_len;
     if (key)
         *key = nkey ? &b->key : NULL;
     return 0;

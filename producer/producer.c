@@ -995,6 +995,19 @@ static int on_relation(producer *p, const pgoutput_msg *m)
         fail(p, STOP_FATAL, "%s", err);
         return -1;
     }
+    /* EVENTS.md "types": once per Relation message, then copied into each
+     * event of the relation as is. */
+    char **texts = NULL;
+    if (catalog_type_texts(p->cat, rel, &texts, err, sizeof err) < 0) {
+        fail(p, STOP_RECONNECT, "%s", err);
+        return -1;
+    }
+    int trc = relcache_set_types(rel, (const char *const *)texts, err, sizeof err);
+    catalog_free_names(texts, rel->ncols);
+    if (trc < 0) {
+        fail(p, STOP_FATAL, "%s", err);
+        return -1;
+    }
     if (rel->replident == 'f') {
         /* FULL flags every column; the record key is still the primary key. */
         char **names = NULL;

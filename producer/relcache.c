@@ -48,6 +48,7 @@ static void rel_free(relcache *rc, relcache_rel *r)
             free(r->cols[i].name);
     free(r->cols);
     free(r->key);
+    free(r->types);
     free(r->nspname);
     free(r->relname);
     free(r);
@@ -202,6 +203,29 @@ int relcache_set_key(relcache_rel *rel, const char *const *names, size_t n,
     memcpy(rel->key, key, nkey * sizeof key[0]);
     rel->nkey = nkey;
     rel->policy_resolved = false; /* a column's action depends on being a key column */
+    return 0;
+}
+
+int relcache_set_types(relcache_rel *rel, const char *const *texts, char *err, size_t errlen)
+{
+    const char **names = malloc((rel->ncols ? rel->ncols : 1) * sizeof *names);
+    cdc_buf b = {0};
+    if (!names) {
+        snprintf(err, errlen, "cannot describe the types of %s.%s: out of memory",
+                 rel->nspname, rel->relname);
+        return -1;
+    }
+    for (uint16_t i = 0; i < rel->ncols; i++)
+        names[i] = rel->cols[i].name;
+    int rc = cdc_types_encode(names, texts, rel->ncols, &b, err, errlen);
+    free(names);
+    if (rc < 0) {
+        cdc_buf_free(&b);
+        return -1;
+    }
+    free(rel->types);
+    rel->types = b.data;
+    rel->types_len = b.len;
     return 0;
 }
 

@@ -37,6 +37,10 @@ typedef struct relcache_rel {
     uint16_t *key;
     uint64_t version;       /* increases each time the OID's entry is replaced */
     bool policy_resolved;   /* cols[].action is valid (cleared when the key changes) */
+    /* EVENTS.md's "types" object of the relation, made once per Relation
+     * message by relcache_set_types; NULL: events carry none. */
+    char *types;
+    size_t types_len;
     void *user;             /* the runtime's (topic handle, ...) */
 } relcache_rel;
 
@@ -63,6 +67,11 @@ int relcache_ncols(void *ctx, uint32_t relid);
  * with err naming a column the relation does not have. */
 int relcache_set_key(relcache_rel *rel, const char *const *names, size_t n,
                      char *err, size_t errlen);
+
+/* Sets rel->types from texts[i], the type text of column i (EVENTS.md:
+ * format_type's text, "enum " before an enum's). Returns 0, or -1 with err
+ * set (memory). */
+int relcache_set_types(relcache_rel *rel, const char *const *texts, char *err, size_t errlen);
 
 /* Type cache: resolved user types by OID, so each costs one catalog
  * look-up for the life of the process. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "cdc_lsn.h"
 #include "pg_error.h"
 
@@ -40,7 +41,8 @@ static const char columns_sql[] =
     "       coalesce(a.attnum = ANY ((SELECT i.indkey::int2[] FROM pg_index i "
     "           JOIN pg_class c ON c.oid = i.indrelid WHERE i.indrelid = a.attrelid AND "
     "           CASE c.relreplident WHEN 'i' THEN i.indisreplident WHEN 'n' THEN false "
-    "                ELSE i.indisprimary END LIMIT 1)::int2[]), false) "
+    "                ELSE i.indisprimary END LIMIT 1)::int2[]), false), "
+    "       " CATALOG_TYPE_TEXT_SQL("a.atttypid", "a.atttypmod") " "
     "FROM pg_attribute a "
     "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
     "  AND a.attgenerated = '' AND ($2::name[] IS NULL OR a.attname = ANY ($2::name[])) "
@@ -53,6 +55,7 @@ static int describe_columns(PGconn *pg, snap_table *t, const char *attnames,
     snprintf(oid, sizeof oid, "%u", t->oid);
     const char *params[] = {oid, attnames};
     PGresult *res = PQexecParams(pg, columns_sql, 2, NULL, params, NULL, NULL, 0);
+    const char **names = NULL, **texts = NULL;
     int rc = -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char what[600];
@@ -60,16 +63,36 @@ static int describe_columns(PGconn *pg, snap_table *t, const char *attnames,
         pg_error_format(pg, what, err, errlen);
         goto done;
     }
-    for (int r = 0; r < PQntuples(res); r++) {
+    int nrows = PQntuples(res);
+    names = calloc(nrows ? (size_t)nrows : 1, sizeof *names);
+    texts = calloc(nrows ? (size_t)nrows : 1, sizeof *texts);
+    if (!names || !texts) {
+        snprintf(err, errlen, "cannot describe %s.%s: out of memory", t->schema, t->name);
+        goto done;
+    }
+    for (int r = 0; r < nrows; r++) {
         uint32_t type = (uint32_t)strtoul(PQgetvalue(res, r, 1), NULL, 10);
+        names[r] = PQgetvalue(res, r, 0);
+        texts[r] = PQgetvalue(res, r, 3);
         if (snap_table_add_column(t, PQgetvalue(res, r, 0), type,
                                   PQgetvalue(res, r, 2)[0] == 't') < 0) {
             snprintf(err, errlen, "cannot describe %s.%s: out of memory", t->schema, t->name);
             goto done;
         }
     }
+    /* The same "types" a streamed change of the table carries. */
+    cdc_buf types = {0};
+    if (cdc_types_encode(names, texts, (size_t)nrows, &types, err, errlen) < 0) {
+        cdc_buf_free(&types);
+        goto done;
+    }
+    free(t->types);
+    t->types = types.data;
+    t->types_len = types.len;
     rc = 0;
 done:
+    free(names);
+    free(texts);
     PQclear(res);
     return rc;
 }

@@ -99,6 +99,7 @@ void snap_table_free(snap_table *t)
     free(t->schema);
     free(t->name);
     free(t->rowfilter);
+    free(t->types);
     free(t);
 }
 
@@ -169,6 +170,8 @@ int snap_row_encode(snap_row_builder *b, const snap_table *t, const char *const 
     ev.source.schema = t->schema;
     ev.source.table = t->name;
     ev.source.snapshot = true;
+    ev.types = t->types;
+    ev.types_len = t->types_len;
     cdc_buf_reset(value);
     return cdc_event_encode(&ev, value, err, errlen);
 oom:

@@ -40,6 +40,8 @@ typedef struct snap_table {
     size_t *key;            /* indices into cols */
     void *topic;            /* the runtime's Kafka topic; not owned */
     const colpolicy *policy; /* the hash key of hashed columns; not owned */
+    char *types;            /* EVENTS.md "types" of the columns; NULL: none */
+    size_t types_len;
 } snap_table;
 
 /* NULL when memory runs out. */

@@ -154,7 +154,7 @@ static void test_value_example_encodes(void)
     };
     const cdc_row b = {before, 1}, a = {after_compact, 5}, a_spaced = {after, 5};
     const char *toast[] = {"description"};
-    cdc_event ev = {'u', &b, &a, toast, 1, SOURCE, 1732441234601};
+    cdc_event ev = {'u', &b, &a, toast, 1, SOURCE, 1732441234601, NULL, 0};
 
     char *got = encode(&ev);
     TAP_STREQ(got, EXAMPLE_COMPACT, "example_value_encodes_to_its_compact_form");
@@ -248,7 +248,7 @@ static void test_column_value_examples(void)
     };
     const size_t n = sizeof cols / sizeof cols[0];
     const cdc_row row = {cols, n};
-    cdc_event ev = {'c', NULL, &row, NULL, 0, SOURCE, 1};
+    cdc_event ev = {'c', NULL, &row, NULL, 0, SOURCE, 1, NULL, 0};
     char *got = encode(&ev);
     TAP_OK(got != NULL, "encode_accepts_every_mapped_value_kind");
     cdc_decoded_event d;
@@ -302,7 +302,7 @@ static void test_each_op_round_trips(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[96];
-        cdc_event ev = {cases[i].op, cases[i].before, cases[i].after, NULL, 0, SOURCE, 5};
+        cdc_event ev = {cases[i].op, cases[i].before, cases[i].after, NULL, 0, SOURCE, 5, NULL, 0};
         ev.source.snapshot = cases[i].snapshot;
         ev.source.lsn = UINT64_MAX - i;
         char *got = encode(&ev);
@@ -329,7 +329,7 @@ static void test_truncate(void)
 {
     cdc_source src = SOURCE;
     src.lsn = 99;
-    cdc_event ev = {'t', NULL, NULL, NULL, 0, src, 7};
+    cdc_event ev = {'t', NULL, NULL, NULL, 0, src, 7, NULL, 0};
     char *got = encode(&ev);
     TAP_STREQ(got, "{\"op\":\"t\",\"before\":null,\"after\":null,"
               "\"source\":{\"db\":\"shop\",\"schema\":\"public\",\"table\":\"items\","
@@ -365,7 +365,7 @@ static void test_unchanged_toast(void)
 {
     static const cdc_column c[] = {COL("id", "1")};
     const cdc_row r = {c, 1};
-    cdc_event ev = {'u', NULL, &r, NULL, 0, SOURCE, 1};
+    cdc_event ev = {'u', NULL, &r, NULL, 0, SOURCE, 1, NULL, 0};
     char *got = encode(&ev);
     TAP_OK(got && !strstr(got, "unchanged_toast"), "unchanged_toast_omitted_when_empty");
     cdc_decoded_event d;
@@ -511,7 +511,7 @@ static void test_encode_rejections(void)
     cdc_buf out = CDC_BUF_INIT;
     cdc_buf_puts(&out, "keep");
 
-    cdc_event ev = {'c', NULL, &b, NULL, 0, SOURCE, 1};
+    cdc_event ev = {'c', NULL, &b, NULL, 0, SOURCE, 1, NULL, 0};
     TAP_OK(cdc_event_encode(&ev, &out, err, sizeof err) == -1 &&
            strstr(err, "column \"attrs\" of after is not valid JSON (at offset 5: expected a value)"),
            "encode_rejects_invalid_column_json_naming_the_column");
@@ -622,7 +622,7 @@ static void test_names(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cdc_column col = {cases[i].name, "1", 1};
         const cdc_row row = {&col, 1};
-        cdc_event ev = {'c', NULL, &row, NULL, 0, SOURCE, 1};
+        cdc_event ev = {'c', NULL, &row, NULL, 0, SOURCE, 1, NULL, 0};
         ev.source.table = cases[i].name;
         char *got = encode(&ev);
         char want[128];
@@ -645,7 +645,7 @@ static void test_names(void)
 
     cdc_column col = {"bad\x80name\n", "{", 1};
     const cdc_row row = {&col, 1};
-    cdc_event ev = {'c', NULL, &row, NULL, 0, SOURCE, 1};
+    cdc_event ev = {'c', NULL, &row, NULL, 0, SOURCE, 1, NULL, 0};
     TAP_OK(encode(&ev) == NULL && strstr(err, "column \"bad?name?\" of after"),
            "encode_error_shows_names_printably");
 }
@@ -883,8 +883,60 @@ static void test_decoded_tree_is_yajls(void)
     free(deep);
 }
 
+/* EVENTS.md "types": made once per relation, carried verbatim in each
+ * event, decoded as an object of strings. */
+static void test_types(void)
+{
+    const char *names[] = {"id", "price", "mood", "na\"me"};
+    const char *types[] = {"integer", "numeric(10,2)", "enum mood", "character varying(40)"};
+    cdc_buf t = CDC_BUF_INIT;
+    TAP_OK(cdc_types_encode(names, types, 4, &t, err, sizeof err) == 0, "types_encode_succeeds");
+    TAP_STREQ(t.data, "{\"id\":\"integer\",\"price\":\"numeric(10,2)\",\"mood\":\"enum mood\","
+                      "\"na\\\"me\":\"character varying(40)\"}",
+              "types_encode_is_an_object_of_column_to_type_text");
+    const char *nonames[] = {"id", NULL};
+    size_t len = t.len;
+    TAP_OK(cdc_types_encode(nonames, types, 2, &t, err, sizeof err) == -1 && t.len == len &&
+           strstr(err, "column 1 has no name"), "types_encode_rejects_a_null_name");
+
+    static const cdc_column row[] = {COL("id", "1")};
+    const cdc_row r = {row, 1};
+    cdc_event ev = {'c', NULL, &r, NULL, 0, SOURCE, 1, t.data, t.len};
+    char *got = encode(&ev);
+    TAP_OK(got && strstr(got, "\"ts_ms\":1,\"types\":{\"id\":\"integer\",") != NULL,
+           "encode_writes_types_last");
+    cdc_decoded_event d;
+    TAP_OK(got && cdc_event_decode(got, strlen(got), &d, err, sizeof err) == 0 && d.types &&
+           d.types->u.object.len == 4 && strcmp(d.types->u.object.keys[2], "mood") == 0 &&
+           strcmp(d.types->u.object.values[2]->u.string, "enum mood") == 0,
+           "decode_reads_types");
+    cdc_decoded_event_free(&d);
+    free(got);
+    ev.types = NULL;
+    got = encode(&ev);
+    TAP_OK(got && !strstr(got, "types") &&
+           cdc_event_decode(got, strlen(got), &d, err, sizeof err) == 0 && !d.types,
+           "types_omitted_when_not_set_and_decode_reads_null");
+    cdc_decoded_event_free(&d);
+    free(got);
+
+    static const char *bad[] = {
+        "{\"op\":\"c\",\"after\":{},\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":1},"
+        "\"types\":[\"integer\"]}",
+        "{\"op\":\"c\",\"after\":{},\"source\":{\"schema\":\"s\",\"table\":\"t\",\"lsn\":1},"
+        "\"types\":{\"id\":23}}",
+    };
+    TAP_OK(cdc_event_decode(bad[0], strlen(bad[0]), &d, err, sizeof err) == -1 &&
+           strstr(err, "types is an array, not an object"), "decode_rejects_types_not_an_object");
+    TAP_OK(cdc_event_decode(bad[1], strlen(bad[1]), &d, err, sizeof err) == -1 &&
+           strstr(err, "types.id is a number, not a string"),
+           "decode_rejects_a_type_that_is_not_a_string");
+    cdc_buf_free(&t);
+}
+
 int main(void)
 {
+    test_types();
     test_value_example_decodes();
     test_value_example_encodes();
     test_key_examples();

@@ -59,6 +59,11 @@ int main(void)
     TAP_OK(freed == 1, "replacing_frees_the_runtime_data_of_the_old_entry");
     TAP_OK(r->cols[2].type_oid == 1700 && r->cols[2].typmod == 655366,
            "column_type_and_typmod_are_kept");
+    const char *texts[] = {"text", "integer", "numeric(10,2)"};
+    TAP_OK(relcache_set_types(r, texts, err, sizeof err) == 0 && r->types &&
+           strcmp(r->types, "{\"name\":\"text\",\"id\":\"integer\",\"price\":\"numeric(10,2)\"}")
+               == 0 && r->types_len == strlen(r->types),
+           "set_types_makes_the_types_object_of_the_columns");
     r->user = malloc(8);
 
     m = relation(2000, "public", 'f', three, 3);

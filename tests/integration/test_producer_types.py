@@ -286,7 +286,18 @@ def test_every_type_and_edge_value_streams_as_hand_written_json(cdc):
         assert isinstance(src["txid"], int) and src["txid"] > 0
         assert isinstance(src["ts_ms"], int) and isinstance(ev["ts_ms"], int)
         assert ev["ts_ms"] >= src["ts_ms"]
-        assert list(ev) == ["op", "before", "after", "source", "ts_ms"]
+        assert list(ev) == ["op", "before", "after", "source", "ts_ms", "types"]
+        # EVENTS.md "types": every column, in table order, format_type's text.
+        assert list(ev["types"]) == list(want)
+        types = ev["types"]
+        assert {c: types[c] for c in ("id", "c_int4", "c_varchar", "c_char", "c_tstz",
+                                       "c_enum", "c_posint", "c_price", "c_int_arr", "c_bit",
+                                       "c_numeric", "c_jsonb")} == {
+            "id": "integer", "c_int4": "integer", "c_varchar": "character varying(20)",
+            "c_char": "character(3)", "c_tstz": "timestamp with time zone",
+            "c_enum": f"enum {cdc.schema}.mood", "c_posint": "integer", "c_price": "numeric(12,2)",
+            "c_int_arr": "integer[]", "c_bit": "bit(4)", "c_numeric": "numeric",
+            "c_jsonb": "jsonb"}
         assert list(src) == ["db", "schema", "table", "lsn", "commit_lsn", "txid", "seq",
                              "ts_ms", "snapshot"]
     # Rows 3 and 4 were one transaction: same txid and commit_lsn, seq 0 and 1.

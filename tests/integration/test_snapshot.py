@@ -41,6 +41,9 @@ HEARTBEAT_MB = int(os.environ.get("PGCDC_HEARTBEAT_MB", "64"))
 
 BIG_DDL = ("CREATE TABLE big (id bigint PRIMARY KEY, grp int NOT NULL, v text, "
            "n numeric, ts timestamptz)")
+# EVENTS.md "types" of BIG_DDL: snapshot rows carry the same as streamed changes.
+BIG_TYPES = {"id": "bigint", "grp": "integer", "v": "text", "n": "numeric",
+             "ts": "timestamp with time zone"}
 SIGNAL_DDL = "CREATE TABLE pgcdc_signal (id text PRIMARY KEY, type text NOT NULL, data jsonb)"
 
 
@@ -238,6 +241,7 @@ def check_topic(cdc, topic, expected, resnapshot_from=None, ordered=True, timeou
                 lsn = ev["source"]["lsn"]
                 op = ev["op"]
                 counts[op] += 1
+                assert ev["types"] == BIG_TYPES, (op, ev.get("types"))
                 assert int(dict(m.headers())["pgcdc-lsn"]) == lsn
                 row = None if op == "d" else hash(
                     (ev["after"]["grp"], ev["after"]["v"], ev["after"]["n"]))
