@@ -40,6 +40,28 @@ def lsn_text(value):
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
+def publish_schema_sql(conn, publication, schema, add=False):
+    """CREATE PUBLICATION (or, with add, ALTER PUBLICATION ... ADD) over every table of a
+    schema. PostgreSQL 14 has no TABLES IN SCHEMA: there the tables the schema holds now
+    are listed (the tests create their tables first)."""
+    verb = f"ALTER PUBLICATION {publication} ADD" if add else f"CREATE PUBLICATION {publication} FOR"
+    if int(conn.execute("SHOW server_version_num").fetchone()[0]) >= 150000:
+        return f"{verb} TABLES IN SCHEMA {schema}"
+    tables = [t for (t,) in conn.execute(
+        "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables "
+        "WHERE schemaname = %s ORDER BY 1", (unquote_ident(schema),)).fetchall()]
+    if not tables:
+        return f"CREATE PUBLICATION {publication}" if not add else "SELECT 1"
+    return f"{verb} TABLE " + ", ".join(tables)
+
+
+def unquote_ident(name):
+    """The name an SQL identifier as written stands for ("A""b" -> A"b; abc -> abc)."""
+    if name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name.lower()
+
+
 def asan_build(exe):
     """True when the binary links AddressSanitizer (CI runs the tests in such a build)."""
     try:
@@ -259,7 +281,7 @@ class ProducerSetup:
         (and the reference slot), in that order: every change made afterwards streams."""
         self.sql(f"CREATE SCHEMA {self.schema}", f"SET LOCAL search_path = {self.schema}", *ddl)
         if publication:
-            self.sql(f"CREATE PUBLICATION {self.publication} FOR TABLES IN SCHEMA {self.schema}")
+            self.sql(publish_schema_sql(self.conn, self.publication, self.schema))
         if slot:
             self.one("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
                      (self.slot,))

@@ -10,7 +10,8 @@ import time
 
 import psycopg
 
-from producer_harness import cdc, events, lsn_int, murmur2_partition, strip, wait_for  # noqa: F401
+from producer_harness import (cdc, events, lsn_int, murmur2_partition,  # noqa: F401
+                              publish_schema_sql, strip, wait_for)
 
 
 def by_table(cdc, *tables):
@@ -380,8 +381,8 @@ def test_topic_names_with_characters_kafka_refuses_are_mapped(cdc):
     try:
         cdc.sql(f"CREATE SCHEMA {qschema}",
                 f"CREATE TABLE {qschema}.{qtable} (id int PRIMARY KEY, v text)",
-                f"CREATE TABLE {qschema}.{'x' * 63} (id int PRIMARY KEY)",
-                f"ALTER PUBLICATION {cdc.publication} ADD TABLES IN SCHEMA {qschema}")
+                f"CREATE TABLE {qschema}.{'x' * 63} (id int PRIMARY KEY)")
+        cdc.sql(publish_schema_sql(cdc.conn, cdc.publication, qschema, add=True))
         cdc.sql(f"INSERT INTO {qschema}.{qtable} VALUES (1, 'a')",
                 f"INSERT INTO {qschema}.{'x' * 63} VALUES (1)",
                 "INSERT INTO " + cdc.schema + ".plain VALUES (1)")
