@@ -39,8 +39,9 @@ int repl_identify(repl_conn *c, uint64_t *xlogpos, char *dbname, size_t dbnamele
  * already exists, -1 on error. */
 int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen);
 
-/* START_REPLICATION SLOT slot LOGICAL startpos with protocol 1, the
- * publication and logical messages on. */
+/* START_REPLICATION SLOT slot LOGICAL startpos with the publication and
+ * logical messages on: protocol 2 with streaming on from PostgreSQL 14
+ * (Stream Start/Stop/Commit/Abort, see txnspool.h), protocol 1 before. */
 int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,
                char *err, size_t errlen);
 

@@ -85,7 +85,8 @@ else
   PG_MATRIX_E2E=${PG_MATRIX_E2E-18}
   MATRIX_SUITES=(tests/integration/test_producer_stream.py tests/integration/test_producer_types.py
     tests/integration/test_producer_faults.py tests/integration/test_producer_failfast.py
-    tests/integration/test_snapshot.py tests/integration/test_outbox.py)
+    tests/integration/test_producer_streaming.py tests/integration/test_snapshot.py
+    tests/integration/test_outbox.py)
   if [ -z "$PG_MATRIX$PG_MATRIX_E2E" ]; then
     EXTRA_FAILS+=(--skip "PostgreSQL version matrix (PG_MATRIX empty)")
   else

@@ -233,6 +233,8 @@ class ProducerSetup:
         self.publication = f"pub_{unique}"
         self.prefix = f"t{uuid.uuid4().hex[:6]}"
         self.runs = []
+        self.roles = []           # dropped at cleanup (make_role)
+        self.producer_dsn = None  # the producer's --pg, when not pg.dsn
         self.topics_made = set()
         self._conn = None
 
@@ -289,6 +291,17 @@ class ProducerSetup:
             self.one("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'test_decoding')",
                      (self.ref_slot,))
 
+    def make_role(self, *settings):
+        """A superuser role for the producer alone, with per-role settings such as
+        "logical_decoding_work_mem = '64kB'" (its walsender runs with them); the
+        producer connects as it from now on. Dropped at cleanup."""
+        role = f"r_{self.unique}"[:63]
+        self.sql(f"CREATE ROLE {role} SUPERUSER LOGIN REPLICATION",
+                 *[f"ALTER ROLE {role} SET {s}" for s in settings])
+        self.roles.append(role)
+        self.producer_dsn = f"host={self.pg.host} port={self.pg.port} user={role} dbname=postgres"
+        return role
+
     def in_schema(self, *statements):
         return self.sql(f"SET LOCAL search_path = {self.schema}", *statements)
 
@@ -324,7 +337,7 @@ class ProducerSetup:
         return f"{self.prefix}.{schema or self.schema}.{table}"
 
     def producer_args(self, *extra, endpos=None):
-        args = ["--pg", self.pg.dsn, "--slot", self.slot, "--publication", self.publication,
+        args = ["--pg", self.producer_dsn or self.pg.dsn, "--slot", self.slot, "--publication", self.publication,
                 "--brokers", self.kafka.bootstrap, "--topic-prefix", self.prefix,
                 "--partitions", "3", "--status-interval", "1"]
         if endpos is not None:
@@ -445,6 +458,8 @@ class ProducerSetup:
                             time.sleep(0.1)
                 conn.execute(f"DROP PUBLICATION IF EXISTS {self.publication}")
                 conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+                for role in self.roles:
+                    conn.execute(f"DROP ROLE IF EXISTS {role}")
         if self._conn is not None:
             self._conn.close()
         if self.kafka.running or self.kafka.external:
