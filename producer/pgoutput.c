@@ -443,7 +443,7 @@ static int decode(pgoutput_decoder *d, const uint8_t *buf, size_t len, bool stre
         break;
     }
     case PGOUTPUT_STREAM_START: {
-        uint8_t first;
+        uint8_t first = 0;
         rc = (get_u32(&r, &msg->u.stream_start.xid, "xid") < 0 ||
               get_u8(&r, &first, "first segment") < 0) ? -1 : 0;
         if (rc == 0 && first > 1)

@@ -1326,7 +1326,8 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
     if (confirmed > p->flush.confirmed)
         p->flush.confirmed = confirmed;
     p->reported = p->flush.confirmed;
-    if ((rc = repl_start(p->repl, p->slot, p->publication, 0, err, errlen)) < 0)
+    if ((rc = repl_start(p->repl, p->slot, p->publication, 0,
+                         cdc_config_bool(p->cfg, "streaming"), err, errlen)) < 0)
         return start_failed(p, rc);
     char lsn[CDC_LSN_BUFSZ];
     cdc_metrics_set_ready(true);
