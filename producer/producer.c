@@ -1298,6 +1298,8 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         size_t n = cdc_config_list(p->cfg, "tables", &tables);
         if ((rc = catalog_ensure_publication(p->cat, p->publication, tables, n, err, errlen)) < 0)
             return start_failed(p, rc);
+    } else if ((rc = catalog_check_publication(p->cat, p->publication, err, errlen)) < 0) {
+        return start_failed(p, rc);
     }
     if ((rc = repl_connect(cdc_config_str(p->cfg, "pg"), &p->repl, err, errlen)) < 0)
         return start_failed(p, rc);

@@ -7,8 +7,12 @@ committed, in each row's order, and nothing of what rolled back: not an aborted
 transaction, not a subtransaction rolled back inside a committed one."""
 
 import collections
+import os
+import signal
 
-from producer_harness import cdc  # noqa: F401 - pytest fixture
+import psycopg
+
+from producer_harness import cdc, wait_for  # noqa: F401 - pytest fixture
 
 PAD = "x" * 200
 
@@ -57,17 +61,48 @@ def test_streamed_transaction_arrives_whole_and_in_order_at_its_commit(cdc):
     assert cdc.confirmed_flush() >= commit_end
 
 
+def spooling(proc):
+    """The producer holds a file of a streamed transaction (unlinked: "(deleted)")."""
+    try:
+        fds = os.listdir(f"/proc/{proc.pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if "pgcdc-txn-" in os.readlink(f"/proc/{proc.pid}/fd/{fd}"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def test_aborted_streamed_transaction_never_reaches_kafka(cdc):
+    """Rolled back while the producer is streaming it (PostgreSQL 18 no longer streams
+    a transaction that has already aborted when it is decoded)."""
     streamed_setup(cdc)
-    conn = cdc.conn
-    with conn.transaction(force_rollback=True):
+    proc = cdc.start("--log-level=debug")
+    wait_for("the producer streaming", lambda: "streaming slot" in proc.log(), 60,
+             on_timeout=proc.log_tail)
+    conn = psycopg.connect(cdc.pg.dsn)
+    try:
         conn.execute(f"INSERT INTO {cdc.schema}.t SELECT g, 0, '{PAD}' "
                      f"FROM generate_series(1, 3000) g")
+        wait_for("a streamed block of the open transaction at the producer",
+                 lambda: spooling(proc), 60, on_timeout=proc.log_tail)
+        conn.rollback()
+    finally:
+        conn.close()
     cdc.in_schema("INSERT INTO t VALUES (0, 0, 'after')")
-    proc = cdc.run()
-    records = cdc.read(cdc.topic("t"))
-    assert stream_txns(cdc) >= 1, proc.log_tail()
-    assert [r.key for r in records] == [{"id": 0}]
+    wait_for("the row inserted after the rollback in Kafka",
+             lambda: cdc.read(cdc.topic("t")), 60, on_timeout=proc.log_tail)
+    wait_for("the file of the rolled back transaction closed", lambda: not spooling(proc), 30,
+             on_timeout=proc.log_tail)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, proc.log_tail()
+    assert [r.key for r in cdc.read(cdc.topic("t"))] == [{"id": 0}]
+    assert "rolled back" in proc.log()
+    wait_for("pg_stat_replication_slots counting the streamed transaction",
+             lambda: stream_txns(cdc) >= 1, 30)
 
 
 def test_subtransaction_rolled_back_inside_a_streamed_transaction_is_left_out(cdc):
