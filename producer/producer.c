@@ -528,6 +528,16 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
             }
             continue;
         }
+        if (kafka_gave_up(e)) {
+            /* The producer failed, not the record (a fatal idempotence error
+             * raised before this produce call): a new producer sends it
+             * again, read from the slot. */
+            fail(p, STOP_KAFKA_FATAL, "the Kafka producer failed on a record of %s: %s",
+                 kafka_topic_name(t), rd_kafka_err2str(e));
+            flushpos_refused(&p->flush, ref->txn);
+            ref_release(p, ref);
+            return -1;
+        }
         if (permanent_refusal(e) && p->oversize_to_dlq) {
             if (marker_queue(p, ref, kafka_topic_name(t), key ? key->data : NULL,
                              key ? key->len : 0, value ? value->len : 0,
