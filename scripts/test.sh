@@ -98,7 +98,10 @@ else
       mkdir -m 0755 "$RUN_TMP/$name"
       if [ "$what" = e2e ]; then args=(tests/integration/test_e2e.py); else args=("${MATRIX_SUITES[@]}" -m "not pg_agnostic"); fi
       rm -f "$BUILD_DIR/pytest-junit-$name.xml"
+      # Half the snapshot tests' rows: their mechanics, not their volume, vary by version.
       TMPDIR="$RUN_TMP/$name" PGCDC_BUILD_DIR="$REPO/$BUILD_DIR" PGCDC_PG_VERSION=$v \
+        PGCDC_SNAPSHOT_ROWS=${PGCDC_SNAPSHOT_ROWS:-150000} \
+        PGCDC_RESNAPSHOT_ROWS=${PGCDC_RESNAPSHOT_ROWS:-50000} \
         "$VENV/bin/python" -m pytest "${args[@]}" --junitxml="$REPO/$BUILD_DIR/pytest-junit-$name.xml" \
         -p no:cacheprovider -q >"$RUN_TMP/$name.log" 2>&1 &
       runs+=("$name") pids+=($!)
