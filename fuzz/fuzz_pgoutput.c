@@ -1,11 +1,14 @@
 /* fuzz_pgoutput.c: libFuzzer target for the producer's pure path: pgoutput
- * decoding (producer/pgoutput.c), the relation cache, value mapping and
+ * decoding (producer/pgoutput.c; protocol 2's stream blocks too: between a
+ * Stream Start and a Stream Stop messages decode as streamed, with their
+ * xid, as producer.c replays them), the relation cache, value mapping and
  * change building, and the event encoder. Input: a stream of messages, each
  * a 2-byte big-endian length then the message (seeds: fuzz/corpus/pgoutput,
  * made from producer/tests/fixtures by capture_fixtures.sh).
  * Checks: no crash, no leak, no read outside the message; every change that
  * builds encodes, unless a json/jsonb column's text is not JSON (PostgreSQL
  * validates those, the fuzzer does not). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     change_builder_init(&cb, rc, resolve, NULL);
 
     size_t pos = 0;
+    bool in_block = false;
     while (size - pos >= 2) {
         size_t len = (size_t)data[pos] << 8 | data[pos + 1];
         pos += 2;
@@ -70,8 +74,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pgoutput_msg m;
         cdc_event ev;
         const cdc_row *key;
-        if (pgoutput_decode(&dec, msg, len, &m, err, sizeof err) == 0) {
+        bool streamed = in_block && len > 0 && msg[0] != PGOUTPUT_STREAM_STOP;
+        uint32_t xid;
+        if (streamed)
+            pgoutput_streamed_xid(msg, len, &xid, err, sizeof err);
+        if ((streamed ? pgoutput_decode_streamed(&dec, msg, len, &m, err, sizeof err)
+                      : pgoutput_decode(&dec, msg, len, &m, err, sizeof err)) == 0) {
             switch (m.type) {
+            case PGOUTPUT_STREAM_START:
+                in_block = true;
+                break;
+            case PGOUTPUT_STREAM_STOP:
+                in_block = false;
+                break;
             case PGOUTPUT_RELATION:
                 relcache_put(rc, &m, NULL, err, sizeof err);
                 break;

@@ -170,6 +170,24 @@ int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
     return rc;
 }
 
+int catalog_check_publication(catalog *cat, const char *publication, char *err,
+                              size_t errlen)
+{
+    const char *params[] = {publication};
+    PGresult *res = query(cat, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params,
+                          PGRES_TUPLES_OK);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = cat_error(cat, res, "cannot look up the publication", err, errlen);
+    } else if (PQntuples(res) == 0) {
+        snprintf(err, errlen, "publication \"%s\" does not exist in this database (check the "
+                 "name of the publication, or use --create-publication)", publication);
+        rc = PG_PERMANENT;
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* Follows domains to their base type and arrays to their element, each
  * step one query, until a built-in type or a non-container type is met. */
 int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t errlen)

@@ -50,6 +50,14 @@ int catalog_slot(catalog *cat, const char *slot, uint64_t *confirmed, char *err,
 int catalog_emit_message(catalog *cat, bool transactional, const char *prefix,
                          const char *content, uint64_t *lsn, char *err, size_t errlen);
 
+/* Returns 0 when the publication exists, PG_PERMANENT with err naming it
+ * when it does not, -1 when it cannot be looked up. Checked before
+ * streaming: PostgreSQL 18's walsender only warns about a missing one
+ * ("skipped loading publication") and streams nothing; before 18 the
+ * error came only with the first change decoded. */
+int catalog_check_publication(catalog *cat, const char *publication, char *err,
+                              size_t errlen);
+
 /* pgvalue_resolve_fn with a catalog as ctx: one query per type; domains and
  * array elements are followed to a built-in or to text. */
 int catalog_resolve_type(void *ctx, uint32_t oid, pgvalue_type *out, char *err, size_t errlen);

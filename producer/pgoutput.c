@@ -1,4 +1,4 @@
-/* pgoutput.c: decoder of pgoutput protocol 1 messages (see pgoutput.h).
+/* pgoutput.c: decoder of pgoutput protocol 1 and 2 messages (see pgoutput.h).
  * Every read is bounds-checked against the message length first; arrays are
  * sized from counts only after the count has been checked against the bytes
  * that remain, so a hostile length cannot make us allocate much. */
@@ -31,6 +31,10 @@ const char *pgoutput_msg_name(int type)
     case PGOUTPUT_DELETE: return "Delete";
     case PGOUTPUT_TRUNCATE: return "Truncate";
     case PGOUTPUT_MESSAGE: return "Message";
+    case PGOUTPUT_STREAM_START: return "Stream Start";
+    case PGOUTPUT_STREAM_STOP: return "Stream Stop";
+    case PGOUTPUT_STREAM_COMMIT: return "Stream Commit";
+    case PGOUTPUT_STREAM_ABORT: return "Stream Abort";
     default: return "unknown";
     }
 }
@@ -348,8 +352,35 @@ void pgoutput_decoder_free(pgoutput_decoder *d)
     d->vals_cap = d->relcols_cap = d->relids_cap = 0;
 }
 
-int pgoutput_decode(pgoutput_decoder *d, const uint8_t *buf, size_t len,
-                    pgoutput_msg *msg, char *err, size_t errlen)
+/* Inside a stream block these carry their (sub)transaction's xid. */
+static bool carries_stream_xid(uint8_t t)
+{
+    return t == PGOUTPUT_RELATION || t == PGOUTPUT_TYPE || t == PGOUTPUT_INSERT ||
+           t == PGOUTPUT_UPDATE || t == PGOUTPUT_DELETE || t == PGOUTPUT_TRUNCATE ||
+           t == PGOUTPUT_MESSAGE;
+}
+
+int pgoutput_streamed_xid(const uint8_t *buf, size_t len, uint32_t *xid, char *err,
+                          size_t errlen)
+{
+    reader r = {buf, len, 0, "pgoutput", err, errlen};
+    if (len == 0)
+        return fail_at(&r, 0, "empty message in a stream block");
+    r.what = pgoutput_msg_name(buf[0]);
+    r.pos = 1;
+    if (buf[0] == PGOUTPUT_ORIGIN)
+        return 0;
+    if (!carries_stream_xid(buf[0]))
+        return fail_at(&r, 0, "a stream block cannot hold message type 0x%02x", buf[0]);
+    if (get_u32(&r, xid, "xid") < 0)
+        return -1;
+    if (*xid == 0)
+        return fail_at(&r, 1, "invalid xid 0");
+    return 1;
+}
+
+static int decode(pgoutput_decoder *d, const uint8_t *buf, size_t len, bool streamed,
+                  pgoutput_msg *msg, char *err, size_t errlen)
 {
     reader r = {buf, len, 0, "pgoutput", err, errlen};
     memset(msg, 0, sizeof *msg);
@@ -359,6 +390,8 @@ int pgoutput_decode(pgoutput_decoder *d, const uint8_t *buf, size_t len,
     r.pos = 1;
     r.what = pgoutput_msg_name(t);
     msg->type = (pgoutput_msg_type)t;
+    if (streamed && carries_stream_xid(t) && get_u32(&r, &msg->xid, "xid") < 0)
+        return -1;
     int rc;
     switch (t) {
     case PGOUTPUT_BEGIN:
@@ -409,6 +442,31 @@ int pgoutput_decode(pgoutput_decoder *d, const uint8_t *buf, size_t len,
         }
         break;
     }
+    case PGOUTPUT_STREAM_START: {
+        uint8_t first = 0;
+        rc = (get_u32(&r, &msg->u.stream_start.xid, "xid") < 0 ||
+              get_u8(&r, &first, "first segment") < 0) ? -1 : 0;
+        if (rc == 0 && first > 1)
+            rc = fail_at(&r, r.pos - 1, "first segment flag is %u, not 0 or 1", first);
+        msg->u.stream_start.first_segment = first == 1;
+        break;
+    }
+    case PGOUTPUT_STREAM_STOP:
+        rc = 0;
+        break;
+    case PGOUTPUT_STREAM_COMMIT:
+        rc = (get_u32(&r, &msg->u.stream_commit.xid, "xid") < 0 ||
+              get_u8(&r, &msg->u.stream_commit.flags, "flags") < 0 ||
+              get_u64(&r, &msg->u.stream_commit.commit_lsn, "commit LSN") < 0 ||
+              get_u64(&r, &msg->u.stream_commit.end_lsn, "end LSN") < 0 ||
+              get_i64(&r, &msg->u.stream_commit.commit_ts, "commit timestamp") < 0) ? -1 : 0;
+        break;
+    case PGOUTPUT_STREAM_ABORT:
+        /* Protocol 2 and 3; version 4 adds an abort LSN and time only with
+         * streaming = parallel, which we never ask for. */
+        rc = (get_u32(&r, &msg->u.stream_abort.xid, "xid") < 0 ||
+              get_u32(&r, &msg->u.stream_abort.subxid, "subtransaction xid") < 0) ? -1 : 0;
+        break;
     default:
         r.what = "pgoutput";
         return fail_at(&r, 0, "unknown message type 0x%02x", t);
@@ -419,4 +477,16 @@ int pgoutput_decode(pgoutput_decoder *d, const uint8_t *buf, size_t len,
         return fail_at(&r, r.pos, "%zu unexpected bytes after the end of the message",
                        len - r.pos);
     return 0;
+}
+
+int pgoutput_decode(pgoutput_decoder *d, const uint8_t *buf, size_t len,
+                    pgoutput_msg *msg, char *err, size_t errlen)
+{
+    return decode(d, buf, len, false, msg, err, errlen);
+}
+
+int pgoutput_decode_streamed(pgoutput_decoder *d, const uint8_t *buf, size_t len,
+                             pgoutput_msg *msg, char *err, size_t errlen)
+{
+    return decode(d, buf, len, true, msg, err, errlen);
 }

@@ -1,6 +1,9 @@
 /* pgoutput.h: decoder of the pgoutput logical replication messages of
- * protocol version 1 (Begin, Commit, Origin, Relation, Type, Insert, Update,
- * Delete, Truncate, Message). Pure: bytes in, a decoded message out, no I/O. */
+ * protocol versions 1 and 2 (Begin, Commit, Origin, Relation, Type, Insert,
+ * Update, Delete, Truncate, Message; and version 2's Stream Start, Stream
+ * Stop, Stream Commit and Stream Abort, with the xid that every change of a
+ * streamed transaction carries). Pure: bytes in, a decoded message out, no
+ * I/O. */
 #ifndef PGCDC_PGOUTPUT_H
 #define PGCDC_PGOUTPUT_H
 
@@ -24,6 +27,10 @@ typedef enum pgoutput_msg_type {
     PGOUTPUT_DELETE = 'D',
     PGOUTPUT_TRUNCATE = 'T',
     PGOUTPUT_MESSAGE = 'M',
+    PGOUTPUT_STREAM_START = 'S',
+    PGOUTPUT_STREAM_STOP = 'E',
+    PGOUTPUT_STREAM_COMMIT = 'c',
+    PGOUTPUT_STREAM_ABORT = 'A',
 } pgoutput_msg_type;
 
 /* Tuple data column kinds, as on the wire. */
@@ -61,6 +68,7 @@ typedef struct pgoutput_relation_col {
 
 typedef struct pgoutput_msg {
     pgoutput_msg_type type;
+    uint32_t xid;                     /* pgoutput_decode_streamed: the (sub)transaction's */
     union {
         struct { uint64_t final_lsn; int64_t commit_ts; uint32_t xid; } begin;
         struct { uint8_t flags; uint64_t commit_lsn; uint64_t end_lsn; int64_t commit_ts; } commit;
@@ -94,6 +102,15 @@ typedef struct pgoutput_msg {
             uint32_t len;
             const char *content;      /* into the buffer, not NUL-terminated */
         } message;
+        struct { uint32_t xid; bool first_segment; } stream_start;
+        struct {
+            uint32_t xid;
+            uint8_t flags;
+            uint64_t commit_lsn;      /* as Begin's final_lsn */
+            uint64_t end_lsn;
+            int64_t commit_ts;
+        } stream_commit;
+        struct { uint32_t xid; uint32_t subxid; } stream_abort; /* subxid == xid: all of it */
     } u;
 } pgoutput_msg;
 
@@ -126,6 +143,20 @@ void pgoutput_decoder_free(pgoutput_decoder *d);
  * kind, a column count that disagrees with the relation, absurd lengths). */
 int pgoutput_decode(pgoutput_decoder *d, const uint8_t *buf, size_t len,
                     pgoutput_msg *msg, char *err, size_t errlen);
+
+/* Decodes a message sent between Stream Start and Stream Stop: Relation,
+ * Type, Insert, Update, Delete, Truncate and Message carry the xid of their
+ * (sub)transaction after the type byte (msg->xid); other types decode as
+ * pgoutput_decode does. */
+int pgoutput_decode_streamed(pgoutput_decoder *d, const uint8_t *buf, size_t len,
+                             pgoutput_msg *msg, char *err, size_t errlen);
+
+/* Only the xid of a message of a stream block, without decoding the rest
+ * (which may need Relation messages that are not applied yet). Returns 1
+ * with *xid set, 0 for a message type that carries none (Origin), -1 with
+ * err set (an empty or truncated message, a type no stream block holds). */
+int pgoutput_streamed_xid(const uint8_t *buf, size_t len, uint32_t *xid, char *err,
+                          size_t errlen);
 
 /* "Begin", "Relation", ... for messages; "unknown" otherwise. */
 const char *pgoutput_msg_name(int type);

@@ -41,6 +41,7 @@
 #include "resnapshot.h"
 #include "slot.h"
 #include "snapshot.h"
+#include "txnspool.h"
 
 #define PG_EPOCH_MS 946684800000LL
 #define TOPIC_TIMEOUT_MS 30000
@@ -133,6 +134,9 @@ typedef struct producer {
     record_ref *spare_refs;  /* delivered records' references, for reuse */
     pending_marker *markers, **markers_tail;
     uint64_t nmarkers;
+
+    /* Transactions streamed before their commit wait here (txnspool.h). */
+    txnspool_set spools;
 
     /* The transaction being received. */
     bool in_txn;
@@ -533,6 +537,16 @@ static int produce_with_headers(producer *p, kafka_topic *t, const table_out *ta
                 return -1;
             }
             continue;
+        }
+        if (kafka_gave_up(e)) {
+            /* The producer failed, not the record (a fatal idempotence error
+             * raised before this produce call): a new producer sends it
+             * again, read from the slot. */
+            fail(p, STOP_KAFKA_FATAL, "the Kafka producer failed on a record of %s: %s",
+                 kafka_topic_name(t), rd_kafka_err2str(e));
+            flushpos_refused(&p->flush, ref->txn);
+            ref_release(p, ref);
+            return -1;
         }
         if (permanent_refusal(e) && p->oversize_to_dlq) {
             if (marker_queue(p, ref, kafka_topic_name(t), key ? key->data : NULL,
@@ -1028,15 +1042,13 @@ static int on_relation(producer *p, const pgoutput_msg *m)
     return 0;
 }
 
-static void handle_message(producer *p, const repl_frame *f)
+static void replay_streamed(producer *p, const pgoutput_msg *commit);
+static void stream_control(producer *p, const pgoutput_msg *m, uint64_t wal_start);
+
+/* One decoded message; wal_start is its WAL position. */
+static void dispatch(producer *p, const pgoutput_msg *msg, uint64_t wal_start)
 {
-    char err[1024];
-    pgoutput_msg m;
-    if (pgoutput_decode(&p->decoder, f->data, f->len, &m, err, sizeof err) < 0) {
-        char lsn[CDC_LSN_BUFSZ];
-        fail(p, STOP_FATAL, "at %s: %s", cdc_lsn_format(f->wal_start, lsn), err);
-        return;
-    }
+    pgoutput_msg m = *msg;
     switch (m.type) {
     case PGOUTPUT_BEGIN:
         if (p->endpos && m.u.begin.final_lsn > p->endpos) {
@@ -1067,20 +1079,144 @@ static void handle_message(producer *p, const repl_frame *f)
     case PGOUTPUT_INSERT:
     case PGOUTPUT_UPDATE:
     case PGOUTPUT_DELETE:
-        emit_row_change(p, &m, f->wal_start);
+        emit_row_change(p, &m, wal_start);
         break;
     case PGOUTPUT_TRUNCATE:
-        emit_truncate(p, &m, f->wal_start);
+        emit_truncate(p, &m, wal_start);
         break;
     case PGOUTPUT_MESSAGE: /* outbox events, re-snapshot watermarks; not changes */
         if (resnap_on_message(p->resnap, m.u.message.prefix, m.u.message.content,
                               m.u.message.len) == 0)
             emit_outbox_message(p, &m);
         break;
+    case PGOUTPUT_STREAM_START:
+    case PGOUTPUT_STREAM_STOP:
+    case PGOUTPUT_STREAM_ABORT:
+    case PGOUTPUT_STREAM_COMMIT:
+        stream_control(p, &m, wal_start);
+        break;
     case PGOUTPUT_ORIGIN:
     case PGOUTPUT_TYPE:   /* types are looked up in the catalog when first used */
         break;
     }
+}
+
+static void handle_message(producer *p, const repl_frame *f)
+{
+    char err[1024], lsn[CDC_LSN_BUFSZ];
+    /* Inside a stream block: kept as is until the transaction commits. */
+    if (p->spools.current && f->len > 0 && f->data[0] != PGOUTPUT_STREAM_STOP) {
+        if (txnspool_add(&p->spools, f->wal_start, f->data, f->len, err, sizeof err) < 0)
+            fail(p, STOP_FATAL, "at %s: %s", cdc_lsn_format(f->wal_start, lsn), err);
+        return;
+    }
+    pgoutput_msg m;
+    if (pgoutput_decode(&p->decoder, f->data, f->len, &m, err, sizeof err) < 0) {
+        fail(p, STOP_FATAL, "at %s: %s", cdc_lsn_format(f->wal_start, lsn), err);
+        return;
+    }
+    dispatch(p, &m, f->wal_start);
+}
+
+/* ---- transactions streamed before their commit (txnspool.h) -------- */
+
+static void stream_control(producer *p, const pgoutput_msg *m, uint64_t wal_start)
+{
+    char err[1024], lsn[CDC_LSN_BUFSZ];
+    int rc = 0;
+    switch (m->type) {
+    case PGOUTPUT_STREAM_START:
+        rc = txnspool_start(&p->spools, m->u.stream_start.xid, m->u.stream_start.first_segment,
+                            err, sizeof err);
+        break;
+    case PGOUTPUT_STREAM_STOP:
+        rc = txnspool_stop(&p->spools, err, sizeof err);
+        break;
+    case PGOUTPUT_STREAM_ABORT:
+        cdc_log_debug("streamed transaction %u: %s %u rolled back", m->u.stream_abort.xid,
+                      m->u.stream_abort.subxid == m->u.stream_abort.xid ? "transaction"
+                                                                        : "subtransaction",
+                      m->u.stream_abort.subxid);
+        rc = txnspool_abort(&p->spools, m->u.stream_abort.xid, m->u.stream_abort.subxid, err,
+                            sizeof err);
+        break;
+    default:
+        if (p->endpos && m->u.stream_commit.commit_lsn > p->endpos) {
+            p->stop = STOP_ENDPOS;
+            return;
+        }
+        replay_streamed(p, m);
+        return;
+    }
+    if (rc < 0)
+        fail(p, STOP_FATAL, "at %s: %s", cdc_lsn_format(wal_start, lsn), err);
+}
+
+/* What the loop does between frames, while a long replay keeps it away:
+ * acknowledgements, markers, status updates (the walsender must hear from
+ * us within wal_sender_timeout), a stop request. */
+static void replay_housekeeping(producer *p)
+{
+    char ferr[512];
+    if (cdc_signal_stop_requested()) {
+        p->stop = p->stop == RUNNING ? STOP_SIGNAL : p->stop;
+        return;
+    }
+    kafka_out_poll(p->kafka, 0);
+    markers_send(p);
+    if (status_due(p))
+        send_status(p, false);
+    if (kafka_out_fatal(p->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail(p, STOP_KAFKA_FATAL, "the Kafka producer failed: %s", ferr);
+}
+
+/* Stream Commit: the transaction's messages, read back from its file, go
+ * through dispatch as if it had come whole between Begin and Commit. A
+ * stop meanwhile leaves it open: never confirmed, read again. */
+static void replay_streamed(producer *p, const pgoutput_msg *c)
+{
+    char err[1024], lsn[CDC_LSN_BUFSZ];
+    txnspool *s = txnspool_take(&p->spools, c->u.stream_commit.xid, err, sizeof err);
+    if (!s) {
+        fail(p, STOP_FATAL, "at %s: %s", cdc_lsn_format(c->u.stream_commit.commit_lsn, lsn),
+             err);
+        return;
+    }
+    cdc_log_info("transaction %u was streamed before its commit at %s: %" PRIu64 " messages "
+                 "(%" PRIu64 " bytes) kept in $TMPDIR until now", c->u.stream_commit.xid,
+                 cdc_lsn_format(c->u.stream_commit.commit_lsn, lsn), txnspool_messages(s),
+                 txnspool_bytes(s));
+    pgoutput_msg begin = {.type = PGOUTPUT_BEGIN};
+    begin.u.begin.final_lsn = c->u.stream_commit.commit_lsn;
+    begin.u.begin.commit_ts = c->u.stream_commit.commit_ts;
+    begin.u.begin.xid = c->u.stream_commit.xid;
+    dispatch(p, &begin, c->u.stream_commit.commit_lsn);
+    uint64_t at;
+    const uint8_t *msg;
+    size_t len;
+    int r = 0;
+    for (uint64_t n = 1; p->stop == RUNNING &&
+                         (r = txnspool_next(s, &at, &msg, &len, err, sizeof err)) == 1; n++) {
+        pgoutput_msg m;
+        if (pgoutput_decode_streamed(&p->decoder, msg, len, &m, err, sizeof err) < 0) {
+            fail(p, STOP_FATAL, "at %s (streamed transaction %u): %s",
+                 cdc_lsn_format(at, lsn), c->u.stream_commit.xid, err);
+            break;
+        }
+        dispatch(p, &m, at);
+        if (n % 256 == 0)
+            replay_housekeeping(p);
+    }
+    if (r < 0)
+        fail(p, STOP_FATAL, "%s", err);
+    txnspool_free(s);
+    if (p->stop != RUNNING)
+        return;
+    pgoutput_msg commit = {.type = PGOUTPUT_COMMIT};
+    commit.u.commit.commit_lsn = c->u.stream_commit.commit_lsn;
+    commit.u.commit.end_lsn = c->u.stream_commit.end_lsn;
+    commit.u.commit.commit_ts = c->u.stream_commit.commit_ts;
+    dispatch(p, &commit, c->u.stream_commit.end_lsn);
 }
 
 static void handle_frame(producer *p, const repl_frame *f)
@@ -1240,6 +1376,8 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
         spec.nfilters = cdc_config_list(p->cfg, "row-filter", &spec.filters);
         if ((rc = publication_ensure(p->cat, p->publication, &spec, err, errlen)) < 0)
             return start_failed(p, rc);
+    } else if ((rc = catalog_check_publication(p->cat, p->publication, err, errlen)) < 0) {
+        return start_failed(p, rc);
     }
     /* Whoever made it: say what would make PostgreSQL refuse the
      * application's UPDATEs and DELETEs. */
@@ -1278,7 +1416,8 @@ static int connect_and_start(producer *p, char *err, size_t errlen)
     if (confirmed > p->flush.confirmed)
         p->flush.confirmed = confirmed;
     p->reported = p->flush.confirmed;
-    if ((rc = repl_start(p->repl, p->slot, p->publication, 0, err, errlen)) < 0) {
+    if ((rc = repl_start(p->repl, p->slot, p->publication, 0,
+                         cdc_config_bool(p->cfg, "streaming"), err, errlen)) < 0) {
         /* Dropped since it was looked up: the next attempt judges that. */
         char lerr[256];
         if (rc == PG_PERMANENT && catalog_slot(p->cat, p->slot, &confirmed, lerr, sizeof lerr) == 0)
@@ -1301,6 +1440,7 @@ static void disconnect(producer *p)
     p->in_stream = false;
     flushpos_abandon_open(&p->flush);
     p->in_txn = false;
+    txnspool_clear(&p->spools); /* the server streams them again */
     resnap_reset(p->resnap);
 }
 
@@ -1479,6 +1619,7 @@ done:
     tables_free(p.tables);
     relcache_free(p.rels);
     flushpos_free(&p.flush);
+    txnspool_clear(&p.spools);
     outbox_free(p.outbox);
     snapshot_free(p.snap);
     resnap_free(p.resnap);

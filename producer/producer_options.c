@@ -133,6 +133,11 @@ const cdc_option producer_options[] = {
      .def = "0", .min = 0, .max = 86400, .metavar = "SECONDS",
      .help = "write a logical message this often so the slot advances while published tables "
              "are idle and others write WAL; 0 turns it off (10 is a good value)"},
+    {.name = "streaming", .env = "PGCDC_STREAMING", .type = CDC_OPT_BOOL, .def = "true",
+     .help = "PostgreSQL 14 and later send a transaction larger than their "
+             "logical_decoding_work_mem while it runs; its changes wait in a file in $TMPDIR "
+             "until it commits, and are dropped if it rolls back (false: the server spills it "
+             "to its own disk and sends it at commit)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
      .help = "serve /metrics, /healthz and /readyz over HTTP here (docs/operations.md); "

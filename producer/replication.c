@@ -207,15 +207,21 @@ static int append_publication_literal(cdc_buf *b, const char *name)
 }
 
 int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,
-               char *err, size_t errlen)
+               bool want_streaming, char *err, size_t errlen)
 {
     if (check_slot_name(slot, err, errlen) < 0)
         return -1;
     char lsn[CDC_LSN_BUFSZ];
     cdc_buf cmd = CDC_BUF_INIT;
-    int rc = cdc_buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %s "
-                                  "(proto_version '1', messages 'true', publication_names ",
-                            slot, cdc_lsn_format(startpos, lsn));
+    /* From 14, protocol 2 with streaming: a transaction larger than the
+     * server's logical_decoding_work_mem comes while it runs instead of
+     * being spilled to the server's disk first (producer.c keeps it until
+     * its commit). 3 (two-phase) and 4 (parallel apply) add nothing here. */
+    bool streaming = want_streaming && PQserverVersion(c->pg) >= 140000;
+    int rc = cdc_buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %s (proto_version '%s', "
+                                  "%smessages 'true', publication_names ",
+                            slot, cdc_lsn_format(startpos, lsn), streaming ? "2" : "1",
+                            streaming ? "streaming 'on', " : "");
     rc |= append_publication_literal(&cmd, publication);
     rc |= cdc_buf_putc(&cmd, ')');
     if (rc < 0) {

@@ -45,10 +45,12 @@ int repl_create_slot(repl_conn *c, const char *slot, char *err, size_t errlen);
 int repl_create_slot_exported(repl_conn *c, const char *slot, char *snapname, size_t snaplen,
                               char *err, size_t errlen);
 
-/* START_REPLICATION SLOT slot LOGICAL startpos with protocol 1, the
- * publication and logical messages on. */
+/* START_REPLICATION SLOT slot LOGICAL startpos with the publication and
+ * logical messages on: with `streaming`, protocol 2 with streaming on from
+ * PostgreSQL 14 (Stream Start/Stop/Commit/Abort, see txnspool.h); protocol
+ * 1 otherwise. */
 int repl_start(repl_conn *c, const char *slot, const char *publication, uint64_t startpos,
-               char *err, size_t errlen);
+               bool streaming, char *err, size_t errlen);
 
 /* Waits up to timeout_ms for a frame. Returns 1 with *f filled, 0 when none
  * arrived in time, -1 on error or when the server ended the stream,

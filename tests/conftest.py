@@ -39,6 +39,11 @@ Every server object also has start(), stop(), kill(), restart() (same port and d
 directory, for fault tests), .external (True when it came from PGCDC_TEST_*; such a
 server cannot be restarted) and .start_seconds; see tests/pgcdc_services.py.
 
+PGCDC_PG_VERSION=N (14 to 18) runs PostgreSQL N from tests/pg_versions.py (fetched on
+first use) instead of Debian's 15, and appends "pgN" to every test id ("test_x[pgN]",
+"test_x[opensearch-pgN]"), so that JUnit reports and failures of the version matrix name
+the version (scripts/test.sh runs it; tests/README.md "Version matrix").
+
 PGCDC_TEST_PG (conninfo), PGCDC_TEST_KAFKA (host:port), PGCDC_TEST_ES (URL) and
 PGCDC_TEST_REDIS (redis://...) point the tests at existing servers instead.
 
@@ -59,10 +64,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))
 import children  # noqa: E402
+import pg_versions  # noqa: E402
 import pgcdc_services  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
+PG_VERSION = os.environ.get("PGCDC_PG_VERSION", "")
 
 _servers = {}   # kind -> started server (cached for the whole session)
 _failures = {}  # kind -> message of a start that failed (not retried)
@@ -91,6 +98,21 @@ def _server(kind):
 def pytest_configure(config):
     # Default SIGTERM would end Python without finalizers or atexit: servers would stay.
     pgcdc_services.install_sigterm_handler()
+    if PG_VERSION and not os.environ.get("PGCDC_PG_BIN"):
+        try:
+            pgcdc_services.PG_BIN = str(pg_versions.bin_dir(int(PG_VERSION)))
+        except (ValueError, pg_versions.VersionError) as e:
+            raise pytest.UsageError(f"PGCDC_PG_VERSION={PG_VERSION}: {e}")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not PG_VERSION:
+        return
+    label = f"pg{PG_VERSION}"
+    for item in items:
+        # The node id is what the terminal, -rA and the JUnit report print.
+        nodeid = item.nodeid
+        item._nodeid = nodeid[:-1] + f"-{label}]" if nodeid.endswith("]") else f"{nodeid}[{label}]"
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -79,16 +79,18 @@ SQL
 
 # capture NAME [extra pgoutput options]: writes fixtures/NAME.txt from the
 # slot NAME, which the scenario's SQL has filled.
+# PROTO (default 1) and SESSION (extra SET commands) change the protocol and the
+# decoding session's settings.
 capture() {
     name=$1
     shift
-    opts="'proto_version', '1', 'publication_names', 'p', 'messages', 'true'$*"
+    opts="'proto_version', '${PROTO:-1}', 'publication_names', 'p', 'messages', 'true'$*"
     {
-        echo "# $name: pgoutput protocol 1 messages captured by capture_fixtures.sh"
+        echo "# $name: pgoutput protocol ${PROTO:-1} messages captured by capture_fixtures.sh"
         echo "# from PostgreSQL $(psql_run -Atc 'SHOW server_version'); lsn<TAB>xid<TAB>hex"
         psql_run -At -F "$(printf '\t')" <<SQL
 SET DateStyle = ISO; SET TimeZone = UTC; SET IntervalStyle = iso_8601;
-SET extra_float_digits = 3; SET bytea_output = hex;
+SET extra_float_digits = 3; SET bytea_output = hex; ${SESSION:-}
 SELECT lsn, xid, encode(data, 'hex')
   FROM pg_logical_slot_peek_binary_changes('$slot', NULL, NULL, $opts);
 SQL
@@ -271,6 +273,29 @@ INSERT INTO t_default VALUES (101, 'from upstream');
 COMMIT;
 SQL
 capture messages
+
+# --- transactions streamed before their commit (protocol 2) ----------------------
+# 64kB of decoding memory: each transaction of 300 rows streams in blocks. One
+# commits with a subtransaction rolled back inside it (after it was streamed), one
+# rolls back whole.
+psql_run >/dev/null <<'SQL'
+CREATE TABLE t_stream (id int PRIMARY KEY, pad text);
+SQL
+slot streamed
+psql_run >/dev/null <<'SQL'
+BEGIN;
+INSERT INTO t_stream SELECT g, repeat('p', 100) FROM generate_series(1, 300) g;
+SAVEPOINT s;
+INSERT INTO t_stream SELECT g, repeat('s', 100) FROM generate_series(301, 600) g;
+ROLLBACK TO s;
+INSERT INTO t_stream SELECT g, 'after' FROM generate_series(601, 610) g;
+COMMIT;
+BEGIN;
+INSERT INTO t_stream SELECT g, repeat('a', 100) FROM generate_series(1001, 1300) g;
+ROLLBACK;
+INSERT INTO t_stream VALUES (2000, 'last');
+SQL
+PROTO=2 SESSION="SET logical_decoding_work_mem = '64kB';" capture streamed ", 'streaming', 'on'"
 
 echo "fixtures written to $OUT"
 write_seeds

@@ -99,6 +99,12 @@ static int run_fixture(const char *name, cdc_buf *o, char *err, size_t errlen)
             put_lsn(o, m.u.commit.end_lsn);
             cdc_buf_printf(o, " commit_ts=%" PRId64 "\n", m.u.commit.commit_ts);
             break;
+        case PGOUTPUT_STREAM_START:  /* protocol 2: test_pgoutput covers them */
+        case PGOUTPUT_STREAM_STOP:
+        case PGOUTPUT_STREAM_COMMIT:
+        case PGOUTPUT_STREAM_ABORT:
+            cdc_buf_printf(o, "%s\n", pgoutput_msg_name(m.type));
+            break;
         case PGOUTPUT_ORIGIN:
             cdc_buf_puts(o, "O commit_lsn=");
             put_lsn(o, m.u.origin.commit_lsn);

@@ -288,9 +288,104 @@ static void test_binary_tuple_data(void)
     pgoutput_decoder_free(&d);
 }
 
+/* Protocol 2 with streaming (fixture "streamed", 64kB of decoding memory):
+ * inside a stream block every change carries its (sub)transaction's xid,
+ * which pgoutput_streamed_xid reads alone and pgoutput_decode_streamed with
+ * the rest; every truncated copy fails naming its message. */
+static void test_streamed_fixture(void)
+{
+    fixture f;
+    if (fixture_load("streamed", &f) < 0) {
+        TAP_OK(0, "streamed fixture loads");
+        return;
+    }
+    relcache *rc = relcache_new(NULL);
+    pgoutput_decoder d;
+    pgoutput_decoder_init(&d, relcache_ncols, rc);
+    size_t bad = 0, bad_prefix = 0, xid_mismatch = 0, counts[256] = {0};
+    bool in_block = false;
+    uint32_t block_xid = 0, sub_aborts = 0, whole_aborts = 0, subxids = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        const fixture_msg *fm = &f.msgs[i];
+        pgoutput_msg m;
+        char err[256];
+        bool streamed = in_block && fm->data[0] != PGOUTPUT_STREAM_STOP;
+        int rc_ = streamed ? pgoutput_decode_streamed(&d, fm->data, fm->len, &m, err, sizeof err)
+                           : pgoutput_decode(&d, fm->data, fm->len, &m, err, sizeof err);
+        if (rc_ < 0) {
+            printf("# streamed message %zu: %s\n", i + 1, err);
+            bad++;
+            continue;
+        }
+        counts[m.type]++;
+        for (size_t l = 0; l < fm->len; l++) {
+            pgoutput_msg t;
+            free(last_copy);
+            last_copy = malloc(l ? l : 1);
+            memcpy(last_copy, fm->data, l);
+            int r = streamed ? pgoutput_decode_streamed(&d, last_copy, l, &t, err, sizeof err)
+                             : pgoutput_decode(&d, last_copy, l, &t, err, sizeof err);
+            if (r == 0 || (l > 0 && !strstr(err, pgoutput_msg_name(fm->data[0]))))
+                bad_prefix++;
+        }
+        if (streamed) {
+            uint32_t xid = 0;
+            if (pgoutput_streamed_xid(fm->data, fm->len, &xid, err, sizeof err) != 1 ||
+                xid != m.xid)
+                xid_mismatch++;
+            subxids += m.xid != block_xid;
+        }
+        switch (m.type) {
+        case PGOUTPUT_STREAM_START:
+            in_block = true;
+            block_xid = m.u.stream_start.xid;
+            break;
+        case PGOUTPUT_STREAM_STOP:
+            in_block = false;
+            break;
+        case PGOUTPUT_STREAM_ABORT:
+            if (m.u.stream_abort.subxid == m.u.stream_abort.xid)
+                whole_aborts++;
+            else
+                sub_aborts++;
+            break;
+        case PGOUTPUT_RELATION:
+            relcache_put(rc, &m, NULL, err, sizeof err);
+            break;
+        default:
+            break;
+        }
+    }
+    TAP_OK(bad == 0 && counts[PGOUTPUT_INSERT] > 600, "decode_streamed_accepts_every_captured_message");
+    TAP_OK(bad_prefix == 0, "decode_streamed_rejects_every_truncated_prefix");
+    TAP_OK(xid_mismatch == 0 && subxids > 0, "streamed_xid_reads_the_xid_of_each_change");
+    TAP_OK(counts[PGOUTPUT_STREAM_START] >= 2 &&
+               counts[PGOUTPUT_STREAM_START] == counts[PGOUTPUT_STREAM_STOP] &&
+               counts[PGOUTPUT_STREAM_COMMIT] == 1 && sub_aborts >= 1 && whole_aborts == 1,
+           "decode_reads_stream_start_stop_commit_and_aborts");
+    pgoutput_msg m;
+    char err[256];
+    const uint8_t origin[] = {'O', 0, 0, 0, 0, 0, 0, 0, 1, 'x', 0};
+    const uint8_t begin[] = {'B', 0};
+    const uint8_t bad_first[] = {'S', 0, 0, 0, 7, 2};
+    uint32_t xid;
+    TAP_OK(pgoutput_streamed_xid(origin, sizeof origin, &xid, err, sizeof err) == 0,
+           "streamed_xid_origin_carries_none");
+    TAP_OK(pgoutput_streamed_xid(begin, sizeof begin, &xid, err, sizeof err) < 0 &&
+               strstr(err, "stream block cannot hold"),
+           "streamed_xid_refuses_a_begin_inside_a_block");
+    TAP_OK(pgoutput_decode(&d, bad_first, sizeof bad_first, &m, err, sizeof err) < 0 &&
+               strstr(err, "first segment"),
+           "decode_refuses_a_first_segment_flag_other_than_0_or_1");
+    pgoutput_decoder_free(&d);
+    relcache_free(rc);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     test_fixtures_decode_and_prefixes_fail();
+    test_streamed_fixture();
     test_inconsistent_input();
     test_update_old_tuple_survives_growth();
     test_binary_tuple_data();

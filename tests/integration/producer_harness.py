@@ -40,6 +40,28 @@ def lsn_text(value):
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
+def publish_schema_sql(conn, publication, schema, add=False):
+    """CREATE PUBLICATION (or, with add, ALTER PUBLICATION ... ADD) over every table of a
+    schema. PostgreSQL 14 has no TABLES IN SCHEMA: there the tables the schema holds now
+    are listed (the tests create their tables first)."""
+    verb = f"ALTER PUBLICATION {publication} ADD" if add else f"CREATE PUBLICATION {publication} FOR"
+    if int(conn.execute("SHOW server_version_num").fetchone()[0]) >= 150000:
+        return f"{verb} TABLES IN SCHEMA {schema}"
+    tables = [t for (t,) in conn.execute(
+        "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables "
+        "WHERE schemaname = %s ORDER BY 1", (unquote_ident(schema),)).fetchall()]
+    if not tables:
+        return f"CREATE PUBLICATION {publication}" if not add else "SELECT 1"
+    return f"{verb} TABLE " + ", ".join(tables)
+
+
+def unquote_ident(name):
+    """The name an SQL identifier as written stands for ("A""b" -> A"b; abc -> abc)."""
+    if name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name.lower()
+
+
 def asan_build(exe):
     """True when the binary links AddressSanitizer (CI runs the tests in such a build)."""
     try:
@@ -211,6 +233,8 @@ class ProducerSetup:
         self.publication = f"pub_{unique}"
         self.prefix = f"t{uuid.uuid4().hex[:6]}"
         self.runs = []
+        self.roles = []           # dropped at cleanup (make_role)
+        self.producer_dsn = None  # the producer's --pg, when not pg.dsn
         self.topics_made = set()
         self._conn = None
 
@@ -259,13 +283,24 @@ class ProducerSetup:
         (and the reference slot), in that order: every change made afterwards streams."""
         self.sql(f"CREATE SCHEMA {self.schema}", f"SET LOCAL search_path = {self.schema}", *ddl)
         if publication:
-            self.sql(f"CREATE PUBLICATION {self.publication} FOR TABLES IN SCHEMA {self.schema}")
+            self.sql(publish_schema_sql(self.conn, self.publication, self.schema))
         if slot:
             self.one("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
                      (self.slot,))
         if reference:
             self.one("SELECT lsn FROM pg_create_logical_replication_slot(%s, 'test_decoding')",
                      (self.ref_slot,))
+
+    def make_role(self, *settings):
+        """A superuser role for the producer alone, with per-role settings such as
+        "logical_decoding_work_mem = '64kB'" (its walsender runs with them); the
+        producer connects as it from now on. Dropped at cleanup."""
+        role = f"r_{self.unique}"[:63]
+        self.sql(f"CREATE ROLE {role} SUPERUSER LOGIN REPLICATION",
+                 *[f"ALTER ROLE {role} SET {s}" for s in settings])
+        self.roles.append(role)
+        self.producer_dsn = f"host={self.pg.host} port={self.pg.port} user={role} dbname=postgres"
+        return role
 
     def in_schema(self, *statements):
         return self.sql(f"SET LOCAL search_path = {self.schema}", *statements)
@@ -302,7 +337,7 @@ class ProducerSetup:
         return f"{self.prefix}.{schema or self.schema}.{table}"
 
     def producer_args(self, *extra, endpos=None):
-        args = ["--pg", self.pg.dsn, "--slot", self.slot, "--publication", self.publication,
+        args = ["--pg", self.producer_dsn or self.pg.dsn, "--slot", self.slot, "--publication", self.publication,
                 "--brokers", self.kafka.bootstrap, "--topic-prefix", self.prefix,
                 "--partitions", "3", "--status-interval", "1"]
         if endpos is not None:
@@ -423,6 +458,8 @@ class ProducerSetup:
                             time.sleep(0.1)
                 conn.execute(f"DROP PUBLICATION IF EXISTS {self.publication}")
                 conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+                for role in self.roles:
+                    conn.execute(f"DROP ROLE IF EXISTS {role}")
         if self._conn is not None:
             self._conn.close()
         if self.kafka.running or self.kafka.external:

@@ -126,6 +126,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(cdc):
     stop_and_check(cdc, work, proc, "kill -9 twice")
 
 
+@pytest.mark.pg_agnostic
 def test_broker_stopped_mid_stream_loses_nothing(cdc, kafka):
     if kafka.external:
         pytest.skip("needs a Kafka broker the tests can stop (PGCDC_TEST_KAFKA is set)")
@@ -178,6 +179,7 @@ def test_confirmed_flush_never_passes_what_kafka_has(cdc, kafka):
     assert ref_set <= got
 
 
+@pytest.mark.pg_agnostic
 def test_sigterm_while_broker_down_and_queue_full_exits_in_bounded_time(cdc, kafka):
     """The client queue is full and Kafka away: SIGTERM must not wait for a queue slot
     forever. The producer gives Kafka its shutdown time (30 s), reports the position
@@ -266,6 +268,7 @@ def make_big_rows(cdc):
     return lsn_before_big
 
 
+@pytest.mark.pg_agnostic
 def test_oversize_record_goes_to_dlq_as_marker_and_stream_goes_on(cdc):
     make_big_rows(cdc)
     dlq = f"{cdc.prefix}.dlq"
@@ -298,6 +301,7 @@ def big_rows_and_a_topic_refusing_them(cdc):
     return topic, f"{cdc.prefix}.dlq"
 
 
+@pytest.mark.pg_agnostic
 def test_oversize_record_refused_by_broker_goes_to_dlq(cdc):
     """The record fits the producer's limit but not the topic's: the broker refuses it
     in the delivery report, not at produce time."""
@@ -310,6 +314,7 @@ def test_oversize_record_refused_by_broker_goes_to_dlq(cdc):
     assert "large" in marker.value["reason"].lower(), marker.value
 
 
+@pytest.mark.pg_agnostic
 def test_refused_record_marker_when_the_client_queue_is_full(cdc):
     """The broker refuses a record while librdkafka's queue is full (here it holds one
     record, the refused one itself, until its delivery report returns): the marker
@@ -323,6 +328,7 @@ def test_refused_record_marker_when_the_client_queue_is_full(cdc):
     assert marker.value["key"] == {"id": 2}
 
 
+@pytest.mark.pg_agnostic
 @pytest.mark.parametrize("where", ["client", "broker"])
 def test_oversize_record_without_dlq_stops_with_exit_1_and_holds_the_slot(cdc, where):
     lsn_before_big = make_big_rows(cdc)
@@ -518,6 +524,7 @@ def test_resnapshot_signal_is_not_confirmed_away_across_a_reconnect(cdc, kafka):
         relay.close()
 
 
+@pytest.mark.pg_agnostic
 def test_fatal_kafka_producer_error_gets_a_new_producer_and_loses_nothing(cdc):
     """A fatal error of the idempotent producer (here: enable.gapless.guarantee and a
     record the broker refuses) is its own stop reason: the producer is replaced, the

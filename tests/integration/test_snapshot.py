@@ -325,7 +325,7 @@ def snapshot_figures(log):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize("workers", [1, pytest.param(4, marks=pytest.mark.pg_agnostic)])
 def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     load_s = load_big(cdc, ROWS)
     churn = Churn(cdc.pg.dsn, cdc.schema, ROWS, seed=workers)
@@ -531,6 +531,7 @@ def test_heartbeat_keeps_the_slot_close_to_the_end_of_wal(cdc, heartbeat):
         cdc.sql(f"DROP TABLE IF EXISTS {unpublished}")
 
 
+@pytest.mark.pg_agnostic
 def test_snapshot_draws_a_progress_line_on_a_terminal(cdc):
     """On a terminal (stderr is a tty) the snapshot redraws one progress line; each table
     read is logged on its own line."""
