@@ -63,6 +63,39 @@ int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type 
     return 0;
 }
 
+/* rel->types as the policy leaves it (colpolicy_types): without the
+ * excluded columns, hashed ones typed as their digests. */
+static int filter_types(relcache_rel *rel, char *err, size_t errlen)
+{
+    const char **names = calloc(rel->ncols ? rel->ncols : 1, sizeof *names);
+    bool *hashed = calloc(rel->ncols ? rel->ncols : 1, sizeof *hashed);
+    cdc_buf out = CDC_BUF_INIT;
+    size_t n = 0;
+    int rc = -1;
+    if (!names || !hashed) {
+        snprintf(err, errlen, "cannot describe the types of %s.%s: out of memory",
+                 rel->nspname, rel->relname);
+        goto done;
+    }
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (rel->cols[i].action == COLPOLICY_DROP)
+            continue;
+        names[n] = rel->cols[i].name;
+        hashed[n++] = rel->cols[i].action == COLPOLICY_HASH;
+    }
+    if (colpolicy_types(rel->types, rel->types_len, names, hashed, n, &out, err, errlen) < 0)
+        goto done;
+    free(rel->types);
+    rel->types_len = out.len;
+    rel->types = cdc_buf_steal(&out);
+    rc = 0;
+done:
+    cdc_buf_free(&out);
+    free(names);
+    free(hashed);
+    return rc;
+}
+
 /* Each column's action under the policy, once per Relation message (and
  * again when the runtime sets the key of a FULL table). */
 static int resolve_policy(change_builder *b, relcache_rel *rel, char *err, size_t errlen)
@@ -79,6 +112,9 @@ static int resolve_policy(change_builder *b, relcache_rel *rel, char *err, size_
             return -1;
         rel->cols[i].action = (uint8_t)a;
     }
+    if (rel->types && colpolicy_has_table(b->policy, rel->nspname, rel->relname) &&
+        filter_types(rel, err, errlen) < 0)
+        return -1;
     rel->policy_resolved = true;
     return 0;
 }

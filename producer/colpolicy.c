@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <yajl/yajl_tree.h>
+
+#include "cdc_event.h"
 #include "sha256.h"
 
 enum rule_kind { RULE_EXCLUDE, RULE_INCLUDE, RULE_HASH };
@@ -209,4 +212,45 @@ void colpolicy_rule(const colpolicy *p, size_t i, const char **schema, const cha
     *table = r->table;
     *column = r->column;
     *option = kind_option[r->kind];
+}
+
+int colpolicy_types(const char *types, size_t len, const char *const *names, const bool *hashed,
+                    size_t n, cdc_buf *out, char *err, size_t errlen)
+{
+    char *text = malloc(len + 1);
+    const char **texts = calloc(n ? n : 1, sizeof *texts);
+    const char **kept = calloc(n ? n : 1, sizeof *kept);
+    yajl_val root = NULL;
+    int rc = -1;
+    if (!text || !texts || !kept) {
+        snprintf(err, errlen, "cannot describe the column types: out of memory");
+        goto done;
+    }
+    memcpy(text, types, len);
+    text[len] = '\0';
+    char perr[128];
+    root = yajl_tree_parse(text, perr, sizeof perr);
+    if (!YAJL_IS_OBJECT(root)) {
+        snprintf(err, errlen, "cannot describe the column types: not an object (%s)", perr);
+        goto done;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < root->u.object.len; j++) {
+            yajl_val v = root->u.object.values[j];
+            if (strcmp(root->u.object.keys[j], names[i]) != 0 || !YAJL_IS_STRING(v))
+                continue;
+            kept[k] = names[i];
+            texts[k++] = hashed[i] ? COLPOLICY_HASH_TYPE : YAJL_GET_STRING(v);
+            break;
+        }
+    }
+    cdc_buf_reset(out);
+    rc = cdc_types_encode(kept, texts, k, out, err, errlen);
+done:
+    yajl_tree_free(root);
+    free(text);
+    free(texts);
+    free(kept);
+    return rc;
 }

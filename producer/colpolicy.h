@@ -52,6 +52,18 @@ int colpolicy_column(const colpolicy *p, const char *schema, const char *table,
                      const char *column, bool is_key, colpolicy_action *action, char *err,
                      size_t errlen);
 
+/* The type a hashed column has in EVENTS.md's "types": its values are hex
+ * digests, whatever the column's own type. */
+#define COLPOLICY_HASH_TYPE "hmac-sha256"
+
+/* EVENTS.md's "types" object `types` (len bytes, as cdc_types_encode made
+ * it for every column) as the rules leave it: only the n columns kept,
+ * names[i], each hashed[i] one with COLPOLICY_HASH_TYPE, so that no type of
+ * an excluded column reaches a topic and a sink maps a hashed one as the
+ * text it receives. Into *out (reset first). Returns 0, or -1 with err. */
+int colpolicy_types(const char *types, size_t len, const char *const *names, const bool *hashed,
+                    size_t n, cdc_buf *out, char *err, size_t errlen);
+
 /* True when some rule names the table. */
 bool colpolicy_has_table(const colpolicy *p, const char *schema, const char *table);
 

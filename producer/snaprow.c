@@ -85,7 +85,33 @@ int snap_table_apply_policy(snap_table *t, const colpolicy *policy, char *err, s
     }
     t->ncols = kept;
     t->nkey = nkey;
-    return 0;
+    if (!t->types)
+        return 0;
+    /* The same "types" as the table's streamed changes (change.c). */
+    const char **names = calloc(kept ? kept : 1, sizeof *names);
+    bool *hashed = calloc(kept ? kept : 1, sizeof *hashed);
+    cdc_buf out = CDC_BUF_INIT;
+    int rc = -1;
+    if (!names || !hashed) {
+        snprintf(err, errlen, "cannot describe the types of %s.%s: out of memory", t->schema,
+                 t->name);
+        goto done;
+    }
+    for (size_t i = 0; i < kept; i++) {
+        names[i] = t->cols[i].name;
+        hashed[i] = t->cols[i].hash;
+    }
+    if (colpolicy_types(t->types, t->types_len, names, hashed, kept, &out, err, errlen) < 0)
+        goto done;
+    free(t->types);
+    t->types_len = out.len;
+    t->types = cdc_buf_steal(&out);
+    rc = 0;
+done:
+    cdc_buf_free(&out);
+    free(names);
+    free(hashed);
+    return rc;
 }
 
 void snap_table_free(snap_table *t)

@@ -238,9 +238,28 @@ static void snapshot(void)
     colpolicy_free(p);
 }
 
+static void types(void)
+{
+    static const char all[] = "{\"id\":\"integer\",\"email\":\"text\","
+                              "\"password_hash\":\"text\",\"age\":\"smallint\"}";
+    const char *names[] = {"id", "email", "age"};
+    const bool hashed[] = {false, true, false};
+    cdc_buf out = CDC_BUF_INIT;
+    char err[256];
+    int rc = colpolicy_types(all, sizeof all - 1, names, hashed, 3, &out, err, sizeof err);
+    TAP_OK(rc == 0, "types_filtered");
+    TAP_STREQ(out.data ? out.data : "",
+              "{\"id\":\"integer\",\"email\":\"hmac-sha256\",\"age\":\"smallint\"}",
+              "types_without_excluded_and_hashed_as_digest");
+    rc = colpolicy_types("[1]", 3, names, hashed, 3, &out, err, sizeof err);
+    TAP_OK(rc < 0 && strstr(err, "not an object"), "types_not_an_object_refused");
+    cdc_buf_free(&out);
+}
+
 int main(void)
 {
     hmac_vectors();
+    types();
     rules();
     stream();
     snapshot();

@@ -86,6 +86,12 @@ def test_excluded_and_hashed_columns_reach_no_topic_dead_letter_or_sink(
     assert set(upd["before"]) == {"id", "email", "total"}  # FULL: the old row, filtered
     [marker] = markers
     assert marker.value["key"] == {"email": hashed("big@example.com")}
+    # "types" (EVENTS.md) names only what is sent, a hashed column as its digest.
+    for r in users:
+        assert r.value["types"] == {"email": "hmac-sha256", "name": "text", "bio": "text"}, r
+    for r in orders:
+        assert r.value["types"] == {"id": "integer", "email": "hmac-sha256",
+                                    "total": "numeric"}, r
 
     # The sinks.
     prefix = cdc.prefix
