@@ -67,30 +67,21 @@ int change_column_type(change_builder *b, relcache_col *col, const pgvalue_type 
  * excluded columns, hashed ones typed as their digests. */
 static int filter_types(relcache_rel *rel, char *err, size_t errlen)
 {
-    const char **names = calloc(rel->ncols ? rel->ncols : 1, sizeof *names);
-    bool *hashed = calloc(rel->ncols ? rel->ncols : 1, sizeof *hashed);
-    cdc_buf out = CDC_BUF_INIT;
+    const char **names = calloc(rel->ncols + 1u, sizeof *names);
+    bool *hashed = calloc(rel->ncols + 1u, sizeof *hashed);
     size_t n = 0;
     int rc = -1;
-    if (!names || !hashed) {
+    for (uint16_t i = 0; names && hashed && i < rel->ncols; i++) {
+        if (rel->cols[i].action != COLPOLICY_DROP) {
+            names[n] = rel->cols[i].name;
+            hashed[n++] = rel->cols[i].action == COLPOLICY_HASH;
+        }
+    }
+    if (names && hashed)
+        rc = colpolicy_types(&rel->types, &rel->types_len, names, hashed, n, err, errlen);
+    else
         snprintf(err, errlen, "cannot describe the types of %s.%s: out of memory",
                  rel->nspname, rel->relname);
-        goto done;
-    }
-    for (uint16_t i = 0; i < rel->ncols; i++) {
-        if (rel->cols[i].action == COLPOLICY_DROP)
-            continue;
-        names[n] = rel->cols[i].name;
-        hashed[n++] = rel->cols[i].action == COLPOLICY_HASH;
-    }
-    if (colpolicy_types(rel->types, rel->types_len, names, hashed, n, &out, err, errlen) < 0)
-        goto done;
-    free(rel->types);
-    rel->types_len = out.len;
-    rel->types = cdc_buf_steal(&out);
-    rc = 0;
-done:
-    cdc_buf_free(&out);
     free(names);
     free(hashed);
     return rc;

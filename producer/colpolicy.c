@@ -214,20 +214,21 @@ void colpolicy_rule(const colpolicy *p, size_t i, const char **schema, const cha
     *option = kind_option[r->kind];
 }
 
-int colpolicy_types(const char *types, size_t len, const char *const *names, const bool *hashed,
-                    size_t n, cdc_buf *out, char *err, size_t errlen)
+int colpolicy_types(char **types, size_t *len, const char *const *names, const bool *hashed,
+                    size_t n, char *err, size_t errlen)
 {
-    char *text = malloc(len + 1);
+    char *text = malloc(*len + 1);
     const char **texts = calloc(n ? n : 1, sizeof *texts);
     const char **kept = calloc(n ? n : 1, sizeof *kept);
+    cdc_buf out = CDC_BUF_INIT;
     yajl_val root = NULL;
     int rc = -1;
     if (!text || !texts || !kept) {
         snprintf(err, errlen, "cannot describe the column types: out of memory");
         goto done;
     }
-    memcpy(text, types, len);
-    text[len] = '\0';
+    memcpy(text, *types, *len);
+    text[*len] = '\0';
     char perr[128];
     root = yajl_tree_parse(text, perr, sizeof perr);
     if (!YAJL_IS_OBJECT(root)) {
@@ -245,9 +246,14 @@ int colpolicy_types(const char *types, size_t len, const char *const *names, con
             break;
         }
     }
-    cdc_buf_reset(out);
-    rc = cdc_types_encode(kept, texts, k, out, err, errlen);
+    if (cdc_types_encode(kept, texts, k, &out, err, errlen) < 0)
+        goto done;
+    free(*types);
+    *len = out.len;
+    *types = cdc_buf_steal(&out);
+    rc = 0;
 done:
+    cdc_buf_free(&out);
     yajl_tree_free(root);
     free(text);
     free(texts);

@@ -56,13 +56,14 @@ int colpolicy_column(const colpolicy *p, const char *schema, const char *table,
  * digests, whatever the column's own type. */
 #define COLPOLICY_HASH_TYPE "hmac-sha256"
 
-/* EVENTS.md's "types" object `types` (len bytes, as cdc_types_encode made
- * it for every column) as the rules leave it: only the n columns kept,
- * names[i], each hashed[i] one with COLPOLICY_HASH_TYPE, so that no type of
- * an excluded column reaches a topic and a sink maps a hashed one as the
- * text it receives. Into *out (reset first). Returns 0, or -1 with err. */
-int colpolicy_types(const char *types, size_t len, const char *const *names, const bool *hashed,
-                    size_t n, cdc_buf *out, char *err, size_t errlen);
+/* Replaces *types (EVENTS.md's "types" object of *len bytes, as
+ * cdc_types_encode made it for every column; malloc'd) with what the rules
+ * leave of it: only the n columns kept, names[i], each hashed[i] one with
+ * COLPOLICY_HASH_TYPE, so that no type of an excluded column reaches a
+ * topic and a sink maps a hashed one as the text it receives. Returns 0,
+ * or -1 with err (*types unchanged). */
+int colpolicy_types(char **types, size_t *len, const char *const *names, const bool *hashed,
+                    size_t n, char *err, size_t errlen);
 
 /* True when some rule names the table. */
 bool colpolicy_has_table(const colpolicy *p, const char *schema, const char *table);

@@ -88,27 +88,18 @@ int snap_table_apply_policy(snap_table *t, const colpolicy *policy, char *err, s
     if (!t->types)
         return 0;
     /* The same "types" as the table's streamed changes (change.c). */
-    const char **names = calloc(kept ? kept : 1, sizeof *names);
-    bool *hashed = calloc(kept ? kept : 1, sizeof *hashed);
-    cdc_buf out = CDC_BUF_INIT;
+    const char **names = calloc(kept + 1, sizeof *names);
+    bool *hashed = calloc(kept + 1, sizeof *hashed);
     int rc = -1;
-    if (!names || !hashed) {
-        snprintf(err, errlen, "cannot describe the types of %s.%s: out of memory", t->schema,
-                 t->name);
-        goto done;
-    }
-    for (size_t i = 0; i < kept; i++) {
+    for (size_t i = 0; names && hashed && i < kept; i++) {
         names[i] = t->cols[i].name;
         hashed[i] = t->cols[i].hash;
     }
-    if (colpolicy_types(t->types, t->types_len, names, hashed, kept, &out, err, errlen) < 0)
-        goto done;
-    free(t->types);
-    t->types_len = out.len;
-    t->types = cdc_buf_steal(&out);
-    rc = 0;
-done:
-    cdc_buf_free(&out);
+    if (names && hashed)
+        rc = colpolicy_types(&t->types, &t->types_len, names, hashed, kept, err, errlen);
+    else
+        snprintf(err, errlen, "cannot describe the types of %s.%s: out of memory", t->schema,
+                 t->name);
     free(names);
     free(hashed);
     return rc;

@@ -244,16 +244,20 @@ static void types(void)
                               "\"password_hash\":\"text\",\"age\":\"smallint\"}";
     const char *names[] = {"id", "email", "age"};
     const bool hashed[] = {false, true, false};
-    cdc_buf out = CDC_BUF_INIT;
     char err[256];
-    int rc = colpolicy_types(all, sizeof all - 1, names, hashed, 3, &out, err, sizeof err);
-    TAP_OK(rc == 0, "types_filtered");
-    TAP_STREQ(out.data ? out.data : "",
-              "{\"id\":\"integer\",\"email\":\"hmac-sha256\",\"age\":\"smallint\"}",
+    char *t = strdup(all);
+    size_t len = strlen(all);
+    int rc = colpolicy_types(&t, &len, names, hashed, 3, err, sizeof err);
+    TAP_OK(rc == 0 && len == strlen(t), "types_filtered");
+    TAP_STREQ(t, "{\"id\":\"integer\",\"email\":\"hmac-sha256\",\"age\":\"smallint\"}",
               "types_without_excluded_and_hashed_as_digest");
-    rc = colpolicy_types("[1]", 3, names, hashed, 3, &out, err, sizeof err);
-    TAP_OK(rc < 0 && strstr(err, "not an object"), "types_not_an_object_refused");
-    cdc_buf_free(&out);
+    free(t);
+    t = strdup("[1]");
+    len = 3;
+    rc = colpolicy_types(&t, &len, names, hashed, 3, err, sizeof err);
+    TAP_OK(rc < 0 && strstr(err, "not an object") && strcmp(t, "[1]") == 0,
+           "types_not_an_object_refused_and_kept");
+    free(t);
 }
 
 int main(void)
