@@ -22,7 +22,8 @@ void cdc_hmac_sha256_init(cdc_hmac_sha256_key *k, const void *key, size_t keylen
         SHA256(key, keylen, k->key);
         k->len = 32;
     } else {
-        memcpy(k->key, key, keylen);
+        if (keylen) /* no key at all (no hashed column): key may be NULL */
+            memcpy(k->key, key, keylen);
         k->len = keylen;
     }
 }

@@ -47,6 +47,8 @@
 #define TOPIC_TIMEOUT_MS 30000
 #define SHUTDOWN_FLUSH_MS 30000
 #define FATAL_FLUSH_MS 5000
+/* How long a clean stop waits for the walsender to end the stream. */
+#define END_STREAM_MS 5000
 /* Shortest gap between two flush positions reported unasked: every report
  * is work for the walsender, which is the pipeline's bottleneck, and a
  * crash re-sends at most this much more. */
@@ -1580,8 +1582,10 @@ int producer_run(const cdc_config *cfg)
         markers_drop(&p);
         /* Safe whatever happened: the position never passes a record that
          * Kafka refused or has not acknowledged. */
-        if (p.in_stream)
+        if (p.in_stream) {
             send_status(&p, false);
+            repl_end_stream(p.repl, END_STREAM_MS);
+        }
         char lsn[CDC_LSN_BUFSZ];
         cdc_lsn_format(p.flush.confirmed, lsn);
         /* Sinks skip events without a key (EVENTS.md): say so once more. */

@@ -305,6 +305,45 @@ int repl_send_status(repl_conn *c, uint64_t write, uint64_t flush, bool reply_re
     return 0;
 }
 
+/* Waits for input on c until deadline_ms. Returns 0 with input read, -1 on
+ * a broken connection or the deadline. */
+static int wait_input(repl_conn *c, int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - cdc_clock_mono_ms();
+    if (left <= 0)
+        return -1;
+    struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
+    if (poll(&pfd, 1, (int)(left < 100 ? left : 100)) < 0 && errno != EINTR)
+        return -1;
+    return PQconsumeInput(c->pg) ? 0 : -1;
+}
+
+void repl_end_stream(repl_conn *c, int timeout_ms)
+{
+    if (!c || !c->pg || PQputCopyEnd(c->pg, NULL) <= 0 || PQflush(c->pg) < 0)
+        return;
+    int64_t deadline = cdc_clock_mono_ms() + timeout_ms;
+    for (;;) {
+        char *buf = NULL;
+        int n = PQgetCopyData(c->pg, &buf, 1);
+        if (buf)
+            PQfreemem(buf);
+        if (n == -1)
+            break; /* the server ended the COPY: its result follows */
+        if (n < -1 || (n == 0 && wait_input(c, deadline) < 0))
+            return;
+    }
+    for (;;) {
+        while (PQisBusy(c->pg))
+            if (wait_input(c, deadline) < 0)
+                return;
+        PGresult *res = PQgetResult(c->pg);
+        if (!res)
+            return;
+        PQclear(res);
+    }
+}
+
 void repl_close(repl_conn *c)
 {
     if (!c)

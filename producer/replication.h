@@ -73,6 +73,14 @@ int repl_set_failover(repl_conn *c, const char *slot, char *err, size_t errlen);
 /* Microseconds since 2000-01-01, PostgreSQL's epoch. */
 int64_t repl_now(void);
 
+/* Ends a started stream the way the protocol asks (CopyDone, then what the
+ * server still sends is read and dropped until it ends the COPY too), for
+ * at most timeout_ms, so that the walsender has read the last status
+ * update before the connection closes: on PQfinish alone a walsender
+ * blocked writing to us could exit without reading it, and the slot would
+ * keep an older position than the one the producer reported. */
+void repl_end_stream(repl_conn *c, int timeout_ms);
+
 void repl_close(repl_conn *c);
 
 #endif
