@@ -853,9 +853,11 @@ def test_sigterm_during_a_long_truncate_exits_and_the_restart_completes_it(
             assert "will be read again" in bg.output()
         finally:
             bg.kill()
-    # The consumer cancelled its task on the way out.
+    # The consumer cancelled its task on the way out. The engine ends a cancelled
+    # throttled task when its current throttle wait ends (up to 20 s here), later on a
+    # busy machine: what is checked is that it ends without a restart, not how fast.
     wait_for("no truncate running", lambda: not delete_by_query_tasks(search_engine),
-             timeout_s=30)
+             timeout_s=90)
     assert len(rows(index_state(search_engine, index))) > 1  # not done, and not committed
     log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
     assert index_state(search_engine, index) == {"7": (501, {"id": 7, "_pgcdc_lsn": 501})}

@@ -47,9 +47,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+_HELD = []   # sockets of closed_port(), kept bound for the whole session
+
+
 def closed_port():
-    """A loopback port nothing listens on (free a moment ago)."""
-    return free_port()
+    """A loopback port nothing listens on, and that nothing else can take: it stays
+    bound by a socket that never listens, so a connection is refused. (A port merely
+    free a moment ago was once given to a consumer's metrics server by free_port(), and
+    the "unreachable" search engine answered HTTP 405.)"""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 def http_get(url):
