@@ -72,11 +72,64 @@ class ServiceError(RuntimeError):
 
 # --------------------------------------------------------------------------- helpers
 
+_PORT_LOCK_DIR = "/tmp/pgcdc-test-ports"
+_port_locks = []     # open lock files of the ports this process was given, held until exit
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 for a server a test is about to start.
+
+    Not one the kernel hands out itself: a port bound to 0 and released comes from the
+    ephemeral range, where any outgoing connection on a busy machine (a Kafka client,
+    the other PostgreSQL versions' suites running beside this one) may take it before
+    the server binds it -- a consumer's metrics server once failed with "address in
+    use" that way. So the port is drawn below that range, checked free, and reserved
+    against the other test processes on the machine by a lock file this process holds
+    until it exits."""
+    import fcntl
+    import random
+    eph_lo, eph_hi = _ephemeral_range()
+    lo, hi = (20000, eph_lo) if eph_lo > 21000 else (eph_hi + 1, 65535)
+    os.makedirs(_PORT_LOCK_DIR, mode=0o1777, exist_ok=True)
+    for _ in range(1000):
+        port = random.randrange(lo, hi)
+        lock = open(os.path.join(_PORT_LOCK_DIR, str(port)), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                lock.close()
+                continue
+        _port_locks.append(lock)
+        return port
+    raise ServiceError(f"no free port in {lo}-{hi} on {LOOPBACK} after 1000 tries")
+
+
+_closed_port_sockets = []   # bound, never listening, kept for the life of the process
+
+
+def closed_port():
+    """A port on 127.0.0.1 where a connection is refused, and stays refused: a socket
+    bound to it never listens and is kept open, so no server can take the port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((LOOPBACK, 0))
+    _closed_port_sockets.append(s)
+    return s.getsockname()[1]
 
 
 def port_open(host, port, timeout=0.5):

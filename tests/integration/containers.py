@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 import e2e_harness as h
+import pgcdc_services
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CACHE = pathlib.Path(os.environ.get("PGCDC_IMAGE_CACHE") or "/var/cache/pgcdc-images")
@@ -77,10 +78,7 @@ def _wait_background_build(status_file, log):
     return time.monotonic() - t0
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = pgcdc_services.free_port   # outside the ephemeral range, reserved
 
 
 class Images:

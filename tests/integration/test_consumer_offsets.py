@@ -261,10 +261,6 @@ def test_sigterm_while_a_dead_letter_waits_stores_nothing_past_it_and_a_restart_
         mock.close()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_sigterm_during_a_revoke_while_the_sink_fails_stores_nothing_past_the_dropped_batch(
@@ -291,7 +287,7 @@ def test_sigterm_during_a_revoke_while_the_sink_fails_stores_nothing_past_the_dr
                                       for i in range(20)])
         wait_for("A retrying its sink",
                  lambda: a.log().count("retrying (attempt") >= 3, 60, interval=0.2)
-        b = consumers.start(*c.args(f"redis://127.0.0.1:{_free_port()}/0"))
+        b = consumers.start(*c.args(f"redis://127.0.0.1:{pgcdc_services.closed_port()}/0"))
         wait_for("A revoking a partition", lambda: "revoking 1 partition" in a.log(), 60,
                  interval=0.1)
         # Records A will fetch after the revoke, in the partition it keeps.

@@ -157,10 +157,7 @@ def test_image_version_user_libraries_and_healthcheck(service, images):
     assert "pgcdc-healthcheck" in health, f"{image}: HEALTHCHECK {health}"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = pgcdc_services.free_port   # outside the ephemeral range, reserved
 
 
 def sinks_differ(pg, search_url, index, r, prefix, table):

@@ -21,10 +21,7 @@ from faultproxy import FaultProxy
 from polling import wait_for
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = pgcdc_services.free_port   # outside the ephemeral range, reserved
 
 
 def get(url):

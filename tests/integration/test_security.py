@@ -41,24 +41,10 @@ IN_CI = bool(os.environ.get("CI"))
 RUN_S = 4.0   # how long each binary runs in the secrets scenarios
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = pgcdc_services.free_port   # outside the ephemeral range, reserved
 
 
-_HELD = []   # sockets of closed_port(), kept bound for the whole session
-
-
-def closed_port():
-    """A loopback port nothing listens on, and that nothing else can take: it stays
-    bound by a socket that never listens, so a connection is refused. (A port merely
-    free a moment ago was once given to a consumer's metrics server by free_port(), and
-    the "unreachable" search engine answered HTTP 405.)"""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    _HELD.append(s)
-    return s.getsockname()[1]
+closed_port = pgcdc_services.closed_port   # bound, never listening: always refused
 
 
 def http_get(url):

@@ -31,6 +31,8 @@ import urllib.request
 
 import psycopg
 import pytest
+
+import pgcdc_services
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from producer_harness import cdc, lsn_int, lsn_text, wait_for  # noqa: F401
@@ -305,10 +307,7 @@ def catch_up_and_stop(cdc, proc, timeout=180):
     assert rc == 0, f"pgcdc-producer exited {rc}{proc.log_tail()}"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = pgcdc_services.free_port   # outside the ephemeral range, reserved
 
 
 def metric(text, sample):
