@@ -70,6 +70,7 @@
 #include "pg_error.h"
 #include "snapdb.h"
 #include "snaprow.h"
+#include "xid_snapshot.h"
 
 #define TOPIC_TIMEOUT_MS 30000
 #define POLL_MS 20
@@ -126,6 +127,7 @@ struct resnap {
     bool *gone;                 /* per row: struck out by a streamed change */
     snap_keyset keys;
     bool window_open;
+    xid_snapshot chunk_snapshot;   /* which transactions the chunk saw */
     uint64_t high;              /* H */
     char xid[32];               /* N */
     int64_t chunk_ms, wait_since, next_poll;
@@ -241,6 +243,7 @@ static void clear_chunk(resnap *rs)
     rs->gone = NULL;
     snap_keyset_clear(&rs->keys);
     rs->window_open = false;
+    xid_snapshot_clear(&rs->chunk_snapshot);
     rs->state = RS_IDLE;
 }
 
@@ -392,7 +395,14 @@ void resnap_observe_change(resnap *rs, const char *schema, const char *table,
             snap_request_free(&req);
         update_pending(rs);
     }
-    if (rs->state == RS_IDLE || !rs->window_open || !rs->t ||
+    /* Inside the window every change of the table strikes its key. Before
+     * it (the low watermark not yet seen in the stream) so does a change of
+     * a transaction the chunk's snapshot did not see: it committed before
+     * the low watermark in the WAL but became visible only after the chunk
+     * was read (PostgreSQL ends a transaction in its process array after
+     * writing its commit record), so the chunk holds an older row. */
+    if (rs->state == RS_IDLE || !rs->chunk || !rs->t ||
+        (!rs->window_open && xid_snapshot_saw(&rs->chunk_snapshot, (uint32_t)ev->source.txid)) ||
         strcmp(rs->t->schema, schema) != 0 || strcmp(rs->t->name, table) != 0)
         return;
     if (ev->op == 't') {
@@ -623,12 +633,38 @@ static int start_chunk(resnap *rs, pgvalue_resolve_fn resolve, void *resolve_ctx
         params[np++] = snap_rowvals_last(&rs->rv, k);
     }
     rs->chunk_ms = cdc_clock_wall_ms();
-    rs->chunk = PQexecParams(rs->pg, sql.data, np, types, params, NULL, NULL, 0);
+    /* The chunk and the snapshot it is read with, in one transaction. */
+    PGresult *snap = PQexec(rs->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    bool began = PQresultStatus(snap) == PGRES_COMMAND_OK;
+    PQclear(snap);
+    snap = began ? PQexec(rs->pg, "SELECT pg_current_snapshot()::text") : NULL;
+    bool snapped = PQresultStatus(snap) == PGRES_TUPLES_OK && PQntuples(snap) == 1;
+    char parse_err[160] = "";
+    if (snapped && xid_snapshot_parse(&rs->chunk_snapshot, PQgetvalue(snap, 0, 0), parse_err,
+                                      sizeof parse_err) != 0)
+        snapped = false;
+    PQclear(snap);
+    rs->chunk = snapped ? PQexecParams(rs->pg, sql.data, np, types, params, NULL, NULL, 0)
+                        : NULL;
     cdc_buf_free(&sql);
     if (PQresultStatus(rs->chunk) != PGRES_TUPLES_OK) {
         char what[700];
-        snprintf(what, sizeof what, "cannot read a chunk of %s", rs->label);
-        pg_error_format(rs->pg, what, err, errlen);
+        snprintf(what, sizeof what, "cannot read a chunk of %s%s%s", rs->label,
+                 parse_err[0] ? ": pg_current_snapshot(): " : "", parse_err);
+        if (parse_err[0])
+            snprintf(err, errlen, "%s", what);
+        else
+            pg_error_format(rs->pg, what, err, errlen);
+        if (began)
+            PQclear(PQexec(rs->pg, "ROLLBACK"));
+        clear_chunk(rs);
+        return -1;
+    }
+    PGresult *end = PQexec(rs->pg, "COMMIT");
+    bool committed = PQresultStatus(end) == PGRES_COMMAND_OK;
+    PQclear(end);
+    if (!committed) {
+        pg_error_format(rs->pg, "cannot end the transaction of a chunk", err, errlen);
         clear_chunk(rs);
         return -1;
     }
