@@ -103,7 +103,25 @@ nomem:
 
 static int reserved_field(const char *name)
 {
-    return strcmp(name, ES_FIELD_LSN) == 0 || strcmp(name, ES_FIELD_DELETED) == 0;
+    return strcmp(name, ES_FIELD_LSN) == 0 || strcmp(name, ES_FIELD_DELETED) == 0 ||
+           strcmp(name, ES_FIELD_UNINDEXED) == 0;
+}
+
+static int open_unindexed(cdc_buf *out, int *first)
+{
+    if ((!*first && cdc_buf_putc(out, ',') < 0) ||
+        cdc_buf_puts(out, "\"" ES_FIELD_UNINDEXED "\":{") < 0)
+        return -1;
+    *first = 0;
+    return 0;
+}
+
+static bool is_unindexed(const es_unindexed *u, const char *name)
+{
+    for (size_t i = 0; u && i < u->n; i++)
+        if (strcmp(u->names[i], name) == 0)
+            return true;
+    return false;
 }
 
 static int put_member(cdc_buf *out, int *first, const char *name, yajl_val v)
@@ -117,7 +135,7 @@ static int put_member(cdc_buf *out, int *first, const char *name, yajl_val v)
 }
 
 int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
-                 size_t *toast_missing, char *err, size_t errlen)
+                 size_t *toast_missing, const es_unindexed *unindexed, char *err, size_t errlen)
 {
     size_t mark = out->len;
     size_t missing = 0;
@@ -130,23 +148,45 @@ int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
     if (cdc_buf_putc(out, '{') < 0)
         goto nomem;
     yajl_val after = ev->after;
-    for (size_t i = 0; i < after->u.object.len; i++) {
-        const char *name = after->u.object.keys[i];
-        if (reserved_field(name))
-            continue;
-        if (put_member(out, &first, name, after->u.object.values[i]) < 0)
-            goto nomem;
-    }
-    for (size_t i = 0; i < ev->n_unchanged_toast; i++) {
-        const char *name = ev->unchanged_toast[i];
-        if (reserved_field(name) || row_json_member(after, name))
-            continue; /* sent after all: the new value wins */
-        yajl_val kept = row_json_member(current, name);
-        if (!kept) {
-            missing++;
-            continue;
+    yajl_val kept_aside = row_json_member(current, ES_FIELD_UNINDEXED);
+    /* Pass 0 writes the indexed columns, pass 1 the unindexed ones inside
+     * their own object. */
+    for (int pass = 0; pass < 2; pass++) {
+        bool opened = false;
+        int inner_first = 1;
+        for (size_t i = 0; i < after->u.object.len; i++) {
+            const char *name = after->u.object.keys[i];
+            if (reserved_field(name) || is_unindexed(unindexed, name) != (pass == 1))
+                continue;
+            if (pass == 1 && !opened) {
+                if (open_unindexed(out, &first) < 0)
+                    goto nomem;
+                opened = true;
+            }
+            if (put_member(out, pass ? &inner_first : &first, name, after->u.object.values[i]) < 0)
+                goto nomem;
         }
-        if (put_member(out, &first, name, kept) < 0)
+        for (size_t i = 0; i < ev->n_unchanged_toast; i++) {
+            const char *name = ev->unchanged_toast[i];
+            if (reserved_field(name) || row_json_member(after, name) ||
+                is_unindexed(unindexed, name) != (pass == 1))
+                continue; /* sent after all: the new value wins */
+            yajl_val kept = row_json_member(current, name);
+            if (!kept)
+                kept = row_json_member(kept_aside, name);
+            if (!kept) {
+                missing++;
+                continue;
+            }
+            if (pass == 1 && !opened) {
+                if (open_unindexed(out, &first) < 0)
+                    goto nomem;
+                opened = true;
+            }
+            if (put_member(out, pass ? &inner_first : &first, name, kept) < 0)
+                goto nomem;
+        }
+        if (opened && cdc_buf_putc(out, '}') < 0)
             goto nomem;
     }
     if (cdc_buf_printf(out, "%s\"" ES_FIELD_LSN "\":%" PRIu64 "}", first ? "" : ",", ev->lsn) < 0)
@@ -178,7 +218,8 @@ int es_bulk_append_delete(cdc_buf *body, const char *index, const char *id, uint
 
 int es_bulk_append(cdc_buf *body, const char *index, const char *id,
                    const cdc_decoded_event *ev, yajl_val current,
-                   size_t *toast_missing, char *err, size_t errlen)
+                   size_t *toast_missing, const es_unindexed *unindexed, char *err,
+                   size_t errlen)
 {
     size_t mark = body->len;
     if (toast_missing)
@@ -201,7 +242,7 @@ int es_bulk_append(cdc_buf *body, const char *index, const char *id,
             goto nomem;
         return 0;
     }
-    if (es_doc_build(ev, current, body, toast_missing, err, errlen) < 0)
+    if (es_doc_build(ev, current, body, toast_missing, unindexed, err, errlen) < 0)
         goto fail;
     if (cdc_buf_putc(body, '\n') < 0)
         goto nomem;
@@ -232,7 +273,8 @@ int es_mget_body(const es_mget_doc *docs, size_t n, cdc_buf *out)
             row_json_put_string(out, d->index, strlen(d->index)) < 0 ||
             cdc_buf_puts(out, ",\"_id\":") < 0 ||
             row_json_put_string(out, d->id, strlen(d->id)) < 0 ||
-            cdc_buf_puts(out, ",\"_source\":[\"" ES_FIELD_LSN "\",\"" ES_FIELD_DELETED "\"") < 0)
+            cdc_buf_puts(out, ",\"_source\":[\"" ES_FIELD_LSN "\",\"" ES_FIELD_DELETED "\",\""
+                              ES_FIELD_UNINDEXED "\"") < 0)
             goto nomem;
         for (size_t f = 0; f < d->nfields; f++)
             if (cdc_buf_putc(out, ',') < 0 ||

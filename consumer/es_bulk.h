@@ -53,6 +53,9 @@
 
 #define ES_FIELD_LSN "_pgcdc_lsn"
 #define ES_FIELD_DELETED "_pgcdc_deleted"
+/* Columns whose value the index refused, kept in _source unindexed
+ * (docs/consumer-sinks.md, "A value the index cannot take"). */
+#define ES_FIELD_UNINDEXED "_pgcdc_unindexed"
 
 /* Longest index name and _id the engines accept, in bytes. */
 #define ES_INDEX_MAX 255
@@ -87,16 +90,26 @@ int es_index_valid(const char *name, size_t max, cdc_buf *out, bool *changed);
  * out. Returns 0, or -1 with err set (key not an object, empty). */
 int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen);
 
+/* Columns of a row that go under ES_FIELD_UNINDEXED instead of their own
+ * field: the engine refused their value (a mapping conflict), and the rest
+ * of the row is still indexed. */
+typedef struct es_unindexed {
+    const char *const *names;
+    size_t n;
+} es_unindexed;
+
 /* The document of a c/u/r event: the columns of `after`, then
  * the unchanged TOAST columns taken from `current` (the stored document's
  * _source from _mget, or the merged document of the same row written
  * earlier in the batch; NULL when there is none), then _pgcdc_lsn.
  * A TOAST column that `current` does not have (row never seen, deleted
- * marker) is left out and counted in *toast_missing (may be NULL).
- * Appends to out. Returns 0, or -1 with err set (op without after, out of
+ * marker) is left out and counted in *toast_missing (may be NULL); one
+ * kept under the stored document's ES_FIELD_UNINDEXED is found there. The
+ * columns named in `unindexed` (may be NULL) go into an ES_FIELD_UNINDEXED
+ * object. Appends to out. Returns 0, or -1 with err set (op without after, out of
  * memory). */
 int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
-                 size_t *toast_missing, char *err, size_t errlen);
+                 size_t *toast_missing, const es_unindexed *unindexed, char *err, size_t errlen);
 
 /* Appends one _bulk item (action line and document line, each ending with
  * '\n') for a c/u/r/d event: `index` with version=lsn and
@@ -105,7 +118,8 @@ int es_doc_build(const cdc_decoded_event *ev, yajl_val current, cdc_buf *out,
  * item (es_truncate_body) and is refused. On -1 body is left as it was. */
 int es_bulk_append(cdc_buf *body, const char *index, const char *id,
                    const cdc_decoded_event *ev, yajl_val current,
-                   size_t *toast_missing, char *err, size_t errlen);
+                   size_t *toast_missing, const es_unindexed *unindexed, char *err,
+                   size_t errlen);
 
 /* Appends the _bulk item of a real delete (--es-deletes=delete): one
  * action line, {"delete":{..,"version":lsn,"version_type":"external"}}.

@@ -346,7 +346,8 @@ int es_mapping_index_body(es_engine engine, yajl_val types, const es_mapping_ove
         cdc_buf_printf(out, "\"mappings\":{\"dynamic\":%s,\"properties\":{",
                        types ? "false" : "true") < 0 ||
         cdc_buf_puts(out, "\"" ES_FIELD_LSN "\":{\"type\":\"long\"},"
-                          "\"" ES_FIELD_DELETED "\":{\"type\":\"boolean\"}") < 0)
+                          "\"" ES_FIELD_DELETED "\":{\"type\":\"boolean\"},"
+                          "\"" ES_FIELD_UNINDEXED "\":{\"type\":\"object\",\"enabled\":false}") < 0)
         goto oom;
     first = false;
     if (put_columns(engine, types, props, known, false, out, NULL, &first) < 0 ||

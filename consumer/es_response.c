@@ -230,3 +230,27 @@ done:
     yajl_tree_free(root);
     return 0;
 }
+
+static int field_in(const char *text, char *field, size_t fieldlen)
+{
+    static const char marker[] = "parse field [";
+    const char *at = text ? strstr(text, marker) : NULL;
+    if (!at)
+        return 0;
+    at += sizeof marker - 1;
+    const char *end = strchr(at, ']');
+    size_t n = end ? (size_t)(end - at) : 0;
+    if (n == 0 || n >= fieldlen)
+        return 0;
+    memcpy(field, at, n);
+    field[n] = '\0';
+    return 1;
+}
+
+int es_refused_field(const es_bulk_item *it, char *field, size_t fieldlen)
+{
+    if (!it->error_type || (strcmp(it->error_type, "mapper_parsing_exception") != 0 &&
+                            strcmp(it->error_type, "document_parsing_exception") != 0))
+        return 0;
+    return field_in(it->reason, field, fieldlen) || field_in(it->cause, field, fieldlen);
+}

@@ -62,6 +62,13 @@ typedef struct es_bulk_result {
 int es_bulk_parse(const char *body, size_t len, es_bulk_result *out, char *err, size_t errlen);
 void es_bulk_result_free(es_bulk_result *r);
 
+/* The field whose value made the engine refuse an item, from its reason or
+ * cause: "failed to parse field [price] of type [float] ..." or "object
+ * mapping for [attrs] tried to parse field [attrs] as object ...". Copies it
+ * into field (NUL-terminated) and returns 1; returns 0 when the error names
+ * no field (or the name does not fit in fieldlen). */
+int es_refused_field(const es_bulk_item *it, char *field, size_t fieldlen);
+
 /* The class of one item; error_type may be NULL. */
 es_item_class es_classify(const char *action, int status, const char *error_type);
 

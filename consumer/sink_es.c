@@ -114,6 +114,8 @@ typedef struct es_item {
     size_t line_off, line_len;  /* action and document lines in the chunk's body */
     size_t doc_off;         /* the document line alone, within that body */
     bool done;              /* applied, refused or skipped */
+    char **unindexed;       /* columns whose value the index refused */
+    size_t n_unindexed;
 } es_item;
 
 /* ---- tables and indices ---------------------------------------------- */
@@ -738,6 +740,11 @@ static void segment_free(segment *g)
 {
     if (g->prev_docs)
         chunk_reset(g, 0, g->n);
+    for (size_t i = 0; g->items && i < g->n; i++) {
+        for (size_t k = 0; k < g->items[i].n_unindexed; k++)
+            free(g->items[i].unindexed[k]);
+        free(g->items[i].unindexed);
+    }
     free(g->prev_docs);
     free(g->items);
     free(g->plan);
@@ -937,7 +944,7 @@ static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err,
                 return -1;
             }
         } else if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing,
-                                  berr, sizeof berr) < 0) {
+                                  NULL, berr, sizeof berr) < 0) {
             /* Only an event the decoder should not have let through, or no
              * memory; the first is this record's fault. */
             if (strstr(berr, "out of memory")) {
@@ -981,6 +988,78 @@ static int item_reject_from_response(es_sink *s, segment *g, es_item *it, const 
              r->cause ? r->cause : "", r->cause ? ")" : "", it->t->index, item_id(g, it),
              it->rec->ev.lsn);
     return reject(s, it, reason, err, errlen);
+}
+
+/* Most columns of one row set aside as unindexed before the row is refused
+ * after all. */
+#define ES_UNINDEXED_MAX 32
+
+/* A document the engine refused for one field's value (a mapping conflict:
+ * a jsonb scalar in a flat_object field, text in a boolean field after
+ * ALTER COLUMN ... TYPE) is written again with that column under
+ * ES_FIELD_UNINDEXED, so the row's other columns stay current; counted and
+ * logged as a mapping conflict. Returns 1 when item i's line was rebuilt
+ * (send it again), 0 when the refusal names no column of the row, -1 on a
+ * stop (out of memory). */
+static int unindex_refused(es_sink *s, segment *g, size_t i, const es_bulk_item *r, char *err,
+                           size_t errlen)
+{
+    es_item *it = &g->items[i];
+    const cdc_decoded_event *ev = &it->rec->ev;
+    char field[256];
+    if (ev->op == 'd' || !ev->after || it->n_unindexed >= ES_UNINDEXED_MAX ||
+        !es_refused_field(r, field, sizeof field))
+        return 0;
+    /* The column: the field itself, or the object holding it ("attrs.watts"). */
+    const char *column = NULL;
+    size_t best = 0;
+    for (size_t k = 0; k < ev->after->u.object.len + ev->n_unchanged_toast; k++) {
+        const char *name = k < ev->after->u.object.len
+                               ? ev->after->u.object.keys[k]
+                               : ev->unchanged_toast[k - ev->after->u.object.len];
+        size_t len = strlen(name);
+        if (len > best && strncmp(field, name, len) == 0 && (field[len] == '\0' || field[len] == '.')) {
+            column = name;
+            best = len;
+        }
+    }
+    for (size_t k = 0; column && k < it->n_unindexed; k++)
+        if (strcmp(it->unindexed[k], column) == 0)
+            return 0; /* set aside already, refused anyway */
+    if (!column)
+        return 0;
+    char **grown = realloc(it->unindexed, (it->n_unindexed + 1) * sizeof *grown);
+    if (!grown)
+        goto nomem;
+    it->unindexed = grown;
+    if (!(it->unindexed[it->n_unindexed] = strdup(column)))
+        goto nomem;
+    it->n_unindexed++;
+    yajl_val current = NULL;
+    bool base_refused = false;
+    if (g->plan[i].merge && toast_current(g, i, &current, &base_refused, err, errlen) < 0)
+        return -1;
+    es_unindexed u = {.names = (const char *const *)it->unindexed, .n = it->n_unindexed};
+    size_t mark = g->body.len;
+    char berr[512];
+    if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, NULL, &u, berr,
+                       sizeof berr) < 0) {
+        snprintf(err, errlen, "%s", berr);
+        return -1;
+    }
+    it->line_off = mark;
+    it->line_len = g->body.len - mark;
+    it->doc_off = (size_t)((char *)memchr(g->body.data + mark, '\n', it->line_len) -
+                           g->body.data) + 1;
+    cdc_counter_add(s->m_conflicts, 1);
+    cdc_log_warn("index %s refused column %s of %s.%s id %s at lsn %" PRIu64 " (%s: %s); the "
+                 "row is written with that value unindexed, under " ES_FIELD_UNINDEXED,
+                 it->t->index, column, ev->schema, ev->table, item_id(g, it), ev->lsn,
+                 r->error_type, r->reason ? r->reason : "no reason given");
+    return 1;
+nomem:
+    snprintf(err, errlen, "cannot set a refused column aside: out of memory");
+    return -1;
 }
 
 /* Sends the items todo[0..n) (indices into g->items) until each is
@@ -1066,12 +1145,18 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                 it->done = true;
                 s->base.applied++;
                 break;
-            case ES_ITEM_REJECTED:
-                if (item_reject_from_response(s, g, it, ri, err, errlen) < 0) {
+            case ES_ITEM_REJECTED: {
+                int rebuilt = unindex_refused(s, g, todo[k], ri, err, errlen);
+                if (rebuilt > 0) {
+                    todo[again++] = todo[k];
+                    break;
+                }
+                if (rebuilt < 0 || item_reject_from_response(s, g, it, ri, err, errlen) < 0) {
                     es_bulk_result_free(&res);
                     goto done;
                 }
                 break;
+            }
             case ES_ITEM_RETRY:
                 if (!first_retry)
                     first_retry = ri;
@@ -1079,7 +1164,7 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                 break;
             }
         }
-        if (again > 0) {
+        if (first_retry) {
             snprintf(why, sizeof why, "%zu of %zu item(s) of the %s must be sent again, first: "
                      "HTTP %d %s: %s [index %s, id %s]", again, n, what.data, first_retry->status,
                      first_retry->error_type ? first_retry->error_type : "",

@@ -3,6 +3,7 @@
  * response is internally consistent (every item classified, counts add up). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "es_response.h"
 
@@ -22,6 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const es_bulk_item *it = &r.items[i];
             if (!it->action || it->status < 100 || it->status > 599 ||
                 it->cls != es_classify(it->action, it->status, it->error_type))
+                abort();
+            char field[64];
+            if (es_refused_field(it, field, sizeof field) && (!field[0] || strlen(field) >= 64))
                 abort();
         }
     } else if (r.root || r.items) {

@@ -129,10 +129,61 @@ static void bulk_of(const char *event, const char *current_json, cdc_buf *body, 
         return;
     }
     yajl_val cur = current_json ? fixture_json(current_json) : NULL;
-    if (es_bulk_append(body, "public.items", "42", &ev, cur, missing, err, sizeof err) < 0)
+    if (es_bulk_append(body, "public.items", "42", &ev, cur, missing, NULL, err, sizeof err) < 0)
         cdc_buf_printf(body, "ERROR %s", err);
     yajl_tree_free(cur);
     fixture_event_free(&ev);
+}
+
+static void bulk_with_unindexed(const char *event, const char *current_json,
+                                const char *const *names, size_t n, cdc_buf *body)
+{
+    cdc_decoded_event ev;
+    cdc_buf_reset(body);
+    if (fixture_event(event, &ev) < 0) {
+        cdc_buf_puts(body, "BAD FIXTURE");
+        return;
+    }
+    yajl_val cur = current_json ? fixture_json(current_json) : NULL;
+    es_unindexed u = {.names = names, .n = n};
+    if (es_doc_build(&ev, cur, body, NULL, &u, err, sizeof err) < 0)
+        cdc_buf_printf(body, "ERROR %s", err);
+    yajl_tree_free(cur);
+    fixture_event_free(&ev);
+}
+
+/* A column whose value the index refused goes under _pgcdc_unindexed; the
+ * others stay indexed (docs/consumer-sinks.md). */
+static void unindexed_columns(void)
+{
+    cdc_buf doc = CDC_BUF_INIT;
+    const char *attrs[] = {"attrs"};
+    bulk_with_unindexed("{\"op\":\"u\",\"after\":{\"id\":1,\"attrs\":42,\"name\":\"x\"},"
+                        "\"source\":{\"lsn\":7}}", NULL, attrs, 1, &doc);
+    TAP_STREQ(doc.data, "{\"id\":1,\"name\":\"x\",\"_pgcdc_unindexed\":{\"attrs\":42},\"_pgcdc_lsn\":7}",
+              "unindexed: the refused column moves under _pgcdc_unindexed");
+
+    const char *two[] = {"flag", "blob"};
+    bulk_with_unindexed("{\"op\":\"u\",\"after\":{\"id\":1,\"flag\":\"maybe\"},"
+                        "\"unchanged_toast\":[\"blob\",\"text\"],\"source\":{\"lsn\":8}}",
+                        "{\"id\":1,\"text\":\"t\",\"_pgcdc_unindexed\":{\"blob\":[1,2]},\"_pgcdc_lsn\":7}",
+                        two, 2, &doc);
+    TAP_STREQ(doc.data, "{\"id\":1,\"text\":\"t\",\"_pgcdc_unindexed\":{\"flag\":\"maybe\",\"blob\":[1,2]},"
+                        "\"_pgcdc_lsn\":8}",
+              "unindexed: an unchanged TOAST value kept aside in the stored document is found there");
+
+    bulk_with_unindexed("{\"op\":\"u\",\"after\":{\"id\":1},\"unchanged_toast\":[\"blob\"],"
+                        "\"source\":{\"lsn\":9}}",
+                        "{\"id\":1,\"_pgcdc_unindexed\":{\"blob\":\"b\"},\"_pgcdc_lsn\":8}",
+                        NULL, 0, &doc);
+    TAP_STREQ(doc.data, "{\"id\":1,\"blob\":\"b\",\"_pgcdc_lsn\":9}",
+              "unindexed: a kept-aside TOAST value returns to its own field when not refused");
+
+    bulk_with_unindexed("{\"op\":\"c\",\"after\":{\"id\":1,\"_pgcdc_unindexed\":{\"a\":1}},"
+                        "\"source\":{\"lsn\":3}}", NULL, NULL, 0, &doc);
+    TAP_STREQ(doc.data, "{\"id\":1,\"_pgcdc_lsn\":3}",
+              "unindexed: a column named like the pgcdc field is left out like the others");
+    cdc_buf_free(&doc);
 }
 
 static void bulk_items(void)
@@ -186,7 +237,7 @@ static void bulk_items(void)
     cdc_buf_puts(&body, "keep");
     cdc_decoded_event ev;
     fixture_event("{\"op\":\"c\",\"after\":null,\"source\":{\"lsn\":5}}", &ev);
-    TAP_OK(es_bulk_append(&body, "i", "1", &ev, NULL, NULL, err, sizeof err) < 0 &&
+    TAP_OK(es_bulk_append(&body, "i", "1", &ev, NULL, NULL, NULL, err, sizeof err) < 0 &&
            strcmp(body.data, "keep") == 0, "insert without a row is refused and the body is left as it was");
     fixture_event_free(&ev);
 
@@ -206,9 +257,9 @@ static void mget_body_and_response(void)
     };
     es_mget_body(docs, 2, &body);
     TAP_STREQ(body.data,
-              "{\"docs\":[{\"_index\":\"public.items\",\"_id\":\"42\",\"_source\":[\"_pgcdc_lsn\",\"_pgcdc_deleted\","
+              "{\"docs\":[{\"_index\":\"public.items\",\"_id\":\"42\",\"_source\":[\"_pgcdc_lsn\",\"_pgcdc_deleted\",\"_pgcdc_unindexed\","
               "\"description\",\"we\\\"ird\"]},{\"_index\":\"public.items\",\"_id\":\"[\\\"a\\\",7]\","
-              "\"_source\":[\"_pgcdc_lsn\",\"_pgcdc_deleted\"]}]}",
+              "\"_source\":[\"_pgcdc_lsn\",\"_pgcdc_deleted\",\"_pgcdc_unindexed\"]}]}",
               "mget body asks for the TOAST fields of each document");
     cdc_buf_free(&body);
 
@@ -269,12 +320,12 @@ static void captured_mget(const char *dir)
                           "\"unchanged_toast\":[\"description\"],\"source\":{\"lsn\":60}}", &ev);
             cdc_buf doc = CDC_BUF_INIT;
             size_t missing = 9;
-            es_doc_build(&ev, r.items[0].source, &doc, &missing, err, sizeof err);
+            es_doc_build(&ev, r.items[0].source, &doc, &missing, NULL, err, sizeof err);
             snprintf(what, sizeof what, "%s: TOAST merged from the captured source", flavors[f]);
             TAP_OK(doc.data && strcmp(doc.data, "{\"id\":4,\"name\":\"chair\",\"description\":\"long text\","
                                                 "\"_pgcdc_lsn\":60}") == 0 && missing == 0, what);
             cdc_buf_reset(&doc);
-            es_doc_build(&ev, r.items[1].source, &doc, &missing, err, sizeof err);
+            es_doc_build(&ev, r.items[1].source, &doc, &missing, NULL, err, sizeof err);
             snprintf(what, sizeof what, "%s: a deleted marker has no TOAST value to keep", flavors[f]);
             TAP_OK(missing == 1, what);
             cdc_buf_free(&doc);
@@ -301,7 +352,7 @@ static void decoded_event_of_events_md(void)
         return;
     yajl_val cur = fixture_json("{\"description\":\"kept\"}");
     cdc_buf body = CDC_BUF_INIT;
-    es_bulk_append(&body, "public.items", "42", &ev, cur, NULL, err, sizeof err);
+    es_bulk_append(&body, "public.items", "42", &ev, cur, NULL, NULL, err, sizeof err);
     TAP_STREQ(body.data,
               "{\"index\":{\"_index\":\"public.items\",\"_id\":\"42\",\"version\":24337816,\"version_type\":\"external\"}}\n"
               "{\"id\":42,\"name\":\"lamp\",\"price\":\"19.90\",\"tags\":[\"a\",\"b\"],\"attrs\":{\"k\":1},"
@@ -412,6 +463,7 @@ int main(int argc, char **argv)
     index_name_rules();
     doc_ids();
     bulk_items();
+    unindexed_columns();
     mget_body_and_response();
     decoded_event_of_events_md();
     bulk_requests_are_split_by_bytes();

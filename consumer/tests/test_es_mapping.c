@@ -108,6 +108,7 @@ static void test_bodies(void)
     TAP_STREQ(b.data,
               "{\"mappings\":{\"dynamic\":false,\"properties\":{"
               "\"_pgcdc_lsn\":{\"type\":\"long\"},\"_pgcdc_deleted\":{\"type\":\"boolean\"},"
+              "\"_pgcdc_unindexed\":{\"type\":\"object\",\"enabled\":false},"
               "\"id\":{\"type\":\"integer\",\"ignore_malformed\":true},"
               "\"name\":{\"type\":\"text\",\"fields\":{\"keyword\":{\"type\":\"keyword\","
               "\"ignore_above\":256}}},"
@@ -121,7 +122,8 @@ static void test_bodies(void)
                                  sizeof err) == 0 &&
            strcmp(b.data, "{\"mappings\":{\"dynamic\":true,\"properties\":{"
                           "\"_pgcdc_lsn\":{\"type\":\"long\"},"
-                          "\"_pgcdc_deleted\":{\"type\":\"boolean\"}}}}") == 0,
+                          "\"_pgcdc_deleted\":{\"type\":\"boolean\"},"
+                  "\"_pgcdc_unindexed\":{\"type\":\"object\",\"enabled\":false}}}}") == 0,
            "index_body_without_types_stays_dynamic");
     es_mapping_known_free(&k);
 

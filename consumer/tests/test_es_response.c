@@ -297,8 +297,38 @@ static void captured_task_answers(const char *dir)
     }
 }
 
+/* The field a mapping conflict names, as each engine words it. */
+static void refused_fields(void)
+{
+    char field[64];
+    es_bulk_item it = {.error_type = "mapper_parsing_exception",
+                       .reason = "failed to parse field [flag] of type [boolean] in document with "
+                                 "id '2'. Preview of field's value: 'maybe'"};
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 1 && strcmp(field, "flag") == 0,
+           "refused_field_failed_to_parse");
+    it.reason = "object mapping for [attrs] tried to parse field [attrs] as object, but found a "
+                "concrete value";
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 1 && strcmp(field, "attrs") == 0,
+           "refused_field_object_mapping");
+    it.reason = "failed to parse";
+    it.cause = "failed to parse field [attrs.watts] of type [long]";
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 1 && strcmp(field, "attrs.watts") == 0,
+           "refused_field_from_the_cause");
+    it.error_type = "document_parsing_exception";
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 1, "refused_field_newer_error_type");
+    it.error_type = "version_conflict_engine_exception";
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 0, "refused_field_only_for_parse_errors");
+    it = (es_bulk_item){.error_type = "mapper_parsing_exception", .reason = "parse field []"};
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 0, "refused_field_empty_name");
+    it.reason = "failed to parse field [no end";
+    TAP_OK(es_refused_field(&it, field, sizeof field) == 0, "refused_field_unterminated");
+    it.reason = "failed to parse field [a_name_longer_than_the_buffer_given_for_it_here_is_a_name_xx]";
+    TAP_OK(es_refused_field(&it, field, 16) == 0, "refused_field_too_long");
+}
+
 int main(int argc, char **argv)
 {
+    refused_fields();
     mixed_response_items_are_classified_one_by_one();
     clean_response();
     whole_request_errors_and_malformed_bodies();

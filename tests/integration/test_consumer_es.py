@@ -410,17 +410,22 @@ def test_composite_and_unicode_keys(search_engine, kafka, build_dir, unique, cle
 def test_document_rejected_for_good_goes_to_the_dead_letter_topic(
         search_engine, kafka, build_dir, unique, cleanup_indices):
     topic, table, index = new_table(kafka, unique, cleanup_indices)
-    bad = event("c", table, 11, after={"id": 2, "v": {"an": "object"}})
+    # A row the engine refuses as a whole: more fields than index.mapping.total_fields.limit.
+    bad = event("c", table, 11, after={"id": 2, **{f"c{i}": i for i in range(1100)}})
     produce(kafka, topic, [
         rec({"id": 1}, event("c", table, 10, after={"id": 1, "v": 5})),
         rec({"id": 2}, bad),
         rec({"id": 3}, event("c", table, 12, after={"id": 3, "v": 7})),
+        # A value its field cannot take: the row is written with it set aside.
+        rec({"id": 4}, event("c", table, 13, after={"id": 4, "v": {"an": "object"}})),
     ])
-    run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
     assert rows(index_state(search_engine, index)) == {
         "1": {"id": 1, "v": 5, "_pgcdc_lsn": 10},
         "3": {"id": 3, "v": 7, "_pgcdc_lsn": 12},
+        "4": {"id": 4, "_pgcdc_unindexed": {"v": {"an": "object"}}, "_pgcdc_lsn": 13},
     }
+    assert "refused column v of" in log, log
     dead = read_topic(kafka, f"{topic}.dlq", 1)
     assert len(dead) == 1
     headers = dict(dead[0].headers())
@@ -428,7 +433,7 @@ def test_document_rejected_for_good_goes_to_the_dead_letter_topic(
     assert json.loads(dead[0].key()) == {"id": 2}
     assert headers["pgcdc-dlq-sink"] == b"es"
     reason = headers["pgcdc-dlq-reason"].decode()
-    assert "mapper_parsing_exception" in reason and "HTTP 400" in reason, reason
+    assert "Limit of total fields" in reason and "HTTP 400" in reason, reason
     assert headers["pgcdc-dlq-offset"] == b"1"
     assert headers["pgcdc-dlq-topic"] == topic.encode()
 

@@ -96,12 +96,21 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
             conn.execute("UPDATE shop.items SET attrs = '{\"watts\": 40}' WHERE id = 1")
             conn.execute("UPDATE shop.items SET attrs = '{\"watts\": \"forty\"}', "
                          "name = 'renamed' WHERE id = 1")
+            # jsonb that is not an object: flat_object (OpenSearch) and a disabled object
+            # (Elasticsearch) refuse it; the row is written with it unindexed.
+            conn.execute("UPDATE shop.items SET attrs = '42', name = 'scalar' WHERE id = 3")
+            conn.execute("UPDATE shop.items SET attrs = '[1, \"two\"]', name = 'array' WHERE id = 4")
             conn.execute("ALTER TABLE shop.items ADD COLUMN added int4")
             conn.execute("UPDATE shop.items SET added = id * 10 WHERE id <= 5")
             # A type change the index cannot follow: reported and counted, and the row
             # is still written (the new value unindexed, the other columns current).
             conn.execute("ALTER TABLE shop.items ALTER COLUMN ratio TYPE text")
             conn.execute("UPDATE shop.items SET ratio = 'high', name = 'retyped' WHERE id = 2")
+            # One a boolean field cannot take at all (it has no ignore_malformed).
+            conn.execute("ALTER TABLE shop.items ADD COLUMN ok bool")
+            conn.execute("UPDATE shop.items SET ok = true WHERE id = 6")
+            conn.execute("ALTER TABLE shop.items ALTER COLUMN ok TYPE text")
+            conn.execute("UPDATE shop.items SET ok = 'maybe', name = 'flagged' WHERE id = 6")
             end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
             h.wait_for("the producer to confirm the end of WAL", lambda: conn.execute(
                 "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
@@ -127,6 +136,7 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
             return (status == 200 and body["count"] == 41 and
                     (doc(1) or {}).get("name") == "renamed" and
                     (doc(2) or {}).get("name") == "retyped" and
+                    (doc(6) or {}).get("name") == "flagged" and
                     all((doc(i) or {}).get("added") == i * 10 for i in range(1, 6)))
         h.wait_for("the consumer to apply every change", caught_up, 180,
                    on_timeout=consumer.log_tail)
@@ -164,6 +174,23 @@ def test_mappings_answer_queries_as_postgresql_does(pg, kafka, search_engine, bu
         assert doc(1)["attrs"] == {"watts": "forty"}
         assert doc(1)["name"] == "renamed", "the row's other columns are current"
         assert doc(2)["ratio"] == "high" and props["ratio"]["type"] == "double"
+        # Values a field refused outright (a jsonb scalar or array in OpenSearch's
+        # flat_object, which takes objects only; text in a boolean field): kept in
+        # _source beside the row, the rest indexed. Elasticsearch's disabled object
+        # takes any JSON value.
+        refuses_scalars = search_engine.flavor.startswith("opensearch")
+        for i, name, column, value in [(3, "scalar", "attrs", 42), (4, "array", "attrs", [1, "two"]),
+                                       (6, "flagged", "ok", "maybe")]:
+            assert doc(i)["name"] == name, doc(i)
+            if column == "attrs" and not refuses_scalars:
+                assert doc(i)["attrs"] == value and "_pgcdc_unindexed" not in doc(i), doc(i)
+            else:
+                assert column not in doc(i), doc(i)
+                assert doc(i)["_pgcdc_unindexed"] == {column: value}, doc(i)
+            got = search(search_engine, index, {"query": {"term": {"name.keyword": name}}})
+            assert ids(got) == [i], got
+        assert re.search(rf"index {re.escape(index)}\S* refused column ok of shop.items id 6", log), \
+            log[-3000:]
         assert doc(41)["d"] == "infinity" and doc(41)["ts"] == "0044-03-15 10:00:00 BC"
 
         with psycopg.connect(dsn) as conn:
