@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdc_clock.h"
 #include "cdc_log.h"
 #include "cdc_mask.h"
 #include "cdc_metrics.h"
@@ -15,8 +16,10 @@
 
 #define ES_CONNECT_TIMEOUT_MS 5000L
 /* A request sent once whatever happens (es_http_once) gets this long: it
- * may run after a stop. */
-#define ONCE_TIMEOUT_MS 2000L
+ * may run after a stop, so it is bounded, but a busy node must be able to
+ * answer it (a task cancel that timed out after 2 s left a truncate
+ * running for minutes). */
+#define ONCE_TIMEOUT_MS 5000L
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
 #define RESPONSE_MAX ((size_t)512 << 20)
@@ -40,8 +43,13 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
                        curl_off_t ulnow)
 {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    const es_http *h = opaque;
-    return !h->deaf && cdc_signal_stop_requested();
+    es_http *h = opaque;
+    if (h->deaf || !cdc_signal_stop_requested())
+        return 0;
+    int64_t now = cdc_clock_mono_ms();
+    if (!h->stop_seen_ms)
+        h->stop_seen_ms = now;
+    return now - h->stop_seen_ms >= h->stop_grace_ms;
 }
 
 const char *es_http_excerpt(const es_http *h, char *out, size_t outlen)
@@ -75,6 +83,8 @@ int es_http_perform(es_http *h, const es_req *r, long *status, char *err, size_t
     h->curl_err[0] = '\0';
     h->resp_max = r->resp_max ? r->resp_max : RESPONSE_MAX;
     h->resp_over = false;
+    h->stop_grace_ms = r->stop_grace_ms;
+    h->stop_seen_ms = 0;
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_WRITE_ERROR && h->resp_over) {
         snprintf(err, errlen, "%s %s%s (%s): the answer is longer than %zu bytes", r->method,

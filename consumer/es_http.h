@@ -40,6 +40,10 @@ typedef struct es_req {
     const char *what;       /* "_bulk of 12 items for index x", for messages */
     long timeout_ms;
     size_t resp_max;        /* longest answer taken; 0 for the client's limit */
+    /* On a stop, the answer is still awaited this long: a request that
+     * starts work in the engine (a _delete_by_query task) must return the
+     * handle that lets the stop cancel that work. 0: abandoned at once. */
+    long stop_grace_ms;
 } es_req;
 
 typedef struct es_http {
@@ -56,6 +60,8 @@ typedef struct es_http {
     size_t resp_max;        /* longest answer to the request in flight */
     bool resp_over;         /* that answer was longer: cut off */
     bool deaf;              /* the request in flight ignores a stop (a cancel) */
+    long stop_grace_ms;     /* of the request in flight (es_req) */
+    int64_t stop_seen_ms;   /* when the request in flight first saw a stop, or 0 */
     uint64_t *retries;      /* counted here (the sink's counter) */
 } es_http;
 

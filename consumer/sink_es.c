@@ -627,8 +627,11 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
             cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true"
                                 "&wait_for_completion=false") < 0)
             goto nomem;
+        /* Its answer names the task a stop must cancel: awaited a while after
+         * a stop, so that the task is not left running for minutes. */
         es_req dbq = {.method = "POST", .path = path.data, .body = body.data, .len = body.len,
-                      .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+                      .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS,
+                      .stop_grace_ms = 5000};
         sent = es_http_send(&s->http, &dbq, &attempt, &status, why, sizeof why);
         if (sent < 0)
             goto stopped;

@@ -161,14 +161,25 @@ def wait_until(what, predicate, deadline_s, proc=None, log_path=None):
         interval = min(0.5, interval * 1.5)
 
 
+_LOG_ERROR = re.compile(r"\b(ERROR|FATAL|PANIC)\b|Exception\b|[Ee]rror:")
+
+
 def log_tail(path, lines=30):
+    """The last lines of a server's log, and before them its last error lines: a JVM
+    that fails at start often ends its log with pages of state dumped after the line
+    that says why."""
     if not path or not os.path.exists(path):
         return ""
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 16384))
-        tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
-    return f"\n--- last lines of {path} ---\n" + "\n".join(tail)
+        f.seek(max(0, f.tell() - 262144))
+        text = f.read().decode("utf-8", "replace").splitlines()
+    tail = text[-lines:]
+    errors = [line[:500] for line in text[:-lines] if _LOG_ERROR.search(line)][-10:]
+    out = f"\n--- last lines of {path} ---\n" + "\n".join(tail)
+    if errors:
+        out = f"\n--- last error lines of {path} ---\n" + "\n".join(errors) + out
+    return out
 
 
 _libc = None
@@ -422,13 +433,28 @@ class Service:
             except subprocess.TimeoutExpired:
                 pass
         # Whatever is left in the group (children of the server, or the server itself
-        # after the grace period) gets SIGKILL.
+        # after the grace period) gets SIGKILL. It must be gone before a restart: a
+        # server still dying holds its ports and (a JVM) its node lock, and the new one
+        # exits at once.
         self._signal_group(signal.SIGKILL)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            pass
+            raise ServiceError(f"{self.name} (pid {proc.pid}) still runs 60 s after SIGKILL")
+        self._wait_group_gone(proc.pid, 60)
         self.proc = None
+
+    def _wait_group_gone(self, pgid, deadline_s):
+        """Waits until no process of the server's process group is left."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"{self.name}: processes of group {pgid} still run {deadline_s} s "
+                           "after SIGKILL")
 
     def kill(self):
         """SIGKILL the whole server (crash simulation); restart() brings it back."""
@@ -436,9 +462,10 @@ class Service:
             return
         self._signal_group(signal.SIGKILL)
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            pass
+            raise ServiceError(f"{self.name} (pid {self.proc.pid}) still runs 60 s after SIGKILL")
+        self._wait_group_gone(self.proc.pid, 60)
         self.proc = None
 
     def restart(self):

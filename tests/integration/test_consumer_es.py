@@ -827,10 +827,16 @@ class ThrottlingProxy(HttpProxy):
     """Passes everything on, but makes each _delete_by_query slow on the real node:
     batches of 10 documents, one batch every 20 s."""
 
+    cancels = None  # (path, status) of each task cancel passed on
+
     def handle(self, method, path, headers, body):
         if "/_delete_by_query" in path:
             path += ("&" if "?" in path else "?") + "requests_per_second=0.5&scroll_size=10"
-        return self.forward(method, path, headers, body)
+        answer = self.forward(method, path, headers, body)
+        if path.endswith("/_cancel"):
+            with self.lock:
+                self.cancels = (self.cancels or []) + [(path, answer[0])]
+        return answer
 
 
 def delete_by_query_tasks(engine):
@@ -858,11 +864,13 @@ def test_sigterm_during_a_long_truncate_exits_and_the_restart_completes_it(
             assert "will be read again" in bg.output()
         finally:
             bg.kill()
-    # The consumer cancelled its task on the way out. The engine ends a cancelled
-    # throttled task when its current throttle wait ends (up to 20 s here), later on a
-    # busy machine: what is checked is that it ends without a restart, not how fast.
+        # The consumer cancelled its task on the way out, and the engine took it.
+        assert proxy.cancels and proxy.cancels[-1][1] == 200, (proxy.cancels, bg.output())
+    # The engine ends a cancelled throttled task when its current throttle wait ends (up
+    # to 20 s here; the whole task would take 200 s), later on a busy machine: what is
+    # checked is that it ends without a restart, not how fast.
     wait_for("no truncate running", lambda: not delete_by_query_tasks(search_engine),
-             timeout_s=90)
+             timeout_s=150)
     assert len(rows(index_state(search_engine, index))) > 1  # not done, and not committed
     log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
     assert index_state(search_engine, index) == {"7": (501, {"id": 7, "_pgcdc_lsn": 501})}
