@@ -994,6 +994,11 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
         "enable.partition.eof", "true",
         "topic.metadata.refresh.interval.ms", "10000",
         "queued.max.messages.kbytes", "16384",
+        /* fetch.min.bytes and fetch.wait.max.ms stay librdkafka's (1 byte,
+         * 500 ms): a fetch then returns with each produce request, and the
+         * producer's linger.ms bounds how many those are. A larger minimum
+         * with a short wait cut fetches under load but made an idle
+         * consumer ask hundreds of times a second (issue 17). */
         NULL,
     };
     char backoff[16];
