@@ -106,7 +106,7 @@ typedef struct consumer {
         int32_t partition;
     } wake[MAX_WAKE_TARGETS];
     size_t nwake;
-    atomic_llong reading_at_ms;  /* when this thread last got messages */
+    atomic_llong backlog_at_ms;  /* when this thread last left messages queued */
     pthread_t waker;
     bool waker_needed;           /* a librdkafka without fetch.queue.backoff.ms */
     bool waker_started, waker_quit;
@@ -584,13 +584,16 @@ static int store_offset(void *ctx, const char *topic, int32_t partition, int64_t
  * sink slower than Kafka (the usual case) fetching went in bursts: one full
  * queue, 16 MB, then a pause, about 40,000 events/s whatever the sink could
  * do. Any request through the broker thread wakes it. So, every
- * FETCH_WAKE_MS while the consumer is reading, this thread asks the leader
+ * FETCH_WAKE_MS while the consumer has a backlog (it left messages in the
+ * queue within the last second), this thread asks the leader
  * of one assigned partition (in turn) for its watermarks. It is a thread of
  * its own because the request can wait: a broker answers a connection's
  * requests in order, and a fetch with nothing to return is held there up
  * to fetch.wait.max.ms. librdkafka 2.1.0 made that second a setting,
  * fetch.queue.backoff.ms: where it exists, it is set to FETCH_WAKE_MS and this
- * thread is not started. */
+ * thread is not started. Without a backlog the queue is never full and the
+ * fetcher never pauses: the questions were then only work for the broker
+ * (50 a second under a steady trickle of small transactions, issue 17). */
 static void *waker_main(void *arg)
 {
     consumer *c = arg;
@@ -605,9 +608,9 @@ static void *waker_main(void *arg)
             until.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&c->wake_cv, &c->mu, &until);
-        int64_t reading = atomic_load_explicit(&c->reading_at_ms, memory_order_relaxed);
-        if (c->waker_quit || c->nwake == 0 || cdc_clock_mono_ms() - reading > 1000)
-            continue; /* idle: the fetcher runs by itself then */
+        int64_t backlog = atomic_load_explicit(&c->backlog_at_ms, memory_order_relaxed);
+        if (c->waker_quit || c->nwake == 0 || cdc_clock_mono_ms() - backlog > 1000)
+            continue; /* no queue to be full: the fetcher runs by itself then */
         char topic[256];
         next = (next + 1) % c->nwake;
         snprintf(topic, sizeof topic, "%s", c->wake[next].topic);
@@ -991,6 +994,11 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
         "enable.partition.eof", "true",
         "topic.metadata.refresh.interval.ms", "10000",
         "queued.max.messages.kbytes", "16384",
+        /* fetch.min.bytes and fetch.wait.max.ms stay librdkafka's (1 byte,
+         * 500 ms): a fetch then returns with each produce request, and the
+         * producer's linger.ms bounds how many those are. A larger minimum
+         * with a short wait cut fetches under load but made an idle
+         * consumer ask hundreds of times a second (issue 17). */
         NULL,
     };
     char backoff[16];
@@ -1157,8 +1165,10 @@ static rd_kafka_message_t *next_message(consumer *c, int timeout)
         n = rd_kafka_consume_batch_queue(c->cq, timeout, c->pend, 1);
     if (n <= 0)
         return NULL;
-    /* Messages flow: keep the fetcher awake (waker_main); idle, it is not. */
-    atomic_store_explicit(&c->reading_at_ms, cdc_clock_mono_ms(), memory_order_relaxed);
+    /* More than asked for was there: a backlog, with which the queue can
+     * fill and the fetcher pause, so keep it awake (waker_main). */
+    if ((size_t)n == want && c->waker_needed && rd_kafka_queue_length(c->cq) > 0)
+        atomic_store_explicit(&c->backlog_at_ms, cdc_clock_mono_ms(), memory_order_relaxed);
     c->npend = (size_t)n;
     return c->pend[c->ipend++];
 }

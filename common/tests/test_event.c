@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "cdc_event.h"
@@ -650,6 +651,36 @@ static void test_names(void)
            "encode_error_shows_names_printably");
 }
 
+/* The encoder writes JSON itself; its strings must be the bytes yajl_gen
+ * (which it replaced) wrote, for every ASCII character, so that no record
+ * changes form across the replacement. */
+static void test_encode_escapes_as_yajl_gen(void)
+{
+    int same = 1;
+    for (int c = 1; c < 0x80 && same; c++) {
+        char name[] = {'a', (char)c, 'b', (char)c, '\0'};
+        cdc_column col = {name, "1", 1};
+        const cdc_row key = {&col, 1};
+        cdc_buf got = {0};
+        const unsigned char *want;
+        size_t wantlen;
+        yajl_gen g = yajl_gen_alloc(NULL);
+        yajl_gen_map_open(g);
+        yajl_gen_string(g, (const unsigned char *)name, strlen(name));
+        yajl_gen_number(g, "1", 1);
+        yajl_gen_map_close(g);
+        yajl_gen_get_buf(g, &want, &wantlen);
+        same = cdc_key_encode(&key, &got, err, sizeof err) == 0 && got.len == wantlen &&
+               memcmp(got.data, want, wantlen) == 0;
+        if (!same)
+            printf("#   byte 0x%02x: got %s, yajl_gen %.*s\n", c, got.data ? got.data : err,
+                   (int)wantlen, (const char *)want);
+        yajl_gen_free(g);
+        cdc_buf_free(&got);
+    }
+    TAP_OK(same, "encode_escapes_as_yajl_gen");
+}
+
 /* ---- the validator ---------------------------------------------------------- */
 
 static void test_validator(void)
@@ -947,6 +978,7 @@ int main(void)
     test_decode_rejections();
     test_encode_rejections();
     test_names();
+    test_encode_escapes_as_yajl_gen();
     test_validator();
     test_decoded_tree_is_yajls();
     test_topic_names();
