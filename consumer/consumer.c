@@ -95,6 +95,9 @@ typedef struct consumer {
 
     part_state *parts;
     bool assigned_once;
+    /* The group's rebalance protocol is cooperative: as librdkafka last said,
+     * or as the assignment strategy configured says until it does. */
+    bool cooperative;
 
     /* Messages taken from Kafka, not yet added to a batch. */
     rd_kafka_queue_t *cq;
@@ -919,7 +922,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     consumer *c = opaque;
-    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL once the member has left its group, as during rd_kafka_consumer_close:
+     * the protocol is then the one it had. */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    if (protocol)
+        c->cooperative = strcmp(protocol, "COOPERATIVE") == 0;
+    bool cooperative = c->cooperative;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++)
             offset_book_assign(c->offsets, parts->elems[i].topic, parts->elems[i].partition);
@@ -1018,6 +1026,11 @@ static int kafka_setup(consumer *c, char *err, size_t errlen)
     else
         cdc_log_info("librdkafka %s: fetch.queue.backoff.ms=%d (a full queue pauses a "
                      "partition's fetching that long)", rd_kafka_version_str(), FETCH_WAKE_MS);
+    char strategy[256];
+    size_t strategy_len = sizeof strategy;
+    c->cooperative = rd_kafka_conf_get(conf, "partition.assignment.strategy", strategy,
+                                       &strategy_len) == RD_KAFKA_CONF_OK &&
+                     strstr(strategy, "cooperative") != NULL;
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_log_cb(conf, cdc_kafka_log);
