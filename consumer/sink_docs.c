@@ -28,6 +28,7 @@
 #include "es_bulk.h"
 #include "es_mapping.h"
 #include "es_response.h"
+#include "redis_keys.h"
 #include "row_json.h"
 #include "sink.h"
 
@@ -659,10 +660,11 @@ static int redis_key(const char *tpl, const char *keycol, const char *key, cdc_b
     return rc < 0 ? -1 : 0;
 }
 
-static int redis_write_once(docs_sink *d, type_state *ts, char *err, size_t errlen)
+/* Writes (or deletes) d->docs under their keys: each doc's key is its Redis
+ * key when `tpl` is NULL, else its root key rendered with `tpl`. */
+static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, char *err,
+                            size_t errlen)
 {
-    if (redis_connect(d, err, errlen) < 0)
-        return -1;
     char version[24], ttl[24];
     snprintf(version, sizeof version, "%020" PRIu64, d->version);
     snprintf(ttl, sizeof ttl, "%lld", d->tombstone_ttl);
@@ -672,7 +674,7 @@ static int redis_write_once(docs_sink *d, type_state *ts, char *err, size_t errl
         const doc_out *doc = &d->docs[i];
         cdc_buf_reset(&key);
         cdc_buf_reset(&vkey);
-        if (redis_key(ts->t->redis_key, ts->t->root->key, doc->key, &key) < 0 ||
+        if ((tpl ? redis_key(tpl, keycol, doc->key, &key) : cdc_buf_puts(&key, doc->key)) < 0 ||
             cdc_buf_append(&vkey, key.data, key.len) < 0 || cdc_buf_puts(&vkey, VERSION_SUFFIX) < 0) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
@@ -704,6 +706,19 @@ static int redis_write_once(docs_sink *d, type_state *ts, char *err, size_t errl
         }
         freeReplyObject(rep);
     }
+    return rc;
+}
+
+static int redis_write_keys(docs_sink *d, char *err, size_t errlen)
+{
+    return redis_write_docs(d, NULL, NULL, err, errlen);
+}
+
+static int redis_write_once(docs_sink *d, type_state *ts, char *err, size_t errlen)
+{
+    if (redis_connect(d, err, errlen) < 0)
+        return -1;
+    int rc = redis_write_docs(d, ts->t->redis_key, ts->t->root->key, err, errlen);
     if (rc < 0)
         redis_close(d);
     return rc;
@@ -724,6 +739,135 @@ static int redis_write(docs_sink *d, type_state *ts, char *err, size_t errlen)
             break;
     }
     snprintf(err, errlen, "stopped while writing documents to Redis");
+    return -1;
+}
+
+/* A truncate of the root table: every document of the type goes, versioned
+ * by a snapshot taken after the truncate, before the rows left (or added
+ * since) are read again. */
+static int snapshot_version(docs_sink *d, char *err, size_t errlen)
+{
+    for (unsigned attempt = 0;; attempt++) {
+        if (cdc_signal_stop_requested())
+            break;
+        if (pg_begin(d, err, errlen) == 0 && pg_cmd(d, "COMMIT", err, errlen) == 0)
+            return 0;
+        cdc_log_warn("documents: %s; retrying", err);
+        d->base.retries++;
+        pg_close(d);
+        if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS))
+            break;
+    }
+    snprintf(err, errlen, "stopped while reading a snapshot");
+    return -1;
+}
+
+static int es_delete_all(docs_sink *d, type_state *ts, char *err, size_t errlen)
+{
+    if (!d->es_on || !ts->index)
+        return 0;
+    cdc_buf path = CDC_BUF_INIT;
+    cdc_buf_printf(&path, "/%s/_delete_by_query?conflicts=proceed&refresh=true", ts->index);
+    static const char body[] = "{\"query\":{\"match_all\":{}}}";
+    es_req r = {.method = "POST", .path = path.data, .body = body, .len = sizeof body - 1,
+                .what = "delete the documents of a truncated root table",
+                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    unsigned attempt = 0;
+    int rc = -1;
+    for (;;) {
+        long code = 0;
+        if (es_http_send(&d->http, &r, &attempt, &code, err, errlen) != 0)
+            break;
+        if (code == 200 || code == 404) {
+            rc = 0;
+            break;
+        }
+        char ex[ES_EXCERPT_MAX + 8];
+        char why[ES_EXCERPT_MAX + 64];
+        snprintf(why, sizeof why, "HTTP %ld: %s", code, es_http_excerpt(&d->http, ex, sizeof ex));
+        if (!es_http_retry_wait(&d->http, &attempt, true, why)) {
+            snprintf(err, errlen, "stopped while deleting the documents of %s", ts->index);
+            break;
+        }
+    }
+    cdc_buf_free(&path);
+    return rc;
+}
+
+/* SCAN for the type's keys and delete each (unless Redis holds a newer
+ * version of it). Returns 0, or -1 with err (the caller retries). */
+static int redis_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t errlen)
+{
+    if (redis_connect(d, err, errlen) < 0)
+        return -1;
+    cdc_buf pattern = CDC_BUF_INIT;
+    const char *tpl = ts->t->redis_key;
+    size_t klen = strlen(ts->t->root->key);
+    int rc = 0;
+    for (const char *q = tpl; *q; q++) {
+        if (*q == '{') {
+            rc |= cdc_buf_putc(&pattern, '*');
+            q += klen + 1;
+        } else {
+            char one[2] = {*q, 0};
+            rc |= redis_glob_escape(&pattern, one);
+        }
+    }
+    char cursor[32] = "0";
+    size_t deleted = 0;
+    do {
+        redisReply *rep = redisCommand(d->redis, "SCAN %s MATCH %s COUNT 1000", cursor,
+                                       pattern.data);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            snprintf(err, errlen, "Redis at %s: SCAN: %s", d->rmasked,
+                     rep && rep->str ? rep->str : d->redis->errstr);
+            if (rep)
+                freeReplyObject(rep);
+            rc = -1;
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        redisReply *keys = rep->element[1];
+        docs_reset(d);
+        size_t slen = strlen(VERSION_SUFFIX);
+        for (size_t i = 0; i < keys->elements && rc == 0; i++) {
+            const redisReply *k = keys->element[i];
+            if (k->len >= slen && memcmp(k->str + k->len - slen, VERSION_SUFFIX, slen) == 0)
+                continue;
+            rc = docs_push(d, k->str, NULL, ts->full_rec);
+        }
+        if (rc == 0)
+            rc = redis_write_keys(d, err, errlen);
+        deleted += d->ndocs;
+        docs_reset(d);
+        freeReplyObject(rep);
+    } while (rc == 0 && strcmp(cursor, "0") != 0);
+    cdc_buf_free(&pattern);
+    if (rc < 0)
+        redis_close(d);
+    else
+        cdc_log_info("documents %s: the root table was truncated: %zu documents deleted from "
+                     "Redis", ts->t->name, deleted);
+    return rc;
+}
+
+static int truncate_all(docs_sink *d, type_state *ts, char *err, size_t errlen)
+{
+    if (snapshot_version(d, err, errlen) < 0 || es_delete_all(d, ts, err, errlen) < 0)
+        return -1;
+    if (!d->redis_on || !ts->t->redis_key)
+        return 0;
+    for (unsigned attempt = 0;; attempt++) {
+        if (cdc_signal_stop_requested())
+            break;
+        if (redis_delete_all_once(d, ts, err, errlen) == 0)
+            return 0;
+        cdc_log_warn("documents: %s; retrying", err);
+        d->base.retries++;
+        if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS))
+            break;
+    }
+    snprintf(err, errlen, "stopped while deleting documents from Redis");
     return -1;
 }
 
@@ -762,10 +906,8 @@ static int write_docs(docs_sink *d, type_state *ts, consumer_record *const *recs
 static int apply_type(docs_sink *d, type_state *ts, consumer_record *const *recs, char *err,
                       size_t errlen)
 {
-    if (ts->root_truncated)
-        cdc_log_error("documents %s: the root table %s.%s was truncated: its documents are "
-                      "not removed (docs/documents.md); re-reading every row that is left",
-                      ts->t->name, ts->t->root->schema, ts->t->root->table);
+    if (ts->root_truncated && truncate_all(d, ts, err, errlen) < 0)
+        return -1;
     if (ts->nroots > 0 || !ts->full) {
         bool any = ts->nroots > 0;
         for (size_t g = 0; g < ts->t->nnodes * 2 && !any; g++)
@@ -1026,6 +1168,19 @@ static void docs_destroy(sink *s)
     free(d);
 }
 
+/* The type of every column of the tables named (an array literal). */
+static PGresult *pg_catalog(docs_sink *d, const char *tables, char *err, size_t errlen)
+{
+    const char *params[] = {tables};
+    return pg_run(d, "SELECT n.nspname, c.relname, a.attname, "
+                     "format_type(a.atttypid, a.atttypmod) "
+                     "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                     "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE a.attnum > 0 AND NOT a.attisdropped "
+                     "AND n.nspname || '.' || c.relname = ANY($1::text[])",
+                  1, params, PGRES_TUPLES_OK, "read column types", err, errlen);
+}
+
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -1171,26 +1326,20 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     }
     /* PostgreSQL must answer before anything else: the replica identities and
      * the column types come from its catalog. Waited for like a sink that is
-     * down. */
-    for (unsigned attempt = 0; pg_connect(d, err, errlen) < 0; attempt++) {
+     * down; a connection lost on the way is made again. */
+    for (unsigned attempt = 0;; attempt++) {
+        if (pg_connect(d, err, errlen) == 0 && replica_identity_check(d, err, errlen) == 0 &&
+            (cat.res = pg_catalog(d, sc.tables.data, err, errlen)))
+            break;
+        if (d->pg && PQstatus(d->pg) == CONNECTION_OK)
+            goto fail; /* the server answered: a refusal */
         cdc_log_warn("documents: %s; retrying", err);
+        pg_close(d);
         if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS)) {
             snprintf(err, errlen, "stopped while connecting to PostgreSQL (%s)", d->pg_masked);
             goto fail;
         }
     }
-    if (replica_identity_check(d, err, errlen) < 0)
-        goto fail;
-    const char *params[] = {sc.tables.data};
-    cat.res = pg_run(d, "SELECT n.nspname, c.relname, a.attname, "
-                        "format_type(a.atttypid, a.atttypmod) "
-                        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE a.attnum > 0 AND NOT a.attisdropped "
-                        "AND n.nspname || '.' || c.relname = ANY($1::text[])",
-                     1, params, PGRES_TUPLES_OK, "read column types", err, errlen);
-    if (!cat.res)
-        goto fail;
     if (d->es_on) {
         if (es_http_init(&d->http, cfg, &d->base.retries, err, errlen) < 0 ||
             es_engine_detect(d, err, errlen) < 0)
