@@ -223,8 +223,8 @@ const cdc_option consumer_options[] = {
              "and/or --redis instead of one document per row (docs/documents.md)"},
     {.name = "documents-pg", .env = "PGCDC_DOCUMENTS_PG", .type = CDC_OPT_STRING,
      .metavar = "CONNINFO", .secret = true,
-     .help = "PostgreSQL connection string the --documents are read from (the producer's "
-             "database, or a replica that is never behind it: see docs/documents.md)"},
+     .help = "PostgreSQL connection string the --documents are read from: the primary the "
+             "producer reads (a lagging replica could miss a change: docs/documents.md)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
      .help = "serve /metrics, /healthz and /readyz over HTTP here (docs/operations.md); "
