@@ -113,6 +113,11 @@ typedef struct docs_sink {
     char *pg_dsn, *pg_masked;
     PGconn *pg;
     uint64_t version;        /* of the transaction being read */
+    uint64_t xmax;           /* its snapshot: xmax and in-progress transactions */
+    uint64_t *xip;
+    size_t nxip, capxip;
+    uint32_t *txids;         /* transactions of the batch's changes (0: none) */
+    size_t ntxids, captxids;
 
     bool es_on;
     es_http http;
@@ -198,20 +203,61 @@ static int pg_begin(docs_sink *d, char *err, size_t errlen)
         pg_cmd(d, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
         return -1;
     PGresult *r = pg_run(d, "SELECT pg_snapshot_xmax(s)::text, "
-                            "(SELECT count(*) FROM pg_snapshot_xip(s))::text "
+                            "array_to_string(ARRAY(SELECT pg_snapshot_xip(s)), ' ') "
                             "FROM pg_current_snapshot() s", 0, NULL, PGRES_TUPLES_OK,
                          "read the snapshot", err, errlen);
     if (!r)
         return -1;
-    uint64_t xmax = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    uint64_t nxip = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    d->xmax = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    d->nxip = 0;
+    for (const char *p = PQgetvalue(r, 0, 1); *p;) {
+        char *end;
+        uint64_t x = strtoull(p, &end, 10);
+        if (end == p)
+            break;
+        if (d->nxip == d->capxip) {
+            size_t cap = d->capxip ? d->capxip * 2 : 64;
+            uint64_t *n = realloc(d->xip, cap * sizeof *n);
+            if (!n) {
+                PQclear(r);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            d->xip = n;
+            d->capxip = cap;
+        }
+        d->xip[d->nxip++] = x;
+        p = end + (*end == ' ');
+    }
     PQclear(r);
-    if (nxip > 65535)
-        nxip = 65535;
-    d->version = xmax * 65536 + (65535 - nxip);
+    uint64_t n = d->nxip > 65535 ? 65535 : d->nxip;
+    d->version = d->xmax * 65536 + (65535 - n);
     return 0;
 }
 
+/* Whether the snapshot sees every transaction of the batch's changes.
+ * PostgreSQL writes a commit record (which the producer may stream, and
+ * this consumer read) a moment before other sessions see the transaction,
+ * longer when the commit waits for a synchronous standby: a read in that
+ * moment would miss the change, and nothing would read the document again.
+ * The events carry 32-bit xids; the snapshot's are 64-bit, and a change
+ * just committed is within 2^31 below xmax. */
+static const char *snapshot_misses(const docs_sink *d, uint32_t *missed)
+{
+    for (size_t i = 0; i < d->ntxids; i++) {
+        uint64_t full = (d->xmax & ~(uint64_t)0xffffffff) | d->txids[i];
+        if (full >= d->xmax && full >= ((uint64_t)1 << 32))
+            full -= (uint64_t)1 << 32;
+        bool seen = full < d->xmax;
+        for (size_t k = 0; seen && k < d->nxip; k++)
+            seen = d->xip[k] != full;
+        if (!seen) {
+            *missed = d->txids[i];
+            return "not yet visible";
+        }
+    }
+    return NULL;
+}
 /* ---- what a batch affects ------------------------------------------------ */
 
 static const char *member_text(yajl_val row, const char *name, char *num, size_t numlen)
@@ -315,14 +361,28 @@ static int collect(docs_sink *d, consumer_record *const *recs, size_t n, uint64_
                     return -1;
             }
         }
-        if (seen)
+        if (seen) {
             (*watched)++;
+            if (ev->txid > 0 && ev->txid <= UINT32_MAX &&
+                (d->ntxids == 0 || d->txids[d->ntxids - 1] != (uint32_t)ev->txid)) {
+                if (d->ntxids == d->captxids) {
+                    size_t cap = d->captxids ? d->captxids * 2 : 256;
+                    uint32_t *t = realloc(d->txids, cap * sizeof *t);
+                    if (!t)
+                        return -1;
+                    d->txids = t;
+                    d->captxids = cap;
+                }
+                d->txids[d->ntxids++] = (uint32_t)ev->txid;
+            }
+        }
     }
     return 0;
 }
 
 static void batch_reset(docs_sink *d)
 {
+    d->ntxids = 0;
     for (size_t t = 0; t < d->def->ntypes; t++) {
         type_state *ts = &d->types[t];
         for (size_t i = 0; i < ts->nroots; i++)
@@ -408,7 +468,14 @@ static int map_groups(docs_sink *d, type_state *ts, char *err, size_t errlen)
 static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
 {
     docs_reset(d);
-    if (pg_begin(d, err, errlen) < 0 || map_groups(d, ts, err, errlen) < 0)
+    if (pg_begin(d, err, errlen) < 0)
+        return -1;
+    uint32_t missed;
+    if (snapshot_misses(d, &missed)) {
+        snprintf(err, errlen, "the snapshot does not see transaction %" PRIu32 " yet", missed);
+        return pg_cmd(d, "ROLLBACK", err, errlen) < 0 ? -1 : 1;
+    }
+    if (map_groups(d, ts, err, errlen) < 0)
         return -1;
     qsort(ts->roots, ts->nroots, sizeof *ts->roots, cmp_root);
     size_t u = 0;
@@ -471,6 +538,11 @@ static int read_page(docs_sink *d, type_state *ts, const char *after, bool *more
     docs_reset(d);
     if (pg_begin(d, err, errlen) < 0)
         return -1;
+    uint32_t missed;
+    if (!after && snapshot_misses(d, &missed)) {
+        snprintf(err, errlen, "the snapshot does not see transaction %" PRIu32 " yet", missed);
+        return pg_cmd(d, "ROLLBACK", err, errlen) < 0 ? -1 : 1;
+    }
     char limit[16];
     snprintf(limit, sizeof limit, "%d", PAGE_ROOTS);
     const char *params[] = {limit, after};
@@ -885,6 +957,17 @@ static int read_retrying(docs_sink *d, type_state *ts, const char *after, bool *
                                : read_roots(d, ts, err, errlen);
         if (rc == 0)
             return 0;
+        if (rc > 0) {
+            /* Too early by a moment: read again soon. Still unseen after
+             * seconds, it is worth a line: --documents-pg may not be the
+             * database the producer reads. */
+            if (attempt == 40)
+                cdc_log_warn("documents %s: %s after %u reads (is --documents-pg the primary "
+                             "the producer reads?)", ts->t->name, err, attempt);
+            if (!sink_backoff(attempt < 40 ? attempt : 40, 2, 1000))
+                break;
+            continue;
+        }
         cdc_log_warn("documents %s: %s; retrying", ts->t->name, err);
         d->base.retries++;
         pg_close(d);
@@ -1158,6 +1241,8 @@ static void docs_destroy(sink *s)
     free(d->types);
     free(d->watches);
     free(d->docs);
+    free(d->xip);
+    free(d->txids);
     doc_def_free(d->def);
     free(d->pg_dsn);
     free(d->pg_masked);
