@@ -162,8 +162,8 @@ static int check_members(parse_ctx *c, const path *p, yajl_val obj, const char *
     return 0;
 }
 
-static int parse_node(parse_ctx *c, const path *p, yajl_val obj, doc_node *up, unsigned depth,
-                      size_t *nnodes, doc_node **out);
+static int parse_node(parse_ctx *c, const path *p, const char *field, yajl_val obj, doc_node *up,
+                      unsigned depth, size_t *nnodes, doc_node **out);
 
 static bool field_taken(const doc_node *n, const char *name)
 {
@@ -222,12 +222,10 @@ static int parse_embeds(parse_ctx *c, const path *p, yajl_val obj, doc_node *n, 
             return fail(c, &item, "field \"%s\" is named twice", field);
         if (!YAJL_IS_OBJECT(v->u.object.values[i]))
             return fail(c, &item, "is not an object");
-        doc_node *e = NULL;
-        if (parse_node(c, &item, v->u.object.values[i], n, depth + 1, nnodes, &e) < 0)
+        if (parse_node(c, &item, field, v->u.object.values[i], n, depth + 1, nnodes,
+                       &n->embed[n->nembed]) < 0)
             return -1;
-        n->embed[n->nembed++] = e;
-        if (!(e->field = strdup(field)))
-            return fail(c, &item, "out of memory");
+        n->nembed++;
     }
     if (n->ncolumns + n->nembed > DOC_FIELDS_MAX)
         return fail(c, p, "%zu fields: at most %d per object", n->ncolumns + n->nembed,
@@ -243,8 +241,8 @@ const char *doc_agg_name(doc_agg a)
 }
 
 /* One embedded node: its kind is the member that names its table. */
-static int parse_node(parse_ctx *c, const path *p, yajl_val obj, doc_node *up, unsigned depth,
-                      size_t *nnodes, doc_node **out)
+static int parse_node(parse_ctx *c, const path *p, const char *field, yajl_val obj, doc_node *up,
+                      unsigned depth, size_t *nnodes, doc_node **out)
 {
     static const char *const kinds[] = {"parent", "children", "many", "count", "avg", "sum",
                                         "min", "max"};
@@ -253,6 +251,10 @@ static int parse_node(parse_ctx *c, const path *p, yajl_val obj, doc_node *up, u
         return fail(c, p, "out of memory");
     n->up = up;
     n->id = (unsigned)(*nnodes)++;
+    if (!(n->field = strdup(field))) {
+        fail(c, p, "out of memory");
+        goto fail;
+    }
     const char *kind = NULL;
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         if (!member(obj, kinds[k]))

@@ -20,6 +20,7 @@
 #include "cdc_buf.h"
 #include "cdc_log.h"
 #include "cdc_mask.h"
+#include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "doc_def.h"
 #include "doc_sql.h"
@@ -132,6 +133,7 @@ typedef struct docs_sink {
     doc_out *docs;
     size_t ndocs, capdocs;
     PGresult *res;           /* holds the docs' key and json text */
+    cdc_metric *m_written, *m_deleted, *m_reads;
     bool warned_missing;
 } docs_sink;
 
@@ -983,6 +985,12 @@ static int write_docs(docs_sink *d, type_state *ts, consumer_record *const *recs
 {
     if (es_write(d, ts, recs, err, errlen) < 0 || redis_write(d, ts, err, errlen) < 0)
         return -1;
+    uint64_t gone = 0;
+    for (size_t i = 0; i < d->ndocs; i++)
+        gone += d->docs[i].json == NULL;
+    cdc_counter_add(d->m_written, d->ndocs - gone);
+    cdc_counter_add(d->m_deleted, gone);
+    cdc_counter_add(d->m_reads, 1);
     return 0;
 }
 
@@ -1338,6 +1346,13 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     d->base.name = "documents";
+    d->m_written = cdc_metrics_counter("pgcdc_consumer_documents_written_total",
+                                       "Joined documents read and written (--documents).", NULL);
+    d->m_deleted = cdc_metrics_counter("pgcdc_consumer_documents_deleted_total",
+                                       "Joined documents deleted: their root row is gone.", NULL);
+    d->m_reads = cdc_metrics_counter("pgcdc_consumer_documents_reads_total",
+                                     "Reads of joined documents from PostgreSQL (one per batch "
+                                     "and document type, one per page of a full re-read).", NULL);
     d->base.apply = docs_apply;
     d->base.destroy = docs_destroy;
     if (!dsn) {
