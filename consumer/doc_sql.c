@@ -47,6 +47,25 @@ static int col(cdc_buf *o, char prefix, unsigned id, const char *name)
     return ident(o, name);
 }
 
+/* a<ia>."ca" = b<ib>."cb" */
+static int eq(cdc_buf *o, char pa, unsigned ia, const char *ca, char pb, unsigned ib,
+              const char *cb)
+{
+    int rc = col(o, pa, ia, ca);
+    rc |= cdc_buf_puts(o, " = ");
+    rc |= col(o, pb, ib, cb);
+    return rc < 0 ? -1 : 0;
+}
+
+/* "schema"."table" <prefix><id><then> */
+static int aliased(cdc_buf *o, const char *schema, const char *name, char prefix, unsigned id,
+                   const char *then)
+{
+    int rc = table(o, schema, name);
+    rc |= cdc_buf_printf(o, " %c%u%s", prefix, id, then);
+    return rc < 0 ? -1 : 0;
+}
+
 static int object(cdc_buf *o, const doc_node *n);
 
 /* The value of embedded node e inside its embedding row a<e->up->id>. */
@@ -59,11 +78,8 @@ static int embedded(cdc_buf *o, const doc_node *e)
         rc |= cdc_buf_puts(o, "(SELECT ");
         rc |= object(o, e);
         rc |= cdc_buf_puts(o, " FROM ");
-        rc |= table(o, e->schema, e->table);
-        rc |= cdc_buf_printf(o, " a%u WHERE ", id);
-        rc |= col(o, 'a', id, e->key);
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'a', up, e->via);
+        rc |= aliased(o, e->schema, e->table, 'a', id, " WHERE ");
+        rc |= eq(o, 'a', id, e->key, 'a', up, e->via);
         rc |= cdc_buf_puts(o, " LIMIT 1)");
         break;
     case DOC_CHILDREN:
@@ -74,18 +90,13 @@ static int embedded(cdc_buf *o, const doc_node *e)
         rc |= col(o, 'a', id, e->key);
         rc |= cdc_buf_puts(o, ") FROM ");
         if (e->kind == DOC_MANY) {
-            rc |= table(o, e->through_schema, e->through);
-            rc |= cdc_buf_printf(o, " l%u JOIN ", id);
-            rc |= table(o, e->schema, e->table);
-            rc |= cdc_buf_printf(o, " a%u ON ", id);
-            rc |= col(o, 'a', id, e->key);
-            rc |= cdc_buf_puts(o, " = ");
-            rc |= col(o, 'l', id, e->to);
+            rc |= aliased(o, e->through_schema, e->through, 'l', id, " JOIN ");
+            rc |= aliased(o, e->schema, e->table, 'a', id, " ON ");
+            rc |= eq(o, 'a', id, e->key, 'l', id, e->to);
             rc |= cdc_buf_puts(o, " WHERE ");
             rc |= col(o, 'l', id, e->via);
         } else {
-            rc |= table(o, e->schema, e->table);
-            rc |= cdc_buf_printf(o, " a%u WHERE ", id);
+            rc |= aliased(o, e->schema, e->table, 'a', id, " WHERE ");
             rc |= col(o, 'a', id, e->via);
         }
         rc |= cdc_buf_puts(o, " = ");
@@ -99,11 +110,8 @@ static int embedded(cdc_buf *o, const doc_node *e)
         else
             rc |= cdc_buf_putc(o, '*');
         rc |= cdc_buf_puts(o, ") FROM ");
-        rc |= table(o, e->schema, e->table);
-        rc |= cdc_buf_printf(o, " a%u WHERE ", id);
-        rc |= col(o, 'a', id, e->via);
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'a', up, e->up->key);
+        rc |= aliased(o, e->schema, e->table, 'a', id, " WHERE ");
+        rc |= eq(o, 'a', id, e->via, 'a', up, e->up->key);
         rc |= cdc_buf_putc(o, ')');
         break;
     case DOC_ROOT:
@@ -181,31 +189,19 @@ static int chain(cdc_buf *o, const doc_node *n)
     int rc = cdc_buf_puts(o, " JOIN ");
     switch (n->kind) {
     case DOC_PARENT:
-        rc |= table(o, n->schema, n->table);
-        rc |= cdc_buf_printf(o, " a%u ON ", id);
-        rc |= col(o, 'a', id, n->key);
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'a', up, n->via);
+        rc |= aliased(o, n->schema, n->table, 'a', id, " ON ");
+        rc |= eq(o, 'a', id, n->key, 'a', up, n->via);
         break;
     case DOC_CHILDREN:
-        rc |= table(o, n->schema, n->table);
-        rc |= cdc_buf_printf(o, " a%u ON ", id);
-        rc |= col(o, 'a', id, n->via);
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'a', up, n->up->key);
+        rc |= aliased(o, n->schema, n->table, 'a', id, " ON ");
+        rc |= eq(o, 'a', id, n->via, 'a', up, n->up->key);
         break;
     case DOC_MANY:
-        rc |= table(o, n->through_schema, n->through);
-        rc |= cdc_buf_printf(o, " l%u ON ", id);
-        rc |= col(o, 'l', id, n->via);
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'a', up, n->up->key);
+        rc |= aliased(o, n->through_schema, n->through, 'l', id, " ON ");
+        rc |= eq(o, 'l', id, n->via, 'a', up, n->up->key);
         rc |= cdc_buf_puts(o, " JOIN ");
-        rc |= table(o, n->schema, n->table);
-        rc |= cdc_buf_printf(o, " a%u ON ", id);
-        rc |= col(o, 'a', id, n->key);
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'l', id, n->to);
+        rc |= aliased(o, n->schema, n->table, 'a', id, " ON ");
+        rc |= eq(o, 'a', id, n->key, 'l', id, n->to);
         break;
     default:
         return -1;
@@ -243,9 +239,7 @@ int doc_sql_roots(const doc_node *n, doc_values values, cdc_buf *out, bool *dire
         rc |= cdc_buf_puts(out, " JOIN ");
         rc |= table(out, n->through_schema, n->through);
         rc |= cdc_buf_printf(out, " l%u ON ", n->id);
-        rc |= col(out, 'l', n->id, n->via);
-        rc |= cdc_buf_puts(out, " = ");
-        rc |= col(out, 'a', up->id, up->key);
+        rc |= eq(out, 'l', n->id, n->via, 'a', up->id, up->key);
         rc |= cdc_buf_puts(out, " WHERE ");
         rc |= col(out, 'l', n->id, n->to);
     } else {

@@ -137,6 +137,20 @@ typedef struct docs_sink {
     bool warned_missing;
 } docs_sink;
 
+/* Makes room for one more element in *arr (of *cap, `n` used). */
+static int grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t want = *cap ? *cap * 2 : 64;
+    void *p = realloc(*(void **)arr, want * size);
+    if (!p)
+        return -1;
+    *(void **)arr = p;
+    *cap = want;
+    return 0;
+}
+
 /* ---- PostgreSQL -------------------------------------------------------- */
 
 static void pg_close(docs_sink *d)
@@ -217,16 +231,10 @@ static int pg_begin(docs_sink *d, char *err, size_t errlen)
         uint64_t x = strtoull(p, &end, 10);
         if (end == p)
             break;
-        if (d->nxip == d->capxip) {
-            size_t cap = d->capxip ? d->capxip * 2 : 64;
-            uint64_t *n = realloc(d->xip, cap * sizeof *n);
-            if (!n) {
-                PQclear(r);
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            d->xip = n;
-            d->capxip = cap;
+        if (grow(&d->xip, &d->capxip, d->nxip, sizeof *d->xip) < 0) {
+            PQclear(r);
+            snprintf(err, errlen, "out of memory");
+            return -1;
         }
         d->xip[d->nxip++] = x;
         p = end + (*end == ' ');
@@ -285,15 +293,8 @@ static const char *member_text(yajl_val row, const char *name, char *num, size_t
 
 static int add_root(type_state *ts, const char *key, size_t rec)
 {
-    if (ts->nroots == ts->cap) {
-        size_t cap = ts->cap ? ts->cap * 2 : 64;
-        root_ref *n = realloc(ts->roots, cap * sizeof *n);
-        if (!n)
-            return -1;
-        ts->roots = n;
-        ts->cap = cap;
-    }
-    if (!(ts->roots[ts->nroots].key = strdup(key)))
+    if (grow(&ts->roots, &ts->cap, ts->nroots, sizeof *ts->roots) < 0 ||
+        !(ts->roots[ts->nroots].key = strdup(key)))
         return -1;
     ts->roots[ts->nroots++].rec = rec;
     return 0;
@@ -367,14 +368,8 @@ static int collect(docs_sink *d, consumer_record *const *recs, size_t n, uint64_
             (*watched)++;
             if (ev->txid > 0 && ev->txid <= UINT32_MAX &&
                 (d->ntxids == 0 || d->txids[d->ntxids - 1] != (uint32_t)ev->txid)) {
-                if (d->ntxids == d->captxids) {
-                    size_t cap = d->captxids ? d->captxids * 2 : 256;
-                    uint32_t *t = realloc(d->txids, cap * sizeof *t);
-                    if (!t)
-                        return -1;
-                    d->txids = t;
-                    d->captxids = cap;
-                }
+                if (grow(&d->txids, &d->captxids, d->ntxids, sizeof *d->txids) < 0)
+                    return -1;
                 d->txids[d->ntxids++] = (uint32_t)ev->txid;
             }
         }
@@ -409,14 +404,8 @@ static void docs_reset(docs_sink *d)
 
 static int docs_push(docs_sink *d, const char *key, char *json, size_t rec)
 {
-    if (d->ndocs == d->capdocs) {
-        size_t cap = d->capdocs ? d->capdocs * 2 : 256;
-        doc_out *n = realloc(d->docs, cap * sizeof *n);
-        if (!n)
-            return -1;
-        d->docs = n;
-        d->capdocs = cap;
-    }
+    if (grow(&d->docs, &d->capdocs, d->ndocs, sizeof *d->docs) < 0)
+        return -1;
     d->docs[d->ndocs++] = (doc_out){key, json, rec};
     return 0;
 }
@@ -798,42 +787,43 @@ static int redis_write_once(docs_sink *d, type_state *ts, char *err, size_t errl
     return rc;
 }
 
+/* Runs once(d, ts) until it returns 0: a failure is logged, counted and
+ * retried with backoff (after `reset`, which drops a broken connection);
+ * -1 with err naming `what` once a stop is requested. */
+static int retrying(docs_sink *d, type_state *ts,
+                    int (*once)(docs_sink *, type_state *, char *, size_t),
+                    void (*reset)(docs_sink *), const char *what, char *err, size_t errlen)
+{
+    for (unsigned attempt = 0; !cdc_signal_stop_requested(); attempt++) {
+        if (once(d, ts, err, errlen) == 0)
+            return 0;
+        cdc_log_warn("documents: %s; retrying", err);
+        d->base.retries++;
+        if (reset)
+            reset(d);
+        if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS))
+            break;
+    }
+    snprintf(err, errlen, "stopped while %s", what);
+    return -1;
+}
+
 static int redis_write(docs_sink *d, type_state *ts, char *err, size_t errlen)
 {
     if (!d->redis_on || !ts->t->redis_key || d->ndocs == 0)
         return 0;
-    for (unsigned attempt = 0;; attempt++) {
-        if (cdc_signal_stop_requested())
-            break;
-        if (redis_write_once(d, ts, err, errlen) == 0)
-            return 0;
-        cdc_log_warn("documents: %s; retrying", err);
-        d->base.retries++;
-        if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS))
-            break;
-    }
-    snprintf(err, errlen, "stopped while writing documents to Redis");
-    return -1;
+    return retrying(d, ts, redis_write_once, NULL, "writing documents to Redis", err, errlen);
 }
 
 /* A truncate of the root table: every document of the type goes, versioned
  * by a snapshot taken after the truncate, before the rows left (or added
  * since) are read again. */
-static int snapshot_version(docs_sink *d, char *err, size_t errlen)
+static int snapshot_once(docs_sink *d, type_state *ts, char *err, size_t errlen)
 {
-    for (unsigned attempt = 0;; attempt++) {
-        if (cdc_signal_stop_requested())
-            break;
-        if (pg_begin(d, err, errlen) == 0 && pg_cmd(d, "COMMIT", err, errlen) == 0)
-            return 0;
-        cdc_log_warn("documents: %s; retrying", err);
-        d->base.retries++;
-        pg_close(d);
-        if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS))
-            break;
-    }
-    snprintf(err, errlen, "stopped while reading a snapshot");
-    return -1;
+    (void)ts;
+    if (pg_begin(d, err, errlen) < 0)
+        return -1;
+    return pg_cmd(d, "COMMIT", err, errlen);
 }
 
 static int es_delete_all(docs_sink *d, type_state *ts, char *err, size_t errlen)
@@ -927,22 +917,13 @@ static int redis_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t
 
 static int truncate_all(docs_sink *d, type_state *ts, char *err, size_t errlen)
 {
-    if (snapshot_version(d, err, errlen) < 0 || es_delete_all(d, ts, err, errlen) < 0)
+    if (retrying(d, ts, snapshot_once, pg_close, "reading a snapshot", err, errlen) < 0 ||
+        es_delete_all(d, ts, err, errlen) < 0)
         return -1;
     if (!d->redis_on || !ts->t->redis_key)
         return 0;
-    for (unsigned attempt = 0;; attempt++) {
-        if (cdc_signal_stop_requested())
-            break;
-        if (redis_delete_all_once(d, ts, err, errlen) == 0)
-            return 0;
-        cdc_log_warn("documents: %s; retrying", err);
-        d->base.retries++;
-        if (!sink_backoff(attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS))
-            break;
-    }
-    snprintf(err, errlen, "stopped while deleting documents from Redis");
-    return -1;
+    return retrying(d, ts, redis_delete_all_once, NULL, "deleting documents from Redis", err,
+                    errlen);
 }
 
 /* ---- apply ------------------------------------------------------------------ */
