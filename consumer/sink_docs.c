@@ -10,6 +10,7 @@
  * or Redis failure is retried until it succeeds or a stop is requested;
  * until then apply() does not return, so no offset moves past the batch. */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <libpq-fe.h>
 
 #include "cdc_buf.h"
+#include "cdc_clock.h"
 #include "cdc_log.h"
 #include "cdc_mask.h"
 #include "cdc_metrics.h"
@@ -181,16 +183,50 @@ static int pg_connect(docs_sink *d, char *err, size_t errlen)
     return 0;
 }
 
+/* Sends sql and waits for its result, watching for a stop: a read blocked
+ * on a lock, or on a server that no longer answers, must not hold a stop
+ * (or a rebalance) for ever. On a stop the query is cancelled and the
+ * connection dropped; NULL then, as on a failure. */
+static PGresult *pg_exec(docs_sink *d, const char *sql, int nparams, const char *const *params)
+{
+    if (!PQsendQueryParams(d->pg, sql, nparams, NULL, params, NULL, NULL, 0))
+        return NULL;
+    struct pollfd pfd[2] = {{.fd = PQsocket(d->pg), .events = POLLIN},
+                            {.fd = cdc_signal_fd(), .events = POLLIN}};
+    while (PQconsumeInput(d->pg) && PQisBusy(d->pg)) {
+        if (cdc_signal_stop_requested()) {
+            char ignored[256];
+            PGcancel *cancel = PQgetCancel(d->pg);
+            if (cancel) {
+                PQcancel(cancel, ignored, sizeof ignored);
+                PQfreeCancel(cancel);
+            }
+            pg_close(d);
+            return NULL;
+        }
+        poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 100);
+    }
+    /* The last result is the statement's (or its error); then NULL. */
+    PGresult *last = NULL, *r;
+    while ((r = PQgetResult(d->pg))) {
+        if (last)
+            PQclear(last);
+        last = r;
+    }
+    return last;
+}
+
 /* Runs sql with up to two text parameters; the result's status must be
  * `want`. Returns the result, or NULL with err set. */
 static PGresult *pg_run(docs_sink *d, const char *sql, int nparams, const char *const *params,
                         ExecStatusType want, const char *what, char *err, size_t errlen)
 {
-    PGresult *r = PQexecParams(d->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *r = pg_exec(d, sql, nparams, params);
     if (r && PQresultStatus(r) == want)
         return r;
     snprintf(err, errlen, "PostgreSQL (%s): %s: %s", d->pg_masked, what,
-             r ? PQresultErrorMessage(r) : PQerrorMessage(d->pg));
+             r ? PQresultErrorMessage(r)
+               : cdc_signal_stop_requested() ? "stop requested" : PQerrorMessage(d->pg));
     size_t len = strlen(err);
     if (len && err[len - 1] == '\n')
         err[len - 1] = '\0';
@@ -462,6 +498,7 @@ static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
     if (pg_begin(d, err, errlen) < 0)
         return -1;
     uint32_t missed;
+    int64_t t0 = cdc_clock_mono_ms();
     if (snapshot_misses(d, &missed)) {
         snprintf(err, errlen, "the snapshot does not see transaction %" PRIu32 " yet", missed);
         return pg_cmd(d, "ROLLBACK", err, errlen) < 0 ? -1 : 1;
@@ -494,8 +531,11 @@ static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
         return -1;
     if (pg_cmd(d, "COMMIT", err, errlen) < 0)
         return -1;
-    /* Every root asked for: its document, or a delete when it is gone. The
-     * rows are sorted by key text like the roots, then the two lists merged. */
+    cdc_log_debug("documents %s: %zu roots, %d read in %" PRId64 " ms", ts->t->name, u,
+                  PQntuples(d->res), cdc_clock_mono_ms() - t0);
+    /* Every row read is written, under PostgreSQL's text of its key; a root
+     * asked for that no row matches is gone: a delete. Rows and roots are
+     * sorted by that text and merged. */
     int nrows = PQntuples(d->res);
     row_ref *rows = calloc((size_t)nrows + 1, sizeof *rows);
     if (!rows) {
@@ -505,20 +545,23 @@ static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
     for (int k = 0; k < nrows; k++)
         rows[k] = (row_ref){PQgetvalue(d->res, k, 0), PQgetvalue(d->res, k, 1)};
     qsort(rows, (size_t)nrows, sizeof *rows, cmp_row);
-    int k = 0;
-    for (size_t i = 0; i < u; i++) {
-        const root_ref *rr = &ts->roots[i];
-        while (k < nrows && strcmp(rows[k].key, rr->key) < 0)
-            k++;
-        char *json = k < nrows && strcmp(rows[k].key, rr->key) == 0 ? rows[k].json : NULL;
-        if (docs_push(d, rr->key, json, rr->rec) < 0) {
-            free(rows);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+    size_t i = 0;
+    int rc = 0;
+    for (int k = 0; k < nrows && rc == 0; k++) {
+        for (; i < u && strcmp(ts->roots[i].key, rows[k].key) < 0 && rc == 0; i++)
+            rc = docs_push(d, ts->roots[i].key, NULL, ts->roots[i].rec);
+        size_t rec = i < u ? ts->roots[i].rec : ts->roots[u - 1].rec;
+        if (i < u && strcmp(ts->roots[i].key, rows[k].key) == 0)
+            i++;
+        if (rc == 0)
+            rc = docs_push(d, rows[k].key, rows[k].json, rec);
     }
+    for (; i < u && rc == 0; i++)
+        rc = docs_push(d, ts->roots[i].key, NULL, ts->roots[i].rec);
     free(rows);
-    return 0;
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
 /* Reads a page of every document of ts, after key `after` (NULL: the
@@ -964,8 +1007,14 @@ static int read_retrying(docs_sink *d, type_state *ts, const char *after, bool *
 static int write_docs(docs_sink *d, type_state *ts, consumer_record *const *recs, char *err,
                       size_t errlen)
 {
-    if (es_write(d, ts, recs, err, errlen) < 0 || redis_write(d, ts, err, errlen) < 0)
+    int64_t t0 = cdc_clock_mono_ms();
+    if (es_write(d, ts, recs, err, errlen) < 0)
         return -1;
+    int64_t t1 = cdc_clock_mono_ms();
+    if (redis_write(d, ts, err, errlen) < 0)
+        return -1;
+    cdc_log_debug("documents %s: %zu written, index %" PRId64 " ms, Redis %" PRId64 " ms",
+                  ts->t->name, d->ndocs, t1 - t0, cdc_clock_mono_ms() - t1);
     uint64_t gone = 0;
     for (size_t i = 0; i < d->ndocs; i++)
         gone += d->docs[i].json == NULL;

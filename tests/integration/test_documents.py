@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from consumer_helpers import consumers, create_topic  # noqa: F401 - fixture
+from consumer_helpers import committed, consumers, create_topic, end_offsets  # noqa: F401
 from e2e_harness import es_all_docs
 from polling import wait_for
 from producer_harness import cdc  # noqa: F401 - fixture
@@ -329,3 +329,43 @@ def test_refuses_child_table_without_replica_identity(
     log = p.log()
     assert f'ALTER TABLE "{cdc.schema}"."reviews" REPLICA IDENTITY FULL' in log, log[-3000:]
     assert "product_id" in log, log[-3000:]
+
+
+def test_stop_during_a_blocked_read_commits_nothing_past_it(
+        cdc, pg, kafka, redis_server, consumers, shop):  # noqa: F811
+    """A document read waiting on a lock holds its batch: a stop then ends the consumer
+    within seconds without committing the batch, and the next run writes it."""
+    write, _, prefix, r = shop
+    app = f"stop{cdc.unique}"[:60]
+    args = consumer_args(cdc, pg, redis_server, write(with_index=False), app)
+    producer = cdc.start()
+    consumer = consumers.start(*args)
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {cdc.schema}")
+        s = Shop(conn, random.Random(3))
+        with conn.transaction():
+            s.seed()
+        wait_for("the seeded documents in Redis",
+                 lambda: len(redis_docs(r, prefix)) == len(s.products), timeout=60,
+                 on_timeout=lambda: consumer.log()[-4000:])
+        pid = min(s.products)
+        with psycopg.connect(pg.dsn) as locker:   # a transaction holding the lock
+            locker.execute(f"LOCK TABLE {cdc.schema}.reviews IN ACCESS EXCLUSIVE MODE")
+            conn.execute("UPDATE products SET name = 'held' WHERE id = %s", (pid,))
+            wait_for("the consumer's read to wait on the lock", lambda: conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock'", (app,)).fetchone()[0] > 0, timeout=60,
+                on_timeout=lambda: consumer.log()[-4000:])
+            consumer.signal(signal.SIGTERM)
+            assert consumer.wait(20) == 0, consumer.log()[-4000:]
+            topic = cdc.topic("products")
+            ends = end_offsets(kafka.bootstrap, topic, 3)
+            done = committed(kafka.bootstrap, f"g{cdc.unique}", topic, 3)
+            assert any(done[p] < ends[p] for p in ends), (done, ends)
+            assert redis_docs(r, prefix)[str(pid)]["name"] != "held"
+            locker.rollback()
+        assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+        consumer = consumers.start(*args)
+        wait_for("the held change in Redis",
+                 lambda: redis_docs(r, prefix)[str(pid)]["name"] == "held", timeout=60,
+                 on_timeout=lambda: consumer.log()[-4000:])
