@@ -135,6 +135,7 @@ typedef struct docs_sink {
     doc_out *docs;
     size_t ndocs, capdocs;
     PGresult *res;           /* holds the docs' key and json text */
+    consumer_record *const *recs;  /* the batch being applied */
     cdc_metric *m_written, *m_deleted, *m_reads;
     bool warned_missing;
 } docs_sink;
@@ -869,35 +870,93 @@ static int snapshot_once(docs_sink *d, type_state *ts, char *err, size_t errlen)
     return pg_cmd(d, "COMMIT", err, errlen);
 }
 
-static int es_delete_all(docs_sink *d, type_state *ts, char *err, size_t errlen)
+/* Every document of the index deleted with the version of a snapshot taken
+ * after the truncate, a scroll page at a time. Versioned deletes, as in
+ * Redis: a delete_by_query would leave internal tombstones one version
+ * above the document's, which a re-read of the same snapshot (an equal
+ * version) could not replace. Returns 0, or -1 with err (the caller
+ * retries; a stop ends it). */
+static int es_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t errlen)
 {
     if (!d->es_on || !ts->index)
         return 0;
-    cdc_buf path = CDC_BUF_INIT;
-    cdc_buf_printf(&path, "/%s/_delete_by_query?conflicts=proceed&refresh=true", ts->index);
-    static const char body[] = "{\"query\":{\"match_all\":{}}}";
-    es_req r = {.method = "POST", .path = path.data, .body = body, .len = sizeof body - 1,
-                .what = "delete the documents of a truncated root table",
-                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+    cdc_buf path = CDC_BUF_INIT, body = CDC_BUF_INIT;
+    char *scroll = NULL;
+    yajl_val page = NULL;
     unsigned attempt = 0;
+    size_t deleted = 0;
     int rc = -1;
+    cdc_buf_printf(&path, "/%s/_search?scroll=1m", ts->index);
+    cdc_buf_puts(&body, "{\"size\":1000,\"_source\":false,\"sort\":[\"_doc\"],"
+                        "\"query\":{\"match_all\":{}}}");
     for (;;) {
+        es_req r = {.method = "POST", .path = path.data, .body = body.data, .len = body.len,
+                    .what = "list the documents of a truncated root table",
+                    .timeout_ms = ES_REQUEST_TIMEOUT_MS};
         long code = 0;
         if (es_http_send(&d->http, &r, &attempt, &code, err, errlen) != 0)
-            break;
-        if (code == 200 || code == 404) {
-            rc = 0;
-            break;
+            goto done;
+        if (code == 404 && !scroll) {
+            rc = 0; /* no index: nothing to delete */
+            goto done;
         }
-        char ex[ES_EXCERPT_MAX + 8];
-        char why[ES_EXCERPT_MAX + 64];
-        snprintf(why, sizeof why, "HTTP %ld: %s", code, es_http_excerpt(&d->http, ex, sizeof ex));
-        if (!es_http_retry_wait(&d->http, &attempt, true, why)) {
-            snprintf(err, errlen, "stopped while deleting the documents of %s", ts->index);
-            break;
+        if (code != 200) {
+            char ex[ES_EXCERPT_MAX + 8];
+            snprintf(err, errlen, "listing the documents of %s: HTTP %ld: %s", ts->index, code,
+                     es_http_excerpt(&d->http, ex, sizeof ex));
+            goto done;
         }
+        if (page)
+            yajl_tree_free(page);
+        page = NULL;
+        if (row_json_parse("a scroll page", d->http.resp.data, d->http.resp.len, 64, &page, err,
+                           errlen) < 0)
+            goto done;
+        const char *sid_path[] = {"_scroll_id", NULL}, *hits_path[] = {"hits", "hits", NULL};
+        yajl_val sid = yajl_tree_get(page, sid_path, yajl_t_string);
+        yajl_val hits = yajl_tree_get(page, hits_path, yajl_t_array);
+        if (!sid || !hits) {
+            snprintf(err, errlen, "listing the documents of %s: no _scroll_id or hits",
+                     ts->index);
+            goto done;
+        }
+        free(scroll);
+        if (!(scroll = strdup(sid->u.string)))
+            goto oom;
+        if (hits->u.array.len == 0)
+            break;
+        docs_reset(d);
+        for (size_t i = 0; i < hits->u.array.len; i++) {
+            const char *id_path[] = {"_id", NULL};
+            yajl_val id = yajl_tree_get(hits->u.array.values[i], id_path, yajl_t_string);
+            if (id && docs_push(d, id->u.string, NULL, ts->full_rec) < 0)
+                goto oom;
+        }
+        if (es_write(d, ts, d->recs, err, errlen) < 0)
+            goto done;
+        deleted += d->ndocs;
+        docs_reset(d);
+        cdc_buf_reset(&path);
+        cdc_buf_reset(&body);
+        cdc_buf_puts(&path, "/_search/scroll");
+        cdc_buf_puts(&body, "{\"scroll\":\"1m\",\"scroll_id\":");
+        row_json_put_string(&body, scroll, strlen(scroll));
+        cdc_buf_putc(&body, '}');
     }
+    cdc_log_info("documents %s: the root table was truncated: %zu documents deleted from %s",
+                 ts->t->name, deleted, ts->index);
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory");
+done:
+    /* The scroll is left to expire (1 minute). */
+    docs_reset(d);
+    if (page)
+        yajl_tree_free(page);
+    free(scroll);
     cdc_buf_free(&path);
+    cdc_buf_free(&body);
     return rc;
 }
 
@@ -961,7 +1020,8 @@ static int redis_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t
 static int truncate_all(docs_sink *d, type_state *ts, char *err, size_t errlen)
 {
     if (retrying(d, ts, snapshot_once, pg_close, "reading a snapshot", err, errlen) < 0 ||
-        es_delete_all(d, ts, err, errlen) < 0)
+        retrying(d, ts, es_delete_all_once, NULL, "deleting documents from the index", err,
+                 errlen) < 0)
         return -1;
     if (!d->redis_on || !ts->t->redis_key)
         return 0;
@@ -1068,6 +1128,7 @@ static int docs_apply(sink *s, consumer_record *const *recs, size_t n, char *err
     docs_sink *d = (docs_sink *)s;
     uint64_t watched = 0;
     int rc = -1;
+    d->recs = recs;
     if (collect(d, recs, n, &watched) < 0) {
         snprintf(err, errlen, "out of memory collecting the documents of a batch");
         goto done;
