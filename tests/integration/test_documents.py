@@ -304,19 +304,29 @@ def check_workload(cdc, pg, search_engine, consumers, index, prefix, r, app, arg
 
     last = []
 
-    def equal():
-        assert producer.poll() is None, f"producer exited{producer.log_tail()}"
-        assert consumer.proc.poll() is None, f"consumer exited:\n{consumer.log()[-4000:]}"
+    def same():
         es = {k: src for k, (src, _) in es_all_docs(search_engine.url, index).items()}
         last[:] = differences(want, es, "index") + differences(want, redis_docs(r, prefix),
                                                                "redis")
         return not last
+
+    def equal():
+        assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+        assert consumer.proc.poll() is None, f"consumer exited:\n{consumer.log()[-4000:]}"
+        return same()
 
     wait_for("every document to equal the SQL oracle", equal, timeout=120,
              on_timeout=lambda: "\n" + "\n".join(last) + "\n" + consumer.log()[-4000:])
     log = consumer.log()
     assert "retrying" in log, "the killed read connection was not seen:\n" + log[-4000:]
     assert " error pgcdc-consumer" not in log, log[-4000:]
+    # A replay of everything from the first offset, with PostgreSQL quiet: documents
+    # are read again (both truncates included), and end as they were.
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(30) == 0, consumer.log()[-4000:]
+    replay = consumers.run(*args, "--reset-offsets", "earliest", timeout=120)
+    assert same(), "after a replay from the earliest offset:\n" + "\n".join(last) + \
+        "\n" + replay[-4000:]
 
 
 def test_refuses_child_table_without_replica_identity(
