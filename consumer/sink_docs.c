@@ -25,6 +25,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "doc_def.h"
+#include "doc_snapshot.h"
 #include "doc_sql.h"
 #include "es_http.h"
 #include "es_index.h"
@@ -277,8 +278,7 @@ static int pg_begin(docs_sink *d, char *err, size_t errlen)
         p = end + (*end == ' ');
     }
     PQclear(r);
-    uint64_t n = d->nxip > 65535 ? 65535 : d->nxip;
-    d->version = d->xmax * 65536 + (65535 - n);
+    d->version = doc_snapshot_version(d->xmax, d->nxip);
     return 0;
 }
 
@@ -291,18 +291,11 @@ static int pg_begin(docs_sink *d, char *err, size_t errlen)
  * just committed is within 2^31 below xmax. */
 static const char *snapshot_misses(const docs_sink *d, uint32_t *missed)
 {
-    for (size_t i = 0; i < d->ntxids; i++) {
-        uint64_t full = (d->xmax & ~(uint64_t)0xffffffff) | d->txids[i];
-        if (full >= d->xmax && full >= ((uint64_t)1 << 32))
-            full -= (uint64_t)1 << 32;
-        bool seen = full < d->xmax;
-        for (size_t k = 0; seen && k < d->nxip; k++)
-            seen = d->xip[k] != full;
-        if (!seen) {
+    for (size_t i = 0; i < d->ntxids; i++)
+        if (!doc_snapshot_sees(d->xmax, d->xip, d->nxip, d->txids[i])) {
             *missed = d->txids[i];
             return "not yet visible";
         }
-    }
     return NULL;
 }
 /* ---- what a batch affects ------------------------------------------------ */
