@@ -1328,14 +1328,22 @@ int consumer_run(const cdc_config *cfg)
     pthread_cond_init(&c.cv, NULL);
     pthread_cond_init(&c.wake_cv, NULL);
     const char *const *es;
-    if (cdc_config_list(cfg, "es", &es) > 0) {
+    if (cdc_config_str(cfg, "documents")) {
+        /* Documents joined from several tables take --es and --redis for
+         * themselves: no per-row sink (docs/documents.md). */
+        if (!(c.sinks[c.nsinks] = sink_docs_new(cfg, err, sizeof err))) {
+            cdc_log_error("%s", err);
+            goto done;
+        }
+        c.nsinks++;
+    } else if (cdc_config_list(cfg, "es", &es) > 0) {
         if (!(c.sinks[c.nsinks] = sink_es_new(cfg, err, sizeof err))) {
             cdc_log_error("%s", err);
             goto done;
         }
         c.nsinks++;
     }
-    if (cdc_config_str(cfg, "redis")) {
+    if (cdc_config_str(cfg, "redis") && !cdc_config_str(cfg, "documents")) {
         if (!(c.sinks[c.nsinks] = sink_redis_new(cfg, err, sizeof err))) {
             cdc_log_error("%s", err);
             goto done;

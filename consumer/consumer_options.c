@@ -216,6 +216,15 @@ const cdc_option consumer_options[] = {
      .def = "pgcdc.outbox.", .metavar = "PREFIX",
      .help = "topics starting with this are outbox topics (the producer's "
              "<topic prefix>.outbox.)"},
+    {.name = "documents", .env = "PGCDC_DOCUMENTS", .type = CDC_OPT_STRING, .metavar = "FILE",
+     .help = "JSON definition of documents joined from several tables (a root table, parents "
+             "as objects, children and many-to-many as arrays, counts and averages), kept in "
+             "step by re-reading the affected documents from --documents-pg; written to --es "
+             "and/or --redis instead of one document per row (docs/documents.md)"},
+    {.name = "documents-pg", .env = "PGCDC_DOCUMENTS_PG", .type = CDC_OPT_STRING,
+     .metavar = "CONNINFO", .secret = true,
+     .help = "PostgreSQL connection string the --documents are read from: the primary the "
+             "producer reads (a lagging replica could miss a change: docs/documents.md)"},
     {.name = "metrics-addr", .env = "PGCDC_METRICS_ADDR", .type = CDC_OPT_STRING,
      .metavar = "HOST:PORT",
      .help = "serve /metrics, /healthz and /readyz over HTTP here (docs/operations.md); "

@@ -59,6 +59,11 @@ struct sink {
  * is down is not an error here (the first batch waits for it). */
 sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen);
 sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen);
+/* --documents (sink_docs.c): documents joined from several tables, written to
+ * --es and/or --redis in place of the per-row sinks. It waits for PostgreSQL
+ * (--documents-pg) at start, and refuses to start (NULL, err) on a bad
+ * definition or a table whose replica identity lacks a column it needs. */
+sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen);
 
 /* Sleeps for the backoff of `attempt` (0, 1, ...): exponential from
  * min_ms, capped at max_ms, with full jitter; wakes early on a stop

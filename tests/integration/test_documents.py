@@ -1,0 +1,381 @@
+"""Documents joined from several tables (--documents, docs/documents.md), end to end:
+a shop schema (products with their brand, categories through a link table, reviews
+with their authors, a review count and a rating average) changed by a random workload
+through the real producer and Kafka, with the consumer killed and restarted and its
+PostgreSQL read connection killed in the middle, a root-table and a child-table truncate;
+then every document in the search
+index (both engines, search_engine fixture) and in Redis must equal, field by field,
+what the definition's equivalent SQL query returns."""
+
+import json
+import random
+import signal
+
+import psycopg
+import pytest
+import redis
+
+from consumer_helpers import committed, consumers, create_topic, end_offsets  # noqa: F401
+from e2e_harness import es_all_docs
+from polling import wait_for
+from producer_harness import cdc  # noqa: F401 - fixture
+
+TABLES = ("brands", "authors", "categories", "products", "product_categories", "reviews")
+
+DDL = (
+    "CREATE TABLE brands (id int PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE authors (id int PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE categories (id int PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), "
+    "brand_id int)",
+    "CREATE TABLE product_categories (product_id int, category_id int, "
+    "PRIMARY KEY (product_id, category_id))",
+    "CREATE TABLE reviews (id int PRIMARY KEY, product_id int, author_id int, rating int, "
+    "body text)",
+    # A review that moves to another product, or is deleted, must name the product it
+    # leaves: the consumer refuses to start without this (test_refuses_*).
+    "ALTER TABLE reviews REPLICA IDENTITY FULL",
+)
+
+
+def definition(schema, index, redis_prefix):
+    return {"schema": schema, "documents": [{
+        "name": "product", "table": "products", "key": "id",
+        "columns": ["id", "name", "price"],
+        "index": index, "redis_key": redis_prefix + ":{id}",
+        "embed": {
+            "brand": {"parent": "brands", "via": "brand_id", "columns": ["id", "name"]},
+            "categories": {"many": "categories", "through": "product_categories",
+                           "via": "product_id", "to": "category_id",
+                           "columns": ["id", "name"]},
+            "reviews": {"children": "reviews", "via": "product_id",
+                        "columns": ["id", "rating", "body"],
+                        "embed": {"author": {"parent": "authors", "via": "author_id",
+                                             "columns": ["id", "name"]}}},
+            "review_count": {"count": "reviews", "via": "product_id"},
+            "rating_avg": {"avg": "reviews", "column": "rating", "via": "product_id"},
+        }}]}
+
+
+# The definition above written by hand as one query: the oracle.
+ORACLE = """
+SELECT p.id::text, json_build_object(
+  'id', p.id, 'name', p.name, 'price', p.price,
+  'brand', (SELECT json_build_object('id', b.id, 'name', b.name) FROM brands b
+            WHERE b.id = p.brand_id),
+  'categories', COALESCE((SELECT json_agg(json_build_object('id', c.id, 'name', c.name)
+                                          ORDER BY c.id)
+                          FROM product_categories pc JOIN categories c ON c.id = pc.category_id
+                          WHERE pc.product_id = p.id), '[]'::json),
+  'reviews', COALESCE((SELECT json_agg(json_build_object(
+                         'id', r.id, 'rating', r.rating, 'body', r.body,
+                         'author', (SELECT json_build_object('id', a.id, 'name', a.name)
+                                    FROM authors a WHERE a.id = r.author_id)) ORDER BY r.id)
+                       FROM reviews r WHERE r.product_id = p.id), '[]'::json),
+  'review_count', (SELECT count(*) FROM reviews r WHERE r.product_id = p.id),
+  'rating_avg', (SELECT avg(r.rating) FROM reviews r WHERE r.product_id = p.id))::text
+FROM products p
+"""
+
+
+def oracle(conn, schema):
+    conn.execute(f"SET search_path = {schema}")
+    return {k: json.loads(v) for k, v in conn.execute(ORACLE).fetchall()}
+
+
+class Shop:
+    """The random workload: what exists, so that most statements change something."""
+
+    def __init__(self, conn, rng):
+        self.conn, self.rng = conn, rng
+        self.brands, self.authors, self.categories = set(), set(), set()
+        self.products, self.reviews, self.links = set(), set(), set()
+        self.next_id = 1000
+
+    def new_id(self):
+        self.next_id += 1
+        return self.next_id
+
+    def x(self, sql, *args):
+        self.conn.execute(sql, args)
+
+    def seed(self):
+        for i in range(1, 6):
+            self.x("INSERT INTO brands VALUES (%s, %s)", i, f"brand {i}")
+            self.brands.add(i)
+        for i in range(1, 7):
+            self.x("INSERT INTO authors VALUES (%s, %s)", i, f"author {i}")
+            self.authors.add(i)
+        for i in range(1, 5):
+            self.x("INSERT INTO categories VALUES (%s, %s)", i, f"category {i}")
+            self.categories.add(i)
+        for _ in range(30):
+            self.insert_product()
+        for _ in range(40):
+            self.insert_review()
+        for _ in range(30):
+            self.link()
+
+    def pick(self, s):
+        return self.rng.choice(sorted(s)) if s else None
+
+    def insert_product(self):
+        pid = self.new_id()
+        self.x("INSERT INTO products VALUES (%s, %s, %s, %s)", pid, f"product {pid}",
+               f"{self.rng.randint(100, 99999) / 100:.2f}", self.pick(self.brands))
+        self.products.add(pid)
+
+    def insert_review(self):
+        rid = self.new_id()
+        self.x("INSERT INTO reviews VALUES (%s, %s, %s, %s, %s)", rid, self.pick(self.products),
+               self.pick(self.authors), self.rng.randint(1, 5), f"review {rid}")
+        self.reviews.add(rid)
+
+    def link(self):
+        p, c = self.pick(self.products), self.pick(self.categories)
+        if p is not None and (p, c) not in self.links:
+            self.x("INSERT INTO product_categories VALUES (%s, %s)", p, c)
+            self.links.add((p, c))
+
+    def step(self):
+        r, op = self.rng, self.rng.randrange(15)
+        if op == 0:
+            self.insert_product()
+        elif op == 1 and self.products:
+            self.x("UPDATE products SET name = %s, price = %s WHERE id = %s", f"renamed {r.random()}",
+                   f"{r.randint(100, 99999) / 100:.2f}", self.pick(self.products))
+        elif op == 2 and self.products:
+            p = self.pick(self.products)
+            self.x("DELETE FROM products WHERE id = %s", p)
+            self.products.discard(p)
+        elif op == 3 and self.products:
+            # a key change: the document moves to the new key
+            old, new = self.pick(self.products), self.new_id()
+            self.x("UPDATE products SET id = %s WHERE id = %s", new, old)
+            self.products.discard(old)
+            self.products.add(new)
+        elif op in (4, 5):
+            self.insert_review()
+        elif op == 6 and self.reviews:
+            self.x("UPDATE reviews SET rating = %s WHERE id = %s", r.randint(1, 5),
+                   self.pick(self.reviews))
+        elif op == 7 and self.reviews:
+            # a foreign-key move: the review leaves one product and joins another
+            self.x("UPDATE reviews SET product_id = %s WHERE id = %s", self.pick(self.products),
+                   self.pick(self.reviews))
+        elif op == 8 and self.reviews:
+            rid = self.pick(self.reviews)
+            self.x("DELETE FROM reviews WHERE id = %s", rid)
+            self.reviews.discard(rid)
+        elif op == 9:
+            self.link()
+        elif op == 10 and self.links:
+            p, c = self.pick(self.links)
+            self.x("DELETE FROM product_categories WHERE product_id = %s AND category_id = %s",
+                   p, c)
+            self.links.discard((p, c))
+        elif op == 11 and self.categories:
+            self.x("UPDATE categories SET name = %s WHERE id = %s", f"category {r.random()}",
+                   self.pick(self.categories))
+        elif op == 12 and self.authors:
+            self.x("UPDATE authors SET name = %s WHERE id = %s", f"author {r.random()}",
+                   self.pick(self.authors))
+        elif op == 13 and self.brands:
+            # a brand rename: every product of the brand embeds it
+            self.x("UPDATE brands SET name = %s WHERE id = %s", f"brand {r.random()}",
+                   self.pick(self.brands))
+        elif op == 14:
+            if self.brands and r.random() < 0.3:
+                b = self.pick(self.brands)   # a parent delete: its products embed null
+                self.x("DELETE FROM brands WHERE id = %s", b)
+                self.brands.discard(b)
+            else:
+                b = self.new_id()
+                self.x("INSERT INTO brands VALUES (%s, %s)", b, f"brand {b}")
+                self.brands.add(b)
+
+
+def redis_docs(r, prefix):
+    out = {}
+    for k in r.scan_iter(match=prefix + ":*", count=1000):
+        k = k.decode()
+        if k.endswith(":pgcdc-version"):
+            continue
+        v = r.get(k)
+        if v is not None:
+            out[k[len(prefix) + 1:]] = json.loads(v)
+    return out
+
+
+def differences(want, got, where):
+    """Up to five lines saying how got differs from want, field by field."""
+    out = []
+    for k in sorted(set(want) | set(got), key=str):
+        if k not in got:
+            out.append(f"{where}: document {k} missing")
+        elif k not in want:
+            out.append(f"{where}: document {k} should not exist: {got[k]}")
+        elif got[k] != want[k]:
+            fields = [f for f in set(want[k]) | set(got[k]) if want[k].get(f) != got[k].get(f)]
+            out.append(f"{where}: document {k} differs in {sorted(fields)}: "
+                       f"want {[want[k].get(f) for f in sorted(fields)]}, "
+                       f"got {[got[k].get(f) for f in sorted(fields)]}")
+    return out[:5]
+
+
+@pytest.fixture
+def shop(cdc, kafka, redis_server, tmp_path):  # noqa: F811
+    """The schema, its topics and a definition file; the Redis keys are removed after."""
+    cdc.create(*DDL, reference=False)
+    for t in TABLES:
+        create_topic(kafka.bootstrap, cdc.topic(t), 3)
+    index = f"docs_{cdc.unique}"
+    prefix = f"doc{cdc.unique}"
+    r = redis.Redis.from_url(redis_server.url, socket_timeout=10)
+
+    def write(with_index=True):
+        d = definition(cdc.schema, index, prefix)
+        if not with_index:
+            del d["documents"][0]["index"]
+        path = tmp_path / "documents.json"
+        path.write_text(json.dumps(d, indent=2))
+        return path
+    yield write, index, prefix, r
+    for k in r.scan_iter(match=prefix + ":*", count=1000):
+        r.delete(k)
+    r.close()
+
+
+def consumer_args(cdc, pg, redis_server, path, app, *extra):
+    return ["--group", f"g{cdc.unique}", "--topics", f"^{cdc.prefix}\\..*",
+            "--dlq-topic", f"{cdc.prefix}.dlq", "--documents", path,
+            "--documents-pg", f"{pg.dsn} application_name={app}",
+            "--redis", redis_server.url,
+            "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000", *extra]
+
+
+def test_documents_equal_sql_after_random_workload_with_faults(
+        cdc, pg, kafka, search_engine, redis_server, consumers, shop):  # noqa: F811
+    write, index, prefix, r = shop
+    app = f"docs{cdc.unique}"[:60]
+    args = consumer_args(cdc, pg, redis_server, write(), app, "--es", search_engine.url)
+    try:
+        check_workload(cdc, pg, search_engine, consumers, index, prefix, r, app, args)
+    finally:
+        search_engine.request("DELETE", f"/{index},{index}_v*")
+
+
+def check_workload(cdc, pg, search_engine, consumers, index, prefix, r, app, args):  # noqa: F811
+    producer = cdc.start()
+    consumer = consumers.start(*args)
+    rng = random.Random(16)
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {cdc.schema}")
+        s = Shop(conn, rng)
+        with conn.transaction():
+            s.seed()
+        for i in range(300):
+            with conn.transaction():
+                for _ in range(rng.randint(1, 3)):
+                    s.step()
+            if i == 100:
+                wait_for("the first documents in Redis", lambda: redis_docs(r, prefix),
+                         timeout=60, on_timeout=lambda: consumer.log()[-4000:])
+                # The consumer dies mid-stream; its successor replays what was not
+                # committed: documents are re-read, so a replay cannot move one back.
+                consumer.signal(signal.SIGKILL)
+                consumer.wait(10)
+                consumer = consumers.start(*args)
+            elif i in (150, 200, 250):
+                # The consumer's PostgreSQL read connection dies: retried, nothing lost.
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE application_name = %s", (app,))
+            elif i == 60:
+                with conn.transaction():   # a root-table truncate, refilled at once
+                    conn.execute("TRUNCATE products")
+                    s.products.clear()
+                    for _ in range(20):
+                        s.insert_product()
+            elif i == 180:
+                conn.execute("TRUNCATE reviews")   # a child-table truncate
+                s.reviews.clear()
+        want = oracle(conn, cdc.schema)
+    assert len(want) >= 10, "the workload left too few products to compare"
+
+    last = []
+
+    def same():
+        es = {k: src for k, (src, _) in es_all_docs(search_engine.url, index).items()}
+        last[:] = differences(want, es, "index") + differences(want, redis_docs(r, prefix),
+                                                               "redis")
+        return not last
+
+    def equal():
+        assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+        assert consumer.proc.poll() is None, f"consumer exited:\n{consumer.log()[-4000:]}"
+        return same()
+
+    wait_for("every document to equal the SQL oracle", equal, timeout=120,
+             on_timeout=lambda: "\n" + "\n".join(last) + "\n" + consumer.log()[-4000:])
+    log = consumer.log()
+    assert "retrying" in log, "the killed read connection was not seen:\n" + log[-4000:]
+    assert " error pgcdc-consumer" not in log, log[-4000:]
+    # A replay of everything from the first offset, with PostgreSQL quiet: documents
+    # are read again (both truncates included), and end as they were.
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(30) == 0, consumer.log()[-4000:]
+    replay = consumers.run(*args, "--reset-offsets", "earliest", timeout=120)
+    assert same(), "after a replay from the earliest offset:\n" + "\n".join(last) + \
+        "\n" + replay[-4000:]
+
+
+def test_refuses_child_table_without_replica_identity(
+        cdc, pg, kafka, redis_server, consumers, shop):  # noqa: F811
+    write, _, _, _ = shop
+    cdc.in_schema("ALTER TABLE reviews REPLICA IDENTITY DEFAULT")
+    p = consumers.start(*consumer_args(cdc, pg, redis_server, write(with_index=False),
+                                       "refused"))
+    assert p.wait(60) == 1
+    log = p.log()
+    assert f'ALTER TABLE "{cdc.schema}"."reviews" REPLICA IDENTITY FULL' in log, log[-3000:]
+    assert "product_id" in log, log[-3000:]
+
+
+def test_stop_during_a_blocked_read_commits_nothing_past_it(
+        cdc, pg, kafka, redis_server, consumers, shop):  # noqa: F811
+    """A document read waiting on a lock holds its batch: a stop then ends the consumer
+    within seconds without committing the batch, and the next run writes it."""
+    write, _, prefix, r = shop
+    app = f"stop{cdc.unique}"[:60]
+    args = consumer_args(cdc, pg, redis_server, write(with_index=False), app)
+    producer = cdc.start()
+    consumer = consumers.start(*args)
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {cdc.schema}")
+        s = Shop(conn, random.Random(3))
+        with conn.transaction():
+            s.seed()
+        wait_for("the seeded documents in Redis",
+                 lambda: len(redis_docs(r, prefix)) == len(s.products), timeout=60,
+                 on_timeout=lambda: consumer.log()[-4000:])
+        pid = min(s.products)
+        with psycopg.connect(pg.dsn) as locker:   # a transaction holding the lock
+            locker.execute(f"LOCK TABLE {cdc.schema}.reviews IN ACCESS EXCLUSIVE MODE")
+            conn.execute("UPDATE products SET name = 'held' WHERE id = %s", (pid,))
+            wait_for("the consumer's read to wait on the lock", lambda: conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock'", (app,)).fetchone()[0] > 0, timeout=60,
+                on_timeout=lambda: consumer.log()[-4000:])
+            consumer.signal(signal.SIGTERM)
+            assert consumer.wait(20) == 0, consumer.log()[-4000:]
+            topic = cdc.topic("products")
+            ends = end_offsets(kafka.bootstrap, topic, 3)
+            done = committed(kafka.bootstrap, f"g{cdc.unique}", topic, 3)
+            assert any(done[p] < ends[p] for p in ends), (done, ends)
+            assert redis_docs(r, prefix)[str(pid)]["name"] != "held"
+            locker.rollback()
+        assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+        consumer = consumers.start(*args)
+        wait_for("the held change in Redis",
+                 lambda: redis_docs(r, prefix)[str(pid)]["name"] == "held", timeout=60,
+                 on_timeout=lambda: consumer.log()[-4000:])
