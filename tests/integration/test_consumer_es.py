@@ -493,6 +493,14 @@ def live_view(engine, name):
             {b["key"]: b["doc_count"] for b in found["aggregations"]["brands"]["buckets"]})
 
 
+def ids_query(engine, name, ids):
+    """The ids a search with an `ids` query through `name` finds."""
+    status, found = engine.request("POST", f"/{name}/_search",
+                                   {"query": {"ids": {"values": ids}}})
+    assert status == 200, found
+    return {h["_id"] for h in found["hits"]["hits"]}
+
+
 @pytest.mark.parametrize("deletes", ["marker", "delete"])
 def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back(
         search_engine, kafka, build_dir, unique, cleanup_indices, deletes):
@@ -525,6 +533,8 @@ def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back
         assert gone is None
     else:
         assert gone["_source"] == marker(20)
+    # The by-id read that is honest in both ways (the docs point markers' users to it).
+    assert ids_query(search_engine, index, ["1", "3"]) == {"3"}
 
     # Replays: every record again from the start with a new group, with the partitions
     # in the other order of arrival; older writes of deleted rows arriving late.
@@ -537,6 +547,7 @@ def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back
     run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-replay",
                  "--es-deletes", deletes, "--batch-records", "1")
     assert live_view(search_engine, index) == view
+    assert ids_query(search_engine, index, ["1", "3", "4", "5"]) == {"3"}
 
     # A truncate removes every older document, markers included.
     produce(kafka, topic, [rec(None, event("t", table, 30), p) for p in (0, 1)] +
