@@ -161,6 +161,10 @@ const cdc_option consumer_options[] = {
      .help = "a deleted row becomes a versioned marker that the alias filters out (safe for "
              "any replay; get by id returns the marker), or a real delete remembered for "
              "index.gc_deletes=" "7d" " (docs/consumer-sinks.md)"},
+    {.name = "es-concurrency", .env = "PGCDC_ES_CONCURRENCY", .type = CDC_OPT_INT, .def = "2",
+     .min = 1, .max = 16, .metavar = "N",
+     .help = "most _bulk requests in flight together, each for other partitions of the batch "
+             "(a row's changes stay in order: docs/consumer-sinks.md)"},
     {.name = "es-mappings", .env = "PGCDC_ES_MAPPINGS", .type = CDC_OPT_STRING,
      .metavar = "FILE",
      .help = "JSON file of per-table index settings and field mappings over the ones derived "

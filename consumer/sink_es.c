@@ -27,6 +27,10 @@
  * Index settings (shards, replicas, analyzers) are the engine's defaults
  * unless --es-mappings gives them.
  *
+ * Requests in flight: up to --es-concurrency lanes apply a batch's
+ * partitions side by side, each with its own client (es_lane); the batch
+ * is applied, and its offsets may be stored, once every lane is done.
+ *
  * Retries: whole requests as es_http.h says; items of a _bulk that fail
  * alone (429, 5xx) are sent again alone.
  *
@@ -43,6 +47,7 @@
 #include "sink.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +96,8 @@ typedef struct es_table {
 typedef struct es_sink {
     sink base;
     es_http http;
+    size_t nlanes;          /* --es-concurrency */
+    struct es_sink *views;  /* lanes 1..nlanes-1 (es_lane), each with its own client */
     es_index_rules *names;
     unsigned version;       /* --es-index-version: write to <name>_v<N>; 0: the alias */
     bool real_deletes;      /* --es-deletes=delete */
@@ -1228,9 +1235,10 @@ static int apply_chunk(es_sink *s, segment *g, size_t from, size_t *to, char *er
     return 0;
 }
 
-/* Applies recs[0..n), which holds no truncate. */
-static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, char *err,
-                         size_t errlen)
+/* Applies recs[0..n) (no truncate) whose tables tabs[0..n) are ready
+ * (apply_segment). Runs on a lane (es_lane): s may be a lane's view. */
+static int apply_records(es_sink *s, consumer_record *const *recs, es_table *const *tabs,
+                         size_t n, char *err, size_t errlen)
 {
     segment g = {.ids = CDC_BUF_INIT, .body = CDC_BUF_INIT};
     int rc = -1;
@@ -1248,17 +1256,9 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         it->rec = rec;
         it->prev = it->mget = -1;
         g.plan[g.n] = (es_chunk_item){.bytes = rec->msg ? rec->msg->len : 0, .prev = -1};
-        if (!(it->t = table_get(s, ev->schema, ev->table, err, errlen)))
-            goto done;
+        it->t = tabs[i];
         g.n++;
         if (!rec->key) {
-            /* A table without replica identity: no row to address. */
-            if (!it->t->warned_nokey) {
-                cdc_log_warn("%s.%s: events without a key (no replica identity) cannot be "
-                             "written to index %s; skipping them (counted)",
-                             ev->schema, ev->table, it->t->index);
-                it->t->warned_nokey = true;
-            }
             cdc_log_debug("skipped %s.%s op '%c' at lsn %" PRIu64 ": no key", ev->schema,
                           ev->table, ev->op, ev->lsn);
             s->base.skipped++;
@@ -1273,7 +1273,6 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
                 goto done;
             continue;
         }
-        it->t->truncated = false;
         if (ev->n_unchanged_toast == 0 || ev->op == 'd')
             continue;
         /* The merge starts from the row's latest earlier write in the batch
@@ -1298,10 +1297,6 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         g.plan[g.n - 1].merge = true;
         g.plan[g.n - 1].prev = it->prev;
     }
-    for (size_t i = 0; i < g.n; i++)
-        if (!g.items[i].done &&
-            index_ensure(s, g.items[i].t, g.items[i].rec->ev.types, err, errlen) < 0)
-            goto done;
     for (size_t from = 0, to; from < g.n; from = to)
         if (apply_chunk(s, &g, from, &to, err, errlen) < 0)
             goto done;
@@ -1311,6 +1306,151 @@ nomem:
     snprintf(err, errlen, "cannot apply a batch of %zu records: out of memory", n);
 done:
     segment_free(&g);
+    return rc;
+}
+
+/* A lane applies the records of some of a batch's partitions, on its own
+ * HTTP client: the lanes' requests are in flight together (the node
+ * indexes faster with several, bench/search). Every change of a row comes
+ * from one partition, and a partition's records stay in one lane in their
+ * order, so no row's writes are reordered; the one exception, the delete
+ * a key change adds at the old key (keychange.h), is ordered by its
+ * external version as before, whichever lane it is in. Lane 0 runs on the
+ * calling thread with the sink itself; the others on threads, each with a
+ * view: a copy of the sink, made for the batch, but for its client and
+ * counters, which are the lane's own. The tables are all made ready
+ * before the lanes start, and lanes only read them. */
+typedef struct es_lane {
+    es_sink *view;
+    consumer_record **recs;
+    es_table **tabs;
+    size_t n;
+    pthread_t thread;
+    bool started;
+    int rc;
+    char err[1024];
+} es_lane;
+
+static void *lane_main(void *arg)
+{
+    es_lane *l = arg;
+    l->rc = apply_records(l->view, l->recs, l->tabs, l->n, l->err, sizeof l->err);
+    return NULL;
+}
+
+/* The lane of rec: its partition's, given in order of first appearance,
+ * round robin. parts[0..*nparts) holds the partitions seen. */
+static size_t lane_of(const consumer_record *rec, const rd_kafka_message_t **parts,
+                      size_t *lanes_of, size_t *nparts, size_t nlanes)
+{
+    const rd_kafka_message_t *m = rec->msg;
+    if (!m || nlanes == 1)
+        return 0;
+    for (size_t k = 0; k < *nparts; k++)
+        if (parts[k]->rkt == m->rkt && parts[k]->partition == m->partition)
+            return lanes_of[k];
+    parts[*nparts] = m;
+    lanes_of[*nparts] = *nparts % nlanes;
+    return lanes_of[(*nparts)++];
+}
+
+/* Applies recs[0..n), which holds no truncate: their tables and indices
+ * made ready here, then the records in lanes (es_lane). */
+static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, char *err,
+                         size_t errlen)
+{
+    int rc = -1;
+    es_lane *lanes = calloc(s->nlanes, sizeof *lanes);
+    es_table **tabs = calloc(n, sizeof *tabs);
+    es_table **lane_tabs = calloc(n, sizeof *lane_tabs);
+    consumer_record **lane_recs = calloc(n, sizeof *lane_recs);
+    const rd_kafka_message_t **parts = calloc(n, sizeof *parts);
+    size_t *lanes_of = calloc(n, sizeof *lanes_of), *lane_ix = calloc(n, sizeof *lane_ix);
+    if (!lanes || !tabs || !lane_tabs || !lane_recs || !parts || !lanes_of || !lane_ix) {
+        snprintf(err, errlen, "cannot apply a batch of %zu records: out of memory", n);
+        goto done;
+    }
+    size_t nparts = 0;
+    for (size_t i = 0; i < n; i++) {
+        const cdc_decoded_event *ev = &recs[i]->ev;
+        es_table *t = tabs[i] = table_get(s, ev->schema, ev->table, err, errlen);
+        if (!t)
+            goto done;
+        if (!recs[i]->key) {
+            /* A table without replica identity: no row to address. */
+            if (!t->warned_nokey) {
+                cdc_log_warn("%s.%s: events without a key (no replica identity) cannot be "
+                             "written to index %s; skipping them (counted)",
+                             ev->schema, ev->table, t->index);
+                t->warned_nokey = true;
+            }
+        } else {
+            t->truncated = false;
+            if (index_ensure(s, t, ev->types, err, errlen) < 0)
+                goto done;
+        }
+        lane_ix[i] = lane_of(recs[i], parts, lanes_of, &nparts, s->nlanes);
+        lanes[lane_ix[i]].n++;
+    }
+    /* Each lane's records, in batch order, side by side in lane_recs. */
+    for (size_t k = 0, at = 0; k < s->nlanes; k++) {
+        lanes[k].recs = lane_recs + at;
+        lanes[k].tabs = lane_tabs + at;
+        at += lanes[k].n;
+        lanes[k].n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        es_lane *l = &lanes[lane_ix[i]];
+        l->recs[l->n] = recs[i];
+        l->tabs[l->n++] = tabs[i];
+    }
+    for (size_t k = 1; k < s->nlanes; k++) {
+        es_lane *l = &lanes[k];
+        if (l->n == 0)
+            continue;
+        /* The client stays where it is: libcurl holds its address. */
+        es_sink *v = l->view = &s->views[k - 1];
+        es_http http = v->http;
+        *v = *s;
+        v->http = http;
+        v->base.applied = v->base.rejected = v->base.skipped = v->base.retries = 0;
+        if (pthread_create(&l->thread, NULL, lane_main, l) != 0) {
+            /* No thread: the lane runs after lane 0, on this one. */
+            cdc_log_warn("cannot start a thread for a _bulk lane: applying its %zu records "
+                         "after the others", l->n);
+            continue;
+        }
+        l->started = true;
+    }
+    rc = lanes[0].n ? apply_records(s, lanes[0].recs, lanes[0].tabs, lanes[0].n, err, errlen)
+                    : 0;
+    for (size_t k = 1; k < s->nlanes; k++) {
+        es_lane *l = &lanes[k];
+        if (l->n == 0)
+            continue;
+        if (l->started)
+            pthread_join(l->thread, NULL);
+        else
+            lane_main(l);
+        s->base.applied += l->view->base.applied;
+        s->base.rejected += l->view->base.rejected;
+        s->base.skipped += l->view->base.skipped;
+        s->base.retries += l->view->base.retries;
+        if (l->view->mget_doc_bytes > s->mget_doc_bytes)
+            s->mget_doc_bytes = l->view->mget_doc_bytes;
+        if (l->rc < 0 && rc == 0) {
+            snprintf(err, errlen, "%s", l->err);
+            rc = -1;
+        }
+    }
+done:
+    free(lanes);
+    free(tabs);
+    free(lane_tabs);
+    free(lane_recs);
+    free(parts);
+    free(lanes_of);
+    free(lane_ix);
     return rc;
 }
 
@@ -1382,6 +1522,9 @@ static void es_destroy(sink *base)
     if (!s)
         return;
     es_http_cleanup(&s->http);
+    for (size_t k = 0; s->views && k + 1 < s->nlanes; k++)
+        es_http_cleanup(&s->views[k].http);
+    free(s->views);
     es_mapping_overrides_free(s->overrides);
     while (s->tables) {
         es_table *next = s->tables->next;
@@ -1421,11 +1564,20 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     s->real_deletes = deletes && strcmp(deletes, "delete") == 0;
     if (es_http_init(&s->http, cfg, &s->base.retries, err, errlen) < 0)
         goto fail;
+    s->nlanes = (size_t)cdc_config_int(cfg, "es-concurrency");
+    if (!(s->views = calloc(s->nlanes, sizeof *s->views))) {
+        snprintf(err, errlen, "cannot set up the Elasticsearch sink: out of memory");
+        goto fail;
+    }
+    for (size_t k = 0; k + 1 < s->nlanes; k++)
+        if (es_http_init(&s->views[k].http, cfg, &s->views[k].base.retries, err, errlen) < 0)
+            goto fail;
     cdc_log_info("Elasticsearch/OpenSearch sink: %zu URL(s), first %s, deletes as %s, "
-                 "writing to %s, requests of at most %zu bytes", s->http.nurls,
+                 "writing to %s, requests of at most %zu bytes, up to %zu in flight",
+                 s->http.nurls,
                  s->http.masked[0], s->real_deletes ? "deletes" : "deleted markers",
                  s->version ? "a version of each index (a rebuild)" : "each index's alias",
-                 s->budget);
+                 s->budget, s->nlanes);
     return &s->base;
 fail:
     es_destroy(&s->base);

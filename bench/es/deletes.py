@@ -12,7 +12,10 @@ versions), it prints for each way
 the documents kept, the index size on disk, the engine's version-map memory (where
 the delete tombstones live), the time of _count, a terms aggregation and a search
 through the name readers use, and what get by id and a replay after the index is
-closed and opened again (what a node restart or a shard move does) return.
+closed and opened again (what a shard move does) return. Then, on an engine it started
+itself, it restarts the node (SIGTERM, then SIGKILL; the index flushed or not) and
+tells whether an older external version of a row deleted before the restart is
+refused or brings the row back.
 
     bench/es/deletes.py [--engine opensearch|elasticsearch|both] [--url URL]
                         [--rows 100000] [--deletes 50000] [--gc 7d] [--queries 50]
@@ -153,6 +156,40 @@ def measure(engine, way, rows, deletes, gc, queries):
     }
 
 
+def restart_check(engine, gc):
+    """{(how, flushed): what an older write of a deleted row gets after the node
+    restarted}: a delete with an external version, the node stopped (SIGTERM: a clean
+    shutdown; SIGKILL: a crash) and started again on the same data."""
+    out = {}
+    for how in ("SIGTERM", "SIGKILL"):
+        names = {}
+        for flushed in (False, True):
+            name = f"bench-restart-{how.lower()}-{'flushed' if flushed else 'unflushed'}"
+            names[flushed] = name
+            engine.request("DELETE", f"/{name}")
+            req(engine, "PUT", f"/{name}", {"settings": {"index": {
+                "number_of_shards": 1, "number_of_replicas": 0, "gc_deletes": gc}}})
+            req(engine, "PUT", f"/{name}/_doc/1?version=10&version_type=external", {"v": 10})
+            req(engine, "DELETE", f"/{name}/_doc/1?version=20&version_type=external")
+            if flushed:
+                req(engine, "POST", f"/{name}/_flush?force=true")
+            # Before the restart the delete is remembered: 409.
+            req(engine, "PUT", f"/{name}/_doc/1?version=15&version_type=external", {"v": 15},
+                ok=(409,))
+        engine.stop() if how == "SIGTERM" else engine.kill()
+        engine.start()
+        for flushed, name in names.items():
+            pgcdc_services.wait_until(f"{name} to open", lambda: engine.request(
+                "GET", f"/_cluster/health/{name}?wait_for_status=green&timeout=1s")[0] == 200,
+                120)
+            status, _ = engine.request(
+                "PUT", f"/{name}/_doc/1?version=15&version_type=external", {"v": 15})
+            out[(how, flushed)] = {201: "row back (created)", 200: "row back",
+                                   409: "refused (409)"}.get(status, f"HTTP {status}")
+            engine.request("DELETE", f"/{name}")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engine", default="both", choices=["opensearch", "elasticsearch", "both"])
@@ -189,6 +226,10 @@ def main():
                       f"{r['get_deleted']}")
                 print(f"  {r['way']}: older insert replayed after close/open: "
                       f"{r['replay_after_reopen']}")
+            if not e.external:
+                for (how, flushed), what in restart_check(e, a.gc).items():
+                    print(f"  delete: older write of a deleted row after a node restart "
+                          f"({how}, index {'flushed' if flushed else 'not flushed'}): {what}")
     finally:
         for e in engines:
             if not e.external:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -63,10 +64,15 @@ def create_topic(kafka, topic, partitions=1):
     raise AssertionError(f"topic {topic} has not {partitions} partitions after 30 s")
 
 
-def produce(kafka, topic, records):
-    """records: (key dict or None, value dict or raw bytes or None, partition)."""
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all",
-                         "enable.idempotence": True, "message.timeout.ms": 30000})
+def produce(kafka, topic, records, one_per_batch=False):
+    """records: (key dict or None, value dict or raw bytes or None, partition).
+    one_per_batch: each record in a Kafka record batch of its own (a fetch can then
+    stop after any record)."""
+    conf = {"bootstrap.servers": kafka.bootstrap, "acks": "all",
+            "enable.idempotence": True, "message.timeout.ms": 30000}
+    if one_per_batch:
+        conf["batch.num.messages"] = 1
+    producer = Producer(conf)
     errors = []
     for key, value, partition in records:
         k = None if key is None else json.dumps(key, ensure_ascii=False).encode()
@@ -498,6 +504,14 @@ def live_view(engine, name):
             {b["key"]: b["doc_count"] for b in found["aggregations"]["brands"]["buckets"]})
 
 
+def ids_query(engine, name, ids):
+    """The ids a search with an `ids` query through `name` finds."""
+    status, found = engine.request("POST", f"/{name}/_search",
+                                   {"query": {"ids": {"values": ids}}})
+    assert status == 200, found
+    return {h["_id"] for h in found["hits"]["hits"]}
+
+
 @pytest.mark.parametrize("deletes", ["marker", "delete"])
 def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back(
         search_engine, kafka, build_dir, unique, cleanup_indices, deletes):
@@ -530,6 +544,8 @@ def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back
         assert gone is None
     else:
         assert gone["_source"] == marker(20)
+    # The by-id read that is honest in both ways (the docs point markers' users to it).
+    assert ids_query(search_engine, index, ["1", "3"]) == {"3"}
 
     # Replays: every record again from the start with a new group, with the partitions
     # in the other order of arrival; older writes of deleted rows arriving late.
@@ -542,6 +558,7 @@ def test_queries_through_the_name_see_only_live_rows_and_replays_bring_none_back
     run_consumer(build_dir, kafka, search_engine.url, topic, f"{unique}-replay",
                  "--es-deletes", deletes, "--batch-records", "1")
     assert live_view(search_engine, index) == view
+    assert ids_query(search_engine, index, ["1", "3", "4", "5"]) == {"3"}
 
     # A truncate removes every older document, markers included.
     produce(kafka, topic, [rec(None, event("t", table, 30), p) for p in (0, 1)] +
@@ -630,6 +647,71 @@ def test_bulk_items_answered_429_are_retried_alone(search_engine, kafka, build_d
     assert rows(index_state(search_engine, index)) == inserted(10)
     assert "es_rejected_execution_exception" in log
     assert "dead-lettering" not in log
+
+
+class InFlightProxy(FaultProxy):
+    """A FaultProxy that counts the _bulk requests in flight together: until two have
+    been, each waits (up to WAIT_S) for another to arrive before it is passed on (a
+    batch may hold one partition only: the consumer hands over what has arrived)."""
+
+    WAIT_S = 3
+
+    def __init__(self, upstream, **kw):
+        super().__init__(upstream, **kw)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.second = threading.Event()
+
+    def handle(self, method, path, headers, body):
+        if not (method == "POST" and urllib.parse.urlsplit(path).path.endswith("/_bulk")):
+            return super().handle(method, path, headers, body)
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.in_flight >= 2:
+                self.second.set()
+        try:
+            self.second.wait(self.WAIT_S)
+            return super().handle(method, path, headers, body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_partitions_are_written_by_requests_in_flight_together(
+        search_engine, kafka, build_dir, unique, cleanup_indices):
+    """--es-concurrency 2 (the default): the two partitions' _bulk requests are in
+    flight together, each partition's rows still end at their last change, an item
+    the node refuses for a while in one is retried, a record refused for good goes to
+    the dead-letter topic, and every offset is stored (the same group has nothing
+    left)."""
+    topic, table, index = new_table(kafka, unique, cleanup_indices, partitions=2)
+    records, expect = [], {}
+    lsn = 100
+    for rnd in range(3):
+        for row in range(20):
+            lsn += 1
+            after = {"id": row, "v": rnd}
+            records.append(rec({"id": row}, event("u" if rnd else "c", table, lsn,
+                                                 after=after), row % 2))
+            expect[str(row)] = {**after, "_pgcdc_lsn": lsn}
+    long_id = "x" * 600  # longer than an _id may be: refused for good
+    bad = event("c", table, lsn + 1, after={"id": long_id, "v": 0})
+    records.append(rec({"id": long_id}, bad, 1))
+    produce(kafka, topic, records, one_per_batch=True)
+    with InFlightProxy(search_engine.url, reject_ids={"4"}, reject_requests=2) as proxy:
+        # Small fetches, so that the partitions' records are interleaved in the batches
+        # (one fetch would bring each partition's records in one run).
+        log = run_consumer(build_dir, kafka, proxy.url, topic, unique, "--batch-records", "200",
+                           "-X", "max.partition.fetch.bytes=1024")
+        assert proxy.max_in_flight == 2, log
+        assert proxy.faulty_requests == 2
+    assert rows(index_state(search_engine, index)) == expect
+    dead = read_topic(kafka, f"{topic}.dlq", 1)
+    assert [json.loads(d.value()) for d in dead] == [bad]
+    assert "es_rejected_execution_exception" in log
+    log = run_consumer(build_dir, kafka, search_engine.url, topic, unique)
+    assert "stopping: 0 records applied" in log, log
 
 
 def test_kill_9_mid_batch_then_restart(search_engine, kafka, build_dir, unique, tmp_path,
