@@ -695,9 +695,9 @@ def test_partitions_are_written_by_requests_in_flight_together(
             records.append(rec({"id": row}, event("u" if rnd else "c", table, lsn,
                                                  after=after), row % 2))
             expect[str(row)] = {**after, "_pgcdc_lsn": lsn}
-    long_id = "x" * 600  # longer than an _id may be: refused for good
-    bad = event("c", table, lsn + 1, after={"id": long_id, "v": 0})
-    records.append(rec({"id": long_id}, bad, 1))
+    # More fields than index.mapping.total_fields.limit: refused for good.
+    bad = event("c", table, lsn + 1, after={"id": 99, **{f"c{i}": i for i in range(1100)}})
+    records.append(rec({"id": 99}, bad, 1))
     produce(kafka, topic, records, one_per_batch=True)
     with InFlightProxy(search_engine.url, reject_ids={"4"}, reject_requests=2) as proxy:
         # Small fetches, so that the partitions' records are interleaved in the batches
