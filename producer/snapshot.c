@@ -574,9 +574,8 @@ static void wait_run(run *r)
         if (kafka_out_fatal(r->kafka, ferr, sizeof ferr) != RD_KAFKA_RESP_ERR_NO_ERROR)
             run_fail(r, "the Kafka producer failed: %s", ferr);
         bool workers_done = atomic_load(&r->running) == 0;
-        if (workers_done && (atomic_load(&r->abort) ||
-                             s->acked + s->refused >= atomic_load(&s->produced)))
-            break;
+        bool finished = workers_done && (atomic_load(&r->abort) ||
+                                         s->acked + s->refused >= atomic_load(&s->produced));
         cdc_metrics_progress();
         uint64_t total = 0;
         for (size_t i = 0; i < r->ntables; i++) {
@@ -593,6 +592,10 @@ static void wait_run(run *r)
         }
         cdc_counter_add(s->m_rows_total, total - counted);
         counted = total;
+        /* After the tables read are reported: the last one may end in the
+         * same turn as the workers (its line was once never written). */
+        if (finished)
+            break;
         int64_t now = cdc_clock_mono_ms();
         if (now >= next_log) {
             cdc_buf_reset(&line);

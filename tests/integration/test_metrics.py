@@ -181,7 +181,7 @@ def wait_down(base, dependency, log):
     def down():
         status, body = get(base + "/readyz")
         return status == 503 and f"{dependency} down" in body
-    wait_for(f"{base}/readyz 503 naming {dependency}", down, 30, on_timeout=log_tail(log))
+    wait_for(f"{base}/readyz 503 naming {dependency}", down, 60, on_timeout=log_tail(log))
 
 
 def start_consumer(build_dir, kafka, unique, topics, port, log, *sink_args):
