@@ -20,11 +20,13 @@ int cdc_kafka_conf_set_all(rd_kafka_conf_t *conf, const char *const *pairs,
 void cdc_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 void cdc_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
-/* While "kafka" is marked down, asks the cluster for metadata, at most once
- * a second and for at most half a second, and marks it up when a broker
- * answers: librdkafka reports brokers going down but not coming back, and
- * an idle client has no request of its own to find out. Does nothing while
- * Kafka is up. Call it from the loop that owns rk (one thread). */
+/* While "kafka" is marked down, or after a connection to a broker failed,
+ * asks the cluster for metadata, at most once a second and for at most half
+ * a second, and marks it up when a broker answers, down when none does:
+ * librdkafka reports brokers going down but not coming back, and an idle
+ * client has no request of its own to find out. Does nothing while Kafka is
+ * up and no connection failed. Call it from the loop that owns rk (one
+ * thread). */
 void cdc_kafka_watch(rd_kafka_t *rk);
 
 #endif

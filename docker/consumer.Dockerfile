@@ -1,5 +1,6 @@
 # pgcdc-consumer container: compiled and run on Debian trixie (librdkafka 2.8, hiredis 1.2,
-# libpq 17), as a non-root user, configured only through PGCDC_* environment variables.
+# libpq 17 for the reads of --documents), as a non-root user, configured only through
+# PGCDC_* environment variables.
 # Built by scripts/build-images.sh (no registry needed) and tested by
 # tests/integration/test_containers.py.
 FROM debian:trixie-slim AS build
@@ -15,7 +16,8 @@ RUN meson setup /build -Dtests=false -Dbuildtype=release && ninja -C /build cons
 
 FROM debian:trixie-slim
 RUN apt-get update && apt-get -y upgrade && apt-get install -y --no-install-recommends \
-      librdkafka1 libcurl4t64 libyajl2 libhiredis1.1.0 libmicrohttpd12t64 curl ca-certificates \
+      libpq5 librdkafka1 libcurl4t64 libyajl2 libhiredis1.1.0 libmicrohttpd12t64 curl \
+      ca-certificates \
       libssl3t64 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pgcdc
