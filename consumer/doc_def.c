@@ -388,7 +388,12 @@ int doc_def_parse(const char *file, const char *json, size_t len, doc_def **out,
         snprintf(err, errlen, "%s: not JSON: %s", c.file, perr);
         return -1;
     }
-    char *text = strndup(json, len);
+    /* Copied with its length, not strndup: json need not end in a NUL. */
+    char *text = malloc(len + 1);
+    if (text) {
+        memcpy(text, json, len);
+        text[len] = '\0';
+    }
     if (!text || memchr(json, '\0', len)) {
         snprintf(err, errlen, "%s: %s", c.file, text ? "holds a NUL byte" : "out of memory");
         free(text);
