@@ -286,14 +286,16 @@ int es_refresh_interval_read(const char *body, size_t len, cdc_buf *out, char *e
     if (row_json_parse("the answer of GET /_settings", body, len, 8, &root, err, errlen) < 0)
         return -1;
     int rc = -1;
-    if (!YAJL_IS_OBJECT(root) || root->u.object.len != 1 ||
-        !YAJL_IS_OBJECT(row_json_member(root->u.object.values[0], "settings"))) {
+    /* The engines leave out an index without the setting: {} */
+    if (!YAJL_IS_OBJECT(root) || root->u.object.len > 1 ||
+        (root->u.object.len == 1 &&
+         !YAJL_IS_OBJECT(row_json_member(root->u.object.values[0], "settings")))) {
         snprintf(err, errlen, "the answer of GET /_settings is not {\"<index>\":{\"settings\":"
                  "{..}}}");
         goto done;
     }
-    yajl_val index = row_json_member(row_json_member(root->u.object.values[0], "settings"),
-                                     "index");
+    yajl_val index = root->u.object.len == 0 ? NULL :
+        row_json_member(row_json_member(root->u.object.values[0], "settings"), "index");
     yajl_val v = YAJL_IS_OBJECT(index) ? row_json_member(index, "refresh_interval") : NULL;
     if (v && !YAJL_IS_STRING(v)) {
         snprintf(err, errlen, "the answer of GET /_settings has a refresh_interval that is not "

@@ -98,9 +98,9 @@ int es_alias_switch_body(const char *alias, const char *from, const char *to, bo
                          cdc_buf *out);
 
 /* The index.refresh_interval of GET /<index>/_settings/index.refresh_interval
- * ({"<index>":{"settings":{"index":{"refresh_interval":"1s"}}}}), appended
- * to out as a JSON value: the string, or null when the index has none of
- * its own. Returns 0, or -1 with err set. */
+ * ({"<index>":{"settings":{"index":{"refresh_interval":"1s"}}}}, or {}
+ * when the index has none of its own), appended to out as a JSON value:
+ * the string, or null. Returns 0, or -1 with err set. */
 int es_refresh_interval_read(const char *body, size_t len, cdc_buf *out, char *err,
                              size_t errlen);
 

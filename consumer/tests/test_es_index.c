@@ -200,8 +200,14 @@ static void versions(void)
     const char *bad = "{\"a_v1\":{\"settings\":{\"index\":{\"refresh_interval\":5}}}}";
     TAP_OK(es_refresh_interval_read(bad, strlen(bad), &b, err, sizeof err) < 0,
            "refresh_interval_not_a_string_refused");
-    TAP_OK(es_refresh_interval_read("{}", 2, &b, err, sizeof err) < 0,
-           "refresh_no_index_refused");
+    cdc_buf_reset(&b);
+    TAP_OK(es_refresh_interval_read("{}", 2, &b, err, sizeof err) == 0 &&
+           strcmp(b.data, "null") == 0, "refresh_interval_left_out_is_null");
+    TAP_OK(es_refresh_interval_read("[]", 2, &b, err, sizeof err) < 0,
+           "refresh_not_an_object_refused");
+    const char *two = "{\"a\":{\"settings\":{}},\"b\":{\"settings\":{}}}";
+    TAP_OK(es_refresh_interval_read(two, strlen(two), &b, err, sizeof err) < 0,
+           "refresh_two_indices_refused");
     cdc_buf_free(&b);
 }
 
