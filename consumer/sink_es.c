@@ -22,8 +22,11 @@
  *   index.gc_deletes=ES_GC_DELETES;
  * - a TRUNCATE removes every document whose _pgcdc_lsn is below its LSN
  *   (rows and deleted markers alike) from the indices behind the alias.
- * Writes go through the alias, so they follow it when a rebuild moves it;
- * with --es-index-version N they go to <name>_vN itself (the rebuild).
+ * Writes go through the alias, so they follow it when a rebuild moves it,
+ * and are copied first into <name>_v<N+1> while that exists next to the
+ * alias's <name>_v<N> (versions_check, es_rebuild.h: a rebuild); with
+ * --es-index-version N they go to <name>_vN itself (the rebuild), and
+ * --es-switch-alias then moves the alias (es_at_end).
  * Index settings (shards, replicas, analyzers) are the engine's defaults
  * unless --es-mappings gives them.
  *
