@@ -505,7 +505,7 @@ static int versions_check(es_sink *s, es_table *t, char *err, size_t errlen)
                      "write through alias %s, until the alias moves", t->schema, t->table,
                      next.data, t->name);
     free(t->copy_to);
-    t->copy_to = cdc_buf_steal(&next);
+    t->copy_to = next.data ? cdc_buf_steal(&next) : NULL;
     return 0;
 }
 

@@ -145,6 +145,8 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
         log = consumers.run("--group", rebuild_group, "--es-index-version", "2",
                             "--es-switch-alias", *common, timeout=180)
         assert f"alias {alias} moved from index {v1} to index {v2}" in log, log[-6000:]
+        assert f"index {v2} exists (a rebuild): every write goes there too" in live.log(), \
+            live.log()[-6000:]
         status, aliases = opensearch.request("GET", f"/_alias/{alias}")
         assert status == 200 and list(aliases) == [v2], aliases
         # v1's periodic refresh, paused around the move, is as it was.
@@ -172,6 +174,8 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
             f"{url}/{alias}/_doc/1", timeout=10).json().get("_source", {}).get("n") == -7,
             timeout=60)
         assert live.proc.poll() is None, live.log()[-4000:]
+        for who, text in (("live", live.log()), ("rebuild", log)):
+            assert "dead-lettering" not in text, f"{who}: {text[-6000:]}"
 
         rows, _ = h.pg_rows(cdc.pg.dsn, cdc.schema, "items")
 
