@@ -114,7 +114,7 @@ typedef struct es_sink {
     es_index_rules *names;
     unsigned version;       /* --es-index-version: write to <name>_v<N>; 0: the alias */
     bool switch_alias;      /* --es-switch-alias */
-    unsigned end_rounds;    /* es_at_end calls so far */
+    int64_t ends_at_ms;     /* when es_at_end last sent the consumer for end offsets */
     bool real_deletes;      /* --es-deletes=delete */
     es_table *tables;
     es_table *last_table;
@@ -1585,35 +1585,50 @@ static int es_apply(sink *base, consumer_record *const *recs, size_t n, char *er
 }
 
 /* --es-switch-alias (sink.h at_end): once everything up to the end offsets
- * at start is applied, wait until 2 x ES_NEXT_TTL_MS have passed since
- * this process made or found the last of its indices (a live consumer has
- * been copying into it since), have the consumer apply up to the end
- * offsets of then, and move each table's alias to its index (es_rebuild.h
- * says why nothing is lost). */
+ * is applied, the consumer is sent for the end offsets of a moment at
+ * least 2 x ES_NEXT_TTL_MS after this process made or found the last of
+ * its indices (a live consumer copies into it from a second after that),
+ * again if a table first seen meanwhile makes that moment later; once
+ * everything up to those is applied, each table's alias is moved to its
+ * index (es_rebuild.h says why nothing is lost). */
 static int es_at_end(sink *base, char *err, size_t errlen)
 {
     es_sink *s = (es_sink *)base;
     if (!s->switch_alias)
         return 0;
-    if (s->end_rounds++ == 0) {
-        int64_t last = 0;
-        for (es_table *t = s->tables; t; t = t->next)
-            if (t->made_ms > last)
-                last = t->made_ms;
+    int64_t last = 0;
+    for (es_table *t = s->tables; t; t = t->next)
+        if (t->made_ms > last)
+            last = t->made_ms;
+    if (s->ends_at_ms == 0 || (last && s->ends_at_ms < last + 2 * ES_NEXT_TTL_MS)) {
         while (last && cdc_clock_mono_ms() < last + 2 * ES_NEXT_TTL_MS)
             if (!sink_backoff(0, 100, 100)) {
                 snprintf(err, errlen, "stop requested before the aliases were moved");
                 return -1;
             }
+        s->ends_at_ms = cdc_clock_mono_ms();
         cdc_log_info("--es-switch-alias: applying up to the end offsets of now, then moving "
                      "the aliases");
         return 1;
     }
-    for (es_table *t = s->tables; t; t = t->next)
-        if (t->made_ms &&
-            es_rebuild_switch(&s->http, t->name, s->version, !s->real_deletes, err, errlen) < 0)
+    int rc = 0;
+    for (es_table *t = s->tables; t; t = t->next) {
+        char terr[1024];
+        if (!t->made_ms ||
+            es_rebuild_switch(&s->http, t->name, s->version, !s->real_deletes, terr,
+                              sizeof terr) == 0)
+            continue;
+        if (cdc_signal_stop_requested()) {
+            snprintf(err, errlen, "%s", terr);
             return -1;
-    return 0;
+        }
+        if (rc == 0)
+            snprintf(err, errlen, "%s", terr);
+        else
+            cdc_log_error("%s", terr);
+        rc = -1;
+    }
+    return rc;
 }
 
 /* ---- set-up ---------------------------------------------------------- */
