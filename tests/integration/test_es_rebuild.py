@@ -11,7 +11,8 @@ older index: the seed rows (never changed) are all there in every answer, the co
 row (updated by every transaction) never goes back, and no deleted marker shows; at
 the end v2 equals PostgreSQL. Without the live consumer's copies the changes it applied
 between the rebuild's last end offsets and the switch are missing from v2: the counter
-goes back at the switch and v2 never equals PostgreSQL."""
+goes back at the switch and v2 never equals PostgreSQL. A rebuild into a version the
+live consumer does not copy into (v4 while the alias is on v2) is refused the switch."""
 
 import signal
 import threading
@@ -176,6 +177,13 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
         assert live.proc.poll() is None, live.log()[-4000:]
         for who, text in (("live", live.log()), ("rebuild", log)):
             assert "dead-lettering" not in text, f"{who}: {text[-6000:]}"
+        # A rebuild into a version the live consumer does not copy into (v4 while the
+        # alias is on v2) fills it but refuses to move the alias.
+        log = consumers.run("--group", f"{rebuild_group}-4", "--es-index-version", "4",
+                            "--es-switch-alias", *common, timeout=180, expect_status=1)
+        assert f"alias {alias} is not on index {alias}_v3 alone ({v2})" in log, log[-6000:]
+        status, aliases = opensearch.request("GET", f"/_alias/{alias}")
+        assert status == 200 and list(aliases) == [v2], aliases
 
         rows, _ = h.pg_rows(cdc.pg.dsn, cdc.schema, "items")
 
