@@ -1101,6 +1101,44 @@ static bool reached_end(consumer *c, uint64_t *behind)
     return done;
 }
 
+/* --until-end reached: each sink's at_end (sink.h), with no batch in
+ * flight. A sink that asks for it gets a second round: the ends become the
+ * partitions' end offsets of now. Returns 1 for that round, 0 when the
+ * run ends, -1 on a failure (fatal) or a stop. */
+static int sinks_at_end(consumer *c)
+{
+    if (!inflight_finish(c))
+        return -1;
+    int again = 0;
+    for (size_t i = 0; i < c->nsinks; i++) {
+        char err[1024];
+        int rc = c->sinks[i]->at_end ? c->sinks[i]->at_end(c->sinks[i], err, sizeof err) : 0;
+        if (rc < 0) {
+            if (!cdc_signal_stop_requested() && !c->fatal) {
+                c->fatal = true;
+                snprintf(c->fatal_err, sizeof c->fatal_err, "%s", err);
+            }
+            return -1;
+        }
+        again |= rc > 0;
+    }
+    for (part_state *p = c->parts; again && p; p = p->next) {
+        int64_t lo = 0, hi = 0;
+        if (!p->assigned)
+            continue;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, p->topic, p->partition,
+                                                                 &lo, &hi, WATERMARK_TIMEOUT_MS);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            c->fatal = true;
+            snprintf(c->fatal_err, sizeof c->fatal_err, "cannot read the end offset of %s[%"
+                     PRId32 "]: %s", p->topic, p->partition, rd_kafka_err2str(e));
+            return -1;
+        }
+        p->end_at_start = hi;
+    }
+    return again;
+}
+
 static void report_progress(consumer *c, uint64_t behind)
 {
     int64_t now = cdc_clock_mono_ms();
@@ -1255,6 +1293,8 @@ static void run_loop(consumer *c)
             uint64_t behind;
             if (reached_end(c, &behind)) {
                 cdc_log_info("--until-end: every assigned partition is applied up to its end");
+                if (sinks_at_end(c) > 0)
+                    continue;
                 break;
             }
             report_progress(c, behind);

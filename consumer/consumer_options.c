@@ -156,6 +156,11 @@ const cdc_option consumer_options[] = {
      .def = "0", .min = 0, .max = ES_VERSION_MAX, .metavar = "N",
      .help = "write to the indices <name>_v<N> instead of through their aliases: a rebuild "
              "next to the live indices (docs/consumer-sinks.md); 0: through the aliases"},
+    {.name = "es-switch-alias", .env = "PGCDC_ES_SWITCH_ALIAS", .type = CDC_OPT_BOOL,
+     .def = "false",
+     .help = "with --until-end and --es-index-version N: once caught up, move each alias from "
+             "<name>_v<N-1> to <name>_v<N> in one request, while the live consumer keeps "
+             "writing (docs/consumer-sinks.md)"},
     {.name = "es-deletes", .env = "PGCDC_ES_DELETES", .type = CDC_OPT_ENUM, .def = "marker",
      .choices = "marker|delete",
      .help = "a deleted row becomes a versioned marker that the alias filters out (safe for "

@@ -1,6 +1,7 @@
 /* es_index.c: index names from --es-index templates, the physical index
- * behind a name's alias, the body creating both, and GET /_alias answers
- * (es_index.h says the rules). */
+ * behind a name's alias, the body creating both, GET /_alias and
+ * _settings answers, and the body moving an alias (es_index.h says the
+ * rules). */
 #include "es_index.h"
 
 #include <stdio.h>
@@ -151,6 +152,21 @@ done:
     return rc;
 }
 
+int es_path_put_index(cdc_buf *path, const char *index)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (cdc_buf_putc(path, '/') < 0)
+        return -1;
+    for (const unsigned char *c = (const unsigned char *)index; *c; c++) {
+        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' || *c == '~';
+        if (plain ? cdc_buf_putc(path, (char)*c) < 0
+                  : cdc_buf_printf(path, "%%%c%c", hex[*c >> 4], hex[*c & 15]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int es_index_physical(const char *name, unsigned version, cdc_buf *out)
 {
     return cdc_buf_printf(out, "%s_v%u", name, version);
@@ -194,6 +210,102 @@ int es_alias_indices(const char *body, size_t len, cdc_buf *out, size_t *n, char
             goto done;
         }
         (*n)++;
+    }
+    rc = 0;
+done:
+    yajl_tree_free(root);
+    return rc;
+}
+
+unsigned es_index_version_of(const char *name, const char *physical)
+{
+    size_t ln = strlen(name);
+    if (strncmp(physical, name, ln) != 0 || strncmp(physical + ln, "_v", 2) != 0)
+        return 0;
+    const char *d = physical + ln + 2;
+    size_t nd = strspn(d, "0123456789");
+    if (nd == 0 || nd > 6 || d[nd] != '\0' || d[0] == '0')
+        return 0;
+    return (unsigned)strtoul(d, NULL, 10);
+}
+
+int es_versions_read(const char *body, size_t len, const char *name, unsigned *current,
+                     bool *next_exists, char *err, size_t errlen)
+{
+    yajl_val root = NULL;
+    *current = 0;
+    *next_exists = false;
+    if (row_json_parse("the answer of GET /_alias", body, len, 8, &root, err, errlen) < 0)
+        return -1;
+    int rc = -1;
+    if (!YAJL_IS_OBJECT(root)) {
+        snprintf(err, errlen, "the answer of GET /_alias is not an object");
+        goto done;
+    }
+    size_t on = 0;
+    unsigned v = 0;
+    for (size_t i = 0; i < root->u.object.len; i++) {
+        yajl_val aliases = row_json_member(root->u.object.values[i], "aliases");
+        if (YAJL_IS_OBJECT(aliases) && row_json_member(aliases, name)) {
+            on++;
+            v = es_index_version_of(name, root->u.object.keys[i]);
+        }
+    }
+    if (on == 1 && v > 0) {
+        *current = v;
+        for (size_t i = 0; i < root->u.object.len; i++)
+            if (es_index_version_of(name, root->u.object.keys[i]) == v + 1)
+                *next_exists = true;
+    }
+    rc = 0;
+done:
+    yajl_tree_free(root);
+    return rc;
+}
+
+int es_alias_switch_body(const char *alias, const char *from, const char *to, bool filtered,
+                         cdc_buf *out)
+{
+    size_t la = strlen(alias);
+    if (cdc_buf_puts(out, "{\"actions\":[{\"remove\":{\"index\":") < 0 ||
+        row_json_put_string(out, from, strlen(from)) < 0 ||
+        cdc_buf_puts(out, ",\"alias\":") < 0 || row_json_put_string(out, alias, la) < 0 ||
+        cdc_buf_puts(out, "}},{\"add\":{\"index\":") < 0 ||
+        row_json_put_string(out, to, strlen(to)) < 0 ||
+        cdc_buf_puts(out, ",\"alias\":") < 0 || row_json_put_string(out, alias, la) < 0 ||
+        cdc_buf_printf(out, "%s%s}}]}", filtered ? ",\"filter\":" : "",
+                       filtered ? ES_LIVE_FILTER : "") < 0)
+        return -1;
+    return 0;
+}
+
+int es_refresh_interval_read(const char *body, size_t len, cdc_buf *out, char *err,
+                             size_t errlen)
+{
+    yajl_val root = NULL;
+    if (row_json_parse("the answer of GET /_settings", body, len, 8, &root, err, errlen) < 0)
+        return -1;
+    int rc = -1;
+    /* The engines leave out an index without the setting: {} */
+    if (!YAJL_IS_OBJECT(root) || root->u.object.len > 1 ||
+        (root->u.object.len == 1 &&
+         !YAJL_IS_OBJECT(row_json_member(root->u.object.values[0], "settings")))) {
+        snprintf(err, errlen, "the answer of GET /_settings is not {\"<index>\":{\"settings\":"
+                 "{..}}}");
+        goto done;
+    }
+    yajl_val index = root->u.object.len == 0 ? NULL :
+        row_json_member(row_json_member(root->u.object.values[0], "settings"), "index");
+    yajl_val v = YAJL_IS_OBJECT(index) ? row_json_member(index, "refresh_interval") : NULL;
+    if (v && !YAJL_IS_STRING(v)) {
+        snprintf(err, errlen, "the answer of GET /_settings has a refresh_interval that is not "
+                 "a string");
+        goto done;
+    }
+    if (v ? row_json_put_string(out, v->u.string, strlen(v->u.string)) < 0
+          : cdc_buf_puts(out, "null") < 0) {
+        snprintf(err, errlen, "cannot read the answer of GET /_settings: out of memory");
+        goto done;
     }
     rc = 0;
 done:

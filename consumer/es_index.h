@@ -15,7 +15,12 @@
  * so whatever index the alias points to gets the writes. With deleted
  * markers (--es-deletes=marker) the alias filters the markers out. Names
  * are cut to ES_INDEX_MAX - ES_VERSION_SUFFIX_MAX bytes, so that the
- * physical name fits too. */
+ * physical name fits too.
+ *
+ * Rebuilds (es_rebuild.h): the readers' version <name>_v<N> and the next
+ * one, <name>_v<N+1>, are read from one answer: the aliases of the
+ * indices matching <name>_v* (es_versions_read); the alias moves in one _aliases request
+ * (es_alias_switch_body). */
 #ifndef PGCDC_CONSUMER_ES_INDEX_H
 #define PGCDC_CONSUMER_ES_INDEX_H
 
@@ -51,6 +56,11 @@ void es_index_rules_free(es_index_rules *r);
 int es_index_rules_name(const es_index_rules *r, const char *schema, const char *table,
                         cdc_buf *out, bool *changed);
 
+/* Appends "/<index>" to a URL path, the name percent-encoded: es_index_name
+ * leaves characters such as '%', '&', '+' or '[' in it, which a URL would
+ * read as an escape, a separator or a space. Returns 0 or -1 (memory). */
+int es_path_put_index(cdc_buf *path, const char *index);
+
 /* Appends "<name>_v<version>". Returns 0 or -1. */
 int es_index_physical(const char *name, unsigned version, cdc_buf *out);
 
@@ -66,5 +76,32 @@ int es_index_create_body(const char *create_body, const char *alias, bool filter
  * 0, or -1 with err set (not such an object; no memory). */
 int es_alias_indices(const char *body, size_t len, cdc_buf *out, size_t *n, char *err,
                      size_t errlen);
+
+/* The N of `physical` when it is "<name>_v<N>" (N in 1..ES_VERSION_MAX,
+ * digits only, no leading zero), else 0. */
+unsigned es_index_version_of(const char *name, const char *physical);
+
+/* Reads the answer of GET /<name>_v%2A/_alias, %2A being '*' ({"<index>":
+ * {"aliases":{"<alias>":{..}}}, ..}: each matching index with its aliases).
+ * *current = N when the alias `name` is on exactly one index of the answer
+ * and that is <name>_v<N>, else 0; *next_exists: <name>_v<N+1> is in the
+ * answer (false when *current is 0). Returns 0, or -1 with err set (not
+ * such an object). */
+int es_versions_read(const char *body, size_t len, const char *name, unsigned *current,
+                     bool *next_exists, char *err, size_t errlen);
+
+/* The body of POST /_aliases that moves `alias` from index `from` to `to`
+ * in one request: readers see one or the other, never neither. The alias
+ * on `to` is filtered by ES_LIVE_FILTER when `filtered`. Returns 0 or -1
+ * (no memory). */
+int es_alias_switch_body(const char *alias, const char *from, const char *to, bool filtered,
+                         cdc_buf *out);
+
+/* The index.refresh_interval of GET /<index>/_settings/index.refresh_interval
+ * ({"<index>":{"settings":{"index":{"refresh_interval":"1s"}}}}, or {}
+ * when the index has none of its own), appended to out as a JSON value:
+ * the string, or null. Returns 0, or -1 with err set. */
+int es_refresh_interval_read(const char *body, size_t len, cdc_buf *out, char *err,
+                             size_t errlen);
 
 #endif

@@ -50,6 +50,12 @@ struct sink {
      * requested no batch may succeed, since one before it may have been
      * dropped (consumer/offsets.h). None of its offsets is then stored. */
     int (*apply)(sink *s, consumer_record *const *recs, size_t n, char *err, size_t errlen);
+    /* --until-end, or NULL: called with no batch in flight once every
+     * assigned partition is applied up to its end offsets. Returns 0 when
+     * the sink is done; 1 when the consumer must first apply everything up
+     * to the end offsets of now, then call it again; -1 with err when it
+     * failed (or a stop was requested). */
+    int (*at_end)(sink *s, char *err, size_t errlen);
     void (*destroy)(sink *s);
     /* Applied, refused, skipped records; retried requests. */
     uint64_t applied, rejected, skipped, retries;

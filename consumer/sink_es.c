@@ -22,8 +22,11 @@
  *   index.gc_deletes=ES_GC_DELETES;
  * - a TRUNCATE removes every document whose _pgcdc_lsn is below its LSN
  *   (rows and deleted markers alike) from the indices behind the alias.
- * Writes go through the alias, so they follow it when a rebuild moves it;
- * with --es-index-version N they go to <name>_vN itself (the rebuild).
+ * Writes go through the alias, so they follow it when a rebuild moves it,
+ * and are copied first into <name>_v<N+1> while that exists next to the
+ * alias's <name>_v<N> (versions_check, es_rebuild.h: a rebuild); with
+ * --es-index-version N they go to <name>_vN itself (the rebuild), and
+ * --es-switch-alias then moves the alias (es_at_end).
  * Index settings (shards, replicas, analyzers) are the engine's defaults
  * unless --es-mappings gives them.
  *
@@ -62,6 +65,7 @@
 #include "es_http.h"
 #include "es_index.h"
 #include "es_mapping.h"
+#include "es_rebuild.h"
 #include "es_response.h"
 #include "row_json.h"
 
@@ -91,6 +95,15 @@ typedef struct es_table {
     bool truncated;
     uint64_t truncate_lsn;
     es_mapping_known known; /* the columns mapped so far (es_mapping.h) */
+    /* Writing through the alias (versions_check): the N of the index
+     * <name>_v<N> readers see (0: unknown, no copies), <name>_v<N+1> while
+     * it exists (a rebuild: every write is copied there first), and when
+     * that was last asked. */
+    unsigned version;
+    char *copy_to;
+    int64_t asked_ms;
+    /* --es-switch-alias: when this process made or found <name>_v<N>. */
+    int64_t made_ms;
 } es_table;
 
 typedef struct es_sink {
@@ -100,6 +113,8 @@ typedef struct es_sink {
     struct es_sink *views;  /* lanes 1..nlanes-1 (es_lane), each with its own client */
     es_index_rules *names;
     unsigned version;       /* --es-index-version: write to <name>_v<N>; 0: the alias */
+    bool switch_alias;      /* --es-switch-alias */
+    int64_t ends_at_ms;     /* when es_at_end last sent the consumer for end offsets */
     bool real_deletes;      /* --es-deletes=delete */
     es_table *tables;
     es_table *last_table;
@@ -115,6 +130,7 @@ typedef struct es_sink {
 typedef struct es_item {
     consumer_record *rec;
     es_table *t;
+    const char *index;      /* written to: t->index, or t->copy_to for a copy */
     size_t id_off;          /* into the segment's ids buffer */
     long prev;              /* earlier item of the same row in the segment, or -1 */
     long mget;              /* index into the chunk's _mget request, or -1 */
@@ -135,6 +151,7 @@ static void table_free(es_table *t)
     free(t->table);
     free(t->name);
     free(t->index);
+    free(t->copy_to);
     es_mapping_known_free(&t->known);
     free(t);
 }
@@ -171,24 +188,6 @@ static es_table *table_get(es_sink *s, const char *schema, const char *table, ch
     return s->last_table = t;
 }
 
-/* Appends "/<index>" to a URL path, the name percent-encoded: es_index_name
- * leaves characters such as '%', '&', '+' or '[' in it, which a URL would
- * read as an escape, a separator or a space. Returns 0 or -1 (memory). */
-static int path_put_index(cdc_buf *path, const char *index)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    if (cdc_buf_putc(path, '/') < 0)
-        return -1;
-    for (const unsigned char *c = (const unsigned char *)index; *c; c++) {
-        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' || *c == '~';
-        if (plain ? cdc_buf_putc(path, (char)*c) < 0
-                  : cdc_buf_printf(path, "%%%c%c", hex[*c >> 4], hex[*c & 15]) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* How index_create went. */
 typedef enum create_end {
     CREATE_DONE,        /* created */
@@ -210,7 +209,7 @@ static int index_create(es_sink *s, es_table *t, yajl_val types, const char *ind
     if (es_mapping_index_body(s->engine, types, s->overrides, t->schema, t->table, &t->known,
                               &mapping, err, errlen) < 0)
         goto done;
-    if (path_put_index(&path, index) < 0 ||
+    if (es_path_put_index(&path, index) < 0 ||
         cdc_buf_printf(&what, "create index %s for %s.%s", index, t->schema, t->table) < 0 ||
         (alias ? es_index_create_body(mapping.data, alias, !s->real_deletes, &body)
                : cdc_buf_append(&body, mapping.data, mapping.len)) < 0) {
@@ -254,7 +253,7 @@ static int index_create(es_sink *s, es_table *t, yajl_val types, const char *ind
          * that an operator's later change stays. */
         cdc_buf_reset(&path);
         cdc_buf_reset(&what);
-        if (path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_settings") < 0 ||
+        if (es_path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_settings") < 0 ||
             cdc_buf_printf(&what, "set index.gc_deletes of index %s", index) < 0) {
             snprintf(err, errlen, "cannot set up index %s: out of memory", index);
             goto done;
@@ -330,10 +329,15 @@ static int mapping_extend(es_sink *s, es_table *t, yajl_val types, char *err, si
                      "(values that do not fit it stay unindexed in _source; rebuild the index to "
                      "index them): %s", t->index, t->schema, t->table, changed.data);
     }
-    if (body.len) {
-        if (path_put_index(&path, t->index) < 0 || cdc_buf_puts(&path, "/_mapping") < 0 ||
-            cdc_buf_printf(&what, "extend the mapping of index %s", t->index) < 0) {
-            snprintf(err, errlen, "cannot extend the mapping of %s: out of memory", t->index);
+    /* The index readers see, and the next version while it is copied to. */
+    const char *targets[2] = {t->index, t->copy_to};
+    for (size_t k = 0; body.len && k < 2 && targets[k]; k++) {
+        const char *index = targets[k];
+        cdc_buf_reset(&path);
+        cdc_buf_reset(&what);
+        if (es_path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_mapping") < 0 ||
+            cdc_buf_printf(&what, "extend the mapping of index %s", index) < 0) {
+            snprintf(err, errlen, "cannot extend the mapping of %s: out of memory", index);
             goto done;
         }
         es_req r = {.method = "PUT", .path = path.data, .body = body.data, .len = body.len,
@@ -347,12 +351,12 @@ static int mapping_extend(es_sink *s, es_table *t, yajl_val types, char *err, si
             goto done;
         }
         if (sent == 0 && status >= 200 && status < 300) {
-            cdc_log_info("index %s (%s.%s): mapping extended: %s", t->index, t->schema, t->table,
+            cdc_log_info("index %s (%s.%s): mapping extended: %s", index, t->schema, t->table,
                          body.data);
         } else {
             cdc_counter_add(s->m_conflicts, 1);
             cdc_log_warn("index %s (%s.%s): the engine refused new fields: HTTP %ld: %s",
-                         t->index, t->schema, t->table, status,
+                         index, t->schema, t->table, status,
                          sent == 0 ? es_http_excerpt(&s->http, excerpt, sizeof excerpt) : big);
         }
     }
@@ -371,7 +375,7 @@ static int alias_exists(es_sink *s, const char *name, char *err, size_t errlen)
 {
     cdc_buf path = CDC_BUF_INIT;
     int rc = -1;
-    if (cdc_buf_puts(&path, "/_alias") < 0 || path_put_index(&path, name) < 0) {
+    if (cdc_buf_puts(&path, "/_alias") < 0 || es_path_put_index(&path, name) < 0) {
         snprintf(err, errlen, "cannot look up alias %s: out of memory", name);
         goto done;
     }
@@ -428,6 +432,7 @@ static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size
     if (s->version) {
         if (index_create(s, t, types, t->index, NULL, &end, err, errlen) < 0)
             return -1;
+        t->made_ms = cdc_clock_mono_ms();
         return index_ensured(s, t, types, end, err, errlen);
     }
     int is_alias = alias_exists(s, t->name, err, errlen);
@@ -466,6 +471,44 @@ static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size
     return index_ensured(s, t, types, end, err, errlen);
 }
 
+/* A consumer writing through the alias copies every write of the table
+ * into <name>_v<N+1> while that exists (a rebuild, es_rebuild.h): it asks
+ * which version readers see and whether the next one exists at most once
+ * per ES_NEXT_TTL_MS, before each batch is built. Returns 0, or -1 on a
+ * stop. */
+static int versions_check(es_sink *s, es_table *t, char *err, size_t errlen)
+{
+    int64_t now = cdc_clock_mono_ms();
+    if (s->version || (t->asked_ms && now - t->asked_ms < ES_NEXT_TTL_MS))
+        return 0;
+    /* Stamped before asking: the answer is at least as new as this. */
+    t->asked_ms = now;
+    unsigned current;
+    bool next_exists;
+    if (es_rebuild_versions(&s->http, t->name, &current, &next_exists, err, errlen) < 0)
+        return -1;
+    if (current != t->version && t->version)
+        cdc_log_info("alias %s is on %s_v%u now (was %s_v%u)", t->name, t->name, current, t->name,
+                     t->version);
+    t->version = current;
+    cdc_buf next = CDC_BUF_INIT;
+    if (next_exists && es_index_physical(t->name, current + 1, &next) < 0) {
+        cdc_buf_free(&next);
+        snprintf(err, errlen, "cannot name the next version of %s: out of memory", t->name);
+        return -1;
+    }
+    if (t->copy_to && (!next.data || strcmp(t->copy_to, next.data) != 0))
+        cdc_log_info("%s.%s: no longer copying writes into index %s", t->schema, t->table,
+                     t->copy_to);
+    if (next.data && (!t->copy_to || strcmp(t->copy_to, next.data) != 0))
+        cdc_log_info("%s.%s: index %s exists (a rebuild): every write goes there too, before the "
+                     "write through alias %s, until the alias moves", t->schema, t->table,
+                     next.data, t->name);
+    free(t->copy_to);
+    t->copy_to = next.data ? cdc_buf_steal(&next) : NULL;
+    return 0;
+}
+
 /* ---- truncate -------------------------------------------------------- */
 
 /* Appends "/<index>[,<index>...]" to path: the indices behind `name` when
@@ -477,7 +520,7 @@ static int path_put_physical(es_sink *s, cdc_buf *path, const char *name, char *
 {
     cdc_buf get = CDC_BUF_INIT, names = CDC_BUF_INIT;
     int rc = 0;
-    if (cdc_buf_puts(&get, "/_alias") < 0 || path_put_index(&get, name) < 0)
+    if (cdc_buf_puts(&get, "/_alias") < 0 || es_path_put_index(&get, name) < 0)
         goto done;
     es_req r = {.method = "GET", .path = get.data, .what = "look up an alias",
                 .timeout_ms = ES_REQUEST_TIMEOUT_MS};
@@ -496,13 +539,13 @@ static int path_put_physical(es_sink *s, cdc_buf *path, const char *name, char *
         if (sent == 0 && status == 200)
             cdc_log_warn("GET %s%s: %s; truncating %s itself", es_http_where(&s->http), get.data,
                          why, name);
-        rc = path_put_index(path, name) < 0 ? 0 : 1;
+        rc = es_path_put_index(path, name) < 0 ? 0 : 1;
         goto done;
     }
     const char *one = names.data;
     for (size_t i = 0; i < n; i++, one += strlen(one) + 1) {
         size_t mark = path->len;
-        if (path_put_index(path, one) < 0)
+        if (es_path_put_index(path, one) < 0)
             goto done;
         if (i > 0)
             path->data[mark] = ','; /* "/a" then ",b" */
@@ -512,6 +555,19 @@ done:
     cdc_buf_free(&get);
     cdc_buf_free(&names);
     return rc;
+}
+
+/* Appends ",<index>" to a path of indices; nothing when index is NULL.
+ * Returns 0 or -1 (memory). */
+static int path_put_also(cdc_buf *path, const char *index)
+{
+    size_t mark = path->len;
+    if (!index || mark == 0)
+        return 0;
+    if (es_path_put_index(path, index) < 0)
+        return -1;
+    path->data[mark] = ',';
+    return 0;
 }
 
 /* How a truncate's task ended (task_wait). */
@@ -601,12 +657,18 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
         s->base.applied++;
         return 0;
     }
+    if (versions_check(s, t, err, errlen) < 0)
+        return -1;
     cdc_buf path = CDC_BUF_INIT, body = CDC_BUF_INIT, what = CDC_BUF_INIT, done_path = CDC_BUF_INIT;
     int rc = -1;
     unsigned attempt = 0;
     char excerpt[ES_EXCERPT_MAX + 1], why[1024], task[ES_TASK_ID_MAX + 1];
-    if (cdc_buf_printf(&what, "truncate of %s.%s at lsn %" PRIu64 " in index %s", ev->schema,
-                       ev->table, ev->lsn, t->index) < 0 ||
+    /* A rebuild's next version (versions_check) is truncated in the same
+     * requests; it may be gone by now (ignore_unavailable). */
+    const char *copy = t->copy_to ? "?ignore_unavailable=true" : "";
+    if (cdc_buf_printf(&what, "truncate of %s.%s at lsn %" PRIu64 " in index %s%s%s", ev->schema,
+                       ev->table, ev->lsn, t->index, t->copy_to ? " and " : "",
+                       t->copy_to ? t->copy_to : "") < 0 ||
         es_truncate_body(ev->lsn, &body) < 0) {
         snprintf(err, errlen, "cannot apply the truncate of %s.%s: out of memory", ev->schema,
                  ev->table);
@@ -615,7 +677,8 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
     for (;;) {
         long status = 0;
         cdc_buf_reset(&path);
-        if (path_put_index(&path, t->index) < 0 || cdc_buf_puts(&path, "/_refresh") < 0)
+        if (es_path_put_index(&path, t->index) < 0 || path_put_also(&path, t->copy_to) < 0 ||
+            cdc_buf_puts(&path, "/_refresh") < 0 || cdc_buf_puts(&path, copy) < 0)
             goto nomem;
         es_req refresh = {.method = "POST", .path = path.data, .what = what.data,
                           .timeout_ms = ES_REQUEST_TIMEOUT_MS};
@@ -630,9 +693,10 @@ static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t er
         int found = path_put_physical(s, &path, t->index, err, errlen);
         if (found < 0)
             goto done;
-        if (found == 0 ||
+        if (found == 0 || path_put_also(&path, t->copy_to) < 0 ||
             cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true"
-                                "&wait_for_completion=false") < 0)
+                                "&wait_for_completion=false") < 0 ||
+            (t->copy_to && cdc_buf_puts(&path, "&ignore_unavailable=true") < 0))
             goto nomem;
         /* Its answer names the task a stop must cancel: awaited a while after
          * a stop, so that the task is not left running for minutes. */
@@ -949,11 +1013,11 @@ static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err,
         }
         size_t mark = g->body.len, missing = 0;
         if (s->real_deletes && ev->op == 'd') {
-            if (es_bulk_append_delete(&g->body, it->t->index, item_id(g, it), ev->lsn) < 0) {
+            if (es_bulk_append_delete(&g->body, it->index, item_id(g, it), ev->lsn) < 0) {
                 snprintf(err, errlen, "cannot build a _bulk request: out of memory");
                 return -1;
             }
-        } else if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, &missing,
+        } else if (es_bulk_append(&g->body, it->index, item_id(g, it), ev, current, &missing,
                                   NULL, berr, sizeof berr) < 0) {
             /* Only an event the decoder should not have let through, or no
              * memory; the first is this record's fault. */
@@ -969,7 +1033,7 @@ static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err,
         it->line_len = g->body.len - mark;
         it->doc_off = (size_t)((char *)memchr(g->body.data + mark, '\n', it->line_len) -
                                g->body.data) + 1;
-        if (missing > 0)
+        if (missing > 0 && it->index == it->t->index) /* once, not again for the copy */
             cdc_log_warn("%s.%s id %s at lsn %" PRIu64 ": %zu unchanged TOAST column(s) not found "
                          "in index %s (row never written there, or deleted): left out",
                          ev->schema, ev->table, item_id(g, it), ev->lsn, missing, it->t->index);
@@ -981,10 +1045,10 @@ static int build_body(es_sink *s, segment *g, size_t from, size_t to, char *err,
 static void describe_items(const segment *g, const size_t *todo, size_t n, cdc_buf *out)
 {
     cdc_buf_reset(out);
-    const char *index = g->items[todo[0]].t->index;
+    const char *index = g->items[todo[0]].index;
     bool several = false;
     for (size_t k = 1; k < n && !several; k++)
-        several = strcmp(g->items[todo[k]].t->index, index) != 0;
+        several = strcmp(g->items[todo[k]].index, index) != 0;
     cdc_buf_printf(out, "_bulk of %zu item(s) for index %s%s", n, index, several ? " and others" : "");
 }
 
@@ -995,7 +1059,7 @@ static int item_reject_from_response(es_sink *s, segment *g, es_item *it, const 
     snprintf(reason, sizeof reason, "HTTP %d %s: %s%s%s%s [index %s, id %s, lsn %" PRIu64 "]",
              r->status, r->error_type ? r->error_type : "error",
              r->reason ? r->reason : "no reason given", r->cause ? " (caused by: " : "",
-             r->cause ? r->cause : "", r->cause ? ")" : "", it->t->index, item_id(g, it),
+             r->cause ? r->cause : "", r->cause ? ")" : "", it->index, item_id(g, it),
              it->rec->ev.lsn);
     return reject(s, it, reason, err, errlen);
 }
@@ -1052,7 +1116,7 @@ static int unindex_refused(es_sink *s, segment *g, size_t i, const es_bulk_item 
     es_unindexed u = {.names = (const char *const *)it->unindexed, .n = it->n_unindexed};
     size_t mark = g->body.len;
     char berr[512];
-    if (es_bulk_append(&g->body, it->t->index, item_id(g, it), ev, current, NULL, &u, berr,
+    if (es_bulk_append(&g->body, it->index, item_id(g, it), ev, current, NULL, &u, berr,
                        sizeof berr) < 0) {
         snprintf(err, errlen, "%s", berr);
         return -1;
@@ -1064,7 +1128,7 @@ static int unindex_refused(es_sink *s, segment *g, size_t i, const es_bulk_item 
     cdc_counter_add(s->m_conflicts, 1);
     cdc_log_warn("index %s refused column %s of %s.%s id %s at lsn %" PRIu64 " (%s: %s); the "
                  "row is written with that value unindexed, under " ES_FIELD_UNINDEXED,
-                 it->t->index, column, ev->schema, ev->table, item_id(g, it), ev->lsn,
+                 it->index, column, ev->schema, ev->table, item_id(g, it), ev->lsn,
                  r->error_type, r->reason ? r->reason : "no reason given");
     return 1;
 nomem:
@@ -1179,7 +1243,7 @@ static int send_items(es_sink *s, segment *g, size_t *todo, size_t n, char *err,
                      "HTTP %d %s: %s [index %s, id %s]", again, n, what.data, first_retry->status,
                      first_retry->error_type ? first_retry->error_type : "",
                      first_retry->reason ? first_retry->reason : "",
-                     g->items[todo[0]].t->index, item_id(g, &g->items[todo[0]]));
+                     g->items[todo[0]].index, item_id(g, &g->items[todo[0]]));
             es_bulk_result_free(&res);
             if (!es_http_retry_wait(&s->http, &item_attempt, false, why))
                 goto stopped;
@@ -1236,9 +1300,12 @@ static int apply_chunk(es_sink *s, segment *g, size_t from, size_t *to, char *er
 }
 
 /* Applies recs[0..n) (no truncate) whose tables tabs[0..n) are ready
- * (apply_segment). Runs on a lane (es_lane): s may be a lane's view. */
+ * (apply_segment), written to their tables' indices, or with `copy` to
+ * their next versions (versions_check); unchanged TOAST columns are read
+ * from the index readers see either way. Runs on a lane (es_lane): s may
+ * be a lane's view. */
 static int apply_records(es_sink *s, consumer_record *const *recs, es_table *const *tabs,
-                         size_t n, char *err, size_t errlen)
+                         size_t n, bool copy, char *err, size_t errlen)
 {
     segment g = {.ids = CDC_BUF_INIT, .body = CDC_BUF_INIT};
     int rc = -1;
@@ -1257,6 +1324,7 @@ static int apply_records(es_sink *s, consumer_record *const *recs, es_table *con
         it->prev = it->mget = -1;
         g.plan[g.n] = (es_chunk_item){.bytes = rec->msg ? rec->msg->len : 0, .prev = -1};
         it->t = tabs[i];
+        it->index = copy ? it->t->copy_to : it->t->index;
         g.n++;
         if (!rec->key) {
             cdc_log_debug("skipped %s.%s op '%c' at lsn %" PRIu64 ": no key", ev->schema,
@@ -1331,10 +1399,45 @@ typedef struct es_lane {
     char err[1024];
 } es_lane;
 
+/* Applies a lane's records: first the copies of the writes of tables
+ * being rebuilt into their next versions, then the writes themselves, so
+ * that a next version always holds at least what readers see
+ * (es_rebuild.h). */
+static int apply_lane(es_sink *s, consumer_record *const *recs, es_table *const *tabs, size_t n,
+                      char *err, size_t errlen)
+{
+    size_t nc = 0;
+    for (size_t i = 0; i < n; i++)
+        nc += tabs[i]->copy_to && recs[i]->key;
+    if (nc > 0) {
+        consumer_record **crecs = calloc(nc, sizeof *crecs);
+        es_table **ctabs = calloc(nc, sizeof *ctabs);
+        int rc = -1;
+        if (!crecs || !ctabs) {
+            snprintf(err, errlen, "cannot copy a batch of %zu records: out of memory", nc);
+        } else {
+            for (size_t i = 0, k = 0; i < n; i++)
+                if (tabs[i]->copy_to && recs[i]->key) {
+                    crecs[k] = recs[i];
+                    ctabs[k++] = tabs[i];
+                }
+            /* A record is counted once, when it is written for readers. */
+            uint64_t applied = s->base.applied;
+            rc = apply_records(s, crecs, ctabs, nc, true, err, errlen);
+            s->base.applied = applied;
+        }
+        free(crecs);
+        free(ctabs);
+        if (rc < 0)
+            return -1;
+    }
+    return apply_records(s, recs, tabs, n, false, err, errlen);
+}
+
 static void *lane_main(void *arg)
 {
     es_lane *l = arg;
-    l->rc = apply_records(l->view, l->recs, l->tabs, l->n, l->err, sizeof l->err);
+    l->rc = apply_lane(l->view, l->recs, l->tabs, l->n, l->err, sizeof l->err);
     return NULL;
 }
 
@@ -1386,7 +1489,8 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
             }
         } else {
             t->truncated = false;
-            if (index_ensure(s, t, ev->types, err, errlen) < 0)
+            if (index_ensure(s, t, ev->types, err, errlen) < 0 ||
+                versions_check(s, t, err, errlen) < 0)
                 goto done;
         }
         lane_ix[i] = lane_of(recs[i], parts, lanes_of, &nparts, s->nlanes);
@@ -1422,8 +1526,7 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
         }
         l->started = true;
     }
-    rc = lanes[0].n ? apply_records(s, lanes[0].recs, lanes[0].tabs, lanes[0].n, err, errlen)
-                    : 0;
+    rc = lanes[0].n ? apply_lane(s, lanes[0].recs, lanes[0].tabs, lanes[0].n, err, errlen) : 0;
     for (size_t k = 1; k < s->nlanes; k++) {
         es_lane *l = &lanes[k];
         if (l->n == 0)
@@ -1479,6 +1582,53 @@ static int es_apply(sink *base, consumer_record *const *recs, size_t n, char *er
         i = j;
     }
     return 0;
+}
+
+/* --es-switch-alias (sink.h at_end): once everything up to the end offsets
+ * is applied, the consumer is sent for the end offsets of a moment at
+ * least 2 x ES_NEXT_TTL_MS after this process made or found the last of
+ * its indices (a live consumer copies into it from a second after that),
+ * again if a table first seen meanwhile makes that moment later; once
+ * everything up to those is applied, each table's alias is moved to its
+ * index (es_rebuild.h says why nothing is lost). */
+static int es_at_end(sink *base, char *err, size_t errlen)
+{
+    es_sink *s = (es_sink *)base;
+    if (!s->switch_alias)
+        return 0;
+    int64_t last = 0;
+    for (es_table *t = s->tables; t; t = t->next)
+        if (t->made_ms > last)
+            last = t->made_ms;
+    if (s->ends_at_ms == 0 || (last && s->ends_at_ms < last + 2 * ES_NEXT_TTL_MS)) {
+        while (last && cdc_clock_mono_ms() < last + 2 * ES_NEXT_TTL_MS)
+            if (!sink_backoff(0, 100, 100)) {
+                snprintf(err, errlen, "stop requested before the aliases were moved");
+                return -1;
+            }
+        s->ends_at_ms = cdc_clock_mono_ms();
+        cdc_log_info("--es-switch-alias: applying up to the end offsets of now, then moving "
+                     "the aliases");
+        return 1;
+    }
+    int rc = 0;
+    for (es_table *t = s->tables; t; t = t->next) {
+        char terr[1024];
+        if (!t->made_ms ||
+            es_rebuild_switch(&s->http, t->name, s->version, !s->real_deletes, terr,
+                              sizeof terr) == 0)
+            continue;
+        if (cdc_signal_stop_requested()) {
+            snprintf(err, errlen, "%s", terr);
+            return -1;
+        }
+        if (rc == 0)
+            snprintf(err, errlen, "%s", terr);
+        else
+            cdc_log_error("%s", terr);
+        rc = -1;
+    }
+    return rc;
 }
 
 /* ---- set-up ---------------------------------------------------------- */
@@ -1544,6 +1694,7 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     }
     s->base.name = SINK_NAME;
     s->base.apply = es_apply;
+    s->base.at_end = es_at_end;
     s->base.destroy = es_destroy;
     s->budget = es_request_budget((size_t)cdc_config_int(cfg, "batch-bytes"));
     s->mget_doc_bytes = ES_MGET_DOC_GUESS;
@@ -1560,6 +1711,12 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
     if (mappings && overrides_load(s, mappings, err, errlen) < 0)
         goto fail;
     s->version = (unsigned)cdc_config_int(cfg, "es-index-version");
+    s->switch_alias = cdc_config_bool(cfg, "es-switch-alias");
+    if (s->switch_alias && (s->version < 2 || !cdc_config_bool(cfg, "until-end"))) {
+        snprintf(err, errlen, "--es-switch-alias needs --until-end and --es-index-version N "
+                 "with N >= 2 (the version that replaces N-1)");
+        goto fail;
+    }
     const char *deletes = cdc_config_str(cfg, "es-deletes");
     s->real_deletes = deletes && strcmp(deletes, "delete") == 0;
     if (es_http_init(&s->http, cfg, &s->base.retries, err, errlen) < 0)

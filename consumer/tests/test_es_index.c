@@ -138,6 +138,79 @@ static void alias_answers(void)
     cdc_buf_free(&b);
 }
 
+static void versions(void)
+{
+    TAP_OK(es_index_version_of("items", "items_v2") == 2, "version_of_name_v_n");
+    TAP_OK(es_index_version_of("items", "items_v999999") == 999999, "version_of_largest");
+    TAP_OK(es_index_version_of("items", "items_v1000000") == 0, "version_of_too_many_digits");
+    TAP_OK(es_index_version_of("items", "items_v02") == 0, "version_of_leading_zero_refused");
+    TAP_OK(es_index_version_of("items", "items_v0") == 0, "version_of_zero_refused");
+    TAP_OK(es_index_version_of("items", "items_v") == 0, "version_of_no_digits");
+    TAP_OK(es_index_version_of("items", "items_v2x") == 0, "version_of_trailing_text");
+    TAP_OK(es_index_version_of("items", "items_v2_v3") == 0, "version_of_other_name");
+    TAP_OK(es_index_version_of("items", "other_v2") == 0, "version_of_other_prefix");
+    TAP_OK(es_index_version_of("items", "items") == 0, "version_of_the_name_itself");
+
+    unsigned cur = 9;
+    bool next = true;
+    const char *before = "{\"items_v1\":{\"aliases\":{\"items\":{\"filter\":{}}}},"
+                         "\"items_v2\":{\"aliases\":{}},\"items_v2_old\":{\"aliases\":{}}}";
+    TAP_OK(es_versions_read(before, strlen(before), "items", &cur, &next, err, sizeof err) == 0 &&
+           cur == 1 && next, "versions_alias_on_v1_and_v2_exists");
+    const char *alone = "{\"items_v1\":{\"aliases\":{\"items\":{}}}}";
+    TAP_OK(es_versions_read(alone, strlen(alone), "items", &cur, &next, err, sizeof err) == 0 &&
+           cur == 1 && !next, "versions_alias_on_v1_no_next");
+    const char *after = "{\"items_v1\":{\"aliases\":{}},\"items_v2\":{\"aliases\":"
+                        "{\"items\":{}}}}";
+    TAP_OK(es_versions_read(after, strlen(after), "items", &cur, &next, err, sizeof err) == 0 &&
+           cur == 2 && !next, "versions_alias_moved_to_v2");
+    const char *both = "{\"items_v1\":{\"aliases\":{\"items\":{}}},\"items_v2\":"
+                       "{\"aliases\":{\"items\":{}}}}";
+    TAP_OK(es_versions_read(both, strlen(both), "items", &cur, &next, err, sizeof err) == 0 &&
+           cur == 0 && !next, "versions_alias_on_two_indices_is_no_version");
+    const char *other = "{\"items_v1\":{\"aliases\":{\"other\":{}}},\"items_v2\":"
+                        "{\"aliases\":{}}}";
+    TAP_OK(es_versions_read(other, strlen(other), "items", &cur, &next, err, sizeof err) == 0 &&
+           cur == 0 && !next, "versions_no_alias_is_no_version");
+    TAP_OK(es_versions_read("{}", 2, "items", &cur, &next, err, sizeof err) == 0 && cur == 0,
+           "versions_nothing_matches");
+    TAP_OK(es_versions_read("[]", 2, "items", &cur, &next, err, sizeof err) < 0,
+           "versions_not_an_object_refused");
+
+    cdc_buf b = CDC_BUF_INIT;
+    TAP_OK(es_alias_switch_body("it\"ems", "a_v1", "a_v2", true, &b) == 0, "switch_body_ok");
+    TAP_STREQ(b.data, "{\"actions\":[{\"remove\":{\"index\":\"a_v1\",\"alias\":\"it\\\"ems\"}},"
+              "{\"add\":{\"index\":\"a_v2\",\"alias\":\"it\\\"ems\",\"filter\":"
+              ES_LIVE_FILTER "}}]}", "switch_body_removes_and_adds_with_the_filter");
+    cdc_buf_reset(&b);
+    TAP_OK(es_alias_switch_body("a", "a_v1", "a_v2", false, &b) == 0, "switch_body_plain_ok");
+    TAP_STREQ(b.data, "{\"actions\":[{\"remove\":{\"index\":\"a_v1\",\"alias\":\"a\"}},"
+              "{\"add\":{\"index\":\"a_v2\",\"alias\":\"a\"}}]}",
+              "switch_body_without_filter_for_real_deletes");
+
+    cdc_buf_reset(&b);
+    const char *set = "{\"a_v1\":{\"settings\":{\"index\":{\"refresh_interval\":\"5s\"}}}}";
+    TAP_OK(es_refresh_interval_read(set, strlen(set), &b, err, sizeof err) == 0, "refresh_set_ok");
+    TAP_STREQ(b.data, "\"5s\"", "refresh_interval_of_the_index");
+    cdc_buf_reset(&b);
+    const char *unset = "{\"a_v1\":{\"settings\":{}}}";
+    TAP_OK(es_refresh_interval_read(unset, strlen(unset), &b, err, sizeof err) == 0,
+           "refresh_unset_ok");
+    TAP_STREQ(b.data, "null", "refresh_interval_unset_is_null");
+    const char *bad = "{\"a_v1\":{\"settings\":{\"index\":{\"refresh_interval\":5}}}}";
+    TAP_OK(es_refresh_interval_read(bad, strlen(bad), &b, err, sizeof err) < 0,
+           "refresh_interval_not_a_string_refused");
+    cdc_buf_reset(&b);
+    TAP_OK(es_refresh_interval_read("{}", 2, &b, err, sizeof err) == 0 &&
+           strcmp(b.data, "null") == 0, "refresh_interval_left_out_is_null");
+    TAP_OK(es_refresh_interval_read("[]", 2, &b, err, sizeof err) < 0,
+           "refresh_not_an_object_refused");
+    const char *two = "{\"a\":{\"settings\":{}},\"b\":{\"settings\":{}}}";
+    TAP_OK(es_refresh_interval_read(two, strlen(two), &b, err, sizeof err) < 0,
+           "refresh_two_indices_refused");
+    cdc_buf_free(&b);
+}
+
 int main(void)
 {
     default_names_are_todays();
@@ -145,5 +218,6 @@ int main(void)
     bad_values_are_refused();
     physical_and_create_body();
     alias_answers();
+    versions();
     return tap_done();
 }

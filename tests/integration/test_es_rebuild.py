@@ -1,14 +1,18 @@
 """Rebuilding a search index without downtime (docs/consumer-sinks.md, "Rebuilding an
-index"): while PostgreSQL is written to and the live consumer keeps <name>_v1 up to
-date through the alias <name>, a second consumer group replays the topic from the
-earliest offset into <name>_v2; the live consumer is stopped, the rebuild catches up,
-v2 is refreshed, the alias moves in one _aliases request, the live consumer starts
-again (writing through the alias, so to v2), and v1 is dropped.
+index without downtime"): while PostgreSQL is written to and the live consumer keeps
+<name>_v1 up to date through the alias <name>, a second consumer group replays the
+topic from the earliest offset into <name>_v2 with --es-switch-alias; the live consumer
+copies its writes into <name>_v2 as soon as that exists, and the rebuild, once caught
+up, moves the alias itself. The live consumer is never stopped: it goes on writing
+through the alias, so into v2, and v1 is dropped.
 
 A reader queries the alias the whole time and must never see an empty, partial or
 older index: the seed rows (never changed) are all there in every answer, the counter
 row (updated by every transaction) never goes back, and no deleted marker shows; at
-the end v2 equals PostgreSQL."""
+the end v2 equals PostgreSQL. Without the live consumer's copies the changes it applied
+between the rebuild's last end offsets and the switch are missing from v2: the counter
+goes back at the switch and v2 never equals PostgreSQL. A rebuild into a version the
+live consumer does not copy into (v4 while the alias is on v2) is refused the switch."""
 
 import signal
 import threading
@@ -137,35 +141,49 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
                  lambda: (counter_in(alias) or 0) >= 5 or workload.error, timeout=60)
         reader.start()
 
-        # 1. The rebuild: a second group, from the earliest offset, into v2.
-        consumers.run("--group", rebuild_group, "--es-index-version", "2", *common,
-                      timeout=120)
-        # 2. The live consumer stops: v1 stays as it is, readers still see it.
-        live.signal(signal.SIGTERM)
-        assert live.wait(30) == 0, live.log()[-4000:]
-        # 3. The rebuild catches up with everything written so far (the live consumer
-        #    applied nothing later), then v2 is made searchable.
-        consumers.run("--group", rebuild_group, "--es-index-version", "2", *common,
-                      timeout=120)
-        requests.post(f"{url}/{v2}/_refresh", timeout=30).raise_for_status()
-        assert counter_in(v2) >= counter_in(v1)
-        # 4. One request moves the alias, with its filter.
-        r = requests.post(f"{url}/_aliases", timeout=30, json={"actions": [
-            {"remove": {"index": v1, "alias": alias}},
-            {"add": {"index": v2, "alias": alias, "filter": {
-                "bool": {"must_not": {"term": {"_pgcdc_deleted": True}}}}}}]})
-        assert r.status_code == 200, r.text
-        # 5. The live consumer again, from its committed offsets, through the alias.
-        live = consumers.start("--group", live_group, *common)
+        # The rebuild: a second group, from the earliest offset, into v2, which moves the
+        # alias itself once caught up; the live consumer and the workload go on.
+        log = consumers.run("--group", rebuild_group, "--es-index-version", "2",
+                            "--es-switch-alias", *common, timeout=180)
+        assert f"alias {alias} moved from index {v1} to index {v2}" in log, log[-6000:]
+        assert f"index {v2} exists (a rebuild): every write goes there too" in live.log(), \
+            live.log()[-6000:]
+        status, aliases = opensearch.request("GET", f"/_alias/{alias}")
+        assert status == 200 and list(aliases) == [v2], aliases
+        # v1's periodic refresh, paused around the move, is as it was.
+        status, settings = opensearch.request("GET", f"/{v1}/_settings")
+        assert status == 200 and "refresh_interval" not in settings[v1]["settings"]["index"], \
+            settings
+        # The live consumer, never stopped, notices and writes through the alias to v2.
+        switched_at = workload.txns
+        wait_for("the live consumer to see the alias on v2",
+                 lambda: f"alias {alias} is on {v2} now" in live.log(), timeout=60)
         wait_for("the live consumer to write to v2",
-                 lambda: (counter_in(v2) or 0) > workload.txns - 3 > 0, timeout=60)
+                 lambda: (counter_in(alias) or 0) >= switched_at + 3 or workload.error,
+                 timeout=60)
         workload.done.set()
         workload.join(30)
         assert workload.error is None, workload.error
         reader.done.set()
         reader.join(30)
-        # 6. The old version goes.
+        assert not reader.problems, reader.problems[:10]
+        # The old version goes.
         assert requests.delete(f"{url}/{v1}", timeout=30).status_code == 200
+        # A change made now reaches v2 through the alias.
+        cdc.in_schema("UPDATE items SET n = -7 WHERE id = 1")
+        wait_for("a new change in v2", lambda: requests.get(
+            f"{url}/{alias}/_doc/1", timeout=10).json().get("_source", {}).get("n") == -7,
+            timeout=60)
+        assert live.proc.poll() is None, live.log()[-4000:]
+        for who, text in (("live", live.log()), ("rebuild", log)):
+            assert "dead-lettering" not in text, f"{who}: {text[-6000:]}"
+        # A rebuild into a version the live consumer does not copy into (v4 while the
+        # alias is on v2) fills it but refuses to move the alias.
+        log = consumers.run("--group", f"{rebuild_group}-4", "--es-index-version", "4",
+                            "--es-switch-alias", *common, timeout=180, expect_status=1)
+        assert f"alias {alias} is not on index {alias}_v3 alone ({v2})" in log, log[-6000:]
+        status, aliases = opensearch.request("GET", f"/_alias/{alias}")
+        assert status == 200 and list(aliases) == [v2], aliases
 
         rows, _ = h.pg_rows(cdc.pg.dsn, cdc.schema, "items")
 
@@ -176,9 +194,6 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
                 return False
             return all(not h.compare_es_doc(rows[i], got[i]) for i in rows)
         wait_for("v2 to equal PostgreSQL", v2_equals_postgresql, timeout=60)
-        status, aliases = opensearch.request("GET", f"/_alias/{alias}")
-        assert status == 200 and list(aliases) == [v2], aliases
-        assert not reader.problems, reader.problems[:10]
         assert reader.seen >= 20, (reader.seen, reader.errors)
         assert workload.txns >= 20, workload.txns
     finally:
