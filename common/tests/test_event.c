@@ -651,6 +651,30 @@ static void test_names(void)
            "encode_error_shows_names_printably");
 }
 
+/* Whether the key {name: 1} encodes as yajl_gen writes it; says how not. */
+static int key_encodes_as_yajl_gen(const char *name, const char *what)
+{
+    cdc_column col = {name, "1", 1};
+    const cdc_row key = {&col, 1};
+    cdc_buf got = {0};
+    const unsigned char *want;
+    size_t wantlen;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (const unsigned char *)name, strlen(name));
+    yajl_gen_number(g, "1", 1);
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &want, &wantlen);
+    int same = cdc_key_encode(&key, &got, err, sizeof err) == 0 && got.len == wantlen &&
+               memcmp(got.data, want, wantlen) == 0;
+    if (!same)
+        printf("#   %s: got %.80s (%zu bytes), yajl_gen %.80s (%zu bytes)\n", what,
+               got.data ? got.data : err, got.len, (const char *)want, wantlen);
+    yajl_gen_free(g);
+    cdc_buf_free(&got);
+    return same;
+}
+
 /* The encoder writes JSON itself; its strings must be the bytes yajl_gen
  * (which it replaced) wrote, for every ASCII character, so that no record
  * changes form across the replacement. */
@@ -659,26 +683,32 @@ static void test_encode_escapes_as_yajl_gen(void)
     int same = 1;
     for (int c = 1; c < 0x80 && same; c++) {
         char name[] = {'a', (char)c, 'b', (char)c, '\0'};
-        cdc_column col = {name, "1", 1};
-        const cdc_row key = {&col, 1};
-        cdc_buf got = {0};
-        const unsigned char *want;
-        size_t wantlen;
-        yajl_gen g = yajl_gen_alloc(NULL);
-        yajl_gen_map_open(g);
-        yajl_gen_string(g, (const unsigned char *)name, strlen(name));
-        yajl_gen_number(g, "1", 1);
-        yajl_gen_map_close(g);
-        yajl_gen_get_buf(g, &want, &wantlen);
-        same = cdc_key_encode(&key, &got, err, sizeof err) == 0 && got.len == wantlen &&
-               memcmp(got.data, want, wantlen) == 0;
-        if (!same)
-            printf("#   byte 0x%02x: got %s, yajl_gen %.*s\n", c, got.data ? got.data : err,
-                   (int)wantlen, (const char *)want);
-        yajl_gen_free(g);
-        cdc_buf_free(&got);
+        char what[32];
+        snprintf(what, sizeof what, "byte 0x%02x", c);
+        same = key_encodes_as_yajl_gen(name, what);
     }
     TAP_OK(same, "encode_escapes_as_yajl_gen");
+}
+
+/* Plain names take a shortcut while they fit the buffer, the escaping path
+ * when they do not (or when a byte needs escaping): the same bytes either
+ * way, around where a key's first buffer (1,024 bytes) runs out. */
+static void test_encode_long_names_as_yajl_gen(void)
+{
+    const size_t lens[] = {0, 1, 63, 1015, 1018, 1019, 1020, 1021, 1022, 1025, 2100};
+    int same = 1;
+    for (size_t k = 0; k < 2 * sizeof lens / sizeof lens[0] && same; k++) {
+        size_t n = lens[k / 2];
+        char *name = malloc(n + 2), what[64];
+        memset(name, 'a' + (int)(k % 26), n);
+        name[n] = k % 2 ? '"' : '\0'; /* odd: one byte to escape at the end */
+        name[n + 1] = '\0';
+        snprintf(what, sizeof what, "a name of %zu bytes%s", strlen(name),
+                 k % 2 ? " ending in a quote" : "");
+        same = key_encodes_as_yajl_gen(name, what);
+        free(name);
+    }
+    TAP_OK(same, "encode_long_names_as_yajl_gen");
 }
 
 /* ---- the validator ---------------------------------------------------------- */
@@ -979,6 +1009,7 @@ int main(void)
     test_encode_rejections();
     test_names();
     test_encode_escapes_as_yajl_gen();
+    test_encode_long_names_as_yajl_gen();
     test_validator();
     test_decoded_tree_is_yajls();
     test_topic_names();
