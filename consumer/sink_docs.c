@@ -27,11 +27,13 @@
 #include "doc_def.h"
 #include "doc_snapshot.h"
 #include "doc_sql.h"
+#include "es_engine.h"
 #include "es_http.h"
 #include "es_index.h"
 #include "es_bulk.h"
 #include "es_mapping.h"
 #include "es_response.h"
+#include "redis_conn.h"
 #include "redis_keys.h"
 #include "row_json.h"
 #include "sink.h"
@@ -129,8 +131,7 @@ typedef struct docs_sink {
 
     bool redis_on;
     redisContext *redis;
-    char *rhost, *ruser, *rpass, *rmasked;
-    int rport, rdb;
+    redis_target rtarget;    /* --redis, TLS, AUTH, database (redis_conn.c) */
     long long tombstone_ttl;
 
     doc_out *docs;
@@ -709,36 +710,8 @@ static int redis_connect(docs_sink *d, char *err, size_t errlen)
 {
     if (d->redis)
         return 0;
-    d->redis = redisConnectWithTimeout(d->rhost, d->rport, (struct timeval){5, 0});
-    if (!d->redis || d->redis->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s: %s", d->rmasked,
-                 d->redis ? d->redis->errstr : "out of memory");
-        redis_close(d);
-        return -1;
-    }
-    redisSetTimeout(d->redis, (struct timeval){30, 0});
-    redisReply *rep = NULL;
-    if (d->rpass) {
-        rep = d->ruser ? redisCommand(d->redis, "AUTH %s %s", d->ruser, d->rpass)
-                       : redisCommand(d->redis, "AUTH %s", d->rpass);
-        if (!rep || rep->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(rep);
-    }
-    if (d->rdb) {
-        rep = redisCommand(d->redis, "SELECT %d", d->rdb);
-        if (!rep || rep->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(rep);
-    }
-    return 0;
-fail:
-    snprintf(err, errlen, "Redis at %s: %s", d->rmasked,
-             rep && rep->str ? rep->str : d->redis->errstr);
-    if (rep)
-        freeReplyObject(rep);
-    redis_close(d);
-    return -1;
+    d->redis = redis_target_connect(&d->rtarget, err, errlen);
+    return d->redis ? 0 : -1;
 }
 
 /* The document's key: the template with {<key>} replaced by the key, '%'
@@ -785,7 +758,7 @@ static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, c
         size_t lens[] = {4, sizeof doc_script - 1, 1, key.len, vkey.len, strlen(version),
                          strlen(ttl), doc->json ? strlen(doc->json) : 0};
         if (redisAppendCommandArgv(d->redis, doc->json ? 8 : 7, argv, lens) != REDIS_OK) {
-            snprintf(err, errlen, "Redis at %s: %s", d->rmasked, d->redis->errstr);
+            snprintf(err, errlen, "Redis at %s: %s", d->rtarget.url_masked, d->redis->errstr);
             rc = -1;
         }
     }
@@ -796,12 +769,12 @@ static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, c
         redisReply *rep = NULL;
         if (redisGetReply(d->redis, (void **)&rep) != REDIS_OK) {
             if (rc == 0)
-                snprintf(err, errlen, "Redis at %s: %s", d->rmasked, d->redis->errstr);
+                snprintf(err, errlen, "Redis at %s: %s", d->rtarget.url_masked, d->redis->errstr);
             rc = -1;
             break;
         }
         if (rep->type == REDIS_REPLY_ERROR && rc == 0) {
-            snprintf(err, errlen, "Redis at %s: %s", d->rmasked, rep->str);
+            snprintf(err, errlen, "Redis at %s: %s", d->rtarget.url_masked, rep->str);
             rc = -1;
         }
         freeReplyObject(rep);
@@ -978,7 +951,7 @@ static int redis_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t
         redisReply *rep = redisCommand(d->redis, "SCAN %s MATCH %s COUNT 1000", cursor,
                                        pattern.data);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            snprintf(err, errlen, "Redis at %s: SCAN: %s", d->rmasked,
+            snprintf(err, errlen, "Redis at %s: SCAN: %s", d->rtarget.url_masked,
                      rep && rep->str ? rep->str : d->redis->errstr);
             if (rep)
                 freeReplyObject(rep);
@@ -1213,36 +1186,6 @@ static int setup_node(const doc_type *t, const doc_node *n, void *vctx)
     return rc < 0 ? -1 : 0;
 }
 
-static int parse_redis_url(docs_sink *d, const char *url, char *err, size_t errlen)
-{
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "--documents: Redis documents need a redis:// URL (rediss:// is "
-                              "not supported for documents yet)");
-        return -1;
-    }
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon && colon > p)
-            d->ruser = strndup(p, (size_t)(colon - p));
-        d->rpass = colon ? strndup(colon + 1, (size_t)(at - colon - 1))
-                         : strndup(p, (size_t)(at - p));
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    const char *end = slash ? slash : p + strlen(p);
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    d->rhost = strndup(p, (size_t)((colon ? colon : end) - p));
-    d->rport = colon ? atoi(colon + 1) : 6379;
-    d->rdb = slash && slash[1] ? atoi(slash + 1) : 0;
-    if (!d->rhost || !d->rhost[0] || d->rport <= 0 || d->rport > 65535) {
-        snprintf(err, errlen, "--redis: \"%s\" is not redis://[user:password@]host:port/db",
-                 d->rmasked);
-        return -1;
-    }
-    return 0;
-}
-
 /* The alias and its first index, made with the mapping derived from the
  * catalog unless the alias exists. */
 static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, size_t errlen)
@@ -1291,18 +1234,6 @@ done:
     return rc;
 }
 
-static int es_engine_detect(docs_sink *d, char *err, size_t errlen)
-{
-    unsigned attempt = 0;
-    long code = 0;
-    es_req r = {.method = "GET", .path = "/", .what = "which engine",
-                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-    if (es_http_send(&d->http, &r, &attempt, &code, err, errlen) != 0)
-        return -1;
-    return es_mapping_engine(d->http.resp.data ? d->http.resp.data : "", d->http.resp.len,
-                             &d->engine, err, errlen);
-}
-
 static void docs_destroy(sink *s)
 {
     docs_sink *d = (docs_sink *)s;
@@ -1338,10 +1269,7 @@ static void docs_destroy(sink *s)
     doc_def_free(d->def);
     free(d->pg_dsn);
     free(d->pg_masked);
-    free(d->rhost);
-    free(d->ruser);
-    free(d->rpass);
-    free(d->rmasked);
+    redis_target_free(&d->rtarget);
     free(d);
 }
 
@@ -1501,13 +1429,8 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     if (doc_def_walk(d->def, setup_node, &sc) < 0)
         goto oom;
     cdc_buf_putc(&sc.tables, '}');
-    if (d->redis_on) {
-        cdc_buf m = CDC_BUF_INIT;
-        cdc_mask_secrets(rurl, &m);
-        d->rmasked = m.data ? cdc_buf_steal(&m) : strdup("");
-        if (!d->rmasked || parse_redis_url(d, rurl, err, errlen) < 0)
-            goto fail;
-    }
+    if (d->redis_on && redis_target_init(&d->rtarget, cfg, err, errlen) < 0)
+        goto fail;
     /* PostgreSQL must answer before anything else: the replica identities and
      * the column types come from its catalog. Waited for like a sink that is
      * down; a connection lost on the way is made again. */
@@ -1526,7 +1449,7 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     }
     if (d->es_on) {
         if (es_http_init(&d->http, cfg, &d->base.retries, err, errlen) < 0 ||
-            es_engine_detect(d, err, errlen) < 0)
+            es_engine_detect(&d->http, &d->engine, err, errlen) < 0)
             goto fail;
         for (size_t t = 0; t < d->def->ntypes; t++)
             if (d->types[t].index && es_prepare(d, &d->types[t], &cat, err, errlen) < 0)
