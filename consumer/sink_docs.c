@@ -25,7 +25,6 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "doc_def.h"
-#include "doc_snapshot.h"
 #include "doc_sql.h"
 #include "es_engine.h"
 #include "es_http.h"
@@ -37,6 +36,7 @@
 #include "redis_keys.h"
 #include "row_json.h"
 #include "sink.h"
+#include "xid_snapshot.h"
 
 #define PAGE_ROOTS 1000          /* documents per page of a full re-read */
 #define BULK_MAX (8u << 20)      /* bytes of one _bulk request */
@@ -119,9 +119,7 @@ typedef struct docs_sink {
     char *pg_dsn, *pg_masked;
     PGconn *pg;
     uint64_t version;        /* of the transaction being read */
-    uint64_t xmax;           /* its snapshot: xmax and in-progress transactions */
-    uint64_t *xip;
-    size_t nxip, capxip;
+    xid_snapshot snap;       /* its snapshot (common/xid_snapshot.c) */
     uint32_t *txids;         /* transactions of the batch's changes (0: none) */
     size_t ntxids, captxids;
 
@@ -247,39 +245,26 @@ static int pg_cmd(docs_sink *d, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
-/* Starts the read transaction and takes its version from its snapshot:
- * xmax * 65536 + (65535 - in-progress count). A snapshot taken later has
- * an xmax at least as high and, for the same xmax, a subset of in-progress
- * transactions, so the version never goes down with time, and two equal
- * versions saw the same transactions committed. */
+/* Starts the read transaction and takes its version from its snapshot's
+ * rank (xid_snapshot_rank: xmax * 65536 + (65535 - in-progress count)). A
+ * snapshot taken later has an xmax at least as high and, for the same
+ * xmax, a subset of in-progress transactions, so the version never goes
+ * down with time, and two equal versions saw the same transactions
+ * committed. */
 static int pg_begin(docs_sink *d, char *err, size_t errlen)
 {
     if (pg_connect(d, err, errlen) < 0 ||
         pg_cmd(d, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
         return -1;
-    PGresult *r = pg_run(d, "SELECT pg_snapshot_xmax(s)::text, "
-                            "array_to_string(ARRAY(SELECT pg_snapshot_xip(s)), ' ') "
-                            "FROM pg_current_snapshot() s", 0, NULL, PGRES_TUPLES_OK,
+    PGresult *r = pg_run(d, "SELECT pg_current_snapshot()::text", 0, NULL, PGRES_TUPLES_OK,
                          "read the snapshot", err, errlen);
     if (!r)
         return -1;
-    d->xmax = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    d->nxip = 0;
-    for (const char *p = PQgetvalue(r, 0, 1); *p;) {
-        char *end;
-        uint64_t x = strtoull(p, &end, 10);
-        if (end == p)
-            break;
-        if (grow(&d->xip, &d->capxip, d->nxip, sizeof *d->xip) < 0) {
-            PQclear(r);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        d->xip[d->nxip++] = x;
-        p = end + (*end == ' ');
-    }
+    int rc = xid_snapshot_parse(&d->snap, PQgetvalue(r, 0, 0), err, errlen);
     PQclear(r);
-    d->version = doc_snapshot_version(d->xmax, d->nxip);
+    if (rc < 0)
+        return -1;
+    d->version = xid_snapshot_rank(&d->snap);
     return 0;
 }
 
@@ -288,12 +273,12 @@ static int pg_begin(docs_sink *d, char *err, size_t errlen)
  * this consumer read) a moment before other sessions see the transaction,
  * longer when the commit waits for a synchronous standby: a read in that
  * moment would miss the change, and nothing would read the document again.
- * The events carry 32-bit xids; the snapshot's are 64-bit, and a change
- * just committed is within 2^31 below xmax. */
+ * The events carry 32-bit xids, judged modulo 2^32 as PostgreSQL does
+ * (a change just committed is within 2^31 of xmax). */
 static const char *snapshot_misses(const docs_sink *d, uint32_t *missed)
 {
     for (size_t i = 0; i < d->ntxids; i++)
-        if (!doc_snapshot_sees(d->xmax, d->xip, d->nxip, d->txids[i])) {
+        if (!xid_snapshot_saw(&d->snap, d->txids[i])) {
             *missed = d->txids[i];
             return "not yet visible";
         }
@@ -1264,7 +1249,7 @@ static void docs_destroy(sink *s)
     free(d->types);
     free(d->watches);
     free(d->docs);
-    free(d->xip);
+    xid_snapshot_clear(&d->snap);
     free(d->txids);
     doc_def_free(d->def);
     free(d->pg_dsn);

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "doc_def.h"
-#include "doc_snapshot.h"
 #include "doc_sql.h"
 #include "tap.h"
 
@@ -138,24 +137,6 @@ int main(void)
     doc_sql_array_elem(&e, "a\"b\\c", 5);
     TAP_STREQ(e.data, "\"a\\\"b\\\\c\"", "array_elements_escape_quotes_and_backslashes");
     cdc_buf_free(&e);
-
-    TAP_OK(doc_snapshot_version(100, 0) > doc_snapshot_version(100, 1) &&
-           doc_snapshot_version(101, 5) > doc_snapshot_version(100, 0) &&
-           doc_snapshot_version(100, 70000) == doc_snapshot_version(100, 65535),
-           "versions_grow_with_xmax_and_with_fewer_transactions_in_progress");
-    const uint64_t xip[] = {98};
-    TAP_OK(doc_snapshot_sees(100, xip, 1, 97) && !doc_snapshot_sees(100, xip, 1, 98) &&
-           !doc_snapshot_sees(100, xip, 1, 100) && !doc_snapshot_sees(100, xip, 1, 101),
-           "a_snapshot_sees_what_committed_before_it_and_not_in_progress");
-    /* xmax just past an epoch boundary: xid 0xfffffff0 is of the epoch before;
-     * xmax just before one: xid 2 is of the next epoch, not yet seen. */
-    const uint64_t epoch = (uint64_t)1 << 32;
-    TAP_OK(doc_snapshot_sees(epoch + 5, NULL, 0, 0xfffffff0u) &&
-           doc_snapshot_sees(epoch + 5, NULL, 0, 3) && !doc_snapshot_sees(epoch + 5, NULL, 0, 5) &&
-           !doc_snapshot_sees(epoch + 5, NULL, 0, 9) &&
-           !doc_snapshot_sees(2 * epoch - 3, NULL, 0, 2) &&
-           doc_snapshot_sees(2 * epoch - 3, NULL, 0, 0xfffffff0u),
-           "xids_of_events_are_placed_nearest_to_xmax");
 
     TAP_OK(refuses("[", "shop.json: not JSON"), "refuses_text_that_is_not_json");
     TAP_OK(refuses("{}", "\"documents\" is missing"), "refuses_no_documents");
