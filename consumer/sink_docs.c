@@ -124,6 +124,7 @@ typedef struct docs_sink {
     size_t ntxids, captxids;
 
     bool es_on;
+    unsigned index_version;  /* --es-index-version: write <index>_v<N>, not the alias */
     es_http http;
     es_engine engine;
 
@@ -1315,6 +1316,36 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
     long code = 0;
     if (doc_mapping_body(d->engine, ts->t, catalog_type, cat, &mapping, err, errlen) < 0)
         goto done;
+    if (d->index_version) {
+        /* A rebuild next to the live index (docs/documents.md): the
+         * version's index made with the derived mapping unless it exists;
+         * moving the alias is the operator's step. */
+        cdc_buf_printf(&path, "/%s", ts->index);
+        es_req head = {.method = "GET", .path = path.data, .what = "look up an index",
+                       .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        if (es_http_send(&d->http, &head, &attempt, &code, err, errlen) != 0)
+            goto done;
+        if (code == 200) {
+            rc = 0;
+            goto done;
+        }
+        es_req put = {.method = "PUT", .path = path.data, .body = mapping.data,
+                      .len = mapping.len, .what = "create a document index",
+                      .timeout_ms = ES_REQUEST_TIMEOUT_MS};
+        if (es_http_send(&d->http, &put, &attempt, &code, err, errlen) != 0)
+            goto done;
+        if (code / 100 != 2 && !(code == 400 && d->http.resp.data &&
+                                 strstr(d->http.resp.data, "resource_already_exists_exception"))) {
+            char ex[ES_EXCERPT_MAX + 8];
+            snprintf(err, errlen, "cannot create index %s for documents %s: HTTP %ld: %s",
+                     ts->index, ts->t->name, code, es_http_excerpt(&d->http, ex, sizeof ex));
+            goto done;
+        }
+        cdc_log_info("documents %s: created index %s (--es-index-version)", ts->t->name,
+                     ts->index);
+        rc = 0;
+        goto done;
+    }
     cdc_buf_printf(&path, "/_alias/%s", ts->index);
     es_req get = {.method = "GET", .path = path.data, .what = "look up an alias",
                   .timeout_ms = ES_REQUEST_TIMEOUT_MS};
@@ -1564,6 +1595,7 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     const char *rurl = cdc_config_str(cfg, "redis");
     d->redis_on = rurl != NULL;
     d->tombstone_ttl = cdc_config_int(cfg, "redis-tombstone-ttl");
+    d->index_version = (unsigned)cdc_config_int(cfg, "es-index-version");
     for (size_t t = 0; t < d->def->ntypes; t++) {
         type_state *ts = &d->types[t];
         const doc_type *dt = &d->def->types[t];
@@ -1586,6 +1618,15 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
             if (changed)
                 cdc_log_warn("documents %s: index name \"%s\" is written %s", dt->name,
                              dt->index, name.data);
+            if (d->index_version) {
+                cdc_buf phys = CDC_BUF_INIT;
+                if (es_index_physical(name.data, d->index_version, &phys) < 0) {
+                    cdc_buf_free(&name);
+                    goto oom;
+                }
+                cdc_buf_free(&name);
+                name = phys;
+            }
             ts->index = cdc_buf_steal(&name);
         }
         ts->sql_roots = calloc(dt->nnodes * 2, sizeof *ts->sql_roots);

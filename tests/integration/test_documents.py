@@ -411,7 +411,8 @@ def test_composite_root_key_ids_equal_row_ids(cdc, pg, kafka, opensearch, redis_
     is the row id the per-row sinks give that row (docs/consumer-sinks.md "Row ids":
     ["acme",7], hashed past 512 bytes), its Redis key names both columns (order:{tenant}:{id}), children join
     by both; after a random workload with key changes, lines moved between orders and a
-    child-table truncate that re-reads every document in pages, they equal the SQL."""
+    child-table truncate that re-reads every document in pages, they equal the SQL; so
+    does a rebuild of the index next to it (--es-index-version 2)."""
     from e2e_harness import es_doc_id, sink_id
     cdc.create(*ORDERS_DDL, reference=False)
     for t in ("customers", "orders", "order_lines"):
@@ -525,6 +526,17 @@ def test_composite_root_key_ids_equal_row_ids(cdc, pg, kafka, opensearch, redis_
         assert '["acme",3]' in want and es_doc_id(f'["{"t" * 600}",1]') != f'["{"t" * 600}",1]', \
             sorted(want)[:5]
         assert "a truncate re-read all" in consumer.log(), consumer.log()[-4000:]
+        # A rebuild next to the live index (--es-index-version 2, a new group from the
+        # earliest offset): orders_v2 ends equal too, the alias still on orders_v1.
+        consumers.run("--group", f"r{cdc.unique}", "--topics", f"^{cdc.prefix}\\..*",
+                      "--documents", path, "--documents-pg", pg.dsn, "--es", opensearch.url,
+                      "--redis", redis_server.url, "--es-index-version", "2", "--until-end",
+                      timeout=180)
+        v2 = {k: src for k, (src, _) in es_all_docs(opensearch.url, index + "_v2").items()}
+        rebuilt = differences({es_doc_id(k): d for k, (_, d) in want.items()}, v2, "v2")
+        assert not rebuilt, rebuilt
+        status, aliases = opensearch.request("GET", f"/_alias/{index}")
+        assert status == 200 and list(aliases) == [index + "_v1"], aliases
     finally:
         opensearch.request("DELETE", f"/{index},{index}_v*")
         for k in r.scan_iter(match=prefix + ":*", count=1000):
