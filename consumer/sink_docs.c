@@ -1316,38 +1316,13 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
     long code = 0;
     if (doc_mapping_body(d->engine, ts->t, catalog_type, cat, &mapping, err, errlen) < 0)
         goto done;
-    if (d->index_version) {
-        /* A rebuild next to the live index (docs/documents.md): the
-         * version's index made with the derived mapping unless it exists;
-         * moving the alias is the operator's step. */
-        cdc_buf_printf(&path, "/%s", ts->index);
-        es_req head = {.method = "GET", .path = path.data, .what = "look up an index",
-                       .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-        if (es_http_send(&d->http, &head, &attempt, &code, err, errlen) != 0)
-            goto done;
-        if (code == 200) {
-            rc = 0;
-            goto done;
-        }
-        es_req put = {.method = "PUT", .path = path.data, .body = mapping.data,
-                      .len = mapping.len, .what = "create a document index",
-                      .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-        if (es_http_send(&d->http, &put, &attempt, &code, err, errlen) != 0)
-            goto done;
-        if (code / 100 != 2 && !(code == 400 && d->http.resp.data &&
-                                 strstr(d->http.resp.data, "resource_already_exists_exception"))) {
-            char ex[ES_EXCERPT_MAX + 8];
-            snprintf(err, errlen, "cannot create index %s for documents %s: HTTP %ld: %s",
-                     ts->index, ts->t->name, code, es_http_excerpt(&d->http, ex, sizeof ex));
-            goto done;
-        }
-        cdc_log_info("documents %s: created index %s (--es-index-version)", ts->t->name,
-                     ts->index);
-        rc = 0;
-        goto done;
-    }
-    cdc_buf_printf(&path, "/_alias/%s", ts->index);
-    es_req get = {.method = "GET", .path = path.data, .what = "look up an alias",
+    /* --es-index-version: a rebuild next to the live index (docs/documents.md),
+     * the version's index made unless it exists, no alias (moving it is the
+     * operator's step). Else the alias, with <index>_v1 behind it. */
+    bool version = d->index_version > 0;
+    cdc_buf_printf(&path, version ? "/%s" : "/_alias/%s", ts->index);
+    es_req get = {.method = "GET", .path = path.data,
+                  .what = version ? "look up an index" : "look up an alias",
                   .timeout_ms = ES_REQUEST_TIMEOUT_MS};
     if (es_http_send(&d->http, &get, &attempt, &code, err, errlen) != 0)
         goto done;
@@ -1355,8 +1330,10 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
         rc = 0;
         goto done;
     }
-    if (es_index_physical(ts->index, 1, &phys) < 0 ||
-        es_index_create_body(mapping.data, ts->index, false, &body) < 0) {
+    if (version ? cdc_buf_puts(&phys, ts->index) < 0 ||
+                      cdc_buf_append(&body, mapping.data, mapping.len) < 0
+                : es_index_physical(ts->index, 1, &phys) < 0 ||
+                      es_index_create_body(mapping.data, ts->index, false, &body) < 0) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
@@ -1373,8 +1350,8 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
                  ts->t->name, code, es_http_excerpt(&d->http, ex, sizeof ex));
         goto done;
     }
-    cdc_log_info("documents %s: created index %s behind alias %s", ts->t->name, phys.data,
-                 ts->index);
+    cdc_log_info("documents %s: created index %s%s%s", ts->t->name, phys.data,
+                 version ? " (--es-index-version)" : " behind alias ", version ? "" : ts->index);
     rc = 0;
 done:
     cdc_buf_free(&mapping);

@@ -657,6 +657,24 @@ def compare_all(pipe, report):
     return problems
 
 
+def wait_confirmed(pipe):
+    """Until the producer has confirmed the end of WAL (everything is in Kafka); returns
+    that LSN."""
+    for p in [pipe.producer] + pipe.consumers:
+        p.wait_started()
+    with psycopg.connect(pipe.dsn, autocommit=True) as conn:
+        end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+        def confirmed():
+            pipe.check_alive()
+            return conn.execute(
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = %s", (end_lsn, pipe.tag)).fetchone()[0]
+        h.wait_for(f"the producer to confirm {end_lsn}", confirmed, CATCH_UP_S,
+                   on_timeout=pipe.logs)
+    return end_lsn
+
+
 def run_e2e(pipe, counts, seconds, capsys, kafka, search, redis_srv):
     report = [f"pgcdc e2e: seed {SEED} (PGCDC_E2E_SEED), workload {seconds:.0f} s "
               f"(PGCDC_E2E_SECONDS), large transaction {LARGE_TXN} rows, "
@@ -687,19 +705,7 @@ def run_e2e(pipe, counts, seconds, capsys, kafka, search, redis_srv):
         workload_s = time.monotonic() - pipe.t0
         pipe.note("workload finished")
 
-        for p in [pipe.producer] + pipe.consumers:
-            p.wait_started()
-        # The producer must confirm the end of WAL: everything is in Kafka.
-        with psycopg.connect(pipe.dsn, autocommit=True) as conn:
-            end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-
-            def confirmed():
-                pipe.check_alive()
-                return conn.execute(
-                    "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                    "WHERE slot_name = %s", (end_lsn, pipe.tag)).fetchone()[0]
-            h.wait_for(f"the producer to confirm {end_lsn}", confirmed, CATCH_UP_S,
-                       on_timeout=pipe.logs)
+        end_lsn = wait_confirmed(pipe)
         pipe.note(f"producer confirmed {end_lsn}")
         rc = pipe.producer.stop()
         assert rc == 0, f"producer exited {rc} on SIGTERM{pipe.producer.log_tail()}"
@@ -888,18 +894,8 @@ def test_documents_survive_kills_and_restarts(pg, kafka, opensearch, e2e_redis, 
             thread.join(0.2)
         if workload.error:
             raise workload.error
-        for p in [pipe.producer] + pipe.consumers:
-            p.wait_started()
+        wait_confirmed(pipe)
         with psycopg.connect(pipe.dsn, autocommit=True) as conn:
-            end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-
-            def confirmed():
-                pipe.check_alive()
-                return conn.execute(
-                    "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                    "WHERE slot_name = %s", (end_lsn, pipe.tag)).fetchone()[0]
-            h.wait_for(f"the producer to confirm {end_lsn}", confirmed, CATCH_UP_S,
-                       on_timeout=pipe.logs)
             assert pipe.producer.stop() == 0, pipe.producer.log_tail()
             assert pipe.consumers[0].stop() == 0, pipe.consumers[0].log_tail()
             # What the killed consumers committed must already be in the documents: the
