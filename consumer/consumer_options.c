@@ -155,7 +155,8 @@ const cdc_option consumer_options[] = {
     {.name = "es-index-version", .env = "PGCDC_ES_INDEX_VERSION", .type = CDC_OPT_INT,
      .def = "0", .min = 0, .max = ES_VERSION_MAX, .metavar = "N",
      .help = "write to the indices <name>_v<N> instead of through their aliases: a rebuild "
-             "next to the live indices (docs/consumer-sinks.md); 0: through the aliases"},
+             "next to the live indices (docs/consumer-sinks.md; --documents too: "
+             "docs/documents.md); 0: through the aliases"},
     {.name = "es-switch-alias", .env = "PGCDC_ES_SWITCH_ALIAS", .type = CDC_OPT_BOOL,
      .def = "false",
      .help = "with --until-end and --es-index-version N: once caught up, move each alias from "

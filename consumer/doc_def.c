@@ -95,6 +95,41 @@ static int get_name(parse_ctx *c, const path *p, yajl_val obj, const char *name,
     return 0;
 }
 
+/* A name, or an array of 1 to `max` names (a composite key), into *out
+ * (*n of them); absent and not required: *n = 0 and, when `def` is given,
+ * that one name. */
+static int get_names(parse_ctx *c, const path *p, yajl_val obj, const char *name, bool required,
+                     size_t max, const char *def, char ***out, size_t *n)
+{
+    yajl_val v = member(obj, name);
+    path here = {p, name, 0};
+    *n = 0;
+    size_t count = !v ? (def ? 1 : 0) : YAJL_IS_ARRAY(v) ? v->u.array.len : 1;
+    if (!v && required)
+        return fail(c, p, "\"%s\" is missing", name);
+    if (v && YAJL_IS_ARRAY(v) && (count == 0 || count > max))
+        return fail(c, &here, "names %zu columns: 1 to %zu here", count, max);
+    if (count == 0)
+        return 0;
+    if (!(*out = calloc(count, sizeof **out)))
+        return fail(c, &here, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        yajl_val e = !v ? NULL : YAJL_IS_ARRAY(v) ? v->u.array.values[i] : v;
+        path item = {&here, NULL, i};
+        const path *at = v && YAJL_IS_ARRAY(v) ? &item : &here;
+        if (e && !YAJL_IS_STRING(e))
+            return fail(c, at, max == 1 ? "is not a string" : "is not a string or an array "
+                                                             "of strings");
+        if (e && !name_ok(e->u.string))
+            return fail(c, at, "\"%s\" is not a name (1 to 63 bytes of UTF-8, no backslash "
+                               "or control character)", e->u.string);
+        if (!((*out)[i] = strdup(e ? e->u.string : def)))
+            return fail(c, at, "out of memory");
+        (*n)++;
+    }
+    return 0;
+}
+
 /* "schema.table" or "table" (in the default schema). */
 static int split_table(parse_ctx *c, const path *p, const char *text, char **schema, char **table)
 {
@@ -127,8 +162,12 @@ static void node_free(doc_node *n)
     free(n->field);
     free(n->schema);
     free(n->table);
-    free(n->key);
-    free(n->via);
+    for (size_t i = 0; i < n->nkeys; i++)
+        free(n->keys[i]);
+    free(n->keys);
+    for (size_t i = 0; i < n->nvias; i++)
+        free(n->vias[i]);
+    free(n->vias);
     free(n->through_schema);
     free(n->through);
     free(n->to);
@@ -271,9 +310,19 @@ static int parse_node(parse_ctx *c, const path *p, const char *field, yajl_val o
                    "max");
         goto fail;
     }
+    /* A node joined to its embedding row's key takes one via column per
+     * key column (several under a composite root key). */
+    size_t want_vias = strcmp(kind, "parent") == 0 ? 1 : up->nkeys;
     if (get_table(c, p, obj, kind, &n->schema, &n->table) < 0 ||
-        get_name(c, p, obj, "via", true, &n->via) < 0)
+        get_names(c, p, obj, "via", true, want_vias, NULL, &n->vias, &n->nvias) < 0)
         goto fail;
+    if (n->nvias != want_vias) {
+        path here = {p, "via", 0};
+        fail(c, &here, "names %zu column(s): one per key column of %s.%s (%zu)", n->nvias,
+             up->schema, up->table, want_vias);
+        goto fail;
+    }
+    n->via = n->vias[0];
     if (strcmp(kind, "parent") == 0 || strcmp(kind, "children") == 0 ||
         strcmp(kind, "many") == 0) {
         static const char *const common[] = {"parent", "children", "key", "via", "columns",
@@ -282,12 +331,9 @@ static int parse_node(parse_ctx *c, const path *p, const char *field, yajl_val o
                                            "embed", NULL};
         n->kind = kind[0] == 'p' ? DOC_PARENT : kind[0] == 'c' ? DOC_CHILDREN : DOC_MANY;
         if (check_members(c, p, obj, n->kind == DOC_MANY ? many : common) < 0 ||
-            get_name(c, p, obj, "key", false, &n->key) < 0)
+            get_names(c, p, obj, "key", false, 1, "id", &n->keys, &n->nkeys) < 0)
             goto fail;
-        if (!n->key && !(n->key = strdup("id"))) {
-            fail(c, p, "out of memory");
-            goto fail;
-        }
+        n->key = n->keys[0];
         if (n->kind == DOC_MANY &&
             (get_table(c, p, obj, "through", &n->through_schema, &n->through) < 0 ||
              get_name(c, p, obj, "to", true, &n->to) < 0))
@@ -316,24 +362,32 @@ fail:
     return -1;
 }
 
-/* A Redis key template: text with {<key column>} placeholders only. */
-static int check_redis_key(parse_ctx *c, const path *p, const char *tpl, const char *key)
+/* A Redis key template: text with {<key column>} placeholders only, each
+ * key column named at least once (else two documents could share a key). */
+static int check_redis_key(parse_ctx *c, const path *p, const char *tpl, const doc_node *root)
 {
-    size_t klen = strlen(key);
-    bool placeholder = false;
+    bool named[DOC_KEYS_MAX] = {false};
     for (const char *q = tpl; *q; q++) {
         if (*q == '}')
             return fail(c, p, "\"%s\": '}' without '{'", tpl);
         if (*q != '{')
             continue;
-        if (strncmp(q + 1, key, klen) != 0 || q[1 + klen] != '}')
-            return fail(c, p, "\"%s\": the only placeholder is {%s} (the root table's key)",
-                        tpl, key);
-        placeholder = true;
-        q += klen + 1;
+        const char *close = strchr(q, '}');
+        size_t k = 0;
+        while (close && k < root->nkeys &&
+               (strlen(root->keys[k]) != (size_t)(close - q - 1) ||
+                strncmp(q + 1, root->keys[k], (size_t)(close - q - 1)) != 0))
+            k++;
+        if (!close || k == root->nkeys)
+            return fail(c, p, "\"%s\": a placeholder names a key column of the root table "
+                              "(%s%s)", tpl, root->key, root->nkeys > 1 ? ", ..." : "");
+        named[k] = true;
+        q = close;
     }
-    if (!placeholder)
-        return fail(c, p, "\"%s\" has no {%s}: every document would share one key", tpl, key);
+    for (size_t k = 0; k < root->nkeys; k++)
+        if (!named[k])
+            return fail(c, p, "\"%s\" has no {%s}: documents would share keys", tpl,
+                        root->keys[k]);
     return 0;
 }
 
@@ -352,10 +406,9 @@ static int parse_type(parse_ctx *c, const path *p, yajl_val obj, doc_type *t)
     n->kind = DOC_ROOT;
     t->nnodes = 1;
     if (get_table(c, p, obj, "table", &n->schema, &n->table) < 0 ||
-        get_name(c, p, obj, "key", false, &n->key) < 0)
+        get_names(c, p, obj, "key", false, DOC_KEYS_MAX, "id", &n->keys, &n->nkeys) < 0)
         return -1;
-    if (!n->key && !(n->key = strdup("id")))
-        return fail(c, p, "out of memory");
+    n->key = n->keys[0];
     if (parse_columns(c, p, obj, n) < 0 || parse_embeds(c, p, obj, n, 0, &t->nnodes) < 0)
         return -1;
     if (get_name(c, p, obj, "index", false, &t->index) < 0)
@@ -365,7 +418,7 @@ static int parse_type(parse_ctx *c, const path *p, yajl_val obj, doc_type *t)
         path here = {p, "redis_key", 0};
         if (!YAJL_IS_STRING(rk) || !rk->u.string[0] || strlen(rk->u.string) > 512)
             return fail(c, &here, "is not a key template (1 to 512 bytes)");
-        if (check_redis_key(c, &here, rk->u.string, n->key) < 0)
+        if (check_redis_key(c, &here, rk->u.string, n) < 0)
             return -1;
         if (!(t->redis_key = strdup(rk->u.string)))
             return fail(c, &here, "out of memory");

@@ -13,6 +13,8 @@
 #define DOC_FIELDS_MAX 50
 /* Most levels of embedding below a root. */
 #define DOC_DEPTH_MAX 8
+/* Most columns of a root's (composite) key. */
+#define DOC_KEYS_MAX 8
 
 typedef enum doc_kind {
     DOC_ROOT,
@@ -36,8 +38,15 @@ struct doc_node {
     doc_kind kind;
     char *field;             /* the field name in the embedding object; NULL for a root */
     char *schema, *table;
-    char *key;               /* the table's key column (root, parent, children, many) */
-    char *via;               /* see doc_kind; NULL for a root */
+    char *key;               /* the table's key column (root, parent, children, many):
+                                keys[0] */
+    char *via;               /* see doc_kind; NULL for a root: vias[0] */
+    char **keys;             /* a root's key columns, in the table's column order
+                                (several: a composite key); one for other nodes */
+    size_t nkeys;
+    char **vias;             /* children, many and aggregates embedded in a root: one
+                                column per root key column, in that order; else one */
+    size_t nvias;
     char *through_schema, *through, *to;  /* DOC_MANY: the link table and its column */
     doc_agg agg;             /* DOC_AGG */
     char *column;            /* DOC_AGG: the aggregated column (NULL for count) */

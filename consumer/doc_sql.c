@@ -57,6 +57,50 @@ static int eq(cdc_buf *o, char pa, unsigned ia, const char *ca, char pb, unsigne
     return rc < 0 ? -1 : 0;
 }
 
+/* a<ia>."ca[0]" = b<ib>."cb[0]" AND ... for n pairs (a composite key) */
+static int eq_n(cdc_buf *o, char pa, unsigned ia, char *const *ca, char pb, unsigned ib,
+                char *const *cb, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        rc |= cdc_buf_puts(o, i ? " AND " : "");
+        rc |= eq(o, pa, ia, ca[i], pb, ib, cb[i]);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+/* The document id of root row a0, as text: its key's text, or for a
+ * composite key the compact JSON array of the key's values, as the per-row
+ * sinks make it from an event's key (docs/consumer-sinks.md "Row ids"):
+ * to_json escapes strings as row_json_put_string does. */
+static int root_id(cdc_buf *o, const doc_node *r)
+{
+    if (r->nkeys == 1) {
+        int rc = col(o, 'a', 0, r->key);
+        rc |= cdc_buf_puts(o, "::text");
+        return rc < 0 ? -1 : 0;
+    }
+    int rc = cdc_buf_puts(o, "'[' || concat_ws(','");
+    for (size_t i = 0; i < r->nkeys; i++) {
+        rc |= cdc_buf_puts(o, ", to_json(");
+        rc |= col(o, 'a', 0, r->keys[i]);
+        rc |= cdc_buf_putc(o, ')');
+    }
+    rc |= cdc_buf_puts(o, ") || ']'");
+    return rc < 0 ? -1 : 0;
+}
+
+/* a0."k1", a0."k2", ... */
+static int root_keys(cdc_buf *o, const doc_node *r)
+{
+    int rc = 0;
+    for (size_t i = 0; i < r->nkeys; i++) {
+        rc |= cdc_buf_puts(o, i ? ", " : "");
+        rc |= col(o, 'a', 0, r->keys[i]);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 /* "schema"."table" <prefix><id><then> */
 static int aliased(cdc_buf *o, const char *schema, const char *name, char prefix, unsigned id,
                    const char *then)
@@ -94,13 +138,11 @@ static int embedded(cdc_buf *o, const doc_node *e)
             rc |= aliased(o, e->schema, e->table, 'a', id, " ON ");
             rc |= eq(o, 'a', id, e->key, 'l', id, e->to);
             rc |= cdc_buf_puts(o, " WHERE ");
-            rc |= col(o, 'l', id, e->via);
+            rc |= eq_n(o, 'l', id, e->vias, 'a', up, e->up->keys, e->nvias);
         } else {
             rc |= aliased(o, e->schema, e->table, 'a', id, " WHERE ");
-            rc |= col(o, 'a', id, e->via);
+            rc |= eq_n(o, 'a', id, e->vias, 'a', up, e->up->keys, e->nvias);
         }
-        rc |= cdc_buf_puts(o, " = ");
-        rc |= col(o, 'a', up, e->up->key);
         rc |= cdc_buf_puts(o, "), '[]'::json)");
         break;
     case DOC_AGG:
@@ -111,7 +153,7 @@ static int embedded(cdc_buf *o, const doc_node *e)
             rc |= cdc_buf_putc(o, '*');
         rc |= cdc_buf_puts(o, ") FROM ");
         rc |= aliased(o, e->schema, e->table, 'a', id, " WHERE ");
-        rc |= eq(o, 'a', id, e->via, 'a', up, e->up->key);
+        rc |= eq_n(o, 'a', id, e->vias, 'a', up, e->up->keys, e->nvias);
         rc |= cdc_buf_putc(o, ')');
         break;
     case DOC_ROOT:
@@ -145,8 +187,8 @@ int doc_sql_read(const doc_type *t, doc_read_kind kind, cdc_buf *out)
 {
     const doc_node *r = t->root;
     int rc = cdc_buf_puts(out, "SELECT ");
-    rc |= col(out, 'a', 0, r->key);
-    rc |= cdc_buf_puts(out, "::text, ");
+    rc |= root_id(out, r);
+    rc |= cdc_buf_puts(out, ", ");
     if (rc < 0 || object(out, r) < 0)
         return -1;
     rc |= cdc_buf_puts(out, "::text FROM ");
@@ -154,19 +196,29 @@ int doc_sql_read(const doc_type *t, doc_read_kind kind, cdc_buf *out)
     rc |= cdc_buf_puts(out, " a0");
     switch (kind) {
     case DOC_READ_KEYS:
-        rc |= cdc_buf_puts(out, " WHERE ");
-        rc |= col(out, 'a', 0, r->key);
-        rc |= cdc_buf_puts(out, " = ANY($1)");
+        /* One array per key column: a composite key's columns are each
+         * matched against their values (an index serves it); a root that
+         * matches a mix of two asked keys is read too, which is harmless. */
+        for (size_t i = 0; i < r->nkeys; i++) {
+            rc |= cdc_buf_puts(out, i ? " AND " : " WHERE ");
+            rc |= col(out, 'a', 0, r->keys[i]);
+            rc |= cdc_buf_printf(out, " = ANY($%zu)", i + 1);
+        }
         break;
     case DOC_READ_FIRST:
     case DOC_READ_AFTER:
         if (kind == DOC_READ_AFTER) {
-            rc |= cdc_buf_puts(out, " WHERE ");
-            rc |= col(out, 'a', 0, r->key);
-            rc |= cdc_buf_puts(out, " > $2");
+            /* (k1, k2) > ($2, $3): a row comparison, in ORDER BY's order */
+            bool many = r->nkeys > 1;
+            rc |= cdc_buf_puts(out, many ? " WHERE (" : " WHERE ");
+            rc |= root_keys(out, r);
+            rc |= cdc_buf_puts(out, many ? ") > (" : " > ");
+            for (size_t i = 0; i < r->nkeys; i++)
+                rc |= cdc_buf_printf(out, "%s$%zu", i ? ", " : "", i + 2);
+            rc |= cdc_buf_puts(out, many ? ")" : "");
         }
         rc |= cdc_buf_puts(out, " ORDER BY ");
-        rc |= col(out, 'a', 0, r->key);
+        rc |= root_keys(out, r);
         rc |= cdc_buf_puts(out, " LIMIT $1");
         break;
     }
@@ -194,11 +246,11 @@ static int chain(cdc_buf *o, const doc_node *n)
         break;
     case DOC_CHILDREN:
         rc |= aliased(o, n->schema, n->table, 'a', id, " ON ");
-        rc |= eq(o, 'a', id, n->via, 'a', up, n->up->key);
+        rc |= eq_n(o, 'a', id, n->vias, 'a', up, n->up->keys, n->nvias);
         break;
     case DOC_MANY:
         rc |= aliased(o, n->through_schema, n->through, 'l', id, " ON ");
-        rc |= eq(o, 'l', id, n->via, 'a', up, n->up->key);
+        rc |= eq_n(o, 'l', id, n->vias, 'a', up, n->up->keys, n->nvias);
         rc |= cdc_buf_puts(o, " JOIN ");
         rc |= aliased(o, n->schema, n->table, 'a', id, " ON ");
         rc |= eq(o, 'a', id, n->key, 'l', id, n->to);
@@ -225,8 +277,7 @@ int doc_sql_roots(const doc_node *n, doc_values values, cdc_buf *out, bool *dire
         return 0;
     }
     int rc = cdc_buf_puts(out, "SELECT DISTINCT ");
-    rc |= col(out, 'a', 0, root_of(n)->key);
-    rc |= cdc_buf_puts(out, "::text");
+    rc |= root_id(out, root_of(n));
     if (rc < 0 || chain(out, up) < 0)
         return -1;
     if (values == DOC_VALUES_UP_KEY) {
@@ -239,7 +290,7 @@ int doc_sql_roots(const doc_node *n, doc_values values, cdc_buf *out, bool *dire
         rc |= cdc_buf_puts(out, " JOIN ");
         rc |= table(out, n->through_schema, n->through);
         rc |= cdc_buf_printf(out, " l%u ON ", n->id);
-        rc |= eq(out, 'l', n->id, n->via, 'a', up->id, up->key);
+        rc |= eq_n(out, 'l', n->id, n->vias, 'a', up->id, up->keys, n->nvias);
         rc |= cdc_buf_puts(out, " WHERE ");
         rc |= col(out, 'l', n->id, n->to);
     } else {

@@ -74,11 +74,10 @@ done:
     return rc;
 }
 
-int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen)
+/* The id text appended at out[mark..] made an _id: hashed when too long or
+ * when it looks like a hashed one. */
+static int id_finish(cdc_buf *out, size_t mark, char *err, size_t errlen)
 {
-    size_t mark = out->len;
-    if (row_id_text(key, out, err, errlen) < 0)
-        return -1;
     size_t n = out->len - mark;
     if (n <= ES_ID_MAX &&
         (n < strlen(ID_HASH_PREFIX) || memcmp(out->data + mark, ID_HASH_PREFIX, strlen(ID_HASH_PREFIX)) != 0))
@@ -99,6 +98,24 @@ int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen)
 nomem:
     snprintf(err, errlen, "cannot make a document id: out of memory");
     return -1;
+}
+
+int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen)
+{
+    size_t mark = out->len;
+    if (row_id_text(key, out, err, errlen) < 0)
+        return -1;
+    return id_finish(out, mark, err, errlen);
+}
+
+int es_doc_id_text(const char *id, cdc_buf *out, char *err, size_t errlen)
+{
+    size_t mark = out->len;
+    if (cdc_buf_puts(out, id) < 0) {
+        snprintf(err, errlen, "cannot make a document id: out of memory");
+        return -1;
+    }
+    return id_finish(out, mark, err, errlen);
 }
 
 static int reserved_field(const char *name)

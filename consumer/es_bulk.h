@@ -90,6 +90,10 @@ int es_index_valid(const char *name, size_t max, cdc_buf *out, bool *changed);
  * out. Returns 0, or -1 with err set (key not an object, empty). */
 int es_doc_id(yajl_val key, cdc_buf *out, char *err, size_t errlen);
 
+/* The same _id from a row id text already made (row_id_text()'s form):
+ * the joined documents' ids (sink_docs.c). */
+int es_doc_id_text(const char *id, cdc_buf *out, char *err, size_t errlen);
+
 /* Columns of a row that go under ES_FIELD_UNINDEXED instead of their own
  * field: the engine refused their value (a mapping conflict), and the rest
  * of the row is still indexed. */

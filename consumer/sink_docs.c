@@ -25,16 +25,18 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "doc_def.h"
-#include "doc_snapshot.h"
 #include "doc_sql.h"
+#include "es_engine.h"
 #include "es_http.h"
 #include "es_index.h"
 #include "es_bulk.h"
 #include "es_mapping.h"
 #include "es_response.h"
+#include "redis_conn.h"
 #include "redis_keys.h"
 #include "row_json.h"
 #include "sink.h"
+#include "xid_snapshot.h"
 
 #define PAGE_ROOTS 1000          /* documents per page of a full re-read */
 #define BULK_MAX (8u << 20)      /* bytes of one _bulk request */
@@ -117,20 +119,18 @@ typedef struct docs_sink {
     char *pg_dsn, *pg_masked;
     PGconn *pg;
     uint64_t version;        /* of the transaction being read */
-    uint64_t xmax;           /* its snapshot: xmax and in-progress transactions */
-    uint64_t *xip;
-    size_t nxip, capxip;
+    xid_snapshot snap;       /* its snapshot (common/xid_snapshot.c) */
     uint32_t *txids;         /* transactions of the batch's changes (0: none) */
     size_t ntxids, captxids;
 
     bool es_on;
+    unsigned index_version;  /* --es-index-version: write <index>_v<N>, not the alias */
     es_http http;
     es_engine engine;
 
     bool redis_on;
     redisContext *redis;
-    char *rhost, *ruser, *rpass, *rmasked;
-    int rport, rdb;
+    redis_target rtarget;    /* --redis, TLS, AUTH, database (redis_conn.c) */
     long long tombstone_ttl;
 
     doc_out *docs;
@@ -139,6 +139,7 @@ typedef struct docs_sink {
     consumer_record *const *recs;  /* the batch being applied */
     cdc_metric *m_written, *m_deleted, *m_reads;
     bool warned_missing;
+    cdc_buf idbuf;           /* a composite id being made */
 } docs_sink;
 
 /* Makes room for one more element in *arr (of *cap, `n` used). */
@@ -246,39 +247,26 @@ static int pg_cmd(docs_sink *d, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
-/* Starts the read transaction and takes its version from its snapshot:
- * xmax * 65536 + (65535 - in-progress count). A snapshot taken later has
- * an xmax at least as high and, for the same xmax, a subset of in-progress
- * transactions, so the version never goes down with time, and two equal
- * versions saw the same transactions committed. */
+/* Starts the read transaction and takes its version from its snapshot's
+ * rank (xid_snapshot_rank: xmax * 65536 + (65535 - in-progress count)). A
+ * snapshot taken later has an xmax at least as high and, for the same
+ * xmax, a subset of in-progress transactions, so the version never goes
+ * down with time, and two equal versions saw the same transactions
+ * committed. */
 static int pg_begin(docs_sink *d, char *err, size_t errlen)
 {
     if (pg_connect(d, err, errlen) < 0 ||
         pg_cmd(d, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen) < 0)
         return -1;
-    PGresult *r = pg_run(d, "SELECT pg_snapshot_xmax(s)::text, "
-                            "array_to_string(ARRAY(SELECT pg_snapshot_xip(s)), ' ') "
-                            "FROM pg_current_snapshot() s", 0, NULL, PGRES_TUPLES_OK,
+    PGresult *r = pg_run(d, "SELECT pg_current_snapshot()::text", 0, NULL, PGRES_TUPLES_OK,
                          "read the snapshot", err, errlen);
     if (!r)
         return -1;
-    d->xmax = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    d->nxip = 0;
-    for (const char *p = PQgetvalue(r, 0, 1); *p;) {
-        char *end;
-        uint64_t x = strtoull(p, &end, 10);
-        if (end == p)
-            break;
-        if (grow(&d->xip, &d->capxip, d->nxip, sizeof *d->xip) < 0) {
-            PQclear(r);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        d->xip[d->nxip++] = x;
-        p = end + (*end == ' ');
-    }
+    int rc = xid_snapshot_parse(&d->snap, PQgetvalue(r, 0, 0), err, errlen);
     PQclear(r);
-    d->version = doc_snapshot_version(d->xmax, d->nxip);
+    if (rc < 0)
+        return -1;
+    d->version = xid_snapshot_rank(&d->snap);
     return 0;
 }
 
@@ -287,12 +275,12 @@ static int pg_begin(docs_sink *d, char *err, size_t errlen)
  * this consumer read) a moment before other sessions see the transaction,
  * longer when the commit waits for a synchronous standby: a read in that
  * moment would miss the change, and nothing would read the document again.
- * The events carry 32-bit xids; the snapshot's are 64-bit, and a change
- * just committed is within 2^31 below xmax. */
+ * The events carry 32-bit xids, judged modulo 2^32 as PostgreSQL does
+ * (a change just committed is within 2^31 of xmax). */
 static const char *snapshot_misses(const docs_sink *d, uint32_t *missed)
 {
     for (size_t i = 0; i < d->ntxids; i++)
-        if (!doc_snapshot_sees(d->xmax, d->xip, d->nxip, d->txids[i])) {
+        if (!xid_snapshot_saw(&d->snap, d->txids[i])) {
             *missed = d->txids[i];
             return "not yet visible";
         }
@@ -319,6 +307,82 @@ static const char *member_text(yajl_val row, const char *name, char *num, size_t
         return NULL;
     }
     return NULL;
+}
+
+/* The columns whose values in a changed row name documents (a composite
+ * root key, or the via columns joining a root by it: several). */
+static size_t watch_cols(const watch *w, char *const **cols)
+{
+    if (w->what == W_ROOT) {
+        *cols = w->node->keys;
+        return w->node->nkeys;
+    }
+    if (w->what == W_KEY) {
+        *cols = w->node->keys;
+        return 1;
+    }
+    *cols = w->node->vias;
+    return w->node->nvias;
+}
+
+/* A document id from the columns `cols` of a row, as the per-row sinks
+ * make a row id from an event's key (docs/consumer-sinks.md "Row ids"):
+ * one column: its value's text; several: the compact JSON array of their
+ * values, which is what doc_sql.c's root_id() reads from PostgreSQL.
+ * Returns the text, or NULL when a column is not in the row (*missing). */
+static const char *row_id_of(yajl_val row, char *const *cols, size_t n, cdc_buf *buf,
+                             char *num, size_t numlen, const char **missing)
+{
+    if (n == 1) {
+        const char *v = member_text(row, cols[0], num, numlen);
+        if (!v)
+            *missing = cols[0];
+        return v;
+    }
+    cdc_buf_reset(buf);
+    int rc = cdc_buf_putc(buf, '[');
+    for (size_t i = 0; i < n; i++) {
+        yajl_val v = row && YAJL_IS_OBJECT(row) ? row_json_member(row, cols[i]) : NULL;
+        if (!v || YAJL_IS_NULL(v) || YAJL_IS_OBJECT(v) || YAJL_IS_ARRAY(v)) {
+            *missing = cols[i];
+            return NULL;
+        }
+        rc |= cdc_buf_puts(buf, i ? "," : "");
+        rc |= row_json_put_value(buf, v);
+    }
+    rc |= cdc_buf_putc(buf, ']');
+    if (rc < 0) {
+        *missing = NULL;
+        return NULL;
+    }
+    return buf->data;
+}
+
+/* The values of a composite document id (a JSON array of scalars) as
+ * PostgreSQL array elements go: strings as they are, numbers and booleans
+ * as written. Returns the parsed array (yajl_tree_free), or NULL. */
+static yajl_val id_parts(const char *id, size_t nkeys)
+{
+    yajl_val v = yajl_tree_parse(id, NULL, 0);
+    if (!v || !YAJL_IS_ARRAY(v) || v->u.array.len != nkeys) {
+        if (v)
+            yajl_tree_free(v);
+        return NULL;
+    }
+    for (size_t i = 0; i < nkeys; i++) {
+        yajl_val e = v->u.array.values[i];
+        if (!YAJL_IS_STRING(e) && !YAJL_IS_NUMBER(e) && !YAJL_IS_TRUE(e) && !YAJL_IS_FALSE(e)) {
+            yajl_tree_free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static const char *part_text(yajl_val e)
+{
+    return YAJL_IS_STRING(e) ? e->u.string : YAJL_IS_NUMBER(e) ? e->u.number.r
+           : YAJL_IS_TRUE(e) ? "true" : "false";
 }
 
 static int add_root(type_state *ts, const char *key, size_t rec)
@@ -374,11 +438,15 @@ static int collect(docs_sink *d, consumer_record *const *recs, size_t n, uint64_
                     ts->root_truncated = true;
                 continue;
             }
-            const char *col = w->what == W_ROOT || w->what == W_KEY ? w->node->key : w->node->via;
+            char *const *cols;
+            size_t ncols = watch_cols(w, &cols);
             yajl_val rows[2] = {ev->before, ev->after};
             for (int r = 0; r < 2; r++) {
                 char num[8];
-                const char *v = member_text(rows[r], col, num, sizeof num);
+                const char *col = NULL;
+                const char *v = row_id_of(rows[r], cols, ncols, &d->idbuf, num, sizeof num, &col);
+                if (!v && !col)
+                    return -1;
                 if (!v) {
                     /* An old row without the column: the table's replica
                      * identity does not hold it (docs/documents.md). */
@@ -511,16 +579,42 @@ static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
     ts->nroots = u;
     if (u == 0)
         return pg_cmd(d, "COMMIT", err, errlen);
-    cdc_buf arr = CDC_BUF_INIT;
+    /* One array of values per key column ($1, $2, ...). */
+    size_t nkeys = ts->t->root->nkeys;
+    cdc_buf arr[DOC_KEYS_MAX];
+    const char *params[DOC_KEYS_MAX];
+    int rc = 0;
+    for (size_t c = 0; c < nkeys; c++)
+        arr[c] = (cdc_buf)CDC_BUF_INIT;
     for (size_t i = 0; i < u; i++) {
-        cdc_buf_putc(&arr, i ? ',' : '{');
-        doc_sql_array_elem(&arr, ts->roots[i].key, strlen(ts->roots[i].key));
+        if (nkeys == 1) {
+            rc |= cdc_buf_putc(&arr[0], i ? ',' : '{');
+            rc |= doc_sql_array_elem(&arr[0], ts->roots[i].key, strlen(ts->roots[i].key));
+            continue;
+        }
+        yajl_val parts = id_parts(ts->roots[i].key, nkeys);
+        if (!parts) {
+            cdc_log_warn("documents %s: %s is not a key of %zu columns; skipped", ts->t->name,
+                         ts->roots[i].key, nkeys);
+            continue;
+        }
+        for (size_t c = 0; c < nkeys; c++) {
+            const char *text = part_text(parts->u.array.values[c]);
+            rc |= cdc_buf_putc(&arr[c], arr[c].len ? ',' : '{');
+            rc |= doc_sql_array_elem(&arr[c], text, strlen(text));
+        }
+        yajl_tree_free(parts);
     }
-    cdc_buf_putc(&arr, '}');
-    const char *params[] = {arr.data};
-    d->res = arr.data ? pg_run(d, ts->sql_read.data, 1, params, PGRES_TUPLES_OK,
-                               "read documents", err, errlen) : NULL;
-    cdc_buf_free(&arr);
+    for (size_t c = 0; c < nkeys; c++) {
+        rc |= arr[c].len ? cdc_buf_putc(&arr[c], '}') : cdc_buf_puts(&arr[c], "{}");
+        params[c] = arr[c].data;
+    }
+    d->res = rc == 0 ? pg_run(d, ts->sql_read.data, (int)nkeys, params, PGRES_TUPLES_OK,
+                              "read documents", err, errlen) : NULL;
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory");
+    for (size_t c = 0; c < nkeys; c++)
+        cdc_buf_free(&arr[c]);
     if (!d->res)
         return -1;
     if (pg_cmd(d, "COMMIT", err, errlen) < 0)
@@ -540,7 +634,6 @@ static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
         rows[k] = (row_ref){PQgetvalue(d->res, k, 0), PQgetvalue(d->res, k, 1)};
     qsort(rows, (size_t)nrows, sizeof *rows, cmp_row);
     size_t i = 0;
-    int rc = 0;
     for (int k = 0; k < nrows && rc == 0; k++) {
         for (; i < u && strcmp(ts->roots[i].key, rows[k].key) < 0 && rc == 0; i++)
             rc = docs_push(d, ts->roots[i].key, NULL, ts->roots[i].rec);
@@ -573,9 +666,23 @@ static int read_page(docs_sink *d, type_state *ts, const char *after, bool *more
     }
     char limit[16];
     snprintf(limit, sizeof limit, "%d", PAGE_ROOTS);
-    const char *params[] = {limit, after};
-    d->res = pg_run(d, after ? ts->sql_after.data : ts->sql_first.data, after ? 2 : 1, params,
-                    PGRES_TUPLES_OK, "read every document", err, errlen);
+    size_t nkeys = ts->t->root->nkeys;
+    const char *params[1 + DOC_KEYS_MAX] = {limit, after};
+    yajl_val parts = NULL;
+    if (after && nkeys > 1) {
+        if (!(parts = id_parts(after, nkeys))) {
+            snprintf(err, errlen, "documents %s: page after %s: not a key of %zu columns",
+                     ts->t->name, after, nkeys);
+            return -1;
+        }
+        for (size_t c = 0; c < nkeys; c++)
+            params[1 + c] = part_text(parts->u.array.values[c]);
+    }
+    d->res = pg_run(d, after ? ts->sql_after.data : ts->sql_first.data,
+                    after ? 1 + (int)nkeys : 1, params, PGRES_TUPLES_OK, "read every document",
+                    err, errlen);
+    if (parts)
+        yajl_tree_free(parts);
     if (!d->res || pg_cmd(d, "COMMIT", err, errlen) < 0)
         return -1;
     int nrows = PQntuples(d->res);
@@ -594,8 +701,13 @@ static int bulk_item(cdc_buf *b, const char *index, const doc_out *doc, uint64_t
 {
     int rc = cdc_buf_printf(b, "{\"%s\":{\"_index\":", doc->json ? "index" : "delete");
     rc |= row_json_put_string(b, index, strlen(index));
+    /* The per-row sink's _id of the same row id: hashed when long. */
+    char err[128];
+    cdc_buf id = CDC_BUF_INIT;
     rc |= cdc_buf_puts(b, ",\"_id\":");
-    rc |= row_json_put_string(b, doc->key, strlen(doc->key));
+    rc |= es_doc_id_text(doc->key, &id, err, sizeof err);
+    rc |= id.data ? row_json_put_string(b, id.data, id.len) : -1;
+    cdc_buf_free(&id);
     rc |= cdc_buf_printf(b, ",\"version\":%" PRIu64 ",\"version_type\":\"external_gte\"}}\n",
                          version);
     if (doc->json) {
@@ -709,60 +821,42 @@ static int redis_connect(docs_sink *d, char *err, size_t errlen)
 {
     if (d->redis)
         return 0;
-    d->redis = redisConnectWithTimeout(d->rhost, d->rport, (struct timeval){5, 0});
-    if (!d->redis || d->redis->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s: %s", d->rmasked,
-                 d->redis ? d->redis->errstr : "out of memory");
-        redis_close(d);
-        return -1;
-    }
-    redisSetTimeout(d->redis, (struct timeval){30, 0});
-    redisReply *rep = NULL;
-    if (d->rpass) {
-        rep = d->ruser ? redisCommand(d->redis, "AUTH %s %s", d->ruser, d->rpass)
-                       : redisCommand(d->redis, "AUTH %s", d->rpass);
-        if (!rep || rep->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(rep);
-    }
-    if (d->rdb) {
-        rep = redisCommand(d->redis, "SELECT %d", d->rdb);
-        if (!rep || rep->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(rep);
-    }
-    return 0;
-fail:
-    snprintf(err, errlen, "Redis at %s: %s", d->rmasked,
-             rep && rep->str ? rep->str : d->redis->errstr);
-    if (rep)
-        freeReplyObject(rep);
-    redis_close(d);
-    return -1;
+    d->redis = redis_target_connect(&d->rtarget, err, errlen);
+    return d->redis ? 0 : -1;
 }
 
-/* The document's key: the template with {<key>} replaced by the key, '%'
- * and ':' written %25 and %3A so that no two keys render alike. */
-static int redis_key(const char *tpl, const char *keycol, const char *key, cdc_buf *out)
+/* The document's key: the template with each {<key column>} replaced by
+ * that column's value in the document id (the id itself for a one-column
+ * key), '%' and ':' written %25 and %3A so that no two keys render alike. */
+static int redis_key(const char *tpl, const doc_node *root, const char *key, cdc_buf *out)
 {
-    size_t klen = strlen(keycol);
+    yajl_val parts = NULL;
+    if (root->nkeys > 1 && !(parts = id_parts(key, root->nkeys)))
+        return -1;
     int rc = 0;
     for (const char *q = tpl; *q; q++) {
-        if (*q == '{') {
-            for (const char *v = key; *v; v++)
-                rc |= *v == '%' ? cdc_buf_puts(out, "%25")
-                      : *v == ':' ? cdc_buf_puts(out, "%3A") : cdc_buf_putc(out, *v);
-            q += klen + 1;
-        } else {
+        if (*q != '{') {
             rc |= cdc_buf_putc(out, *q);
+            continue;
         }
+        const char *close = strchr(q, '}'), *v = key;
+        for (size_t k = 0; parts && k < root->nkeys; k++)
+            if (strlen(root->keys[k]) == (size_t)(close - q - 1) &&
+                strncmp(q + 1, root->keys[k], (size_t)(close - q - 1)) == 0)
+                v = part_text(parts->u.array.values[k]);
+        for (; *v; v++)
+            rc |= *v == '%' ? cdc_buf_puts(out, "%25")
+                  : *v == ':' ? cdc_buf_puts(out, "%3A") : cdc_buf_putc(out, *v);
+        q = close;
     }
+    if (parts)
+        yajl_tree_free(parts);
     return rc < 0 ? -1 : 0;
 }
 
 /* Writes (or deletes) d->docs under their keys: each doc's key is its Redis
  * key when `tpl` is NULL, else its root key rendered with `tpl`. */
-static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, char *err,
+static int redis_write_docs(docs_sink *d, const char *tpl, const doc_node *root, char *err,
                             size_t errlen)
 {
     char version[24], ttl[24];
@@ -774,7 +868,7 @@ static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, c
         const doc_out *doc = &d->docs[i];
         cdc_buf_reset(&key);
         cdc_buf_reset(&vkey);
-        if ((tpl ? redis_key(tpl, keycol, doc->key, &key) : cdc_buf_puts(&key, doc->key)) < 0 ||
+        if ((tpl ? redis_key(tpl, root, doc->key, &key) : cdc_buf_puts(&key, doc->key)) < 0 ||
             cdc_buf_append(&vkey, key.data, key.len) < 0 || cdc_buf_puts(&vkey, VERSION_SUFFIX) < 0) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
@@ -785,7 +879,7 @@ static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, c
         size_t lens[] = {4, sizeof doc_script - 1, 1, key.len, vkey.len, strlen(version),
                          strlen(ttl), doc->json ? strlen(doc->json) : 0};
         if (redisAppendCommandArgv(d->redis, doc->json ? 8 : 7, argv, lens) != REDIS_OK) {
-            snprintf(err, errlen, "Redis at %s: %s", d->rmasked, d->redis->errstr);
+            snprintf(err, errlen, "Redis at %s: %s", d->rtarget.url_masked, d->redis->errstr);
             rc = -1;
         }
     }
@@ -796,12 +890,12 @@ static int redis_write_docs(docs_sink *d, const char *tpl, const char *keycol, c
         redisReply *rep = NULL;
         if (redisGetReply(d->redis, (void **)&rep) != REDIS_OK) {
             if (rc == 0)
-                snprintf(err, errlen, "Redis at %s: %s", d->rmasked, d->redis->errstr);
+                snprintf(err, errlen, "Redis at %s: %s", d->rtarget.url_masked, d->redis->errstr);
             rc = -1;
             break;
         }
         if (rep->type == REDIS_REPLY_ERROR && rc == 0) {
-            snprintf(err, errlen, "Redis at %s: %s", d->rmasked, rep->str);
+            snprintf(err, errlen, "Redis at %s: %s", d->rtarget.url_masked, rep->str);
             rc = -1;
         }
         freeReplyObject(rep);
@@ -818,7 +912,7 @@ static int redis_write_once(docs_sink *d, type_state *ts, char *err, size_t errl
 {
     if (redis_connect(d, err, errlen) < 0)
         return -1;
-    int rc = redis_write_docs(d, ts->t->redis_key, ts->t->root->key, err, errlen);
+    int rc = redis_write_docs(d, ts->t->redis_key, ts->t->root, err, errlen);
     if (rc < 0)
         redis_close(d);
     return rc;
@@ -961,12 +1055,11 @@ static int redis_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t
         return -1;
     cdc_buf pattern = CDC_BUF_INIT;
     const char *tpl = ts->t->redis_key;
-    size_t klen = strlen(ts->t->root->key);
     int rc = 0;
     for (const char *q = tpl; *q; q++) {
         if (*q == '{') {
             rc |= cdc_buf_putc(&pattern, '*');
-            q += klen + 1;
+            q = strchr(q, '}');
         } else {
             char one[2] = {*q, 0};
             rc |= redis_glob_escape(&pattern, one);
@@ -978,7 +1071,7 @@ static int redis_delete_all_once(docs_sink *d, type_state *ts, char *err, size_t
         redisReply *rep = redisCommand(d->redis, "SCAN %s MATCH %s COUNT 1000", cursor,
                                        pattern.data);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            snprintf(err, errlen, "Redis at %s: SCAN: %s", d->rmasked,
+            snprintf(err, errlen, "Redis at %s: SCAN: %s", d->rtarget.url_masked,
                      rep && rep->str ? rep->str : d->redis->errstr);
             if (rep)
                 freeReplyObject(rep);
@@ -1213,36 +1306,6 @@ static int setup_node(const doc_type *t, const doc_node *n, void *vctx)
     return rc < 0 ? -1 : 0;
 }
 
-static int parse_redis_url(docs_sink *d, const char *url, char *err, size_t errlen)
-{
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "--documents: Redis documents need a redis:// URL (rediss:// is "
-                              "not supported for documents yet)");
-        return -1;
-    }
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon && colon > p)
-            d->ruser = strndup(p, (size_t)(colon - p));
-        d->rpass = colon ? strndup(colon + 1, (size_t)(at - colon - 1))
-                         : strndup(p, (size_t)(at - p));
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    const char *end = slash ? slash : p + strlen(p);
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    d->rhost = strndup(p, (size_t)((colon ? colon : end) - p));
-    d->rport = colon ? atoi(colon + 1) : 6379;
-    d->rdb = slash && slash[1] ? atoi(slash + 1) : 0;
-    if (!d->rhost || !d->rhost[0] || d->rport <= 0 || d->rport > 65535) {
-        snprintf(err, errlen, "--redis: \"%s\" is not redis://[user:password@]host:port/db",
-                 d->rmasked);
-        return -1;
-    }
-    return 0;
-}
-
 /* The alias and its first index, made with the mapping derived from the
  * catalog unless the alias exists. */
 static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, size_t errlen)
@@ -1253,8 +1316,13 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
     long code = 0;
     if (doc_mapping_body(d->engine, ts->t, catalog_type, cat, &mapping, err, errlen) < 0)
         goto done;
-    cdc_buf_printf(&path, "/_alias/%s", ts->index);
-    es_req get = {.method = "GET", .path = path.data, .what = "look up an alias",
+    /* --es-index-version: a rebuild next to the live index (docs/documents.md),
+     * the version's index made unless it exists, no alias (moving it is the
+     * operator's step). Else the alias, with <index>_v1 behind it. */
+    bool version = d->index_version > 0;
+    cdc_buf_printf(&path, version ? "/%s" : "/_alias/%s", ts->index);
+    es_req get = {.method = "GET", .path = path.data,
+                  .what = version ? "look up an index" : "look up an alias",
                   .timeout_ms = ES_REQUEST_TIMEOUT_MS};
     if (es_http_send(&d->http, &get, &attempt, &code, err, errlen) != 0)
         goto done;
@@ -1262,8 +1330,10 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
         rc = 0;
         goto done;
     }
-    if (es_index_physical(ts->index, 1, &phys) < 0 ||
-        es_index_create_body(mapping.data, ts->index, false, &body) < 0) {
+    if (version ? cdc_buf_puts(&phys, ts->index) < 0 ||
+                      cdc_buf_append(&body, mapping.data, mapping.len) < 0
+                : es_index_physical(ts->index, 1, &phys) < 0 ||
+                      es_index_create_body(mapping.data, ts->index, false, &body) < 0) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
@@ -1280,8 +1350,8 @@ static int es_prepare(docs_sink *d, type_state *ts, catalog *cat, char *err, siz
                  ts->t->name, code, es_http_excerpt(&d->http, ex, sizeof ex));
         goto done;
     }
-    cdc_log_info("documents %s: created index %s behind alias %s", ts->t->name, phys.data,
-                 ts->index);
+    cdc_log_info("documents %s: created index %s%s%s", ts->t->name, phys.data,
+                 version ? " (--es-index-version)" : " behind alias ", version ? "" : ts->index);
     rc = 0;
 done:
     cdc_buf_free(&mapping);
@@ -1289,18 +1359,6 @@ done:
     cdc_buf_free(&path);
     cdc_buf_free(&phys);
     return rc;
-}
-
-static int es_engine_detect(docs_sink *d, char *err, size_t errlen)
-{
-    unsigned attempt = 0;
-    long code = 0;
-    es_req r = {.method = "GET", .path = "/", .what = "which engine",
-                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-    if (es_http_send(&d->http, &r, &attempt, &code, err, errlen) != 0)
-        return -1;
-    return es_mapping_engine(d->http.resp.data ? d->http.resp.data : "", d->http.resp.len,
-                             &d->engine, err, errlen);
 }
 
 static void docs_destroy(sink *s)
@@ -1333,15 +1391,13 @@ static void docs_destroy(sink *s)
     free(d->types);
     free(d->watches);
     free(d->docs);
-    free(d->xip);
+    xid_snapshot_clear(&d->snap);
     free(d->txids);
     doc_def_free(d->def);
     free(d->pg_dsn);
     free(d->pg_masked);
-    free(d->rhost);
-    free(d->ruser);
-    free(d->rpass);
-    free(d->rmasked);
+    redis_target_free(&d->rtarget);
+    cdc_buf_free(&d->idbuf);
     free(d);
 }
 
@@ -1383,37 +1439,89 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 /* Every column a change is read by must be in the old row PostgreSQL logs
  * for an update or a delete (its replica identity): else a review moved to
  * another product, or deleted, would not name the product it leaves. */
+static int identity_holds(docs_sink *d, const watch *w, const char *col, char *err,
+                          size_t errlen)
+{
+    const char *params[] = {w->schema, w->table, col};
+    PGresult *r = pg_run(d, "SELECT c.relreplident = 'f' OR EXISTS (SELECT 1 FROM pg_index i "
+                            "JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid "
+                            "AND a.attname = $3 AND ((c.relreplident = 'd' AND i.indisprimary) "
+                            "OR (c.relreplident = 'i' AND i.indisreplident))) "
+                            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = $1 AND c.relname = $2",
+                         3, params, PGRES_TUPLES_OK, "check replica identities", err, errlen);
+    if (!r)
+        return -1;
+    bool missing = PQntuples(r) == 0;
+    bool ok = !missing && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (missing) {
+        snprintf(err, errlen, "--documents: documents %s join table %s.%s, which does not "
+                              "exist", d->def->types[w->type].name, w->schema, w->table);
+        return -1;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "--documents: documents %s need the old %s of every updated "
+                              "or deleted row of %s.%s, which its replica identity does "
+                              "not log: run ALTER TABLE \"%s\".\"%s\" REPLICA IDENTITY FULL",
+                 d->def->types[w->type].name, col, w->schema, w->table, w->schema, w->table);
+        return -1;
+    }
+    return 0;
+}
+
+/* A composite root key names its columns in the table's column order, the
+ * order of the events' key (EVENTS.md), so that a document id is the row id
+ * (docs/consumer-sinks.md "Row ids"). */
+static int key_order_check(docs_sink *d, const doc_type *t, char *err, size_t errlen)
+{
+    const doc_node *r = t->root;
+    cdc_buf names = CDC_BUF_INIT, rel = CDC_BUF_INIT;
+    for (size_t i = 0; i < r->nkeys; i++) {
+        cdc_buf_putc(&names, i ? ',' : '{');
+        doc_sql_array_elem(&names, r->keys[i], strlen(r->keys[i]));
+    }
+    cdc_buf_putc(&names, '}');
+    const char *params[] = {r->schema, r->table, names.data};
+    PGresult *res = names.data ? pg_run(d, "SELECT a.attname FROM pg_attribute a JOIN pg_class c "
+                                        "ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = "
+                                        "c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 "
+                                        "AND a.attname = ANY($3::text[]) ORDER BY a.attnum",
+                                        3, params, PGRES_TUPLES_OK, "check a key's columns",
+                                        err, errlen) : NULL;
+    int rc = res ? 0 : -1;
+    bool same = res && PQntuples(res) == (int)r->nkeys;
+    for (int i = 0; res && i < PQntuples(res); i++) {
+        cdc_buf_printf(&rel, "%s%s", i ? ", " : "", PQgetvalue(res, i, 0));
+        same = same && strcmp(PQgetvalue(res, i, 0), r->keys[i]) == 0;
+    }
+    if (res && !same) {
+        snprintf(err, errlen, "--documents: documents %s: list the key of %s.%s in the "
+                              "table's column order, the order of the events' key: [%s]",
+                 t->name, r->schema, r->table,
+                 rel.data ? rel.data : "");
+        rc = -1;
+    }
+    if (res)
+        PQclear(res);
+    cdc_buf_free(&names);
+    cdc_buf_free(&rel);
+    return rc;
+}
+
 static int replica_identity_check(docs_sink *d, char *err, size_t errlen)
 {
+    for (size_t t = 0; t < d->def->ntypes; t++)
+        if (d->def->types[t].root->nkeys > 1 &&
+            key_order_check(d, &d->def->types[t], err, errlen) < 0)
+            return -1;
     for (size_t i = 0; i < d->nwatches; i++) {
-        const watch *w = &d->watches[i];
-        const char *col = w->what == W_ROOT || w->what == W_KEY ? w->node->key : w->node->via;
-        const char *params[] = {w->schema, w->table, col};
-        PGresult *r = pg_run(d, "SELECT c.relreplident = 'f' OR EXISTS (SELECT 1 FROM pg_index i "
-                                "JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid "
-                                "AND a.attname = $3 AND ((c.relreplident = 'd' AND i.indisprimary) "
-                                "OR (c.relreplident = 'i' AND i.indisreplident))) "
-                                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                "WHERE n.nspname = $1 AND c.relname = $2",
-                             3, params, PGRES_TUPLES_OK, "check replica identities", err, errlen);
-        if (!r)
-            return -1;
-        bool missing = PQntuples(r) == 0;
-        bool ok = !missing && PQgetvalue(r, 0, 0)[0] == 't';
-        PQclear(r);
-        if (missing) {
-            snprintf(err, errlen, "--documents: documents %s join table %s.%s, which does not "
-                                  "exist", d->def->types[w->type].name, w->schema, w->table);
-            return -1;
-        }
-        if (!ok) {
-            snprintf(err, errlen, "--documents: documents %s need the old %s of every updated "
-                                  "or deleted row of %s.%s, which its replica identity does "
-                                  "not log: run ALTER TABLE \"%s\".\"%s\" REPLICA IDENTITY FULL",
-                     d->def->types[w->type].name, col, w->schema, w->table, w->schema, w->table);
-            return -1;
-        }
+        char *const *cols;
+        size_t ncols = watch_cols(&d->watches[i], &cols);
+        for (size_t c = 0; c < ncols; c++)
+            if (identity_holds(d, &d->watches[i], cols[c], err, errlen) < 0)
+                return -1;
     }
     return 0;
 }
@@ -1464,6 +1572,7 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     const char *rurl = cdc_config_str(cfg, "redis");
     d->redis_on = rurl != NULL;
     d->tombstone_ttl = cdc_config_int(cfg, "redis-tombstone-ttl");
+    d->index_version = (unsigned)cdc_config_int(cfg, "es-index-version");
     for (size_t t = 0; t < d->def->ntypes; t++) {
         type_state *ts = &d->types[t];
         const doc_type *dt = &d->def->types[t];
@@ -1486,6 +1595,15 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
             if (changed)
                 cdc_log_warn("documents %s: index name \"%s\" is written %s", dt->name,
                              dt->index, name.data);
+            if (d->index_version) {
+                cdc_buf phys = CDC_BUF_INIT;
+                if (es_index_physical(name.data, d->index_version, &phys) < 0) {
+                    cdc_buf_free(&name);
+                    goto oom;
+                }
+                cdc_buf_free(&name);
+                name = phys;
+            }
             ts->index = cdc_buf_steal(&name);
         }
         ts->sql_roots = calloc(dt->nnodes * 2, sizeof *ts->sql_roots);
@@ -1501,13 +1619,8 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     if (doc_def_walk(d->def, setup_node, &sc) < 0)
         goto oom;
     cdc_buf_putc(&sc.tables, '}');
-    if (d->redis_on) {
-        cdc_buf m = CDC_BUF_INIT;
-        cdc_mask_secrets(rurl, &m);
-        d->rmasked = m.data ? cdc_buf_steal(&m) : strdup("");
-        if (!d->rmasked || parse_redis_url(d, rurl, err, errlen) < 0)
-            goto fail;
-    }
+    if (d->redis_on && redis_target_init(&d->rtarget, cfg, err, errlen) < 0)
+        goto fail;
     /* PostgreSQL must answer before anything else: the replica identities and
      * the column types come from its catalog. Waited for like a sink that is
      * down; a connection lost on the way is made again. */
@@ -1526,7 +1639,7 @@ sink *sink_docs_new(const cdc_config *cfg, char *err, size_t errlen)
     }
     if (d->es_on) {
         if (es_http_init(&d->http, cfg, &d->base.retries, err, errlen) < 0 ||
-            es_engine_detect(d, err, errlen) < 0)
+            es_engine_detect(&d->http, &d->engine, err, errlen) < 0)
             goto fail;
         for (size_t t = 0; t < d->def->ntypes; t++)
             if (d->types[t].index && es_prepare(d, &d->types[t], &cat, err, errlen) < 0)

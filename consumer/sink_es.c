@@ -62,6 +62,7 @@
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "es_bulk.h"
+#include "es_engine.h"
 #include "es_http.h"
 #include "es_index.h"
 #include "es_mapping.h"
@@ -281,30 +282,14 @@ done:
     return rc;
 }
 
-/* Which engine the sink talks to (GET /, once): the mapping of json
- * columns differs. A node that does not say is taken for Elasticsearch.
- * Returns 0, or -1 on a stop. */
+/* Which engine the sink talks to (GET /, once, es_engine.c): the mapping of
+ * json columns differs. Returns 0, or -1 on a stop. */
 static int engine_ensure(es_sink *s, char *err, size_t errlen)
 {
     if (s->engine_known)
         return 0;
-    es_req r = {.method = "GET", .path = "/", .what = "which engine",
-                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-    unsigned attempt = 0;
-    long status = 0;
-    char big[512], perr[256];
-    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
-    if (sent < 0) {
-        snprintf(err, errlen, "%s", big);
+    if (es_engine_detect(&s->http, &s->engine, err, errlen) < 0)
         return -1;
-    }
-    if (sent != 0 || status < 200 || status >= 300 || !s->http.resp.data ||
-        es_mapping_engine(s->http.resp.data, s->http.resp.len, &s->engine, perr,
-                          sizeof perr) < 0)
-        cdc_log_warn("GET %s/: HTTP %ld, no version.distribution read; taking the engine for "
-                     "Elasticsearch", es_http_where(&s->http), status);
-    cdc_log_info("search engine: %s",
-                 s->engine == ES_ENGINE_OPENSEARCH ? "OpenSearch" : "Elasticsearch");
     s->engine_known = true;
     return 0;
 }

@@ -11,17 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "cdc_buf.h"
 #include "cdc_log.h"
-#include "cdc_mask.h"
 #include "cdc_metrics.h"
 #include "cdc_signal.h"
 #include "redis_cmd.h"
-#include "redis_tls.h"
+#include "redis_conn.h"
 
 #define SCAN_COUNT "1000"
 /* Rows per EVALSHA: enough to spread the script's per-call cost (argument
@@ -35,13 +33,7 @@
 
 typedef struct redis_sink {
     sink base;
-    char *host;
-    int port;
-    int db;
-    char *user;              /* NULL: AUTH with the password alone */
-    char *password;
-    char *url_masked;
-    redis_tls *tls;          /* rediss:// */
+    redis_target target;     /* --redis and its TLS (redis_conn.c) */
     redisContext *ctx;
     char sha[41];
     redis_opts opts;
@@ -61,94 +53,6 @@ typedef enum attempt_result {
     ATTEMPT_DONE,
     ATTEMPT_RETRY,      /* connection or transient server trouble */
 } attempt_result;
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* The user or password of a URL, percent-decoded as URLs want (so a
- * password may hold ':', '/' or '@'); NULL when out of memory. */
-static char *url_decode(const char *s, size_t len)
-{
-    char *out = malloc(len + 1);
-    if (!out)
-        return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < len &&
-            (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
-            out[n++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[n++] = s[i];
-        }
-    }
-    out[n] = '\0';
-    return out;
-}
-
-/* redis[s]://[user[:password]@]host[:port][/db] */
-static int parse_url(redis_sink *r, const char *url, bool *tls, char *err, size_t errlen)
-{
-    const char *p = url;
-    *tls = strncmp(p, "rediss://", 9) == 0;
-    if (!*tls && strncmp(p, "redis://", 8) != 0) {
-        snprintf(err, errlen, "--redis: \"%s\" does not start with redis:// or rediss://",
-                 r->url_masked);
-        return -1;
-    }
-    p += *tls ? 9 : 8;
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                r->user = url_decode(p, (size_t)(colon - p));
-            r->password = url_decode(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            r->password = url_decode(p, (size_t)(at - p)); /* redis://password@host */
-        }
-        if (!r->password || (colon > p && !r->user)) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    const char *hostend = slash ? slash : p + strlen(p);
-    const char *colon = NULL;
-    for (const char *q = p; q < hostend; q++)
-        if (*q == ':')
-            colon = q;
-    r->host = strndup(p, (size_t)((colon ? colon : hostend) - p));
-    r->port = 6379;
-    if (colon) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (end != hostend || port <= 0 || port > 65535) {
-            snprintf(err, errlen, "--redis: bad port in \"%s\"", r->url_masked);
-            return -1;
-        }
-        r->port = (int)port;
-    }
-    if (slash && slash[1]) {
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0 || db > 1000000) {
-            snprintf(err, errlen, "--redis: bad database number in \"%s\"", r->url_masked);
-            return -1;
-        }
-        r->db = (int)db;
-    }
-    if (!r->host || !r->host[0]) {
-        snprintf(err, errlen, "--redis: no host in \"%s\"", r->url_masked);
-        return -1;
-    }
-    return 0;
-}
 
 /* --redis-key, --redis-format, --redis-mode, --redis-ttl (redis_keys.c). */
 static int tables_from_config(redis_sink *r, const cdc_config *cfg, char *err, size_t errlen)
@@ -180,55 +84,16 @@ static void disconnect(redis_sink *r)
     r->ctx = NULL;
 }
 
-static bool reply_is_error(const redisReply *rep)
-{
-    return !rep || rep->type == REDIS_REPLY_ERROR;
-}
-
 /* Connects, authenticates, selects the database and loads the script.
  * Returns 0, or -1 with err set (the caller retries). */
 static int connect_redis(redis_sink *r, char *err, size_t errlen)
 {
     disconnect(r);
-    struct timeval tv = {5, 0};
-    r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
-    if (!r->ctx || r->ctx->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s: %s", r->url_masked,
-                 r->ctx ? r->ctx->errstr : "out of memory");
-        disconnect(r);
+    if (!(r->ctx = redis_target_connect(&r->target, err, errlen)))
         return -1;
-    }
-    redisSetTimeout(r->ctx, (struct timeval){30, 0});
-    redisReply *rep = NULL;
-    if (r->tls && redis_tls_connect(r->tls, r->ctx, r->host, err, errlen) < 0) {
-        char why[400];
-        snprintf(why, sizeof why, "%s", err);
-        snprintf(err, errlen, "cannot connect to Redis at %s: %s", r->url_masked, why);
-        goto fail;
-    }
-    if (r->password) {
-        rep = r->user ? redisCommand(r->ctx, "AUTH %s %s", r->user, r->password)
-                      : redisCommand(r->ctx, "AUTH %s", r->password);
-        if (reply_is_error(rep)) {
-            /* The server's words never contain the password. */
-            snprintf(err, errlen, "Redis at %s refused AUTH: %s", r->url_masked,
-                     rep ? rep->str : r->ctx->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
-    if (r->db) {
-        rep = redisCommand(r->ctx, "SELECT %d", r->db);
-        if (reply_is_error(rep)) {
-            snprintf(err, errlen, "Redis at %s: SELECT %d: %s", r->url_masked, r->db,
-                     rep ? rep->str : r->ctx->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
-    rep = redisCommand(r->ctx, "SCRIPT LOAD %s", redis_script);
-    if (reply_is_error(rep) || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-        snprintf(err, errlen, "Redis at %s: SCRIPT LOAD: %s", r->url_masked,
+    redisReply *    rep = redisCommand(r->ctx, "SCRIPT LOAD %s", redis_script);
+    if (!rep || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
+        snprintf(err, errlen, "Redis at %s: SCRIPT LOAD: %s", r->target.url_masked,
                  rep && rep->str ? rep->str : r->ctx->errstr);
         goto fail;
     }
@@ -275,7 +140,7 @@ static attempt_result truncate_table(redis_sink *r, consumer_record *rec, char *
         redisReply *rep = redisCommand(r->ctx, "SCAN %s MATCH %b COUNT " SCAN_COUNT, cursor,
                                        r->buf.data, r->buf.len);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            snprintf(err, errlen, "Redis at %s: SCAN: %s", r->url_masked,
+            snprintf(err, errlen, "Redis at %s: SCAN: %s", r->target.url_masked,
                      rep && rep->str ? rep->str : r->ctx->errstr);
             if (rep)
                 freeReplyObject(rep);
@@ -308,8 +173,8 @@ static attempt_result truncate_table(redis_sink *r, consumer_record *rec, char *
             }
             redisReply *tr = redisCommandArgv(r->ctx, (int)r->argv.argc, r->argv.argv,
                                               r->argv.argvlen);
-            if (reply_is_error(tr)) {
-                snprintf(err, errlen, "Redis at %s: truncate of %s.%s: %s", r->url_masked,
+            if (!tr || tr->type == REDIS_REPLY_ERROR) {
+                snprintf(err, errlen, "Redis at %s: truncate of %s.%s: %s", r->target.url_masked,
                          ev->schema, ev->table, tr ? tr->str : r->ctx->errstr);
                 if (tr)
                     freeReplyObject(tr);
@@ -336,7 +201,7 @@ static bool read_rows_reply(redis_sink *r, consumer_record *const *recs, const s
 {
     redisReply *rep = NULL;
     if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK || !rep) {
-        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+        snprintf(err, errlen, "Redis at %s: %s", r->target.url_masked, r->ctx->errstr);
         return false;
     }
     for (size_t k = 0; k < n; k++) {
@@ -349,7 +214,7 @@ static bool read_rows_reply(redis_sink *r, consumer_record *const *recs, const s
             r->base.applied++;
         } else if (e && e->type == REDIS_REPLY_ERROR && transient_error(e->str)) {
             if (*result == ATTEMPT_DONE)
-                snprintf(err, errlen, "Redis at %s: %s", r->url_masked, e->str);
+                snprintf(err, errlen, "Redis at %s: %s", r->target.url_masked, e->str);
             *result = ATTEMPT_RETRY;
         } else {
             sink_reject_record(recs[idx[k]], "redis",
@@ -369,12 +234,12 @@ static bool flush_rows(redis_sink *r, char *err, size_t errlen, bool now)
     int done = 0;
     if (r->out.len > 0 &&
         redisAppendFormattedCommand(r->ctx, r->out.data, r->out.len) != REDIS_OK) {
-        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+        snprintf(err, errlen, "Redis at %s: %s", r->target.url_masked, r->ctx->errstr);
         return false;
     }
     cdc_buf_reset(&r->out);
     if (now && redisBufferWrite(r->ctx, &done) != REDIS_OK) {
-        snprintf(err, errlen, "Redis at %s: %s", r->url_masked, r->ctx->errstr);
+        snprintf(err, errlen, "Redis at %s: %s", r->target.url_masked, r->ctx->errstr);
         return false;
     }
     return true;
@@ -512,7 +377,7 @@ static int redis_apply(sink *s, consumer_record *const *recs, size_t n, char *er
         if (cdc_signal_stop_requested()) {
             if (tries == 0)
                 snprintf(err, errlen, "Redis at %s: stop requested before the batch was sent",
-                         r->url_masked);
+                         r->target.url_masked);
             else
                 snprintf(err + strlen(err), errlen - strlen(err), " (stop requested)");
             return -1;
@@ -535,11 +400,7 @@ static void redis_destroy(sink *s)
     if (!r)
         return;
     disconnect(r);
-    redis_tls_free(r->tls);
-    free(r->host);
-    free(r->user);
-    free(r->password);
-    free(r->url_masked);
+    redis_target_free(&r->target);
     redis_tables_free(r->tables);
     redis_argv_free(&r->argv);
     cdc_buf_free(&r->buf);
@@ -562,25 +423,10 @@ sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen)
     r->base.destroy = redis_destroy;
     r->argv = (redis_argv)REDIS_ARGV_INIT;
     r->rows = (redis_rows)REDIS_ROWS_INIT;
-    const char *url = cdc_config_str(cfg, "redis");
-    cdc_buf masked = CDC_BUF_INIT;
-    cdc_mask_secrets(url, &masked);
-    r->url_masked = cdc_buf_steal(&masked);
     r->opts.prefix = cdc_config_str(cfg, "redis-prefix");
-    bool tls;
-    if (parse_url(r, url, &tls, err, errlen) < 0 || tables_from_config(r, cfg, err, errlen) < 0)
+    if (redis_target_init(&r->target, cfg, err, errlen) < 0 ||
+        tables_from_config(r, cfg, err, errlen) < 0)
         goto fail;
-    if (tls) {
-        redis_tls_opts topts = {
-            .cacert = cdc_config_str(cfg, "redis-cacert"),
-            .cert = cdc_config_str(cfg, "redis-cert"),
-            .key = cdc_config_str(cfg, "redis-cert-key"),
-            .key_password = cdc_config_str(cfg, "redis-cert-key-password"),
-            .verify = cdc_config_bool(cfg, "redis-tls-verify"),
-        };
-        if (!(r->tls = redis_tls_new(&topts, err, errlen)))
-            goto fail;
-    }
     r->opts.tombstone_ttl = cdc_config_int(cfg, "redis-tombstone-ttl");
     char cerr[512];
     if (connect_redis(r, cerr, sizeof cerr) < 0)

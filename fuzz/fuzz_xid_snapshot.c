@@ -1,5 +1,5 @@
 /* fuzz_xid_snapshot.c: libFuzzer target for pg_current_snapshot()'s text
- * (producer/xid_snapshot.c). Checks: no crash or leak; a snapshot that
+ * (common/xid_snapshot.c). Checks: no crash or leak; a snapshot that
  * parses saw nothing it lists as in progress, nothing from xmax on, and
  * everything before xmin. */
 #include <stdint.h>

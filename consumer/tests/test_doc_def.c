@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "doc_def.h"
-#include "doc_snapshot.h"
 #include "doc_sql.h"
 #include "tap.h"
 
@@ -122,6 +121,40 @@ int main(void)
            strstr(sql.data, "WHERE a0.\"id\" > $2 ORDER BY a0.\"id\" LIMIT $1"),
            "a_page_reads_after_the_last_key");
 
+    /* A composite root key: children join by one via column per key column;
+     * ids are the compact JSON array of the key's values, as row ids. */
+    doc_def *cd = parse("{\"schema\":\"s\",\"documents\":[{\"name\":\"o\",\"table\":\"orders\","
+                        "\"key\":[\"tenant\",\"id\"],\"columns\":[\"id\"],"
+                        "\"redis_key\":\"o:{tenant}:{id}\",\"embed\":{\"lines\":"
+                        "{\"children\":\"lines\",\"via\":[\"tenant\",\"order_id\"],"
+                        "\"columns\":[\"id\"]}}}]}");
+    TAP_OK(cd && cd->types[0].root->nkeys == 2 && cd->types[0].root->embed[0]->nvias == 2,
+           "a_composite_key_and_its_via_columns_parse");
+    cdc_buf_reset(&sql);
+    TAP_OK(cd && doc_sql_read(&cd->types[0], DOC_READ_KEYS, &sql) == 0 &&
+           strstr(sql.data, "SELECT '[' || concat_ws(',', to_json(a0.\"tenant\"), "
+                            "to_json(a0.\"id\")) || ']', ") &&
+           strstr(sql.data, "WHERE a1.\"tenant\" = a0.\"tenant\" AND a1.\"order_id\" = "
+                            "a0.\"id\")") &&
+           strstr(sql.data, "WHERE a0.\"tenant\" = ANY($1) AND a0.\"id\" = ANY($2)"),
+           "a_composite_key_reads_by_one_array_per_column_and_joins_children_by_both");
+    cdc_buf_reset(&sql);
+    TAP_OK(cd && doc_sql_read(&cd->types[0], DOC_READ_AFTER, &sql) == 0 &&
+           strstr(sql.data, "WHERE (a0.\"tenant\", a0.\"id\") > ($2, $3) ORDER BY "
+                            "a0.\"tenant\", a0.\"id\" LIMIT $1"),
+           "a_composite_key_pages_by_a_row_comparison");
+    doc_def_free(cd);
+    TAP_OK(refuses("{\"documents\":[{\"name\":\"o\",\"table\":\"o\",\"key\":[\"t\",\"id\"],"
+                   "\"columns\":[\"id\"],\"redis_key\":\"o:{t}:{id}\",\"embed\":{\"l\":"
+                   "{\"children\":\"l\",\"via\":\"o_id\",\"columns\":[\"id\"]}}}]}",
+                   "documents[0].embed.l.via: names 1 column(s): one per key column of "
+                   "public.o (2)"),
+           "refuses_a_via_that_does_not_cover_a_composite_key");
+    TAP_OK(refuses("{\"documents\":[{\"name\":\"o\",\"table\":\"o\",\"key\":[\"t\",\"id\"],"
+                   "\"columns\":[\"id\"],\"redis_key\":\"o:{id}\"}]}",
+                   "\"o:{id}\" has no {t}: documents would share keys"),
+           "refuses_a_redis_key_without_every_key_column");
+
     cdc_buf m = CDC_BUF_INIT;
     TAP_OK(doc_mapping_body(ES_ENGINE_OPENSEARCH, t, types, NULL, &m, err, sizeof err) == 0,
            "mapping_builds");
@@ -139,24 +172,6 @@ int main(void)
     TAP_STREQ(e.data, "\"a\\\"b\\\\c\"", "array_elements_escape_quotes_and_backslashes");
     cdc_buf_free(&e);
 
-    TAP_OK(doc_snapshot_version(100, 0) > doc_snapshot_version(100, 1) &&
-           doc_snapshot_version(101, 5) > doc_snapshot_version(100, 0) &&
-           doc_snapshot_version(100, 70000) == doc_snapshot_version(100, 65535),
-           "versions_grow_with_xmax_and_with_fewer_transactions_in_progress");
-    const uint64_t xip[] = {98};
-    TAP_OK(doc_snapshot_sees(100, xip, 1, 97) && !doc_snapshot_sees(100, xip, 1, 98) &&
-           !doc_snapshot_sees(100, xip, 1, 100) && !doc_snapshot_sees(100, xip, 1, 101),
-           "a_snapshot_sees_what_committed_before_it_and_not_in_progress");
-    /* xmax just past an epoch boundary: xid 0xfffffff0 is of the epoch before;
-     * xmax just before one: xid 2 is of the next epoch, not yet seen. */
-    const uint64_t epoch = (uint64_t)1 << 32;
-    TAP_OK(doc_snapshot_sees(epoch + 5, NULL, 0, 0xfffffff0u) &&
-           doc_snapshot_sees(epoch + 5, NULL, 0, 3) && !doc_snapshot_sees(epoch + 5, NULL, 0, 5) &&
-           !doc_snapshot_sees(epoch + 5, NULL, 0, 9) &&
-           !doc_snapshot_sees(2 * epoch - 3, NULL, 0, 2) &&
-           doc_snapshot_sees(2 * epoch - 3, NULL, 0, 0xfffffff0u),
-           "xids_of_events_are_placed_nearest_to_xmax");
-
     TAP_OK(refuses("[", "shop.json: not JSON"), "refuses_text_that_is_not_json");
     TAP_OK(refuses("{}", "\"documents\" is missing"), "refuses_no_documents");
     TAP_OK(refuses("{\"documents\":[{\"name\":\"p\",\"table\":\"t\",\"columns\":[\"id\"],"
@@ -169,7 +184,8 @@ int main(void)
                    "\"index\":\"i\"}]}", "documents[0].columns[1]: \"id\" is named twice"),
            "refuses_a_column_named_twice");
     TAP_OK(refuses("{\"documents\":[{\"name\":\"p\",\"table\":\"t\",\"columns\":[\"id\"],"
-                   "\"redis_key\":\"p:{name}\"}]}", "the only placeholder is {id}"),
+                   "\"redis_key\":\"p:{name}\"}]}",
+                   "a placeholder names a key column of the root table (id)"),
            "refuses_a_redis_key_without_the_root_key");
     TAP_OK(refuses("{\"documents\":[{\"name\":\"p\",\"table\":\"t\",\"columns\":[\"id\"],"
                    "\"index\":\"i\",\"embed\":{\"b\":{\"parent\":\"b\",\"children\":\"c\","

@@ -379,3 +379,166 @@ def test_stop_during_a_blocked_read_commits_nothing_past_it(
         wait_for("the held change in Redis",
                  lambda: redis_docs(r, prefix)[str(pid)]["name"] == "held", timeout=60,
                  on_timeout=lambda: consumer.log()[-4000:])
+
+
+# --------------------------------------------------------------------------- composite keys
+
+ORDERS_DDL = (
+    "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE orders (tenant text, id int, customer_id int, total numeric(10,2), "
+    "PRIMARY KEY (tenant, id))",
+    "CREATE TABLE order_lines (id int PRIMARY KEY, tenant text, order_id int, qty int)",
+    "ALTER TABLE order_lines REPLICA IDENTITY FULL",
+)
+
+ORDERS_ORACLE = """
+SELECT o.tenant, o.id, json_build_object(
+  'tenant', o.tenant, 'id', o.id, 'total', o.total,
+  'customer', (SELECT json_build_object('id', c.id, 'name', c.name) FROM customers c
+               WHERE c.id = o.customer_id),
+  'lines', COALESCE((SELECT json_agg(json_build_object('id', l.id, 'qty', l.qty) ORDER BY l.id)
+                     FROM order_lines l WHERE l.tenant = o.tenant AND l.order_id = o.id),
+                    '[]'::json),
+  'line_count', (SELECT count(*) FROM order_lines l
+                 WHERE l.tenant = o.tenant AND l.order_id = o.id))::text
+FROM orders o
+"""
+
+
+def test_composite_root_key_ids_equal_row_ids(cdc, pg, kafka, opensearch, redis_server,
+                                              consumers, tmp_path):  # noqa: F811
+    """A root keyed by two columns (tenant text, id int): each document's id in the index
+    is the row id the per-row sinks give that row (docs/consumer-sinks.md "Row ids":
+    ["acme",7], hashed past 512 bytes), its Redis key names both columns (order:{tenant}:{id}), children join
+    by both; after a random workload with key changes, lines moved between orders and a
+    child-table truncate that re-reads every document in pages, they equal the SQL; so
+    does a rebuild of the index next to it (--es-index-version 2)."""
+    from e2e_harness import es_doc_id, sink_id
+    cdc.create(*ORDERS_DDL, reference=False)
+    for t in ("customers", "orders", "order_lines"):
+        create_topic(kafka.bootstrap, cdc.topic(t), 3)
+    index, prefix = f"orders_{cdc.unique}", f"ord{cdc.unique}"
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps({"schema": cdc.schema, "documents": [{
+        "name": "order", "table": "orders", "key": ["tenant", "id"],
+        "columns": ["tenant", "id", "total"], "index": index,
+        "redis_key": prefix + ":{tenant}:{id}",
+        "embed": {
+            "customer": {"parent": "customers", "via": "customer_id", "columns": ["id", "name"]},
+            "lines": {"children": "order_lines", "via": ["tenant", "order_id"],
+                      "columns": ["id", "qty"]},
+            "line_count": {"count": "order_lines", "via": ["tenant", "order_id"]}}}]}))
+    # A composite key listed out of the table's column order (the events' key order)
+    # would give ids that are not the row ids: refused at start.
+    bad = tmp_path / "bad.json"
+    bad.write_text(path.read_text().replace('["tenant", "id"]', '["id", "tenant"]'))
+    log = consumers.run("--group", f"b{cdc.unique}", "--documents", bad, "--documents-pg",
+                        pg.dsn, "--redis", redis_server.url, "--es", opensearch.url,
+                        timeout=60, expect_status=1)
+    assert f"list the key of {cdc.schema}.orders in the table's column order" in log, log[-2000:]
+    r = redis.Redis.from_url(redis_server.url, socket_timeout=10)
+    rng = random.Random(7)
+    tenants = ["acme", "globex", "umbrella"]
+    try:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute(f"SET search_path = {cdc.schema}")
+            x = conn.execute
+            x("INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 5) g")
+            # More orders than a page of a full re-read (1,000), so that the truncate
+            # below reads a second page after a composite key.
+            x("INSERT INTO orders SELECT (ARRAY['acme','globex','umbrella'])[1 + g % 3], g, "
+              "1 + g % 5, g / 10.0 FROM generate_series(1, 1050) g")
+            # Lines of the last orders by (tenant, id): umbrella's highest ids, on the
+            # second page, which only that page's read empties after the truncate.
+            x("INSERT INTO order_lines SELECT g, (ARRAY['acme','globex','umbrella'])[1 + g % 3], "
+              "g, 1 FROM generate_series(751, 1050) g")
+            # An id over 512 bytes: the index holds it hashed, as the per-row sink does.
+            x("INSERT INTO orders VALUES (repeat('t', 600), 1, 1, 1)")
+            producer = cdc.start()
+            consumer = consumers.start(
+                "--group", f"g{cdc.unique}", "--topics", f"^{cdc.prefix}\\..*",
+                "--documents", path, "--documents-pg", pg.dsn, "--es", opensearch.url,
+                "--redis", redis_server.url)
+            orders = {(tenants[g % 3], g) for g in range(1, 1051)}
+            next_id = 5000
+            for i in range(150):
+                op = rng.randrange(6)
+                o = rng.choice(sorted(orders))
+                if op == 0:
+                    next_id += 1
+                    t = rng.choice(tenants)
+                    x("INSERT INTO orders VALUES (%s, %s, %s, 1.5)",
+                      (t, next_id, rng.randint(1, 5)))
+                    orders.add((t, next_id))
+                elif op == 1:   # a key change: the tenant moves
+                    t = rng.choice([t for t in tenants if t != o[0]])
+                    if (t, o[1]) not in orders:
+                        x("UPDATE orders SET tenant = %s WHERE tenant = %s AND id = %s",
+                          (t, *o))
+                        orders.discard(o)
+                        orders.add((t, o[1]))
+                elif op == 2:
+                    x("DELETE FROM orders WHERE tenant = %s AND id = %s", o)
+                    orders.discard(o)
+                elif op == 3:   # a line moves to another order (both via columns)
+                    x("UPDATE order_lines SET tenant = %s, order_id = %s WHERE id = %s",
+                      (*o, rng.randint(751, 1050)))
+                elif op == 4:
+                    next_id += 1
+                    x("INSERT INTO order_lines VALUES (%s, %s, %s, %s)",
+                      (next_id, *o, rng.randint(1, 9)))
+                else:
+                    x("UPDATE customers SET name = %s WHERE id = %s",
+                      (f"renamed {i}", rng.randint(1, 5)))
+
+        last = []
+        want = {}
+
+        def equal():
+            assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+            assert consumer.proc.poll() is None, f"consumer exited:\n{consumer.log()[-4000:]}"
+            es = {k: src for k, (src, _) in es_all_docs(opensearch.url, index).items()}
+            keys = sorted(k.decode() for k in r.scan_iter(match=prefix + ":*", count=1000)
+                          if not k.endswith(b":pgcdc-version"))
+            red = {}
+            for k, v in zip(keys, r.mget(keys) if keys else []):
+                red[k] = json.loads(v)
+            last[:] = (differences({es_doc_id(k): d for k, (_, d) in want.items()}, es, "index")
+                       + differences({rk: d for rk, d in want.values()}, red, "redis"))
+            return not last
+
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute(f"SET search_path = {cdc.schema}")
+            for step in ("workload", "truncate"):
+                if step == "truncate":
+                    # Every document in step, then a child-table truncate: only the
+                    # full re-read's second page (after a composite key) can empty the
+                    # lines of the last orders.
+                    conn.execute("TRUNCATE order_lines")
+                want.clear()
+                for tenant, oid, doc in conn.execute(ORDERS_ORACLE).fetchall():
+                    want[sink_id([tenant, oid])] = (f"{prefix}:{tenant}:{oid}", json.loads(doc))
+                assert len(want) > 1000
+                wait_for(f"every order document to equal the SQL oracle after the {step}",
+                         equal, timeout=120,
+                         on_timeout=lambda: "\n" + "\n".join(last) + "\n"
+                         + consumer.log()[-4000:])
+        assert '["acme",3]' in want and es_doc_id(f'["{"t" * 600}",1]') != f'["{"t" * 600}",1]', \
+            sorted(want)[:5]
+        assert "a truncate re-read all" in consumer.log(), consumer.log()[-4000:]
+        # A rebuild next to the live index (--es-index-version 2, a new group from the
+        # earliest offset): orders_v2 ends equal too, the alias still on orders_v1.
+        consumers.run("--group", f"r{cdc.unique}", "--topics", f"^{cdc.prefix}\\..*",
+                      "--documents", path, "--documents-pg", pg.dsn, "--es", opensearch.url,
+                      "--redis", redis_server.url, "--es-index-version", "2", "--until-end",
+                      timeout=180)
+        v2 = {k: src for k, (src, _) in es_all_docs(opensearch.url, index + "_v2").items()}
+        rebuilt = differences({es_doc_id(k): d for k, (_, d) in want.items()}, v2, "v2")
+        assert not rebuilt, rebuilt
+        status, aliases = opensearch.request("GET", f"/_alias/{index}")
+        assert status == 200 and list(aliases) == [index + "_v1"], aliases
+    finally:
+        opensearch.request("DELETE", f"/{index},{index}_v*")
+        for k in r.scan_iter(match=prefix + ":*", count=1000):
+            r.delete(k)
+        r.close()

@@ -10,7 +10,9 @@ workload is over, the producer has confirmed the end of WAL and a `--until-end`
 consumer has caught up, every row of every table in PostgreSQL must equal its document
 in the search index and its hash in Redis, column by column after the EVENTS.md
 mapping; no other row (deleted, truncated, or left at a changed key) may be in either,
-and nothing may have been dead-lettered.
+and nothing may have been dead-lettered. The same schedule runs once more with a consumer
+keeping joined documents (--documents, docs/documents.md) instead: every document must then
+equal test_documents.py's SQL oracle.
 
 Environment (soak runs outside CI):
     PGCDC_E2E_SEED      the random seed (printed by every run; default: random)
@@ -36,6 +38,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import e2e_harness as h
+import test_documents as docs
 import pgcdc_services
 
 SEED = int(os.environ.get("PGCDC_E2E_SEED") or random.SystemRandom().randrange(1, 10**6))
@@ -654,6 +657,24 @@ def compare_all(pipe, report):
     return problems
 
 
+def wait_confirmed(pipe):
+    """Until the producer has confirmed the end of WAL (everything is in Kafka); returns
+    that LSN."""
+    for p in [pipe.producer] + pipe.consumers:
+        p.wait_started()
+    with psycopg.connect(pipe.dsn, autocommit=True) as conn:
+        end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+        def confirmed():
+            pipe.check_alive()
+            return conn.execute(
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = %s", (end_lsn, pipe.tag)).fetchone()[0]
+        h.wait_for(f"the producer to confirm {end_lsn}", confirmed, CATCH_UP_S,
+                   on_timeout=pipe.logs)
+    return end_lsn
+
+
 def run_e2e(pipe, counts, seconds, capsys, kafka, search, redis_srv):
     report = [f"pgcdc e2e: seed {SEED} (PGCDC_E2E_SEED), workload {seconds:.0f} s "
               f"(PGCDC_E2E_SECONDS), large transaction {LARGE_TXN} rows, "
@@ -684,19 +705,7 @@ def run_e2e(pipe, counts, seconds, capsys, kafka, search, redis_srv):
         workload_s = time.monotonic() - pipe.t0
         pipe.note("workload finished")
 
-        for p in [pipe.producer] + pipe.consumers:
-            p.wait_started()
-        # The producer must confirm the end of WAL: everything is in Kafka.
-        with psycopg.connect(pipe.dsn, autocommit=True) as conn:
-            end_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-
-            def confirmed():
-                pipe.check_alive()
-                return conn.execute(
-                    "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                    "WHERE slot_name = %s", (end_lsn, pipe.tag)).fetchone()[0]
-            h.wait_for(f"the producer to confirm {end_lsn}", confirmed, CATCH_UP_S,
-                       on_timeout=pipe.logs)
+        end_lsn = wait_confirmed(pipe)
         pipe.note(f"producer confirmed {end_lsn}")
         rc = pipe.producer.stop()
         assert rc == 0, f"producer exited {rc} on SIGTERM{pipe.producer.log_tail()}"
@@ -794,4 +803,132 @@ def test_two_consumers_in_one_group_with_one_killed(pg, kafka, opensearch, e2e_r
     try:
         run_e2e(pipe, counts, SECONDS * 0.75, capsys, kafka, opensearch, e2e_redis)
     finally:
+        pipe.cleanup()
+
+
+# --------------------------------------------------------------------------- documents
+
+class DocsPipeline(Pipeline):
+    """The same pipeline with a consumer that maintains joined documents (--documents,
+    docs/documents.md) of test_documents.py's shop instead of one document per row."""
+
+    def consumer_argv(self, *extra):
+        return [self.build_dir / "consumer" / "pgcdc-consumer", "--brokers", self.kafka.bootstrap,
+                "--group", self.group, "--topics", f"^{self.topic_prefix}\\..*",
+                "--dlq-topic", self.dlq, "--es", self.search.url, "--redis", self.redis_srv.url,
+                "--documents", self.tmp / "documents.json", "--documents-pg", self.dsn,
+                "--batch-ms", "100",
+                "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000", *extra]
+
+    @property
+    def index(self):
+        return self.index_prefix + "products"
+
+    def create(self):
+        (self.tmp / "documents.json").write_text(
+            json.dumps(docs.definition("shop", self.index, self.redis_prefix)))
+        self.pg.psql(f"CREATE DATABASE {self.db}")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA shop")
+            conn.execute("SET search_path = shop")
+            for ddl in docs.DDL:
+                conn.execute(ddl)
+
+
+class ShopWorkload:
+    """test_documents.py's random shop workload (FK moves, key changes, parent deletes,
+    renames of embedded rows) in a thread, for `seconds`."""
+
+    def __init__(self, dsn, seed):
+        self.dsn, self.rng = dsn, random.Random(seed)
+        self.transactions = 0
+        self.stop = threading.Event()
+        self.error = None
+
+    def run(self, seconds):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("SET search_path = shop")
+                shop = docs.Shop(conn, self.rng)
+                with conn.transaction():
+                    shop.seed()
+                t0 = time.monotonic()
+                while not self.stop.is_set() and time.monotonic() - t0 < seconds:
+                    with conn.transaction():
+                        for _ in range(self.rng.randint(1, 3)):
+                            shop.step()
+                    self.transactions += 1
+                    time.sleep(self.rng.uniform(0, 0.02))
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            self.error = e
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_documents_survive_kills_and_restarts(pg, kafka, opensearch, e2e_redis, build_dir,
+                                              tmp_path, capsys):
+    """Joined documents under the kill/restart schedule: every document in the index and
+    in Redis ends equal to test_documents.py's SQL oracle."""
+    restartable(pg, kafka)
+    seconds = min(SECONDS, 30)
+    pipe = DocsPipeline(pg, kafka, opensearch, e2e_redis, build_dir, tmp_path)
+    counts = scaled({"producer": 2, "consumer:0": 3, "kafka": 1, "redis": 1})
+    rng = random.Random(SEED * 31 + 16)
+    workload = ShopWorkload(pipe.dsn, SEED)
+    with capsys.disabled():
+        print(f"\npgcdc e2e documents: seed {SEED} (PGCDC_E2E_SEED), workload {seconds:.0f} s",
+              flush=True)
+    thread = threading.Thread(target=workload.run, args=(seconds,), name="shop", daemon=True)
+    try:
+        pipe.create()
+        pipe.producer.start()
+        pipe.consumers[0].start()
+        h.wait_for("the replication slot", lambda: pipe.pg.psql(
+            f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{pipe.tag}'") == "1",
+            60, on_timeout=pipe.producer.log_tail)
+        pipe.t0 = time.monotonic()
+        thread.start()
+        done = run_faults(pipe, fault_schedule(rng, seconds, counts), kafka, opensearch,
+                          e2e_redis)
+        while thread.is_alive():
+            pipe.check_alive()
+            thread.join(0.2)
+        if workload.error:
+            raise workload.error
+        wait_confirmed(pipe)
+        with psycopg.connect(pipe.dsn, autocommit=True) as conn:
+            assert pipe.producer.stop() == 0, pipe.producer.log_tail()
+            assert pipe.consumers[0].stop() == 0, pipe.consumers[0].log_tail()
+            # What the killed consumers committed must already be in the documents: the
+            # last consumer reads only what is past the committed offsets.
+            final = h.PgcdcProcess("consumer --until-end", pipe.consumer_argv("--until-end"),
+                                   tmp_path / "consumer-until-end.log", cwd=tmp_path)
+            final.start()
+            try:
+                rc = final.proc.wait(CATCH_UP_S)
+            except Exception:  # noqa: BLE001
+                final.kill9()
+                raise AssertionError(f"--until-end did not finish{final.log_tail()}")
+            assert rc == 0, f"--until-end exited {rc}{final.log_tail()}"
+            want = docs.oracle(conn, "shop")
+        r = redis.Redis.from_url(e2e_redis.url, socket_timeout=10)
+        try:
+            got_es = {k: src for k, (src, _) in h.es_all_docs(opensearch.url, pipe.index).items()}
+            problems = (docs.differences(want, got_es, "index")
+                        + docs.differences(want, docs.redis_docs(r, pipe.redis_prefix), "redis"))
+        finally:
+            r.close()
+        dlq = dead_letters(kafka, pipe.dlq)
+        with capsys.disabled():
+            print(f"  {workload.transactions} transactions; {len(want)} documents compared; "
+                  "faults: " + ", ".join(f"{k} {v}x" for k, v in sorted(done.items()))
+                  + "\n  timeline: " + "; ".join(f"{t:.1f}s {w}" for t, w in pipe.events),
+                  flush=True)
+        assert len(want) >= 10, "the workload left too few products to compare"
+        assert not problems and not dlq, (f"seed {SEED}: {dlq} dead letters; "
+                                          + "\n  ".join(problems) + pipe.logs()
+                                          + final.log_tail())
+    finally:
+        workload.stop.set()
+        if thread.is_alive():
+            thread.join(30)
         pipe.cleanup()

@@ -25,11 +25,14 @@ unrelated CA that signs nothing the clients meet ("wrong CA").
 4. SCRAM-SHA-256 and SCRAM-SHA-512 through the container images (Debian trixie,
    librdkafka 2.8; tests/integration/containers.py): the case 1 xfails on a bookworm
    host build runs the whole way into Redis.
+5. Redis over TLS (rediss://, a client certificate with an encrypted key, AUTH) through
+   the consumer image, for rows and for joined documents (--documents, into database 3).
 """
 
 import base64
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -47,7 +50,10 @@ from confluent_kafka.admin import AdminClient
 
 import e2e_harness as h
 import pgcdc_services
+import test_documents as docs
+from consumer_helpers import create_topic
 from containers import Container, images, podman  # noqa: F401 - images is a fixture
+from producer_harness import cdc  # noqa: F401 - fixture
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tlsproxy import TlsProxy  # noqa: E402
@@ -684,15 +690,9 @@ def tls_redis(pki):
     r.cleanup()
 
 
-def test_redis_tls_through_the_consumer_image(tls_redis, tls_kafka, pki, images, build_dir,
-                                              tmp_path):
-    """rediss:// with a CA, a client certificate and its encrypted key: the consumer in
-    its image (hiredis 1.2) applies events over TLS; a wrong CA and a host name the
-    certificate does not name are each named within seconds; no password in any output.
-    The host build (bookworm's hiredis 0.14) refuses rediss:// at start in one line."""
-    tag = "rtls" + uuid.uuid4().hex[:6]
-    topic = f"{tag}.public.items"
-    # What the container may read, readable by its user (the PKI directory is 0700).
+def client_pki(pki, tmp_path):
+    """A directory the container may read (the PKI directory is 0700): the CAs, and a
+    client certificate the CA signs (client.pem) with its key encrypted by CLIENT_KEY_PW."""
     pub = tmp_path / "pki-public"
     pub.mkdir()
     pub.chmod(0o755)
@@ -707,6 +707,18 @@ def test_redis_tls_through_the_consumer_image(tls_redis, tls_kafka, pki, images,
             "-extfile", "client.ext", "-out", "client.pem", cwd=pub)
     for f in pub.iterdir():
         f.chmod(0o644)
+    return pub
+
+
+def test_redis_tls_through_the_consumer_image(tls_redis, tls_kafka, pki, images, build_dir,
+                                              tmp_path):
+    """rediss:// with a CA, a client certificate and its encrypted key: the consumer in
+    its image (hiredis 1.2) applies events over TLS; a wrong CA and a host name the
+    certificate does not name are each named within seconds; no password in any output.
+    The host build (bookworm's hiredis 0.14) refuses rediss:// at start in one line."""
+    tag = "rtls" + uuid.uuid4().hex[:6]
+    topic = f"{tag}.public.items"
+    pub = client_pki(pki, tmp_path)
     produce_events(tls_kafka.bootstrap, topic, "items", range(1, 11))
 
     def consumer(name, host="127.0.0.1", ca="ca.pem", n=0):
@@ -770,5 +782,62 @@ def test_redis_tls_through_the_consumer_image(tls_redis, tls_kafka, pki, images,
         for p in procs:
             p.remove()
         for k in r.scan_iter(match=f"{tag}*", count=1000):
+            r.delete(k)
+        r.close()
+
+
+def test_documents_reach_a_tls_redis_through_the_consumer_image(tls_redis, pki, images, cdc,
+                                                                pg, kafka, tmp_path):  # noqa: F811
+    """Joined documents (--documents, docs/documents.md) go through the same Redis
+    connection as rows: rediss:// with a CA, a client certificate and its encrypted key,
+    AUTH, and a database number; they end equal to test_documents.py's SQL oracle."""
+    pub = client_pki(pki, tmp_path)
+    cdc.create(*docs.DDL, reference=False)
+    for t in docs.TABLES:
+        create_topic(kafka.bootstrap, cdc.topic(t), 3)
+    prefix = f"doc{cdc.unique}"
+    d = docs.definition(cdc.schema, "unused", prefix)
+    del d["documents"][0]["index"]
+    (pub / "documents.json").write_text(json.dumps(d))
+    (pub / "documents.json").chmod(0o644)
+    rng = random.Random(16)
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {cdc.schema}")
+        shop = docs.Shop(conn, rng)
+        with conn.transaction():
+            shop.seed()
+        for _ in range(40):
+            with conn.transaction():
+                shop.step()
+        want = docs.oracle(conn, cdc.schema)
+    producer = cdc.start()
+    r = redis.Redis(host=tls_redis.host, port=tls_redis.port, password=REDIS_PW, db=3)
+    consumer = Container("documents-redis-tls", images.consumer, [
+        "--brokers", kafka.bootstrap, "--group", f"g{cdc.unique}",
+        "--topics", f"^{cdc.prefix}\\..*", "--documents", pub / "documents.json",
+        "--documents-pg", pg.dsn,
+        "--redis", f"rediss://default:{REDIS_PW}@127.0.0.1:{tls_redis.tls_port}/3",
+        "--redis-cacert", pub / "ca.pem", "--redis-cert", pub / "client.pem",
+        "--redis-cert-key", pub / "client.key", "--redis-cert-key-password", CLIENT_KEY_PW],
+        tmp_path / "documents-redis-tls.log", mounts=[(pub, pub)])
+    last = []
+    try:
+        consumer.start()
+
+        def equal():
+            assert consumer.running, f"consumer exited{consumer.log_tail()}"
+            assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+            last[:] = docs.differences(want, docs.redis_docs(r, prefix), "redis")
+            return not last
+        h.wait_for("every document in the TLS Redis's database 3", equal, 120,
+                   on_timeout=lambda: "\n".join(last) + consumer.log_tail())
+        log = consumer.log()
+        for secret in (REDIS_PW, CLIENT_KEY_PW):
+            assert secret not in log, "a secret in the consumer's output"
+        print(f"\ndocuments over TLS through the image: {len(want)} documents equal the oracle")
+    finally:
+        consumer.stop(30)
+        consumer.remove()
+        for k in r.scan_iter(match=f"{prefix}:*", count=1000):
             r.delete(k)
         r.close()

@@ -60,6 +60,7 @@ int xid_snapshot_parse(xid_snapshot *snap, const char *text, char *err, size_t e
     }
     snap->xmin = (uint32_t)xmin;
     snap->xmax = (uint32_t)xmax;
+    snap->xmax_full = xmax;
     return 0;
 bad:
     snprintf(err, errlen, "not a snapshot (xmin:xmax:xip,...): \"%.80s\"", text);
@@ -77,4 +78,10 @@ bool xid_snapshot_saw(const xid_snapshot *snap, uint32_t xid)
         if (snap->xip[i] == xid)
             return false;
     return true;
+}
+
+uint64_t xid_snapshot_rank(const xid_snapshot *snap)
+{
+    uint64_t n = snap->nxip > 65535 ? 65535 : snap->nxip;
+    return snap->xmax_full * 65536 + (65535 - n);
 }

@@ -1,6 +1,7 @@
 /* test_xid_snapshot.c: pg_current_snapshot()'s text, and which transactions
  * a snapshot saw (what decides whether a streamed change strikes a
- * re-snapshot chunk's row before the low watermark). */
+ * re-snapshot chunk's row before the low watermark, and whether a document
+ * read saw its events), and the rank that versions documents. */
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,19 @@ int main(void)
            xid_snapshot_saw(&s, 1) && !xid_snapshot_saw(&s, 4) &&
            xid_snapshot_saw(&s, 0xFFFFFFFDu),
            "xid_snapshot_compares_across_the_32_bit_wrap");
+
+    /* Ranks: a later snapshot never ranks lower, also past the 32-bit wrap. */
+    xid_snapshot a = {0}, b = {0};
+    TAP_OK(xid_snapshot_parse(&a, "90:100:", err, sizeof err) == 0 &&
+           xid_snapshot_parse(&b, "90:100:95", err, sizeof err) == 0 &&
+           xid_snapshot_rank(&a) > xid_snapshot_rank(&b) &&
+           xid_snapshot_parse(&b, "95:101:95,96,97", err, sizeof err) == 0 &&
+           xid_snapshot_rank(&b) > xid_snapshot_rank(&a) &&
+           xid_snapshot_parse(&a, "4294967290:4294967299:4294967295", err, sizeof err) == 0 &&
+           xid_snapshot_rank(&a) > xid_snapshot_rank(&b) && a.xmax == 3,
+           "xid_snapshot_rank_grows_with_xmax_and_with_fewer_in_progress");
+    xid_snapshot_clear(&a);
+    xid_snapshot_clear(&b);
 
     static const char *bad[] = {
         "", "100", "100:", "100:105", "x:105:", "100:105:101,", "100:105:,101",
