@@ -12,8 +12,13 @@ row (updated by every transaction) never goes back, and no deleted marker shows;
 the end v2 equals PostgreSQL. Without the live consumer's copies the changes it applied
 between the rebuild's last end offsets and the switch are missing from v2: the counter
 goes back at the switch and v2 never equals PostgreSQL. A rebuild into a version the
-live consumer does not copy into (v4 while the alias is on v2) is refused the switch."""
+live consumer does not copy into (v4 while the alias is on v2) is refused the switch.
 
+While it copies, the live consumer must carry a truncate into both versions, and an
+update that leaves a TOAST column unchanged (the event lacks it) must reach the copy
+as the whole row (test_live_consumer_copies_truncates_and_unchanged_toast)."""
+
+import secrets
 import signal
 import threading
 import time
@@ -199,6 +204,73 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
     finally:
         workload.done.set()
         reader.done.set()
+        producer.signal(signal.SIGTERM)
+        producer.wait(30)
+        opensearch.request("DELETE", f"/{alias}_v*")
+
+
+def test_live_consumer_copies_truncates_and_unchanged_toast(cdc, consumers, opensearch):  # noqa: F811
+    """v2 made by hand, so that the live consumer copies into it: an update leaving the
+    big column (stored out of line, so unchanged TOAST) as it was must give v2 the
+    whole row, as v1 has it; a truncate must empty both versions of the rows before it,
+    and the rows inserted after it must be all either holds."""
+    url = opensearch.url
+    cdc.create("CREATE TABLE items (id int PRIMARY KEY, n int, big text)",
+               "ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL", reference=False)
+    big = {i: secrets.token_hex(2000) for i in (1, 2, 3)}  # 4,000 bytes, out of line
+    cdc.in_schema(*[f"INSERT INTO items VALUES ({i}, 0, '{b}')" for i, b in big.items()])
+    topic = cdc.topic("items")
+    admin = cdc.admin()
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)],
+                        operation_timeout=30)[topic].result(timeout=60)
+    cdc.topics_made.add(topic)
+    alias = f"{cdc.prefix}-items"
+    v1, v2 = f"{alias}_v1", f"{alias}_v2"
+    producer = cdc.start()
+    live = consumers.start("--group", f"{cdc.prefix}-live", "--topics", topic, "--es", url,
+                           "--es-index", f"{cdc.prefix}-{{table}}",
+                           "--dlq-topic", f"{cdc.prefix}.dlq")
+    try:
+        def sources(index):
+            return {i: d[0] for i, d in h.es_all_docs(url, index).items()}
+
+        wait_for("the rows in v1", lambda: len(sources(v1)) == 3, timeout=90)
+        status, _ = opensearch.request("PUT", f"/{v2}")
+        assert status == 200, status
+        # It asks about versions before a batch, at most once a second: changes until
+        # one batch has seen v2.
+        wait_for("the live consumer to copy into v2",
+                 lambda: cdc.in_schema("UPDATE items SET n = n + 1 WHERE id = 2") is None
+                 and f"index {v2} exists (a rebuild)" in live.log(), timeout=30,
+                 on_timeout=lambda: live.log()[-4000:])
+
+        cdc.in_schema("UPDATE items SET n = 500 WHERE id = 1")
+        wait_for("the update in v1 and its copy in v2",
+                 lambda: all(sources(i).get("1", {}).get("n") == 500 for i in (v1, v2)),
+                 timeout=30, on_timeout=lambda: live.log()[-4000:])
+        for index in (alias, v2):
+            doc = requests.get(f"{url}/{index}/_doc/1", timeout=10).json().get("_source", {})
+            assert doc.get("big") == big[1], \
+                f"{index}: big column {str(doc.get('big'))[:40]!r}... of id 1 after the update"
+
+        cdc.in_schema("TRUNCATE items", "INSERT INTO items VALUES (10, 1, 'a'), (11, 1, 'b')")
+
+        def seen():
+            return {i: sorted(sources(i)) for i in (v1, v2)}
+
+        def through_alias():
+            requests.post(f"{url}/{alias}/_refresh", timeout=10)
+            r = requests.post(f"{url}/{alias}/_search", timeout=10, json={"size": 10})
+            return sorted(d["_id"] for d in r.json()["hits"]["hits"])
+
+        wait_for("only the rows inserted after the truncate in v1 and v2",
+                 lambda: seen() == {v1: ["10", "11"], v2: ["10", "11"]}
+                 and through_alias() == ["10", "11"], timeout=30,
+                 on_timeout=lambda: f"\n{seen()} through the alias {through_alias()}\n"
+                                    f"{live.log()[-4000:]}")
+        assert "dead-lettering" not in live.log(), live.log()[-4000:]
+        assert live.proc.poll() is None, live.log()[-4000:]
+    finally:
         producer.signal(signal.SIGTERM)
         producer.wait(30)
         opensearch.request("DELETE", f"/{alias}_v*")
