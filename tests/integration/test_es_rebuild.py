@@ -16,12 +16,17 @@ live consumer does not copy into (v4 while the alias is on v2) is refused the sw
 
 While it copies, the live consumer must carry a truncate into both versions, and an
 update that leaves a TOAST column unchanged (the event lacks it) must reach the copy
-as the whole row (test_live_consumer_copies_truncates_and_unchanged_toast)."""
+as the whole row; when the engine then refuses its question about versions, it goes
+on copying into the version it saw, and a rebuild meeting the same refusal does not
+move the alias (test_live_consumer_copies_truncates_and_unchanged_toast)."""
 
+import os
 import secrets
 import signal
+import sys
 import threading
 import time
+import urllib.parse
 
 import psycopg
 import requests
@@ -31,6 +36,9 @@ import e2e_harness as h
 from consumer_helpers import consumers  # noqa: F401 - fixture
 from producer_harness import cdc  # noqa: F401 - fixture
 from polling import wait_for
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from httpproxy import HttpProxy  # noqa: E402
 
 PARTITIONS = 3
 SEED = 200
@@ -113,17 +121,22 @@ class Reader(threading.Thread):
                 time.sleep(0.02)
 
 
+def items_topic_and_names(cdc):
+    """The topic of table items, made with PARTITIONS partitions, its alias and the
+    alias's first two versions."""
+    topic = cdc.topic("items")
+    cdc.admin().create_topics([NewTopic(topic, PARTITIONS, 1)],
+                              operation_timeout=30)[topic].result(timeout=60)
+    cdc.topics_made.add(topic)
+    alias = f"{cdc.prefix}-items"
+    return topic, alias, f"{alias}_v1", f"{alias}_v2"
+
+
 def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch):  # noqa: F811
     url = opensearch.url
     cdc.create("CREATE TABLE items (id int PRIMARY KEY, n int)", reference=False)
     cdc.in_schema(f"INSERT INTO items SELECT g, 0 FROM generate_series(0, {SEED}) g")
-    topic = cdc.topic("items")
-    admin = cdc.admin()
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)],
-                        operation_timeout=30)[topic].result(timeout=60)
-    cdc.topics_made.add(topic)
-    alias = f"{cdc.prefix}-items"
-    v1, v2 = f"{alias}_v1", f"{alias}_v2"
+    topic, alias, v1, v2 = items_topic_and_names(cdc)
     common = ["--topics", topic, "--es", url, "--es-index", f"{cdc.prefix}-{{table}}",
               "--dlq-topic", f"{cdc.prefix}.dlq"]
     live_group, rebuild_group = f"{cdc.prefix}-live", f"{cdc.prefix}-rebuild"
@@ -209,6 +222,24 @@ def test_rebuild_behind_the_alias_while_writes_go_on(cdc, consumers, opensearch)
         opensearch.request("DELETE", f"/{alias}_v*")
 
 
+class VersionsRefusingProxy(HttpProxy):
+    """Passes everything through, but answers the question about an alias's versions
+    (GET /<alias>_v*/_alias) with a 400 while `refuse` is set."""
+
+    def __init__(self, upstream, alias):
+        super().__init__(upstream)
+        self.alias = alias
+        self.refuse = threading.Event()
+
+    def handle(self, method, path, headers, body):
+        p = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+        if self.refuse.is_set() and method == "GET" and p == f"/{self.alias}_v*/_alias":
+            return (400, [("Content-Type", "application/json")],
+                    b'{"error":{"type":"injected_refusal","reason":"refused by the test"},'
+                    b'"status":400}')
+        return self.forward(method, path, headers, body)
+
+
 def test_live_consumer_copies_truncates_and_unchanged_toast(cdc, consumers, opensearch):  # noqa: F811
     """v2 made by hand, so that the live consumer copies into it: an update leaving the
     big column (stored out of line, so unchanged TOAST) as it was must give v2 the
@@ -219,17 +250,12 @@ def test_live_consumer_copies_truncates_and_unchanged_toast(cdc, consumers, open
                "ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL", reference=False)
     big = {i: secrets.token_hex(2000) for i in (1, 2, 3)}  # 4,000 bytes, out of line
     cdc.in_schema(*[f"INSERT INTO items VALUES ({i}, 0, '{b}')" for i, b in big.items()])
-    topic = cdc.topic("items")
-    admin = cdc.admin()
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)],
-                        operation_timeout=30)[topic].result(timeout=60)
-    cdc.topics_made.add(topic)
-    alias = f"{cdc.prefix}-items"
-    v1, v2 = f"{alias}_v1", f"{alias}_v2"
+    topic, alias, v1, v2 = items_topic_and_names(cdc)
+    proxy = VersionsRefusingProxy(url, alias).start()
+    common = ["--topics", topic, "--es", proxy.url, "--es-index", f"{cdc.prefix}-{{table}}",
+              "--dlq-topic", f"{cdc.prefix}.dlq"]
     producer = cdc.start()
-    live = consumers.start("--group", f"{cdc.prefix}-live", "--topics", topic, "--es", url,
-                           "--es-index", f"{cdc.prefix}-{{table}}",
-                           "--dlq-topic", f"{cdc.prefix}.dlq")
+    live = consumers.start("--group", f"{cdc.prefix}-live", *common)
     try:
         def sources(index):
             return {i: d[0] for i, d in h.es_all_docs(url, index).items()}
@@ -253,6 +279,26 @@ def test_live_consumer_copies_truncates_and_unchanged_toast(cdc, consumers, open
             assert doc.get("big") == big[1], \
                 f"{index}: big column {str(doc.get('big'))[:40]!r}... of id 1 after the update"
 
+        # The question refused from now on: the live consumer keeps copying into v2,
+        # as last seen, and says why; the truncate below reaches v2 all the same.
+        proxy.refuse.set()
+        wait_for("the live consumer to log the refusal",
+                 lambda: cdc.in_schema("UPDATE items SET n = n + 1 WHERE id = 2") is None
+                 and "cannot tell whether a rebuild's next version" in live.log(), timeout=30,
+                 on_timeout=lambda: live.log()[-4000:])
+        assert f"still copying every write into index {v2}" in live.log(), live.log()[-4000:]
+        assert "HTTP 400" in live.log() and "injected_refusal" in live.log(), live.log()[-4000:]
+        cdc.in_schema("UPDATE items SET n = 700 WHERE id = 3")
+        wait_for("an update made while the question is refused, in v1 and v2",
+                 lambda: all(sources(i).get("3", {}).get("n") == 700 for i in (v1, v2)),
+                 timeout=30, on_timeout=lambda: live.log()[-4000:])
+        # A rebuild meeting the same refusal fills v2 but leaves the alias where it is.
+        log = consumers.run("--group", f"{cdc.prefix}-rebuild", "--es-index-version", "2",
+                            "--es-switch-alias", *common, timeout=120, expect_status=1)
+        assert f"cannot tell which index alias {alias} is on" in log, log[-4000:]
+        status, aliases = opensearch.request("GET", f"/_alias/{alias}")
+        assert status == 200 and list(aliases) == [v1], aliases
+
         cdc.in_schema("TRUNCATE items", "INSERT INTO items VALUES (10, 1, 'a'), (11, 1, 'b')")
 
         def seen():
@@ -273,4 +319,6 @@ def test_live_consumer_copies_truncates_and_unchanged_toast(cdc, consumers, open
     finally:
         producer.signal(signal.SIGTERM)
         producer.wait(30)
+        live.stop()
+        proxy.stop()
         opensearch.request("DELETE", f"/{alias}_v*")
