@@ -125,8 +125,9 @@ def items_topic_and_names(cdc):
     """The topic of table items, made with PARTITIONS partitions, its alias and the
     alias's first two versions."""
     topic = cdc.topic("items")
-    cdc.admin().create_topics([NewTopic(topic, PARTITIONS, 1)],
-                              operation_timeout=30)[topic].result(timeout=60)
+    admin = cdc.admin()  # kept until the answer: a client destroyed sooner fails it
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)],
+                        operation_timeout=30)[topic].result(timeout=60)
     cdc.topics_made.add(topic)
     alias = f"{cdc.prefix}-items"
     return topic, alias, f"{alias}_v1", f"{alias}_v2"
