@@ -263,6 +263,27 @@ done:
     return rc;
 }
 
+unsigned es_versions_update(es_versions *known, const es_versions *answer)
+{
+    if (!answer) {
+        unsigned changed = known->refused ? 0 : ES_VERSIONS_REFUSED;
+        known->refused = true;
+        return changed;
+    }
+    /* The version copied into is current + 1: it changes with either. */
+    bool copied = known->next_exists && known->current;
+    bool copies = answer->next_exists && answer->current;
+    bool same_next = copied && copies && known->current == answer->current;
+    unsigned changed = (known->refused ? ES_VERSIONS_ANSWERED : 0) |
+                       (known->current && answer->current != known->current ? ES_VERSIONS_MOVED
+                                                                            : 0) |
+                       (copies && !same_next ? ES_VERSIONS_COPY_START : 0) |
+                       (copied && !same_next ? ES_VERSIONS_COPY_STOP : 0);
+    *known = *answer;
+    known->refused = false;
+    return changed;
+}
+
 int es_alias_switch_body(const char *alias, const char *from, const char *to, bool filtered,
                          cdc_buf *out)
 {

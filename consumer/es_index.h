@@ -90,6 +90,32 @@ unsigned es_index_version_of(const char *name, const char *physical);
 int es_versions_read(const char *body, size_t len, const char *name, unsigned *current,
                      bool *next_exists, char *err, size_t errlen);
 
+/* What a consumer writing through the alias knows of a table's versions
+ * (es_rebuild.h): the N of the index <name>_v<N> the alias is on (0: not
+ * known, or not one such index), whether <name>_v<N+1> exists (its writes
+ * are then copied there), and whether the last question was refused. */
+typedef struct es_versions {
+    unsigned current;
+    bool next_exists;
+    bool refused;
+} es_versions;
+
+/* What es_versions_update changed, for the log. */
+enum {
+    ES_VERSIONS_MOVED = 1,        /* the alias is on another version than known */
+    ES_VERSIONS_COPY_START = 2,   /* a next version to copy into, not known before */
+    ES_VERSIONS_COPY_STOP = 4,    /* the next version copied into is no longer one */
+    ES_VERSIONS_REFUSED = 8,      /* the question is refused, and was answered before */
+    ES_VERSIONS_ANSWERED = 16,    /* the question is answered again after refusals */
+};
+
+/* Updates *known with an answer, or with a refusal when answer is NULL: a
+ * refusal keeps what was known (a next version already seen stays copied
+ * into: forgetting it would leave batches uncopied that a rebuild relies
+ * on; es_rebuild.h) and only marks it refused. Returns the ES_VERSIONS_*
+ * bits of what changed. */
+unsigned es_versions_update(es_versions *known, const es_versions *answer);
+
 /* The body of POST /_aliases that moves `alias` from index `from` to `to`
  * in one request: readers see one or the other, never neither. The alias
  * on `to` is filtered by ES_LIVE_FILTER when `filtered`. Returns 0 or -1

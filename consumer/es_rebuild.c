@@ -9,13 +9,11 @@
 #include "cdc_log.h"
 #include "es_index.h"
 
-int es_rebuild_versions(es_http *h, const char *name, unsigned *current, bool *next_exists,
-                        char *err, size_t errlen)
+int es_rebuild_versions(es_http *h, const char *name, es_versions *answer, char *refused,
+                        size_t refusedlen, char *err, size_t errlen)
 {
     cdc_buf path = CDC_BUF_INIT;
     int rc = -1;
-    *current = 0;
-    *next_exists = false;
     if (es_path_put_index(&path, name) < 0 || cdc_buf_puts(&path, "_v*/_alias") < 0) {
         snprintf(err, errlen, "cannot look up the versions of index %s: out of memory", name);
         goto done;
@@ -30,15 +28,20 @@ int es_rebuild_versions(es_http *h, const char *name, unsigned *current, bool *n
         snprintf(err, errlen, "%s", big);
         goto done;
     }
-    if (sent != 0 || status != 200)
-        cdc_log_warn("GET %s%s: HTTP %ld: %s; taking it as no version (no copies into a next "
-                     "version of %s)", es_http_where(h), path.data, status,
-                     sent == 0 ? es_http_excerpt(h, excerpt, sizeof excerpt) : big, name);
-    else if (es_versions_read(h->resp.data ? h->resp.data : "", h->resp.len, name, current,
-                              next_exists, perr, sizeof perr) < 0)
-        cdc_log_warn("GET %s%s: %s; taking it as no version (no copies into a next version "
-                     "of %s)", es_http_where(h), path.data, perr, name);
-    rc = 0;
+    es_versions got = {0};
+    rc = 1;
+    if (sent != 0)
+        snprintf(refused, refusedlen, "%s", big);
+    else if (status != 200)
+        snprintf(refused, refusedlen, "GET %s%s: HTTP %ld: %s", es_http_where(h), path.data,
+                 status, es_http_excerpt(h, excerpt, sizeof excerpt));
+    else if (es_versions_read(h->resp.data ? h->resp.data : "", h->resp.len, name, &got.current,
+                              &got.next_exists, perr, sizeof perr) < 0)
+        snprintf(refused, refusedlen, "GET %s%s: %s", es_http_where(h), path.data, perr);
+    else {
+        *answer = got;
+        rc = 0;
+    }
 done:
     cdc_buf_free(&path);
     return rc;
@@ -101,11 +104,19 @@ int es_rebuild_switch(es_http *h, const char *name, unsigned version, bool filte
     cdc_buf refresh = CDC_BUF_INIT, body = CDC_BUF_INIT, old = CDC_BUF_INIT;
     cdc_buf get = CDC_BUF_INIT;
     int rc = -1;
-    unsigned current;
-    bool next_exists;
-    char perr[256];
-    if (es_rebuild_versions(h, name, &current, &next_exists, err, errlen) < 0)
+    es_versions v = {0};
+    char perr[256], refused[1024];
+    int asked = es_rebuild_versions(h, name, &v, refused, sizeof refused, err, errlen);
+    if (asked < 0)
         goto done;
+    if (asked > 0) {
+        /* The live consumer may meet the same refusal, and then copy
+         * nothing into a next version it has not seen. */
+        snprintf(err, errlen, "--es-switch-alias: cannot tell which index alias %s is on (%s); "
+                 "not moving it", name, refused);
+        goto done;
+    }
+    unsigned current = v.current;
     if (es_index_physical(name, version, &to) < 0 ||
         es_index_physical(name, current, &from) < 0)
         goto nomem;

@@ -96,13 +96,14 @@ typedef struct es_table {
     bool truncated;
     uint64_t truncate_lsn;
     es_mapping_known known; /* the columns mapped so far (es_mapping.h) */
-    /* Writing through the alias (versions_check): the N of the index
-     * <name>_v<N> readers see (0: unknown, no copies), <name>_v<N+1> while
-     * it exists (a rebuild: every write is copied there first), and when
-     * that was last asked. */
-    unsigned version;
+    /* Writing through the alias (versions_check): what is known of the
+     * versions (es_index.h), <name>_v<N+1> while it exists (a rebuild:
+     * every write is copied there first), when that was last asked, and
+     * when a refusal of the question was last logged. */
+    es_versions versions;
     char *copy_to;
     int64_t asked_ms;
+    int64_t refusal_logged_ms;
     /* --es-switch-alias: when this process made or found <name>_v<N>. */
     int64_t made_ms;
 } es_table;
@@ -456,11 +457,16 @@ static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size
     return index_ensured(s, t, types, end, err, errlen);
 }
 
+/* How often a refusal of the question about versions is logged again
+ * while it lasts. */
+#define ES_REFUSAL_LOG_MS 60000
+
 /* A consumer writing through the alias copies every write of the table
  * into <name>_v<N+1> while that exists (a rebuild, es_rebuild.h): it asks
  * which version readers see and whether the next one exists at most once
- * per ES_NEXT_TTL_MS, before each batch is built. Returns 0, or -1 on a
- * stop. */
+ * per ES_NEXT_TTL_MS, before each batch is built. A refused question
+ * keeps what was known (es_versions_update) and is logged as an error.
+ * Returns 0, or -1 on a stop. */
 static int versions_check(es_sink *s, es_table *t, char *err, size_t errlen)
 {
     int64_t now = cdc_clock_mono_ms();
@@ -468,29 +474,50 @@ static int versions_check(es_sink *s, es_table *t, char *err, size_t errlen)
         return 0;
     /* Stamped before asking: the answer is at least as new as this. */
     t->asked_ms = now;
-    unsigned current;
-    bool next_exists;
-    if (es_rebuild_versions(&s->http, t->name, &current, &next_exists, err, errlen) < 0)
+    es_versions answer = {0}, was = t->versions;
+    char refused[1024];
+    int asked = es_rebuild_versions(&s->http, t->name, &answer, refused, sizeof refused, err,
+                                    errlen);
+    if (asked < 0)
         return -1;
-    if (current != t->version && t->version)
-        cdc_log_info("alias %s is on %s_v%u now (was %s_v%u)", t->name, t->name, current, t->name,
-                     t->version);
-    t->version = current;
+    unsigned changed = es_versions_update(&t->versions, asked == 0 ? &answer : NULL);
+    const es_versions *v = &t->versions;
+    if (asked > 0 && ((changed & ES_VERSIONS_REFUSED) ||
+                      now - t->refusal_logged_ms >= ES_REFUSAL_LOG_MS)) {
+        t->refusal_logged_ms = now;
+        if (t->copy_to)
+            cdc_log_error("%s.%s: cannot tell whether a rebuild's next version of %s exists (%s); "
+                          "still copying every write into index %s, as last known",
+                          t->schema, t->table, t->name, refused, t->copy_to);
+        else
+            cdc_log_error("%s.%s: cannot tell whether a rebuild's next version of %s exists (%s); "
+                          "copying into none, as last known: do not move alias %s to another "
+                          "index until this is mended (docs/consumer-sinks.md)",
+                          t->schema, t->table, t->name, refused, t->name);
+    }
+    if (changed & ES_VERSIONS_ANSWERED)
+        cdc_log_info("%s.%s: the versions of %s are known again", t->schema, t->table, t->name);
+    if (changed & ES_VERSIONS_MOVED)
+        cdc_log_info("alias %s is on %s_v%u now (was %s_v%u)", t->name, t->name, v->current,
+                     t->name, was.current);
     cdc_buf next = CDC_BUF_INIT;
-    if (next_exists && es_index_physical(t->name, current + 1, &next) < 0) {
+    if (v->next_exists && v->current && es_index_physical(t->name, v->current + 1, &next) < 0) {
         cdc_buf_free(&next);
         snprintf(err, errlen, "cannot name the next version of %s: out of memory", t->name);
         return -1;
     }
-    if (t->copy_to && (!next.data || strcmp(t->copy_to, next.data) != 0))
+    if (changed & ES_VERSIONS_COPY_STOP)
         cdc_log_info("%s.%s: no longer copying writes into index %s", t->schema, t->table,
                      t->copy_to);
-    if (next.data && (!t->copy_to || strcmp(t->copy_to, next.data) != 0))
+    if (changed & ES_VERSIONS_COPY_START)
         cdc_log_info("%s.%s: index %s exists (a rebuild): every write goes there too, before the "
                      "write through alias %s, until the alias moves", t->schema, t->table,
                      next.data, t->name);
-    free(t->copy_to);
-    t->copy_to = next.data ? cdc_buf_steal(&next) : NULL;
+    if (changed & (ES_VERSIONS_COPY_START | ES_VERSIONS_COPY_STOP)) {
+        free(t->copy_to);
+        t->copy_to = next.data ? cdc_buf_steal(&next) : NULL;
+    }
+    cdc_buf_free(&next);
     return 0;
 }
 

@@ -211,6 +211,40 @@ static void versions(void)
     cdc_buf_free(&b);
 }
 
+/* What a consumer writing through the alias knows after each answer or
+ * refusal of its question about versions. */
+static void versions_known(void)
+{
+    es_versions k = {0};
+    const es_versions none = {0}, v1 = {1, false, false}, v1_next = {1, true, false};
+    const es_versions v2 = {2, false, false}, v2_next = {2, true, false};
+    TAP_OK(es_versions_update(&k, NULL) == ES_VERSIONS_REFUSED && k.refused && !k.current &&
+           !k.next_exists, "versions_refused_before_any_answer_copies_nothing");
+    TAP_OK(es_versions_update(&k, &v1) == ES_VERSIONS_ANSWERED && k.current == 1 && !k.refused,
+           "versions_answered_after_a_refusal");
+    TAP_OK(es_versions_update(&k, &v1) == 0, "versions_same_answer_changes_nothing");
+    TAP_OK(es_versions_update(&k, &v1_next) == ES_VERSIONS_COPY_START && k.next_exists,
+           "versions_next_appears_copy_starts");
+    TAP_OK(es_versions_update(&k, NULL) == ES_VERSIONS_REFUSED && k.current == 1 &&
+           k.next_exists && k.refused, "versions_refused_keeps_the_next_version_seen");
+    TAP_OK(es_versions_update(&k, NULL) == 0 && k.next_exists,
+           "versions_refused_again_changes_nothing");
+    TAP_OK(es_versions_update(&k, &v2) == (ES_VERSIONS_ANSWERED | ES_VERSIONS_MOVED |
+                                           ES_VERSIONS_COPY_STOP) &&
+           k.current == 2 && !k.next_exists, "versions_alias_moved_copy_stops");
+    TAP_OK(es_versions_update(&k, &v2_next) == ES_VERSIONS_COPY_START,
+           "versions_next_of_the_new_version");
+    k = v1_next;
+    TAP_OK(es_versions_update(&k, &v2_next) == (ES_VERSIONS_MOVED | ES_VERSIONS_COPY_START |
+                                                ES_VERSIONS_COPY_STOP),
+           "versions_moved_and_next_again_copies_elsewhere");
+    TAP_OK(es_versions_update(&k, &none) == (ES_VERSIONS_MOVED | ES_VERSIONS_COPY_STOP) &&
+           !k.current, "versions_alias_on_no_version_copies_nothing");
+    k = v1;
+    k.next_exists = false;
+    TAP_OK(es_versions_update(&k, &v1) == 0, "versions_unchanged");
+}
+
 int main(void)
 {
     default_names_are_todays();
@@ -219,5 +253,6 @@ int main(void)
     physical_and_create_body();
     alias_answers();
     versions();
+    versions_known();
     return tap_done();
 }
