@@ -2,7 +2,9 @@
  * with _bulk (external versions = LSN), _mget for unchanged TOAST columns
  * and _delete_by_query for truncates. Sending the requests, failover and
  * retries of whole requests are es_http.c's; the documents and bodies are
- * es_bulk.c's; reading the answers is es_response.c's.
+ * es_bulk.c's; reading the answers is es_response.c's; truncates are
+ * es_truncate.c's and a rebuild's requests es_rebuild.c's; the state they
+ * share is in sink_es.h.
  *
  * What users see (docs/consumer-sinks.md): each table's name (es_index.h:
  * --es-index) is an alias of the physical index <name>_v1, both created in
@@ -24,7 +26,7 @@
  *   (rows and deleted markers alike) from the indices behind the alias.
  * Writes go through the alias, so they follow it when a rebuild moves it,
  * and are copied first into <name>_v<N+1> while that exists next to the
- * alias's <name>_v<N> (versions_check, es_rebuild.h: a rebuild); with
+ * alias's <name>_v<N> (es_versions_check, es_rebuild.h: a rebuild); with
  * --es-index-version N they go to <name>_vN itself (the rebuild), and
  * --es-switch-alias then moves the alias (es_at_end).
  * Index settings (shards, replicas, analyzers) are the engine's defaults
@@ -47,7 +49,7 @@
  * it is applied again after a restart (every write is idempotent by LSN).
  * A truncate runs as a task of the engine that is polled, and cancelled on
  * a stop. */
-#include "sink.h"
+#include "sink_es.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -70,63 +72,6 @@
 #include "es_response.h"
 #include "row_json.h"
 
-#define SINK_NAME "es"
-/* A truncate's task is polled every 50-100 ms at first, then about once a
- * second; its progress is logged every TASK_LOG_MS. */
-#define TASK_POLL_MIN_MS 100
-#define TASK_POLL_MAX_MS 1000
-#define TASK_LOG_MS 30000
-
-/* How long a real delete is remembered (--es-deletes=delete): Kafka's
- * default retention, so that a replay of all a default topic holds cannot
- * bring a deleted row back while the engine keeps its version map. */
-#define ES_GC_DELETES "7d"
-
-/* What the sink knows of one table's index. */
-typedef struct es_table {
-    struct es_table *next;
-    char *schema, *table;
-    char *name;             /* the name readers use (es_index.h): an alias */
-    char *index;            /* what writes go to: the alias, a physical index */
-    bool aliased;           /* index is the alias (truncate resolves it) */
-    bool ensured;           /* created, or found existing, by this process */
-    bool warned_nokey;
-    /* The last truncate applied to the index and whether anything was
-     * written since: the same truncate arrives once per partition. */
-    bool truncated;
-    uint64_t truncate_lsn;
-    es_mapping_known known; /* the columns mapped so far (es_mapping.h) */
-    /* Writing through the alias (versions_check): what is known of the
-     * versions (es_index.h), <name>_v<N+1> while it exists (a rebuild:
-     * every write is copied there first), when that was last asked, and
-     * when a refusal of the question was last logged. */
-    es_versions versions;
-    char *copy_to;
-    int64_t asked_ms;
-    int64_t refusal_logged_ms;
-    /* --es-switch-alias: when this process made or found <name>_v<N>. */
-    int64_t made_ms;
-} es_table;
-
-typedef struct es_sink {
-    sink base;
-    es_http http;
-    size_t nlanes;          /* --es-concurrency */
-    struct es_sink *views;  /* lanes 1..nlanes-1 (es_lane), each with its own client */
-    es_index_rules *names;
-    unsigned version;       /* --es-index-version: write to <name>_v<N>; 0: the alias */
-    bool switch_alias;      /* --es-switch-alias */
-    int64_t ends_at_ms;     /* when es_at_end last sent the consumer for end offsets */
-    bool real_deletes;      /* --es-deletes=delete */
-    es_table *tables;
-    es_table *last_table;
-    size_t budget;          /* bytes of one request (es_request_budget) */
-    size_t mget_doc_bytes;  /* bytes an _mget document is thought to take */
-    bool engine_known;      /* GET / answered: `engine` is set */
-    es_engine engine;
-    es_mapping_overrides *overrides;  /* --es-mappings */
-    cdc_metric *m_conflicts;
-} es_sink;
 
 /* One c/u/r/d record of a segment (the records between two truncates). */
 typedef struct es_item {
@@ -142,657 +87,6 @@ typedef struct es_item {
     char **unindexed;       /* columns whose value the index refused */
     size_t n_unindexed;
 } es_item;
-
-/* ---- tables and indices ---------------------------------------------- */
-
-static void table_free(es_table *t)
-{
-    if (!t)
-        return;
-    free(t->schema);
-    free(t->table);
-    free(t->name);
-    free(t->index);
-    free(t->copy_to);
-    es_mapping_known_free(&t->known);
-    free(t);
-}
-
-static es_table *table_get(es_sink *s, const char *schema, const char *table, char *err,
-                           size_t errlen)
-{
-    es_table *t = s->last_table;
-    if (t && strcmp(t->table, table) == 0 && strcmp(t->schema, schema) == 0)
-        return t;
-    for (t = s->tables; t; t = t->next)
-        if (strcmp(t->table, table) == 0 && strcmp(t->schema, schema) == 0)
-            return s->last_table = t;
-    cdc_buf name = CDC_BUF_INIT, index = CDC_BUF_INIT;
-    bool changed = false;
-    t = calloc(1, sizeof *t);
-    if (!t || !(t->schema = strdup(schema)) || !(t->table = strdup(table)) ||
-        es_index_rules_name(s->names, schema, table, &name, &changed) < 0 || !name.data ||
-        (s->version ? es_index_physical(name.data, s->version, &index)
-                    : cdc_buf_puts(&index, name.data)) < 0) {
-        cdc_buf_free(&name);
-        cdc_buf_free(&index);
-        table_free(t);
-        snprintf(err, errlen, "cannot name the index of %s.%s: out of memory", schema, table);
-        return NULL;
-    }
-    t->name = cdc_buf_steal(&name);
-    t->index = cdc_buf_steal(&index);
-    if (changed)
-        cdc_log_info("table %s.%s goes to index %s (its name from --es-index or "
-                     "--es-index-prefix is not a valid index name)", schema, table, t->name);
-    t->next = s->tables;
-    s->tables = t;
-    return s->last_table = t;
-}
-
-/* How index_create went. */
-typedef enum create_end {
-    CREATE_DONE,        /* created */
-    CREATE_EXISTS,      /* an index of that name exists */
-    CREATE_NAME_TAKEN,  /* the alias: an index has its name (made before pgcdc used aliases) */
-    CREATE_FAILED,      /* anything else: warned, writing anyway */
-} create_end;
-
-/* PUT /<index> with pgcdc's mapping and, when alias is not NULL, that
- * alias (filtered with deleted markers) in the same request: the engine
- * creates both or neither. Returns 0 with *end, or -1 on a stop. */
-static int index_create(es_sink *s, es_table *t, yajl_val types, const char *index,
-                        const char *alias, create_end *end, char *err, size_t errlen)
-{
-    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
-    cdc_buf mapping = CDC_BUF_INIT;
-    int rc = -1;
-    *end = CREATE_FAILED;
-    if (es_mapping_index_body(s->engine, types, s->overrides, t->schema, t->table, &t->known,
-                              &mapping, err, errlen) < 0)
-        goto done;
-    if (es_path_put_index(&path, index) < 0 ||
-        cdc_buf_printf(&what, "create index %s for %s.%s", index, t->schema, t->table) < 0 ||
-        (alias ? es_index_create_body(mapping.data, alias, !s->real_deletes, &body)
-               : cdc_buf_append(&body, mapping.data, mapping.len)) < 0) {
-        snprintf(err, errlen, "cannot create index %s: out of memory", index);
-        goto done;
-    }
-    es_req r = {.method = "PUT", .path = path.data, .body = body.data, .len = body.len,
-                .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-    unsigned attempt = 0;
-    long status = 0;
-    char excerpt[ES_EXCERPT_MAX + 1], big[512];
-    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
-    const char *resp = s->http.resp.data ? s->http.resp.data : "";
-    *end = CREATE_FAILED;
-    if (sent < 0) {
-        snprintf(err, errlen, "%s", big);
-        goto done;
-    }
-    if (sent == ES_TOO_LARGE) {
-        cdc_log_warn("%s; writing anyway", big);
-    } else if (status >= 200 && status < 300) {
-        cdc_log_info("created index %s%s%s for %s.%s", index, alias ? " behind alias " : "",
-                     alias ? alias : "", t->schema, t->table);
-        *end = CREATE_DONE;
-    } else if (strstr(resp, "resource_already_exists_exception")) {
-        cdc_log_debug("index %s exists", index);
-        *end = CREATE_EXISTS;
-    } else if (alias && strstr(resp, "invalid_alias_name_exception")) {
-        *end = CREATE_NAME_TAKEN;
-    } else {
-        /* Not fatal: the _bulk may still create it (auto_create_index) or
-         * say per item why it cannot. */
-        cdc_counter_add(s->m_conflicts, 1);
-        cdc_log_warn("PUT %s/%s (create index for %s.%s): HTTP %ld: %s; writing anyway",
-                     es_http_where(&s->http), index, t->schema, t->table, status,
-                     es_http_excerpt(&s->http, excerpt, sizeof excerpt));
-    }
-    if (*end == CREATE_DONE && s->real_deletes) {
-        /* Deletes are remembered for gc_deletes only: as long as a replay
-         * may go back (docs/consumer-sinks.md). Set once, at creation, so
-         * that an operator's later change stays. */
-        cdc_buf_reset(&path);
-        cdc_buf_reset(&what);
-        if (es_path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_settings") < 0 ||
-            cdc_buf_printf(&what, "set index.gc_deletes of index %s", index) < 0) {
-            snprintf(err, errlen, "cannot set up index %s: out of memory", index);
-            goto done;
-        }
-        static const char settings[] = "{\"index\":{\"gc_deletes\":\"" ES_GC_DELETES "\"}}";
-        es_req g = {.method = "PUT", .path = path.data, .body = settings,
-                    .len = sizeof settings - 1, .what = what.data,
-                    .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-        sent = es_http_send(&s->http, &g, &attempt, &status, big, sizeof big);
-        if (sent < 0) {
-            snprintf(err, errlen, "%s", big);
-            goto done;
-        }
-        if (sent != 0 || status < 200 || status >= 300)
-            cdc_log_warn("PUT %s%s (%s): HTTP %ld: %s; deletes are remembered for the engine's "
-                         "default time only", es_http_where(&s->http), path.data, what.data,
-                         status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
-    }
-    rc = 0;
-done:
-    cdc_buf_free(&path);
-    cdc_buf_free(&what);
-    cdc_buf_free(&body);
-    cdc_buf_free(&mapping);
-    return rc;
-}
-
-/* Which engine the sink talks to (GET /, once, es_engine.c): the mapping of
- * json columns differs. Returns 0, or -1 on a stop. */
-static int engine_ensure(es_sink *s, char *err, size_t errlen)
-{
-    if (s->engine_known)
-        return 0;
-    if (es_engine_detect(&s->http, &s->engine, err, errlen) < 0)
-        return -1;
-    s->engine_known = true;
-    return 0;
-}
-
-/* A column that `types` has and the index's mapping has not (ALTER TABLE
- * ADD COLUMN, or an index made before) is added with PUT _mapping through
- * the name writes use; a column whose type changed is reported and
- * counted (a mapping cannot change a field's type; its values that do not
- * fit stay unindexed in _source thanks to ignore_malformed). Never fatal.
- * Returns 0, or -1 on a stop. */
-static int mapping_extend(es_sink *s, es_table *t, yajl_val types, char *err, size_t errlen)
-{
-    cdc_buf path = CDC_BUF_INIT, what = CDC_BUF_INIT, body = CDC_BUF_INIT;
-    cdc_buf changed = CDC_BUF_INIT;
-    int rc = -1;
-    if (es_mapping_extend(s->engine, types, s->overrides, t->schema, t->table, &t->known, &body,
-                          &changed, err, errlen) < 0)
-        goto done;
-    if (changed.len) {
-        cdc_counter_add(s->m_conflicts, 1);
-        cdc_log_warn("index %s (%s.%s): column type changed, the index keeps the old field type "
-                     "(values that do not fit it stay unindexed in _source; rebuild the index to "
-                     "index them): %s", t->index, t->schema, t->table, changed.data);
-    }
-    /* The index readers see, and the next version while it is copied to. */
-    const char *targets[2] = {t->index, t->copy_to};
-    for (size_t k = 0; body.len && k < 2 && targets[k]; k++) {
-        const char *index = targets[k];
-        cdc_buf_reset(&path);
-        cdc_buf_reset(&what);
-        if (es_path_put_index(&path, index) < 0 || cdc_buf_puts(&path, "/_mapping") < 0 ||
-            cdc_buf_printf(&what, "extend the mapping of index %s", index) < 0) {
-            snprintf(err, errlen, "cannot extend the mapping of %s: out of memory", index);
-            goto done;
-        }
-        es_req r = {.method = "PUT", .path = path.data, .body = body.data, .len = body.len,
-                    .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-        unsigned attempt = 0;
-        long status = 0;
-        char big[512], excerpt[ES_EXCERPT_MAX + 1];
-        int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
-        if (sent < 0) {
-            snprintf(err, errlen, "%s", big);
-            goto done;
-        }
-        if (sent == 0 && status >= 200 && status < 300) {
-            cdc_log_info("index %s (%s.%s): mapping extended: %s", index, t->schema, t->table,
-                         body.data);
-        } else {
-            cdc_counter_add(s->m_conflicts, 1);
-            cdc_log_warn("index %s (%s.%s): the engine refused new fields: HTTP %ld: %s",
-                         index, t->schema, t->table, status,
-                         sent == 0 ? es_http_excerpt(&s->http, excerpt, sizeof excerpt) : big);
-        }
-    }
-    rc = 0;
-done:
-    cdc_buf_free(&path);
-    cdc_buf_free(&what);
-    cdc_buf_free(&body);
-    cdc_buf_free(&changed);
-    return rc;
-}
-
-/* Whether `name` is an alias (GET /_alias/<name>). Returns 1, 0, or -1 on
- * a stop. */
-static int alias_exists(es_sink *s, const char *name, char *err, size_t errlen)
-{
-    cdc_buf path = CDC_BUF_INIT;
-    int rc = -1;
-    if (cdc_buf_puts(&path, "/_alias") < 0 || es_path_put_index(&path, name) < 0) {
-        snprintf(err, errlen, "cannot look up alias %s: out of memory", name);
-        goto done;
-    }
-    es_req r = {.method = "GET", .path = path.data, .what = "look up an alias",
-                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-    unsigned attempt = 0;
-    long status = 0;
-    char big[512], excerpt[ES_EXCERPT_MAX + 1];
-    int sent = es_http_send(&s->http, &r, &attempt, &status, big, sizeof big);
-    if (sent < 0) {
-        snprintf(err, errlen, "%s", big);
-        goto done;
-    }
-    rc = sent == 0 && status == 200;
-    if (sent == 0 && status != 200 && status != 404)
-        cdc_log_warn("GET %s%s: HTTP %ld: %s; taking it as no alias", es_http_where(&s->http),
-                     path.data, status, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
-done:
-    cdc_buf_free(&path);
-    return rc;
-}
-
-/* After index_create: an index this process did not create (an earlier
- * run's, the user's, a template's) may lack columns added since, so all
- * are offered to it. A failed creation is not retried: its mapping is
- * taken as known, and the _bulk says per item what went wrong. */
-static int index_ensured(es_sink *s, es_table *t, yajl_val types, create_end end, char *err,
-                         size_t errlen)
-{
-    t->ensured = true;
-    if (end == CREATE_DONE || end == CREATE_FAILED)
-        return 0;
-    es_mapping_known_free(&t->known);
-    return mapping_extend(s, t, types, err, errlen);
-}
-
-/* Makes t's index ready once per process (es_index.h: aliases). With
- * --es-index-version N the physical index <name>_vN is created unless it
- * exists, and written to directly (a rebuild). Otherwise writes go through
- * the alias <name>: when it is missing, <name>_v1 and the alias are
- * created together. An index that exists (made by an earlier run, by the
- * user, or by a template) is left as it is; one that has the alias's name
- * (pgcdc before aliases) is written to as before. After that, a record
- * whose column types differ from what is mapped extends the mapping
- * (mapping_extend). Returns 0, or -1 on a stop. */
-static int index_ensure(es_sink *s, es_table *t, yajl_val types, char *err, size_t errlen)
-{
-    if (t->ensured)
-        return es_mapping_unchanged(&t->known, types) ? 0
-                                                       : mapping_extend(s, t, types, err, errlen);
-    if (engine_ensure(s, err, errlen) < 0)
-        return -1;
-    create_end end;
-    if (s->version) {
-        if (index_create(s, t, types, t->index, NULL, &end, err, errlen) < 0)
-            return -1;
-        t->made_ms = cdc_clock_mono_ms();
-        return index_ensured(s, t, types, end, err, errlen);
-    }
-    int is_alias = alias_exists(s, t->name, err, errlen);
-    if (is_alias < 0)
-        return -1;
-    if (!is_alias) {
-        cdc_buf v1 = CDC_BUF_INIT;
-        if (es_index_physical(t->name, 1, &v1) < 0) {
-            snprintf(err, errlen, "cannot name the index of %s: out of memory", t->name);
-            cdc_buf_free(&v1);
-            return -1;
-        }
-        int rc = index_create(s, t, types, v1.data, t->name, &end, err, errlen);
-        if (rc == 0 && end == CREATE_EXISTS && (rc = is_alias = alias_exists(s, t->name, err,
-                                                                            errlen)) == 0) {
-            /* <name>_v1 without the alias: someone removed it. Writing to
-             * <name> would create an index of that name. */
-            cdc_log_warn("index %s exists but alias %s does not: writing to %s; add the alias "
-                         "(docs/consumer-sinks.md) for readers", v1.data, t->name, v1.data);
-            free(t->index);
-            t->index = cdc_buf_steal(&v1);
-        }
-        cdc_buf_free(&v1);
-        if (rc < 0)
-            return -1;
-        is_alias = is_alias || end == CREATE_DONE;
-        if (end == CREATE_NAME_TAKEN)
-            cdc_log_warn("%s.%s: %s is an index, not an alias (made before pgcdc wrote through "
-                         "aliases): writing to it as before; rebuild it behind an alias to "
-                         "rebuild without downtime later (docs/consumer-sinks.md)", t->schema,
-                         t->table, t->name);
-    } else {
-        end = CREATE_EXISTS;
-    }
-    t->aliased = is_alias > 0 && strcmp(t->index, t->name) == 0;
-    return index_ensured(s, t, types, end, err, errlen);
-}
-
-/* How often a refusal of the question about versions is logged again
- * while it lasts. */
-#define ES_REFUSAL_LOG_MS 60000
-
-/* A consumer writing through the alias copies every write of the table
- * into <name>_v<N+1> while that exists (a rebuild, es_rebuild.h): it asks
- * which version readers see and whether the next one exists at most once
- * per ES_NEXT_TTL_MS, before each batch is built. A refused question
- * keeps what was known (es_versions_update) and is logged as an error.
- * Returns 0, or -1 on a stop. */
-static int versions_check(es_sink *s, es_table *t, char *err, size_t errlen)
-{
-    int64_t now = cdc_clock_mono_ms();
-    if (s->version || (t->asked_ms && now - t->asked_ms < ES_NEXT_TTL_MS))
-        return 0;
-    /* Stamped before asking: the answer is at least as new as this. */
-    t->asked_ms = now;
-    es_versions answer = {0}, was = t->versions;
-    char refused[1024];
-    int asked = es_rebuild_versions(&s->http, t->name, &answer, refused, sizeof refused, err,
-                                    errlen);
-    if (asked < 0)
-        return -1;
-    unsigned changed = es_versions_update(&t->versions, asked == 0 ? &answer : NULL);
-    const es_versions *v = &t->versions;
-    if (asked > 0 && ((changed & ES_VERSIONS_REFUSED) ||
-                      now - t->refusal_logged_ms >= ES_REFUSAL_LOG_MS)) {
-        t->refusal_logged_ms = now;
-        if (t->copy_to)
-            cdc_log_error("%s.%s: cannot tell whether a rebuild's next version of %s exists (%s); "
-                          "still copying every write into index %s, as last known",
-                          t->schema, t->table, t->name, refused, t->copy_to);
-        else
-            cdc_log_error("%s.%s: cannot tell whether a rebuild's next version of %s exists (%s); "
-                          "copying into none, as last known: do not move alias %s to another "
-                          "index until this is mended (docs/consumer-sinks.md)",
-                          t->schema, t->table, t->name, refused, t->name);
-    }
-    if (changed & ES_VERSIONS_ANSWERED)
-        cdc_log_info("%s.%s: the versions of %s are known again", t->schema, t->table, t->name);
-    if (changed & ES_VERSIONS_MOVED)
-        cdc_log_info("alias %s is on %s_v%u now (was %s_v%u)", t->name, t->name, v->current,
-                     t->name, was.current);
-    cdc_buf next = CDC_BUF_INIT;
-    if (v->next_exists && v->current && es_index_physical(t->name, v->current + 1, &next) < 0) {
-        cdc_buf_free(&next);
-        snprintf(err, errlen, "cannot name the next version of %s: out of memory", t->name);
-        return -1;
-    }
-    if (changed & ES_VERSIONS_COPY_STOP)
-        cdc_log_info("%s.%s: no longer copying writes into index %s", t->schema, t->table,
-                     t->copy_to);
-    if (changed & ES_VERSIONS_COPY_START)
-        cdc_log_info("%s.%s: index %s exists (a rebuild): every write goes there too, before the "
-                     "write through alias %s, until the alias moves", t->schema, t->table,
-                     next.data, t->name);
-    if (changed & (ES_VERSIONS_COPY_START | ES_VERSIONS_COPY_STOP)) {
-        free(t->copy_to);
-        t->copy_to = next.data ? cdc_buf_steal(&next) : NULL;
-    }
-    cdc_buf_free(&next);
-    return 0;
-}
-
-/* ---- truncate -------------------------------------------------------- */
-
-/* Appends "/<index>[,<index>...]" to path: the indices behind `name` when
- * it is an alias, else name itself. A _delete_by_query through an alias
- * that filters out deleted markers would leave them. Returns 1, 0 (out of
- * memory), or -1 with err on a stop. */
-static int path_put_physical(es_sink *s, cdc_buf *path, const char *name, char *err,
-                             size_t errlen)
-{
-    cdc_buf get = CDC_BUF_INIT, names = CDC_BUF_INIT;
-    int rc = 0;
-    if (cdc_buf_puts(&get, "/_alias") < 0 || es_path_put_index(&get, name) < 0)
-        goto done;
-    es_req r = {.method = "GET", .path = get.data, .what = "look up an alias",
-                .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-    unsigned attempt = 0;
-    long status = 0;
-    char why[512];
-    size_t n = 0;
-    int sent = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
-    if (sent < 0) {
-        snprintf(err, errlen, "%s", why);
-        rc = -1;
-        goto done;
-    }
-    if (sent != 0 || status != 200 ||
-        es_alias_indices(s->http.resp.data, s->http.resp.len, &names, &n, why, sizeof why) < 0) {
-        if (sent == 0 && status == 200)
-            cdc_log_warn("GET %s%s: %s; truncating %s itself", es_http_where(&s->http), get.data,
-                         why, name);
-        rc = es_path_put_index(path, name) < 0 ? 0 : 1;
-        goto done;
-    }
-    const char *one = names.data;
-    for (size_t i = 0; i < n; i++, one += strlen(one) + 1) {
-        size_t mark = path->len;
-        if (es_path_put_index(path, one) < 0)
-            goto done;
-        if (i > 0)
-            path->data[mark] = ','; /* "/a" then ",b" */
-    }
-    rc = 1;
-done:
-    cdc_buf_free(&get);
-    cdc_buf_free(&names);
-    return rc;
-}
-
-/* Appends ",<index>" to a path of indices; nothing when index is NULL.
- * Returns 0 or -1 (memory). */
-static int path_put_also(cdc_buf *path, const char *index)
-{
-    size_t mark = path->len;
-    if (!index || mark == 0)
-        return 0;
-    if (es_path_put_index(path, index) < 0)
-        return -1;
-    path->data[mark] = ',';
-    return 0;
-}
-
-/* How a truncate's task ended (task_wait). */
-typedef enum task_end {
-    TASK_ENDED,        /* completed: see the status */
-    TASK_LOST,         /* the engine no longer knows it (its node restarted) */
-    TASK_STOPPED,      /* a stop was requested: cancelled */
-} task_end;
-
-/* Polls the task until it completes. On a stop the task is cancelled: the
- * batch is not stored, so the truncate runs again after a restart, and
- * what this one deleted stays deleted. */
-static task_end task_wait(es_sink *s, const char *task, const char *what, es_task_status *st,
-                          char *err, size_t errlen)
-{
-    cdc_buf path = CDC_BUF_INIT, cancel = CDC_BUF_INIT;
-    task_end end = TASK_STOPPED;
-    unsigned attempt = 0, poll = 0;
-    int64_t log_at = cdc_clock_mono_ms() + TASK_LOG_MS;
-    if (cdc_buf_printf(&path, "/_tasks/%s", task) < 0 ||
-        cdc_buf_printf(&cancel, "/_tasks/%s/_cancel", task) < 0) {
-        snprintf(err, errlen, "cannot wait for task %s (%s): out of memory", task, what);
-        goto done;
-    }
-    for (;;) {
-        if (!sink_backoff(poll < 5 ? poll++ : 5, TASK_POLL_MIN_MS, TASK_POLL_MAX_MS))
-            goto stopped;
-        es_req r = {.method = "GET", .path = path.data, .what = what,
-                    .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-        long status = 0;
-        char why[1024], perr[512], excerpt[ES_EXCERPT_MAX + 1];
-        int rc = es_http_send(&s->http, &r, &attempt, &status, why, sizeof why);
-        if (rc < 0)
-            goto stopped;
-        if (rc == 0 && status == 404) {
-            cdc_log_warn("GET %s%s (%s): the engine no longer knows the task: %s", es_http_where(&s->http),
-                         path.data, what, es_http_excerpt(&s->http, excerpt, sizeof excerpt));
-            end = TASK_LOST;
-            goto done;
-        }
-        if (rc == 0 && status == 200 &&
-            es_task_parse(s->http.resp.data, s->http.resp.len, st, perr, sizeof perr) == 0) {
-            attempt = 0;
-            if (st->state != ES_TASK_RUNNING) {
-                end = TASK_ENDED;
-                goto done;
-            }
-            if (cdc_clock_mono_ms() >= log_at) {
-                cdc_log_info("%s: task %s has deleted %lld of %lld document(s) so far", what, task,
-                             st->deleted, st->total);
-                log_at = cdc_clock_mono_ms() + TASK_LOG_MS;
-            }
-            continue;
-        }
-        if (rc == 0)
-            snprintf(why, sizeof why, "GET %s%s (%s): HTTP %ld: %s", es_http_where(&s->http), path.data,
-                     what, status, status == 200 ? perr : es_http_excerpt(&s->http, excerpt, sizeof excerpt));
-        if (!es_http_retry_wait(&s->http, &attempt, false, why))
-            goto stopped;
-    }
-stopped:
-    es_http_once(&s->http, "POST", cancel.data, what, true);
-    snprintf(err, errlen, "stop requested during the %s (task %s cancelled; the truncate runs "
-             "again after a restart)", what, task);
-done:
-    cdc_buf_free(&path);
-    cdc_buf_free(&cancel);
-    return end;
-}
-
-/* Removes the table's documents older than the truncate: a refresh first,
- * because _delete_by_query only sees what a refresh has made searchable,
- * and documents of this table written just before must go too. A 404
- * (no such index) means there is nothing to remove. The deletion runs as
- * a task of the engine (wait_for_completion=false), polled: it may take
- * far longer than a request should, and a stop must be heard meanwhile. A
- * task that fails or is lost is started again: deleting what is older
- * than the truncate twice is harmless. */
-static int apply_truncate(es_sink *s, consumer_record *rec, char *err, size_t errlen)
-{
-    const cdc_decoded_event *ev = &rec->ev;
-    es_table *t = table_get(s, ev->schema, ev->table, err, errlen);
-    if (!t)
-        return -1;
-    if (t->truncated && t->truncate_lsn >= ev->lsn) {
-        /* The same truncate from another partition, nothing written since. */
-        s->base.applied++;
-        return 0;
-    }
-    if (versions_check(s, t, err, errlen) < 0)
-        return -1;
-    cdc_buf path = CDC_BUF_INIT, body = CDC_BUF_INIT, what = CDC_BUF_INIT, done_path = CDC_BUF_INIT;
-    int rc = -1;
-    unsigned attempt = 0;
-    char excerpt[ES_EXCERPT_MAX + 1], why[1024], task[ES_TASK_ID_MAX + 1];
-    /* A rebuild's next version (versions_check) is truncated in the same
-     * requests; it may be gone by now (ignore_unavailable). */
-    const char *copy = t->copy_to ? "?ignore_unavailable=true" : "";
-    if (cdc_buf_printf(&what, "truncate of %s.%s at lsn %" PRIu64 " in index %s%s%s", ev->schema,
-                       ev->table, ev->lsn, t->index, t->copy_to ? " and " : "",
-                       t->copy_to ? t->copy_to : "") < 0 ||
-        es_truncate_body(ev->lsn, &body) < 0) {
-        snprintf(err, errlen, "cannot apply the truncate of %s.%s: out of memory", ev->schema,
-                 ev->table);
-        goto done;
-    }
-    for (;;) {
-        long status = 0;
-        cdc_buf_reset(&path);
-        if (es_path_put_index(&path, t->index) < 0 || path_put_also(&path, t->copy_to) < 0 ||
-            cdc_buf_puts(&path, "/_refresh") < 0 || cdc_buf_puts(&path, copy) < 0)
-            goto nomem;
-        es_req refresh = {.method = "POST", .path = path.data, .what = what.data,
-                          .timeout_ms = ES_REQUEST_TIMEOUT_MS};
-        int sent = es_http_send(&s->http, &refresh, &attempt, &status, why, sizeof why);
-        if (sent < 0)
-            goto stopped;
-        if (sent == ES_TOO_LARGE)
-            goto refused;
-        if (status == 404 && s->http.resp.data && strstr(s->http.resp.data, "index_not_found_exception"))
-            goto no_index;
-        cdc_buf_reset(&path);
-        int found = path_put_physical(s, &path, t->index, err, errlen);
-        if (found < 0)
-            goto done;
-        if (found == 0 || path_put_also(&path, t->copy_to) < 0 ||
-            cdc_buf_puts(&path, "/_delete_by_query?conflicts=proceed&refresh=true"
-                                "&wait_for_completion=false") < 0 ||
-            (t->copy_to && cdc_buf_puts(&path, "&ignore_unavailable=true") < 0))
-            goto nomem;
-        /* Its answer names the task a stop must cancel: awaited a while after
-         * a stop, so that the task is not left running for minutes. */
-        es_req dbq = {.method = "POST", .path = path.data, .body = body.data, .len = body.len,
-                      .what = what.data, .timeout_ms = ES_REQUEST_TIMEOUT_MS,
-                      .stop_grace_ms = 5000};
-        sent = es_http_send(&s->http, &dbq, &attempt, &status, why, sizeof why);
-        if (sent < 0)
-            goto stopped;
-        if (sent == ES_TOO_LARGE)
-            goto refused;
-        if (status == 404 && s->http.resp.data && strstr(s->http.resp.data, "index_not_found_exception"))
-            goto no_index;
-        if (status < 200 || status >= 300) {
-            /* Any other answer is about this request itself (a bad query, a
-             * field mapped otherwise by the user): retrying cannot help. */
-            snprintf(why, sizeof why, "%s refused: HTTP %ld: %s", what.data, status,
-                     es_http_excerpt(&s->http, excerpt, sizeof excerpt));
-            goto refused;
-        }
-        char perr[512];
-        if (es_task_id_parse(s->http.resp.data, s->http.resp.len, task, perr, sizeof perr) < 0) {
-            snprintf(why, sizeof why, "POST %s%s (%s): %s", es_http_where(&s->http), path.data,
-                     what.data, perr);
-            if (!es_http_retry_wait(&s->http, &attempt, false, why))
-                goto stopped;
-            continue;
-        }
-        cdc_log_debug("%s: task %s started", what.data, task);
-        es_task_status st;
-        task_end end = task_wait(s, task, what.data, &st, err, errlen);
-        if (end == TASK_STOPPED)
-            goto done;
-        if (end == TASK_ENDED) {
-            /* The engine keeps a finished task's result in its .tasks index
-             * until told otherwise. */
-            cdc_buf_reset(&done_path);
-            if (cdc_buf_printf(&done_path, "/.tasks/_doc/%s", task) < 0)
-                goto nomem;
-            es_http_once(&s->http, "DELETE", done_path.data, what.data, false);
-            if (st.state == ES_TASK_NO_INDEX)
-                goto no_index;
-            if (st.state == ES_TASK_DONE) {
-                cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": %lld document(s) removed "
-                             "from index %s", ev->schema, ev->table, ev->lsn, st.deleted, t->index);
-                break;
-            }
-            snprintf(why, sizeof why, "%s: task %s: %s", what.data, task, st.reason);
-        } else {
-            snprintf(why, sizeof why, "%s: task %s was lost", what.data, task);
-        }
-        if (!es_http_retry_wait(&s->http, &attempt, end == TASK_ENDED, why))
-            goto stopped;
-    }
-    goto applied;
-no_index:
-    cdc_log_info("truncate of %s.%s at lsn %" PRIu64 ": index %s does not exist", ev->schema,
-                 ev->table, ev->lsn, t->index);
-applied:
-    t->truncated = true;
-    t->truncate_lsn = ev->lsn;
-    s->base.applied++;
-    rc = 0;
-    goto done;
-refused:
-    cdc_log_error("%s; retrying cannot succeed: dead-lettering the truncate", why);
-    if (sink_reject_record(rec, SINK_NAME, why) < 0)
-        goto nomem;
-    s->base.rejected++;
-    rc = 0;
-    goto done;
-stopped:
-    snprintf(err, errlen, "stop requested during the %s", what.data);
-    goto done;
-nomem:
-    snprintf(err, errlen, "cannot apply the truncate of %s.%s: out of memory", ev->schema,
-             ev->table);
-done:
-    cdc_buf_free(&path);
-    cdc_buf_free(&body);
-    cdc_buf_free(&what);
-    cdc_buf_free(&done_path);
-    return rc;
-}
 
 /* ---- c/u/r/d segments ------------------------------------------------ */
 
@@ -848,7 +142,7 @@ static const char *item_id(const segment *g, const es_item *it)
 
 static int reject(es_sink *s, es_item *it, const char *reason, char *err, size_t errlen)
 {
-    if (sink_reject_record(it->rec, SINK_NAME, reason) < 0) {
+    if (sink_reject_record(it->rec, ES_SINK_NAME, reason) < 0) {
         snprintf(err, errlen, "cannot record a rejected document: out of memory");
         return -1;
     }
@@ -1313,7 +607,7 @@ static int apply_chunk(es_sink *s, segment *g, size_t from, size_t *to, char *er
 
 /* Applies recs[0..n) (no truncate) whose tables tabs[0..n) are ready
  * (apply_segment), written to their tables' indices, or with `copy` to
- * their next versions (versions_check); unchanged TOAST columns are read
+ * their next versions (es_versions_check); unchanged TOAST columns are read
  * from the index readers see either way. Runs on a lane (es_lane): s may
  * be a lane's view. */
 static int apply_records(es_sink *s, consumer_record *const *recs, es_table *const *tabs,
@@ -1488,7 +782,7 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
     size_t nparts = 0;
     for (size_t i = 0; i < n; i++) {
         const cdc_decoded_event *ev = &recs[i]->ev;
-        es_table *t = tabs[i] = table_get(s, ev->schema, ev->table, err, errlen);
+        es_table *t = tabs[i] = es_table_get(s, ev->schema, ev->table, err, errlen);
         if (!t)
             goto done;
         if (!recs[i]->key) {
@@ -1501,8 +795,8 @@ static int apply_segment(es_sink *s, consumer_record *const *recs, size_t n, cha
             }
         } else {
             t->truncated = false;
-            if (index_ensure(s, t, ev->types, err, errlen) < 0 ||
-                versions_check(s, t, err, errlen) < 0)
+            if (es_index_ensure(s, t, ev->types, err, errlen) < 0 ||
+                es_versions_check(s, t, err, errlen) < 0)
                 goto done;
         }
         lane_ix[i] = lane_of(recs[i], parts, lanes_of, &nparts, s->nlanes);
@@ -1581,7 +875,7 @@ static int es_apply(sink *base, consumer_record *const *recs, size_t n, char *er
     size_t i = 0;
     while (i < n) {
         if (recs[i]->ev.op == 't') {
-            if (apply_truncate(s, recs[i], err, errlen) < 0)
+            if (es_truncate_apply(s, recs[i], err, errlen) < 0)
                 return -1;
             i++;
             continue;
@@ -1690,7 +984,7 @@ static void es_destroy(sink *base)
     es_mapping_overrides_free(s->overrides);
     while (s->tables) {
         es_table *next = s->tables->next;
-        table_free(s->tables);
+        es_table_free(s->tables);
         s->tables = next;
     }
     es_index_rules_free(s->names);
@@ -1704,7 +998,7 @@ sink *sink_es_new(const cdc_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up the Elasticsearch sink: out of memory");
         return NULL;
     }
-    s->base.name = SINK_NAME;
+    s->base.name = ES_SINK_NAME;
     s->base.apply = es_apply;
     s->base.at_end = es_at_end;
     s->base.destroy = es_destroy;
