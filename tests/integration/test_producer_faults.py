@@ -51,7 +51,13 @@ def wait_records(cdc, topic, at_least, timeout, proc=None):
         if proc is not None:
             assert proc.poll() is None, f"producer exited {proc.returncode}{proc.log_tail()}"
         return records_in_kafka(cdc, topic) >= at_least
-    wait_for(f"{at_least} records in {topic}", enough, timeout, interval=0.2)
+    def report():   # what Kafka holds and the producer's log (CI run 17 had neither)
+        try:
+            held = cdc.watermarks(topic, timeout=5)
+        except AssertionError as e:
+            held = f"unknown: {e}"
+        return f" (watermarks {held})" + (proc.log_tail() if proc is not None else "")
+    wait_for(f"{at_least} records in {topic}", enough, timeout, interval=0.2, on_timeout=report)
 
 
 def more_txns(work, n, timeout=60):
