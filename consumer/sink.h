@@ -50,6 +50,14 @@ struct sink {
      * requested no batch may succeed, since one before it may have been
      * dropped (consumer/offsets.h). None of its offsets is then stored. */
     int (*apply)(sink *s, consumer_record *const *recs, size_t n, char *err, size_t errlen);
+    /* Or NULL: one attempt of apply, without its retries. Returns what apply
+     * does, or 1 when the attempt met a transient failure (logged and
+     * counted as a retry); apply then starts the batch over, which the
+     * sink's writes, idempotent, allow. The consumer calls it on its
+     * reading thread when nothing else is waiting to be read (consumer.c,
+     * inflight_apply_here). */
+    int (*apply_once)(sink *s, consumer_record *const *recs, size_t n, char *err,
+                      size_t errlen);
     /* --until-end, or NULL: called with no batch in flight once every
      * assigned partition is applied up to its end offsets. Returns 0 when
      * the sink is done; 1 when the consumer must first apply everything up

@@ -350,48 +350,67 @@ static attempt_result attempt(redis_sink *r, consumer_record *const *recs, size_
     return ATTEMPT_DONE;
 }
 
+/* One try of a batch: the refusals of an earlier try are dropped first, a
+ * refusal is only kept from the try that went through. Returns 0, 1 when
+ * it failed (err says why; the connection is closed), or -1 when a stop
+ * was requested: once a stop is requested no batch may succeed, since one
+ * before it may have been given up (not applied, not stored), and a later
+ * one applied and stored would commit past it. */
+static int redis_try(redis_sink *r, consumer_record *const *recs, size_t n, unsigned tries,
+                     char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        sink_reject *kept = NULL, **tail = &kept;
+        for (sink_reject *j = recs[i]->rejects, *next; j; j = next) {
+            next = j->next;
+            if (strcmp(j->sink, "redis") == 0) {
+                free(j->reason);
+                free(j);
+            } else {
+                *tail = j;
+                tail = &j->next;
+                j->next = NULL;
+            }
+        }
+        recs[i]->rejects = kept;
+    }
+    if (cdc_signal_stop_requested()) {
+        if (tries == 0)
+            snprintf(err, errlen, "Redis at %s: stop requested before the batch was sent",
+                     r->target.url_masked);
+        else
+            snprintf(err + strlen(err), errlen - strlen(err), " (stop requested)");
+        return -1;
+    }
+    if (attempt(r, recs, n, err, errlen) == ATTEMPT_DONE) {
+        cdc_metrics_dependency("redis", true);
+        return 0;
+    }
+    cdc_metrics_dependency("redis", false);
+    r->base.retries++;
+    disconnect(r);
+    return 1;
+}
+
 static int redis_apply(sink *s, consumer_record *const *recs, size_t n, char *err, size_t errlen)
 {
     redis_sink *r = (redis_sink *)s;
     for (unsigned tries = 0;; tries++) {
-        /* A retried batch starts clean: a refusal is only kept from the
-         * attempt that went through. */
-        for (size_t i = 0; i < n; i++) {
-            sink_reject *kept = NULL, **tail = &kept;
-            for (sink_reject *j = recs[i]->rejects, *next; j; j = next) {
-                next = j->next;
-                if (strcmp(j->sink, "redis") == 0) {
-                    free(j->reason);
-                    free(j);
-                } else {
-                    *tail = j;
-                    tail = &j->next;
-                    j->next = NULL;
-                }
-            }
-            recs[i]->rejects = kept;
-        }
-        /* Once a stop is requested no batch may succeed: one before it may
-         * have been given up (not applied, not stored), and a later one
-         * applied and stored would commit past it. */
-        if (cdc_signal_stop_requested()) {
-            if (tries == 0)
-                snprintf(err, errlen, "Redis at %s: stop requested before the batch was sent",
-                         r->target.url_masked);
-            else
-                snprintf(err + strlen(err), errlen - strlen(err), " (stop requested)");
-            return -1;
-        }
-        if (attempt(r, recs, n, err, errlen) == ATTEMPT_DONE) {
-            cdc_metrics_dependency("redis", true);
-            return 0;
-        }
-        cdc_metrics_dependency("redis", false);
-        s->retries++;
+        int rc = redis_try(r, recs, n, tries, err, errlen);
+        if (rc <= 0)
+            return rc;
         cdc_log_warn("%s; retrying (attempt %u)", err, tries + 1);
-        disconnect(r);
         sink_backoff(tries, BACKOFF_MIN_MS, BACKOFF_MAX_MS); /* a stop ends it early */
     }
+}
+
+static int redis_apply_once(sink *s, consumer_record *const *recs, size_t n, char *err,
+                            size_t errlen)
+{
+    int rc = redis_try((redis_sink *)s, recs, n, 0, err, errlen);
+    if (rc == 1)
+        cdc_log_warn("%s; retrying", err);
+    return rc;
 }
 
 static void redis_destroy(sink *s)
@@ -420,6 +439,7 @@ sink *sink_redis_new(const cdc_config *cfg, char *err, size_t errlen)
     }
     r->base.name = "redis";
     r->base.apply = redis_apply;
+    r->base.apply_once = redis_apply_once;
     r->base.destroy = redis_destroy;
     r->argv = (redis_argv)REDIS_ARGV_INIT;
     r->rows = (redis_rows)REDIS_ROWS_INIT;

@@ -320,3 +320,51 @@ def test_sigterm_during_a_revoke_while_the_sink_fails_stores_nothing_past_the_dr
                 p.stop()
         r.close()
         srv.cleanup()
+
+
+def test_redis_down_under_an_idle_consumer_keeps_it_in_the_group_and_commits_nothing_past(
+        kafka, consumers, unique):
+    """With nothing else to read, the consumer applies a batch on its reading thread, one
+    attempt per sink, sparing the hand-over to the worker (issue 17). When that attempt
+    fails, the worker takes the batch over and retries, and the reading thread keeps
+    polling: Redis down for twice max.poll.interval.ms must not cost the consumer its
+    partitions, nothing may be committed past the record not applied, and once Redis is
+    back that record is applied and committed."""
+    import redis as redis_py
+
+    c = Case(kafka, unique, partitions=1)
+    srv = pgcdc_services.Redis(persist=True).start()
+    r = redis_py.Redis.from_url(srv.url, socket_timeout=10)
+    a = None
+    try:
+        a = consumers.start(*c.args(srv.url, "-X", "max.poll.interval.ms=6000",
+                                    "-X", "session.timeout.ms=6000",
+                                    "-X", "heartbeat.interval.ms=500"))
+        produce(c.bootstrap, c.topic, [ins(c.table, 100, {"id": 1})])
+        wait_for("the first record applied", lambda: c.applied(r) == {1}, 60, interval=0.1)
+        wait_for("and committed", lambda: c.committed() == {0: 1}, 30, interval=0.3)
+
+        srv.stop()
+        produce(c.bootstrap, c.topic, [ins(c.table, 200, {"id": 2})])
+        wait_for("the worker retrying the record",
+                 lambda: a.log().count("retrying (attempt") >= 2, 60, interval=0.2)
+        # The outage lasts twice max.poll.interval.ms; the offset stays where it was.
+        until = time.monotonic() + 12
+        while time.monotonic() < until:
+            assert c.committed() == {0: 1}, a.log()[-4000:]
+            assert a.proc.poll() is None, a.log()[-4000:]
+            time.sleep(0.5)
+        srv.start()
+        r = redis_py.Redis.from_url(srv.url, socket_timeout=10)
+        wait_for("the second record applied", lambda: c.applied(r) == {1, 2}, 60, interval=0.2)
+        wait_for("and committed", lambda: c.committed() == {0: 2}, 30, interval=0.3)
+        a.signal(signal.SIGTERM)
+        assert a.wait(30) == 0, a.log()[-4000:]
+        log = a.log()
+        assert "MAXPOLL" not in log and "losing" not in log, log[-6000:]
+        assert log.count("assigned 1 partition(s)") == 1, log[-6000:]
+    finally:
+        if a:
+            a.stop()
+        r.close()
+        srv.cleanup()
