@@ -448,9 +448,12 @@ static int collect(docs_sink *d, consumer_record *const *recs, size_t n, uint64_
                 if (!v && !col)
                     return -1;
                 if (!v) {
-                    /* An old row without the column: the table's replica
-                     * identity does not hold it (docs/documents.md). */
-                    if (rows[r] && !d->warned_missing) {
+                    /* A null links the row to no document. A row without
+                     * the column is an old row the table's replica
+                     * identity does not hold it in (docs/documents.md). */
+                    bool absent = rows[r] && YAJL_IS_OBJECT(rows[r]) &&
+                                  !row_json_member(rows[r], col);
+                    if (absent && !d->warned_missing) {
                         cdc_log_warn("documents: a change of %s.%s has no %s in \"%s\": give "
                                      "the table REPLICA IDENTITY FULL", ev->schema, ev->table,
                                      col, r ? "after" : "before");
@@ -567,7 +570,8 @@ static int read_roots(docs_sink *d, type_state *ts, char *err, size_t errlen)
     }
     if (map_groups(d, ts, err, errlen) < 0)
         return -1;
-    qsort(ts->roots, ts->nroots, sizeof *ts->roots, cmp_root);
+    if (ts->nroots > 1) /* none may mean no array at all, which qsort must not get */
+        qsort(ts->roots, ts->nroots, sizeof *ts->roots, cmp_root);
     size_t u = 0;
     for (size_t i = 0; i < ts->nroots; i++) {
         if (u && strcmp(ts->roots[u - 1].key, ts->roots[i].key) == 0) {

@@ -341,6 +341,39 @@ def test_refuses_child_table_without_replica_identity(
     assert "product_id" in log, log[-3000:]
 
 
+def test_changes_that_reach_no_document_are_applied_as_nothing(
+        cdc, pg, kafka, redis_server, consumers, shop):  # noqa: F811
+    """A consumer's first changes may belong to no document: a brand no product uses, a
+    review of no product. Their batch writes nothing and is committed, and the consumer
+    goes on to the next (CI run 21: the sanitizer stopped the consumer on such a batch,
+    sorting an empty list of documents that had never been allocated). A null link is
+    not a column the replica identity lacks, and is not warned about."""
+    write, _, prefix, r = shop
+    args = consumer_args(cdc, pg, redis_server, write(with_index=False), f"none{cdc.unique}")
+    producer = cdc.start()
+    consumer = consumers.start(*args)
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {cdc.schema}")
+        conn.execute("INSERT INTO brands VALUES (1, 'unused')")
+        conn.execute("INSERT INTO reviews VALUES (1, NULL, NULL, 5, 'of nothing')")
+        for table in ("brands", "reviews"):
+            topic = cdc.topic(table)
+            wait_for(f"the change of {table} committed", lambda: sum(
+                max(0, o) for o in committed(kafka.bootstrap, f"g{cdc.unique}", topic,
+                                             3).values()) == 1, timeout=60,
+                on_timeout=lambda: consumer.log()[-4000:])
+        assert redis_docs(r, prefix) == {}
+        conn.execute("INSERT INTO products VALUES (7, 'seven', 7.00, 1)")
+        wait_for("the product's document in Redis",
+                 lambda: redis_docs(r, prefix).get("7", {}).get("brand"), timeout=60,
+                 on_timeout=lambda: consumer.log()[-4000:])
+        assert redis_docs(r, prefix)["7"]["brand"] == {"id": 1, "name": "unused"}
+    # The review's null product_id is no missing column: nothing to warn about.
+    assert "REPLICA IDENTITY FULL" not in consumer.log(), consumer.log()[-4000:]
+    assert consumer.proc.poll() is None, consumer.log()[-4000:]
+    assert producer.poll() is None, f"producer exited{producer.log_tail()}"
+
+
 def test_stop_during_a_blocked_read_commits_nothing_past_it(
         cdc, pg, kafka, redis_server, consumers, shop):  # noqa: F811
     """A document read waiting on a lock holds its batch: a stop then ends the consumer
