@@ -141,7 +141,7 @@ typedef struct consumer {
         size_t bytes;
         uint64_t batch;
         bool busy;              /* handed over, not yet finished */
-        bool done;              /* the worker is through with it (under mu) */
+        bool done;              /* finished, by the worker or here (under mu) */
         bool ok;                /* every sink applied it */
         size_t from_sink;       /* the sinks before it applied it already */
         char err[1024];
