@@ -448,9 +448,9 @@ static int collect(docs_sink *d, consumer_record *const *recs, size_t n, uint64_
                 if (!v && !col)
                     return -1;
                 if (!v) {
-                    /* A null links the row to no document. A row without
-                     * the column is an old row the table's replica
-                     * identity does not hold it in (docs/documents.md). */
+                    /* A null links the row to no document. A missing
+                     * column is one the table's replica identity leaves
+                     * out of the old row (docs/documents.md). */
                     bool absent = rows[r] && YAJL_IS_OBJECT(rows[r]) &&
                                   !row_json_member(rows[r], col);
                     if (absent && !d->warned_missing) {
