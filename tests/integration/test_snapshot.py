@@ -190,6 +190,81 @@ class SlowWriters:
             self.errors.append(e)
 
 
+class Straddler(threading.Thread):
+    """One transaction, C, that surely begins before the slot is consistent and commits
+    after: its insert streams with an lsn below the snapshot rows' (SlowWriters do the
+    same only by chance, and on a loaded machine one run had none).
+
+    PostgreSQL's snapshot builder (snapbuild.c) logs the running transactions, waits
+    for them all to end (a lock wait on each xid, seen in pg_locks), logs them again and
+    has its full snapshot; then waits for the ones running at that point and is
+    consistent. A transaction that began after the full snapshot is decoded whole if it
+    commits later. So: A is open before the producer starts; once the walsender waits
+    for A, B begins and A commits; once it waits for B (the full snapshot is there), C
+    begins and B commits; C commits once the producer has logged its slot. Ids below 0
+    are the straddler's own, apart from the workloads'."""
+
+    def __init__(self, dsn, schema, timeout=180):
+        super().__init__(daemon=True)
+        self.dsn, self.table, self.timeout = dsn, f"{schema}.big", timeout
+        self.conns = {}
+        self.proc = None
+        self.error = None
+
+    def _begin(self, name, row_id):
+        conn = psycopg.connect(self.dsn)
+        self.conns[name] = conn
+        conn.execute(f"INSERT INTO {self.table} VALUES (%s, 2, 'straddler {name}', 2, now())",
+                     (row_id,))
+        return conn.execute("SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text"
+                            ).fetchone()[0]
+
+    def _awaited(self, xid):
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = "
+                                "'transactionid' AND NOT granted AND transactionid::text = %s",
+                                (xid,)).fetchone()[0] > 0
+
+    def open_first(self):
+        """Before the producer starts: A writes and stays open."""
+        self.xid_a = self._begin("A", -1)
+
+    def follow(self, proc):
+        self.proc = proc
+        self.start()
+
+    def run(self):
+        try:
+            wait_for("the slot's builder to wait for transaction A",
+                     lambda: self._awaited(self.xid_a), self.timeout)
+            xid_b = self._begin("B", -2)
+            self.conns["A"].commit()
+            wait_for("the slot's builder to wait for transaction B (its full snapshot)",
+                     lambda: self._awaited(xid_b), self.timeout)
+            self._begin("C", -3)
+            self.conns["B"].commit()
+            wait_for("the producer to log its slot",
+                     lambda: "created replication slot" in self.proc.log(), self.timeout,
+                     on_timeout=self.proc.log_tail)
+            self.conns["C"].commit()
+        except BaseException as e:  # noqa: BLE001 - raised by finish()
+            self.error = e
+        finally:
+            # Whatever is still open is rolled back: the slot must not wait on it.
+            for conn in self.conns.values():
+                conn.close()
+
+    def finish(self):
+        """Joins (ending A if the producer never started), raises what went wrong."""
+        if self.proc:
+            self.join(self.timeout * 3 + 30)
+            assert not self.is_alive(), "the straddler did not finish"
+        for conn in self.conns.values():
+            conn.close()
+        if self.error:
+            raise self.error
+
+
 def pg_rows(cdc):
     """{id: hash of (grp, v, n)} of big, read with a server-side cursor (millions of
     rows fit: only hashes are kept)."""
@@ -331,10 +406,13 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     churn.start()
     slow = SlowWriters(cdc.pg.dsn, cdc.schema, ROWS)
     slow.start()
+    straddler = Straddler(cdc.pg.dsn, cdc.schema)
+    straddler.open_first()
     port = free_port()
     try:
         proc = cdc.start("--create-slot", "--snapshot", "initial", "--snapshot-workers", workers,
                          "--snapshot-chunk-rows", 5000, "--metrics-addr", f"127.0.0.1:{port}")
+        straddler.follow(proc)
         wait_log(proc, r"snapshot done", 900, "the snapshot to finish")
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
         label = f'{{table="{cdc.schema}.big"}}'
@@ -344,6 +422,7 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
         wait_log(proc, r"streaming slot", 60, "streaming")
         time.sleep(2)
     finally:
+        straddler.finish()
         churn.stop()
         churn.join()
         slow.stop()
@@ -356,8 +435,8 @@ def test_initial_snapshot_under_workload_ends_equal_to_postgres(cdc, workers):
     counts = check_topic(cdc, cdc.topic("big"), pg_rows(cdc))
     assert counts["r"] == rows and rows >= ROWS - churn.txns, counts
     assert counts["c"] + counts["u"] + counts["d"] > 0, "the workload streamed nothing"
-    # The slow writers were writing when the slot was made: their changes stream with an
-    # lsn below the snapshot rows' and must already be in those rows.
+    # The straddler (and the slow writers, by chance) were writing when the slot was
+    # made: their changes stream with an lsn below the snapshot rows'.
     assert counts["below_snapshot"] > 0, counts
     print(f"\ninitial snapshot, {workers} worker(s): {rows} rows in {secs:.1f} s = {rate} rows/s "
           f"(load {load_s:.1f} s, {churn.txns} workload transactions meanwhile, "
