@@ -29,6 +29,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "cdc_buf.h"
 #include "cdc_config.h"
 #include "kafka_out.h"
 
@@ -44,8 +45,7 @@ typedef struct record {
 typedef struct records {
     record *items;
     size_t n, cap;
-    char *bytes; /* keys and values, back to back */
-    size_t used, size;
+    cdc_buf bytes; /* keys and values, back to back */
 } records;
 
 typedef struct delivered {
@@ -114,25 +114,6 @@ static double librdkafka_threads_cpu(void)
     return total;
 }
 
-static int keep_bytes(records *r, const void *p, size_t len, size_t *off)
-{
-    if (r->used + len > r->size) {
-        size_t size = r->size ? r->size : 1 << 20;
-        while (r->used + len > size)
-            size *= 2;
-        char *bytes = realloc(r->bytes, size);
-        if (!bytes)
-            return -1;
-        r->bytes = bytes;
-        r->size = size;
-    }
-    if (len)
-        memcpy(r->bytes + r->used, p, len);
-    *off = r->used;
-    r->used += len;
-    return 0;
-}
-
 static int keep_record(records *r, const rd_kafka_message_t *m, char *err, size_t errlen)
 {
     if (r->n == r->cap) {
@@ -162,9 +143,10 @@ static int keep_record(records *r, const rd_kafka_message_t *m, char *err, size_
     rec->lsn = strtoull(lsn, NULL, 10);
     rec->key_len = m->key_len;
     rec->value_len = m->payload ? m->len : 0;
-    rec->value_off = SIZE_MAX;
-    if (keep_bytes(r, m->key, m->key_len, &rec->key_off) < 0 ||
-        (m->payload && keep_bytes(r, m->payload, m->len, &rec->value_off) < 0)) {
+    rec->key_off = r->bytes.len;
+    rec->value_off = m->payload ? r->bytes.len + m->key_len : SIZE_MAX;
+    if (cdc_buf_append(&r->bytes, m->key, m->key_len) < 0 ||
+        (m->payload && cdc_buf_append(&r->bytes, m->payload, m->len) < 0)) {
         snprintf(err, errlen, "out of memory after %zu records", r->n);
         return -1;
     }
@@ -281,10 +263,10 @@ static int replay(const cdc_config *cfg, const records *r, const char *topic, lo
                 kafka_out_poll(k, (int)(ahead * 1000));
         }
         const record *rec = &r->items[i];
-        const char *value = rec->value_off == SIZE_MAX ? NULL : r->bytes + rec->value_off;
+        const char *value = rec->value_off == SIZE_MAX ? NULL : r->bytes.data + rec->value_off;
         for (;;) {
             rd_kafka_resp_err_t e =
-                kafka_out_produce(k, t, RD_KAFKA_PARTITION_UA, r->bytes + rec->key_off,
+                kafka_out_produce(k, t, RD_KAFKA_PARTITION_UA, r->bytes.data + rec->key_off,
                                   rec->key_len, value, rec->value_len, rec->lsn, NULL);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                 break;
@@ -339,7 +321,7 @@ int main(int argc, char **argv)
         cdc_config_free(cfg);
         return 2;
     }
-    records r = {0};
+    records r = {.bytes = CDC_BUF_INIT};
     int rc = 1;
     if (read_topic(cdc_config_str(cfg, "brokers"), from, (size_t)cdc_config_int(cfg, "count"),
                    &r, err, sizeof err) < 0) {
@@ -362,7 +344,7 @@ int main(int argc, char **argv)
     rc = 0;
 done:
     free(r.items);
-    free(r.bytes);
+    cdc_buf_free(&r.bytes);
     cdc_config_free(cfg);
     return rc;
 }
